@@ -1,0 +1,111 @@
+import Foundation
+
+/// A failure to reach, authenticate with or understand a Ray cluster.
+///
+/// A struct with an extensible ``Code`` rather than an enum, so new cases never break callers:
+/// compare with `error.code == .unauthorized`.
+public struct ClusterError: RayLANError, Sendable {
+    /// What kind of failure this is.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        public var description: String { name }
+
+        /// The address could not be parsed.
+        public static let invalidAddress = Code("invalidAddress")
+        /// No connection could be made (refused, timed out, no route).
+        public static let unreachable = Code("unreachable")
+        /// HTTP 401: the cluster wants a token and none was sent.
+        public static let unauthorized = Code("unauthorized")
+        /// HTTP 403: the token sent was refused.
+        public static let forbidden = Code("forbidden")
+        /// The cluster's Ray version is outside the supported range.
+        public static let unsupportedVersion = Code("unsupportedVersion")
+        /// The server answered with an unexpected HTTP status.
+        public static let serverError = Code("serverError")
+        /// The server's answer could not be understood.
+        public static let invalidResponse = Code("invalidResponse")
+        /// A token file could not be read.
+        public static let tokenUnreadable = Code("tokenUnreadable")
+        /// The local Python environment with Ray is missing.
+        public static let pythonMissing = Code("pythonMissing")
+        /// The embedded local Ray did not start.
+        public static let localStartFailed = Code("localStartFailed")
+        /// The request needs a feature the cluster's Ray version lacks.
+        public static let unsupportedFeature = Code("unsupportedFeature")
+    }
+
+    /// What kind of failure this is.
+    public let code: Code
+    /// What failed, repeating the input.
+    public let message: String
+    /// What to do about it.
+    public let remedy: String?
+    /// The HTTP status, for server answers.
+    public let status: Int?
+    /// The raw response body, for server answers (truncated to 4 KiB).
+    public let responseBody: String?
+    /// The cause, where there is one.
+    public let underlying: (any Error & Sendable)?
+
+    init(
+        _ code: Code, _ message: String, remedy: String? = nil, status: Int? = nil,
+        responseBody: String? = nil, underlying: (any Error & Sendable)? = nil
+    ) {
+        self.code = code
+        self.message = message
+        self.remedy = remedy
+        self.status = status
+        self.responseBody = responseBody.map { String($0.prefix(4096)) }
+        self.underlying = underlying
+    }
+
+    public var description: String { sentence(message, remedy: remedy) }
+    public var isUsageError: Bool { code == .invalidAddress || code == .tokenUnreadable }
+
+    static func invalidAddress(_ text: String, reason: String) -> ClusterError {
+        ClusterError(
+            .invalidAddress, "Invalid cluster address '\(text)': \(reason)",
+            remedy: "Use HOST, HOST:PORT or http://HOST:PORT of the Ray dashboard, e.g. 192.168.1.130 or 192.168.1.130:8265.")
+    }
+
+    static func unreachable(_ address: ClusterAddress, reason: String, underlying: (any Error & Sendable)?)
+        -> ClusterError
+    {
+        ClusterError(
+            .unreachable,
+            "Cannot reach the Ray dashboard at \(address.host):\(address.port) (\(reason))",
+            remedy: "Is Ray running there with --dashboard-host=0.0.0.0, and is port \(address.port) open in the firewall on \(address.host)?",
+            underlying: underlying)
+    }
+
+    static func unauthorized(_ address: ClusterAddress, body: String) -> ClusterError {
+        ClusterError(
+            .unauthorized,
+            "The Ray cluster at \(address.host):\(address.port) requires a token (HTTP 401) and none was sent",
+            remedy: "Pass --token-file FILE, set RAY_AUTH_TOKEN, or copy the head's ~/.ray/auth_token to this machine.",
+            status: 401, responseBody: body)
+    }
+
+    static func forbidden(_ address: ClusterAddress, tokenSource: String?, body: String) -> ClusterError {
+        let source = tokenSource.map { " (from \($0))" } ?? ""
+        return ClusterError(
+            .forbidden,
+            "The Ray cluster at \(address.host):\(address.port) refused the token\(source) (HTTP 403)",
+            remedy: "Use the token the cluster was started with: run 'ray get-auth-token' on the head and pass it with --token-file or RAY_AUTH_TOKEN.",
+            status: 403, responseBody: body)
+    }
+
+    static func server(_ what: String, status: Int, body: String, remedy: String? = nil) -> ClusterError {
+        ClusterError(
+            .serverError, "\(what) failed: HTTP \(status): \(RayMessage.extract(from: body))", remedy: remedy,
+            status: status, responseBody: body)
+    }
+
+    static func invalidResponse(_ what: String, body: String, underlying: (any Error & Sendable)?) -> ClusterError {
+        ClusterError(
+            .invalidResponse, "Could not understand the answer to \(what)",
+            remedy: "Is this a Ray dashboard of a supported version (\(RayVersion.supportedRange))?",
+            responseBody: body, underlying: underlying)
+    }
+}

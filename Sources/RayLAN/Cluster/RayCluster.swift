@@ -1,0 +1,196 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// A connection to a Ray cluster's dashboard: the HTTP endpoint for Jobs, packages, Serve and state.
+///
+/// RayLAN speaks only Ray's public HTTP interfaces; it never uses Ray Client (`ray://`).
+/// Create one with ``withConnection(to:configuration:logger:_:)`` so that it is shut down, or call
+/// ``shutdown()`` yourself.
+///
+/// ```swift
+/// try await RayCluster.withConnection(to: ClusterAddress(parsing: "192.168.1.130")) { cluster in
+///     let info = try await cluster.serverInfo()
+///     print(info.rayVersion)
+/// }
+/// ```
+public final class RayCluster: Sendable {
+    /// The dashboard address.
+    public let address: ClusterAddress
+    /// The connection settings.
+    public let configuration: Configuration
+    let logger: Logger
+    let http: HTTPClient
+    private let cachedInfo = LockedBox<ServerInfo?>(nil)
+
+    /// Creates a connection. No network traffic happens until the first request.
+    ///
+    /// - Warning: Call ``shutdown()`` when done, or use ``withConnection(to:configuration:logger:_:)``.
+    public init(address: ClusterAddress, configuration: Configuration = Configuration(), logger: Logger? = nil) {
+        self.address = address
+        self.configuration = configuration
+        self.logger = logger ?? Logger(label: "raylan", factory: { _ in SwiftLogNoOpLogHandler() })
+        var httpConfiguration = HTTPClient.Configuration()
+        httpConfiguration.timeout = .init(connect: .init(configuration.timeouts.connect), read: nil)
+        httpConfiguration.redirectConfiguration = .disallow
+        self.http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
+    }
+
+    /// Opens a connection, runs `body`, and shuts the connection down, also when `body` throws.
+    public static func withConnection<Result: Sendable>(
+        to address: ClusterAddress, configuration: Configuration = Configuration(), logger: Logger? = nil,
+        _ body: (RayCluster) async throws -> Result
+    ) async throws -> Result {
+        let cluster = RayCluster(address: address, configuration: configuration, logger: logger)
+        do {
+            let result = try await body(cluster)
+            try await cluster.shutdown()
+            return result
+        } catch {
+            try? await cluster.shutdown()
+            throw error
+        }
+    }
+
+    /// Closes the HTTP connections.
+    public func shutdown() async throws {
+        try await http.shutdown()
+    }
+
+    // MARK: Handshake
+
+    /// The version handshake: `GET /api/version` and `GET /api/v0/cluster_metadata`.
+    ///
+    /// The answer is cached; request builders use it to send only fields the server's Ray knows.
+    /// - Throws: ``ClusterError`` when the cluster cannot be reached, refuses the token, or runs a Ray older
+    ///   than ``RayVersion/oldestSupported``.
+    public func serverInfo() async throws -> ServerInfo {
+        if let info = cachedInfo.withLock({ $0 }) { return info }
+        struct Version: Decodable {
+            var version: String?
+            var ray_version: String
+            var ray_commit: String?
+            var session_name: String?
+        }
+        struct Metadata: Decodable {
+            struct DataPart: Decodable {
+                var rayVersion: String?
+                var pythonVersion: String?
+            }
+            var data: DataPart?
+        }
+        let version: Version = try await getJSON("/api/version", what: "GET /api/version")
+        guard let rayVersion = RayVersion(version.ray_version) else {
+            throw ClusterError.invalidResponse("GET /api/version", body: version.ray_version, underlying: nil)
+        }
+        guard rayVersion.isSupported else {
+            throw ClusterError(
+                .unsupportedVersion,
+                "The cluster at \(address.host):\(address.port) runs Ray \(rayVersion); RayLAN supports \(RayVersion.supportedRange)",
+                remedy: "Upgrade Ray on every node, e.g. 'pip install \"ray[default,serve]==\(RayVersion.newestTested)\"'.")
+        }
+        if rayVersion.isNewerThanTested {
+            logger.warning("Ray \(rayVersion) is newer than RayLAN was tested with (\(RayVersion.supportedRange)).")
+        }
+        let metadata: Metadata? = try? await getJSON("/api/v0/cluster_metadata", what: "GET /api/v0/cluster_metadata")
+        let info = ServerInfo(
+            dashboardURL: address.url.absoluteString, rayVersion: rayVersion, rayCommit: version.ray_commit,
+            pythonVersion: metadata?.data?.pythonVersion, sessionName: version.session_name, apiVersion: version.version)
+        cachedInfo.withLock { $0 = info }
+        return info
+    }
+
+    // MARK: HTTP
+
+    /// A response: status and the whole body.
+    struct Response: Sendable {
+        var status: Int
+        var body: Data
+        var text: String { String(decoding: body, as: UTF8.self) }
+    }
+
+    /// Sends one request and returns status and body. Maps connection failures to `unreachable` and 401/403
+    /// to `unauthorized`/`forbidden`; every other status is the caller's to judge.
+    func send(
+        _ method: HTTPMethod, _ path: String, body: Data? = nil, contentType: String = "application/json",
+        timeout: Duration? = nil, maxResponseBytes: Int = 64 << 20
+    ) async throws -> Response {
+        var request = HTTPClientRequest(url: address.url.absoluteString + path)
+        request.method = method
+        request.headers.add(name: "User-Agent", value: configuration.userAgent)
+        request.headers.add(name: "Accept", value: "application/json")
+        if let token = configuration.token {
+            request.headers.add(name: "Authorization", value: "Bearer \(token.value)")
+        }
+        if let body {
+            request.headers.add(name: "Content-Type", value: contentType)
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let limit = timeout ?? configuration.timeouts.request
+        let response: HTTPClientResponse
+        let bytes: ByteBuffer
+        do {
+            response = try await http.execute(request, timeout: .init(limit))
+            bytes = try await response.body.collect(upTo: maxResponseBytes)
+        } catch let error as ClusterError {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw ClusterError.unreachable(address, reason: Self.reason(for: error, timeout: limit), underlying: error)
+        }
+        let result = Response(status: Int(response.status.code), body: Data(bytes.readableBytesView))
+        logger.debug("\(method) \(path) -> \(result.status)")
+        switch result.status {
+        case 401: throw ClusterError.unauthorized(address, body: result.text)
+        case 403: throw ClusterError.forbidden(address, tokenSource: configuration.token?.source, body: result.text)
+        default: return result
+        }
+    }
+
+    /// GETs `path` and decodes a 200 answer.
+    func getJSON<T: Decodable>(_ path: String, what: String) async throws -> T {
+        let response = try await send(.GET, path)
+        guard response.status == 200 else {
+            throw ClusterError.server(what, status: response.status, body: response.text)
+        }
+        return try decode(T.self, from: response, what: what)
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, from response: Response, what: String) throws -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: response.body)
+        } catch {
+            throw ClusterError.invalidResponse(what, body: response.text, underlying: error)
+        }
+    }
+
+    /// A short human reason for a connection failure.
+    static func reason(for error: any Error, timeout: Duration) -> String {
+        let text = String(describing: error)
+        if text.localizedCaseInsensitiveContains("refused") { return "connection refused" }
+        if text.localizedCaseInsensitiveContains("connectTimeout") {
+            return "no answer to the connection attempt: a firewall may drop the packets"
+        }
+        if text.localizedCaseInsensitiveContains("deadline") || text.localizedCaseInsensitiveContains("timeout") {
+            return "no answer within \(timeout)"
+        }
+        if text.localizedCaseInsensitiveContains("unreachable") { return "no route to host" }
+        if text.localizedCaseInsensitiveContains("dns") || text.localizedCaseInsensitiveContains("resolve")
+            || text.localizedCaseInsensitiveContains("lookup")
+        {
+            return "the host name could not be resolved"
+        }
+        if text.localizedCaseInsensitiveContains("remoteConnectionClosed") { return "the server closed the connection" }
+        return text
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

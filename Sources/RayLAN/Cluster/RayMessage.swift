@@ -1,0 +1,28 @@
+import Foundation
+
+/// Pulls the human part out of a Ray error body: a JSON `message`/`msg`/`detail`, the last line of a
+/// Python traceback, or the text itself folded onto one line.
+enum RayMessage {
+    static func extract(from body: String, limit: Int = 500) -> String {
+        let trimmed = body.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.isEmpty { return "(empty response)" }
+        if let data = trimmed.data(using: .utf8),
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        {
+            for key in ["message", "msg", "detail", "error"] {
+                if let text = object[key] as? String, !text.isEmpty { return fold(text, limit: limit) }
+            }
+        }
+        let lines = trimmed.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        if lines.first?.hasPrefix("Traceback") == true, let last = lines.last(where: { !$0.isEmpty }) {
+            return fold(last, limit: limit)
+        }
+        return fold(trimmed, limit: limit)
+    }
+
+    static func fold(_ text: String, limit: Int) -> String {
+        let oneLine = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }.joined(separator: " ")
+        return oneLine.count > limit ? String(oneLine.prefix(limit)) + "…" : oneLine
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+
+/// What to run as a Ray job: the entrypoint command, its working directory and its resources.
+///
+/// ```swift
+/// var spec = JobSpec(entrypoint: "python train.py")
+/// spec.workingDirectory = URL(fileURLWithPath: "./project")
+/// spec.resources.gpus = 1
+/// let job = try await cluster.submit(spec)
+/// ```
+public struct JobSpec: Sendable, Hashable {
+    /// Resources the entrypoint (the driver) reserves; Ray places it on a node that has them.
+    public struct Resources: Sendable, Hashable, Codable {
+        /// `entrypoint_num_cpus`. Default nil (Ray's default: 0 reserved).
+        public var cpus: Double?
+        /// `entrypoint_num_gpus`, fractions allowed. Default nil. With 1 on a one-GPU host, tasks that also
+        /// ask for a GPU wait forever: request GPUs in the job's tasks instead where the job starts them.
+        public var gpus: Double?
+        /// `entrypoint_memory` in bytes. Default nil.
+        public var memoryBytes: Int?
+        /// `entrypoint_resources`, custom logical resources. Default none.
+        public var custom: [String: Double]
+
+        public init(cpus: Double? = nil, gpus: Double? = nil, memoryBytes: Int? = nil, custom: [String: Double] = [:]) {
+            self.cpus = cpus
+            self.gpus = gpus
+            self.memoryBytes = memoryBytes
+            self.custom = custom
+        }
+    }
+
+    /// The shell command Ray runs, e.g. `python main.py --epochs 3`.
+    public var entrypoint: String
+    /// Your own id (`submission_id`); Ray makes one (`raysubmit_…`) when nil. Default nil.
+    public var submissionID: String?
+    /// A local folder uploaded as the job's working directory. Default nil.
+    public var workingDirectory: URL?
+    /// What goes into the working-directory package. Default ``PackageOptions/init(excludes:defaultExcludes:honorsGitignore:maxPackageBytes:)``.
+    public var packageOptions: PackageOptions
+    /// Resources reserved for the entrypoint. Default none.
+    public var resources: Resources
+    /// Environment variables for the job (runtime_env `env_vars`). Default none.
+    public var environment: [String: String]
+    /// pip packages installed for the job (runtime_env `pip`). Default none.
+    public var pipPackages: [String]
+    /// String metadata shown by Ray. Default none.
+    public var metadata: [String: String]
+
+    public init(
+        entrypoint: String, submissionID: String? = nil, workingDirectory: URL? = nil,
+        packageOptions: PackageOptions = PackageOptions(), resources: Resources = Resources(),
+        environment: [String: String] = [:], pipPackages: [String] = [], metadata: [String: String] = [:]
+    ) {
+        self.entrypoint = entrypoint
+        self.submissionID = submissionID
+        self.workingDirectory = workingDirectory
+        self.packageOptions = packageOptions
+        self.resources = resources
+        self.environment = environment
+        self.pipPackages = pipPackages
+        self.metadata = metadata
+    }
+
+    /// Checks the spec without touching the network.
+    ///
+    /// - Throws: ``JobError`` (`invalidSpec`) naming the bad field and what to do.
+    public func validate() throws {
+        if entrypoint.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw JobError.invalidSpec("The entrypoint is empty", remedy: "Give the command to run, e.g. 'python main.py'.")
+        }
+        for (name, value) in [("CPUs", resources.cpus), ("GPUs", resources.gpus)] {
+            if let value, !(value >= 0 && value.isFinite) {
+                throw JobError.invalidSpec(
+                    "The number of \(name) must be 0 or more, not \(value)", remedy: "Pass e.g. 1 or 0.5.")
+            }
+        }
+        if let memory = resources.memoryBytes, memory < 0 {
+            throw JobError.invalidSpec("Memory must be 0 or more bytes, not \(memory)", remedy: "Pass bytes, e.g. 2000000000.")
+        }
+        for (name, value) in resources.custom where name.isEmpty || !(value >= 0 && value.isFinite) {
+            throw JobError.invalidSpec(
+                "The resource '\(name)=\(value)' is invalid", remedy: "Use NAME=N with a name and a number of 0 or more.")
+        }
+        for name in environment.keys where name.isEmpty || name.contains("=") {
+            throw JobError.invalidSpec("The environment variable name '\(name)' is invalid", remedy: "Use K=V.")
+        }
+    }
+}

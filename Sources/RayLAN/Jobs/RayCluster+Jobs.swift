@@ -1,0 +1,179 @@
+import Foundation
+import NIOHTTP1
+
+/// What ``RayCluster/submit(_:)`` returns.
+public struct JobSubmission: Sendable, Hashable, Codable {
+    /// The submission id to follow the job with.
+    public var submissionID: String
+    /// The uploaded working directory, when the spec had one.
+    public var workingDirectory: PackageUpload?
+}
+
+extension RayCluster {
+    /// Submits a job: validates the spec, uploads the working directory when needed, and POSTs
+    /// `/api/jobs/` with only the fields the cluster's Ray version knows.
+    ///
+    /// - Returns: the submission id and what was uploaded.
+    /// - Throws: ``JobError`` (`invalidSpec` before any traffic, `alreadyExists`, `rejected`),
+    ///   ``PackageError``, ``ClusterError``.
+    public func submit(_ spec: JobSpec) async throws -> JobSubmission {
+        try spec.validate()
+        let package = try spec.workingDirectory.map { try WorkingDirectoryPackage.scan($0, options: spec.packageOptions) }
+        let info = try await serverInfo()
+
+        var upload: PackageUpload?
+        if let package {
+            upload = try await uploadIfNeeded(package, options: spec.packageOptions)
+        }
+        let body = try JSONSerialization.data(
+            withJSONObject: Self.submitBody(spec, workingDirectoryURI: upload?.uri, version: info.rayVersion),
+            options: [.sortedKeys])
+
+        // Right after start-up the head's job agent may not be registered yet ("No available agent").
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: .seconds(30))
+        while true {
+            let response = try await send(.POST, "/api/jobs/", body: body)
+            switch response.status {
+            case 200:
+                struct Answer: Decodable { var submission_id: String?; var job_id: String? }
+                let answer = try decode(Answer.self, from: response, what: "POST /api/jobs/")
+                guard let id = answer.submission_id ?? answer.job_id else {
+                    throw ClusterError.invalidResponse("POST /api/jobs/", body: response.text, underlying: nil)
+                }
+                return JobSubmission(submissionID: id, workingDirectory: upload)
+            case 400:
+                throw JobError(
+                    .rejected, "Ray refused the job: \(RayMessage.extract(from: response.text))",
+                    remedy: "Check the job's options against Ray \(info.rayVersion).", responseBody: response.text)
+            case 500 where response.text.contains("already exists"):
+                throw JobError(
+                    .alreadyExists, "A job with the id '\(spec.submissionID ?? "")' already exists",
+                    remedy: "Choose another --id, or delete the old job with 'raylan job delete \(spec.submissionID ?? "")'.",
+                    responseBody: response.text)
+            case let status where (status == 500 || status == 503)
+                && response.text.contains("No available agent") && clock.now < deadline:
+                try await Task.sleep(for: .milliseconds(500))
+            default:
+                throw ClusterError.server("Submitting the job", status: response.status, body: response.text)
+            }
+        }
+    }
+
+    /// The JSON body of `POST /api/jobs/`; nil fields are left out and newer fields gated on `version`.
+    static func submitBody(_ spec: JobSpec, workingDirectoryURI: String?, version: RayVersion) -> [String: Any] {
+        var body: [String: Any] = ["entrypoint": spec.entrypoint]
+        if let id = spec.submissionID { body["submission_id"] = id }
+        var runtimeEnv: [String: Any] = [:]
+        if let workingDirectoryURI { runtimeEnv["working_dir"] = workingDirectoryURI }
+        if !spec.environment.isEmpty { runtimeEnv["env_vars"] = spec.environment }
+        if !spec.pipPackages.isEmpty { runtimeEnv["pip"] = spec.pipPackages }
+        if !runtimeEnv.isEmpty { body["runtime_env"] = runtimeEnv }
+        if !spec.metadata.isEmpty { body["metadata"] = spec.metadata }
+        if let cpus = spec.resources.cpus { body["entrypoint_num_cpus"] = cpus }
+        if let gpus = spec.resources.gpus { body["entrypoint_num_gpus"] = gpus }
+        if let memory = spec.resources.memoryBytes, version.supportsEntrypointMemory {
+            body["entrypoint_memory"] = memory
+        }
+        if !spec.resources.custom.isEmpty { body["entrypoint_resources"] = spec.resources.custom }
+        return body
+    }
+
+    /// Every job the cluster knows, submitted ones and plain drivers, oldest first.
+    public func jobs() async throws -> [JobInfo] {
+        let jobs: [JobInfo] = try await getJSON("/api/jobs/", what: "GET /api/jobs/")
+        return jobs.sorted { ($0.startTime ?? 0) < ($1.startTime ?? 0) }
+    }
+
+    /// One job.
+    /// - Throws: ``JobError`` (`notFound`) for an unknown id.
+    public func job(_ id: String) async throws -> JobInfo {
+        let response = try await send(.GET, "/api/jobs/\(Self.escape(id))")
+        switch response.status {
+        case 200: return try decode(JobInfo.self, from: response, what: "GET /api/jobs/\(id)")
+        case 404: throw JobError.notFound(id, at: address)
+        default: throw ClusterError.server("Reading job '\(id)'", status: response.status, body: response.text)
+        }
+    }
+
+    /// Asks Ray to stop a job. Returns false when it had already finished.
+    /// - Throws: ``JobError`` (`notFound`).
+    @discardableResult
+    public func stopJob(_ id: String) async throws -> Bool {
+        let response = try await send(.POST, "/api/jobs/\(Self.escape(id))/stop")
+        switch response.status {
+        case 200:
+            struct Answer: Decodable { var stopped: Bool }
+            return try decode(Answer.self, from: response, what: "POST /api/jobs/\(id)/stop").stopped
+        case 404: throw JobError.notFound(id, at: address)
+        default: throw ClusterError.server("Stopping job '\(id)'", status: response.status, body: response.text)
+        }
+    }
+
+    /// Deletes a finished job's record and logs.
+    /// - Throws: ``JobError`` (`notFound`, `notTerminal` while it runs).
+    @discardableResult
+    public func deleteJob(_ id: String) async throws -> Bool {
+        let response = try await send(.DELETE, "/api/jobs/\(Self.escape(id))")
+        switch response.status {
+        case 200:
+            struct Answer: Decodable { var deleted: Bool }
+            return try decode(Answer.self, from: response, what: "DELETE /api/jobs/\(id)").deleted
+        case 404: throw JobError.notFound(id, at: address)
+        case let status where (status == 400 || status == 500) && response.text.contains("terminal"):
+            throw JobError(
+                .notTerminal, "Job '\(id)' is still running and cannot be deleted",
+                remedy: "Stop it first with 'raylan job stop \(id)'.", responseBody: response.text)
+        default: throw ClusterError.server("Deleting job '\(id)'", status: response.status, body: response.text)
+        }
+    }
+
+    /// The job's whole driver log so far.
+    /// - Throws: ``JobError`` (`notFound`).
+    public func logs(of id: String) async throws -> String {
+        let response = try await send(.GET, "/api/jobs/\(Self.escape(id))/logs")
+        switch response.status {
+        case 200:
+            struct Answer: Decodable { var logs: String }
+            return try decode(Answer.self, from: response, what: "GET /api/jobs/\(id)/logs").logs
+        case 404: throw JobError.notFound(id, at: address)
+        default: throw ClusterError.server("Reading the log of job '\(id)'", status: response.status, body: response.text)
+        }
+    }
+
+    /// The job's log as lines; with `follow`, new lines arrive until the job finishes.
+    ///
+    /// - Parameters:
+    ///   - follow: keep reading until the job reaches a terminal state. Default false.
+    ///   - pollInterval: how often to look for new lines while following. Default 0.5 s.
+    public func logLines(of id: String, follow: Bool = false, pollInterval: Duration = .milliseconds(500)) -> JobLogLines {
+        JobLogLines(cluster: self, id: id, follow: follow, pollInterval: pollInterval)
+    }
+
+    /// Waits until the job is STOPPED, SUCCEEDED or FAILED and returns its final record.
+    ///
+    /// - Parameters:
+    ///   - timeout: give up after this long; nil waits forever. Default nil.
+    ///   - pollInterval: time between status reads. Default 0.5 s.
+    /// - Throws: ``JobError`` (`timedOut`, `notFound`), `CancellationError`.
+    public func waitForCompletion(
+        of id: String, timeout: Duration? = nil, pollInterval: Duration = .milliseconds(500)
+    ) async throws -> JobInfo {
+        let clock = ContinuousClock()
+        let start = clock.now
+        while true {
+            let info = try await job(id)
+            if info.status.isTerminal { return info }
+            if let timeout, clock.now - start >= timeout {
+                throw JobError(
+                    .timedOut, "Job '\(id)' is still \(info.status) after \(timeout)",
+                    remedy: "Wait longer, or look at it with 'raylan job status \(id)'.")
+            }
+            try await Task.sleep(for: pollInterval)
+        }
+    }
+
+    static func escape(_ id: String) -> String {
+        id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? id
+    }
+}

@@ -1,0 +1,96 @@
+#if canImport(Darwin)
+import Darwin
+#elseif canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Foundation
+
+/// RayLAN's default when no address is given: one private local Ray per user, recorded in a state file
+/// (`$RAYLAN_HOME/local-cluster.json`, default `~/.raylan`), started when none answers and left running
+/// until ``stop()`` (`raylan down`).
+public struct EmbeddedCluster: Sendable {
+    /// Where the state file and lock live.
+    public var stateDirectory: String
+
+    public init(stateDirectory: String) {
+        self.stateDirectory = stateDirectory
+    }
+
+    /// `$RAYLAN_HOME`, else `~/.raylan`.
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment)
+        -> EmbeddedCluster
+    {
+        if let home = environment["RAYLAN_HOME"], !home.isEmpty { return EmbeddedCluster(stateDirectory: home) }
+        return EmbeddedCluster(stateDirectory: (environment["HOME"] ?? NSHomeDirectory()) + "/.raylan")
+    }
+
+    var stateFile: String { stateDirectory + "/local-cluster.json" }
+
+    /// The recorded cluster, whether or not it still runs.
+    public func recorded() -> LocalRay? {
+        guard let data = FileManager.default.contents(atPath: stateFile) else { return nil }
+        return try? JSONDecoder().decode(LocalRay.self, from: data)
+    }
+
+    /// The recorded cluster if it answers; otherwise starts one with `configuration()` and records it.
+    ///
+    /// - Parameter willStart: called just before starting, to tell the user.
+    /// - Returns: the cluster and whether it was started now.
+    public func findOrStart(
+        configuration: () throws -> LocalRayConfiguration, willStart: (String) -> Void = { _ in }
+    ) async throws -> (ray: LocalRay, started: Bool) {
+        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        let lock = try FileLock(path: stateDirectory + "/lock")
+        defer { lock.unlock() }
+        if let ray = recorded() {
+            if await Self.answers(ray) { return (ray, false) }
+            if ray.isRunning { await ray.stop() }  // a half-dead leftover: end it before starting anew
+        }
+        let configuration = try configuration()
+        willStart("Starting a private local Ray (\(configuration.environment.rayExecutable))…")
+        let ray = try await LocalRay.start(configuration)
+        let data = try JSONEncoder().encode(ray)
+        _ = FileManager.default.createFile(atPath: stateFile, contents: data)
+        return (ray, true)
+    }
+
+    /// Stops the recorded cluster and forgets it. Returns it, or nil when none was recorded.
+    @discardableResult
+    public func stop() async throws -> LocalRay? {
+        guard FileManager.default.fileExists(atPath: stateDirectory) else { return nil }
+        let lock = try FileLock(path: stateDirectory + "/lock")
+        defer { lock.unlock() }
+        guard let ray = recorded() else { return nil }
+        await ray.stop()
+        try? FileManager.default.removeItem(atPath: stateFile)
+        return ray
+    }
+
+    static func answers(_ ray: LocalRay) async -> Bool {
+        let token = ray.usesToken ? (try? AuthToken.resolve()) ?? nil : nil
+        let configuration = RayCluster.Configuration(token: token, timeouts: .init(connect: .seconds(1), request: .seconds(5)))
+        return (try? await RayCluster.withConnection(to: ray.address, configuration: configuration) { cluster in
+            await cluster.isReady()
+        }) ?? false
+    }
+}
+
+/// An exclusive `flock` on a file, so two RayLAN commands never start two embedded clusters.
+struct FileLock {
+    let descriptor: Int32
+
+    init(path: String) throws {
+        descriptor = open(path, O_CREAT | O_RDWR, 0o644)
+        guard descriptor >= 0 else {
+            throw ClusterError(.localStartFailed, "Cannot open the lock file \(path)", remedy: "Check the permissions of its folder.")
+        }
+        flock(descriptor, LOCK_EX)
+    }
+
+    func unlock() {
+        flock(descriptor, LOCK_UN)
+        close(descriptor)
+    }
+}

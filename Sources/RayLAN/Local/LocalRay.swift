@@ -1,0 +1,183 @@
+import Foundation
+import NIOHTTP1
+
+/// A private Ray that RayLAN started on this machine (`ray start --head --block` in its own process group,
+/// free ports, a short private temp dir). Stopped by ``stop()``, which ends exactly its processes.
+///
+/// ```swift
+/// try await LocalRay.withLocalCluster(LocalRayConfiguration(environment: try .locate())) { ray in
+///     try await RayCluster.withConnection(to: ray.address) { cluster in … }
+/// }
+/// ```
+public struct LocalRay: Sendable, Codable, Hashable {
+    /// The ports the cluster was given.
+    public struct Ports: Sendable, Codable, Hashable {
+        public var gcs: Int
+        public var dashboard: Int
+        public var rayClient: Int
+        public var dashboardAgentListen: Int
+        public var dashboardAgentGRPC: Int
+        public var metrics: Int
+        public var nodeManager: Int
+        public var objectManager: Int
+        public var runtimeEnvAgent: Int
+        /// Reserved for Ray Serve's HTTP proxy (used when a service is deployed).
+        public var serve: Int
+    }
+
+    /// The `ray start` process; also its process group id.
+    public var pid: Int32
+    /// The private `--temp-dir`.
+    public var temporaryDirectory: String
+    public var ports: Ports
+    /// Host the dashboard listens on.
+    public var dashboardHost: String
+    /// Ray's own output (`ray start` stdout and stderr).
+    public var logFile: String
+    /// Whether the cluster wants a token.
+    public var usesToken: Bool
+
+    /// The dashboard address to connect to.
+    public var address: ClusterAddress { ClusterAddress(host: dashboardHost, port: ports.dashboard) }
+
+    /// Starts a cluster and waits until its dashboard and job agent answer.
+    ///
+    /// - Throws: ``ClusterError`` (`localStartFailed`) with the end of Ray's output; nothing is left running.
+    public static func start(_ configuration: LocalRayConfiguration) async throws -> LocalRay {
+        let temporary = configuration.temporaryParent + "/rl-" + UUID().uuidString.prefix(8).lowercased()
+        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        let logFile = temporary + "/ray-start.log"
+        let free = try FreePort.pick(10)
+        let ports = Ports(
+            gcs: free[0], dashboard: free[1], rayClient: free[2], dashboardAgentListen: free[3],
+            dashboardAgentGRPC: free[4], metrics: free[5], nodeManager: free[6], objectManager: free[7],
+            runtimeEnvAgent: free[8], serve: free[9])
+        var arguments = [
+            configuration.environment.rayExecutable, "start", "--head", "--block",
+            "--temp-dir=\(temporary)",
+            "--port=\(ports.gcs)",
+            "--include-dashboard=true",
+            "--dashboard-host=\(configuration.dashboardHost)",
+            "--dashboard-port=\(ports.dashboard)",
+            "--ray-client-server-port=\(ports.rayClient)",
+            "--dashboard-agent-listen-port=\(ports.dashboardAgentListen)",
+            "--dashboard-agent-grpc-port=\(ports.dashboardAgentGRPC)",
+            "--metrics-export-port=\(ports.metrics)",
+            "--node-manager-port=\(ports.nodeManager)",
+            "--object-manager-port=\(ports.objectManager)",
+            "--runtime-env-agent-port=\(ports.runtimeEnvAgent)",
+            "--disable-usage-stats",
+        ]
+        if let cpus = configuration.cpus { arguments.append("--num-cpus=\(cpus)") }
+        if let gpus = configuration.gpus { arguments.append("--num-gpus=\(Self.number(gpus))") }
+        if let bytes = configuration.objectStoreBytes { arguments.append("--object-store-memory=\(bytes)") }
+        if !configuration.resources.isEmpty,
+            let json = try? JSONSerialization.data(withJSONObject: configuration.resources, options: [.sortedKeys])
+        {
+            arguments.append("--resources=\(String(decoding: json, as: UTF8.self))")
+        }
+        var environment = ProcessInfo.processInfo.environment
+        // Jobs' entrypoints run through /bin/sh with Ray's PATH: put the environment's bin first so that
+        // `python` in an entrypoint is the cluster's Python, with Ray.
+        let bin = (configuration.environment.rayExecutable as NSString).deletingLastPathComponent
+        environment["PATH"] = bin + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
+        environment["RAY_USAGE_STATS_ENABLED"] = "0"
+        environment["PYTHONUNBUFFERED"] = "1"
+        if let token = configuration.authToken {
+            environment["RAY_AUTH_MODE"] = "token"
+            environment["RAY_AUTH_TOKEN"] = token
+        } else {
+            environment["RAY_AUTH_MODE"] = "disabled"
+            environment["RAY_AUTH_TOKEN"] = nil
+        }
+        for (key, value) in configuration.extraEnvironment { environment[key] = value }
+
+        let pid = try ProcessGroup.spawn(arguments, environment: environment, logFile: logFile)
+        let ray = LocalRay(
+            pid: pid, temporaryDirectory: temporary, ports: ports, dashboardHost: configuration.dashboardHost,
+            logFile: logFile, usesToken: configuration.authToken != nil)
+        do {
+            try await ray.waitUntilReady(token: configuration.authToken, timeout: configuration.startTimeout)
+            return ray
+        } catch {
+            await ray.stop()
+            throw error
+        }
+    }
+
+    /// Starts a cluster, runs `body`, and stops the cluster, also when `body` throws.
+    public static func withLocalCluster<Result: Sendable>(
+        _ configuration: LocalRayConfiguration, _ body: (LocalRay) async throws -> Result
+    ) async throws -> Result {
+        let ray = try await start(configuration)
+        do {
+            let result = try await body(ray)
+            await ray.stop()
+            return result
+        } catch {
+            await ray.stop()
+            throw error
+        }
+    }
+
+    /// Ends every process of this cluster (TERM, up to 10 s, then KILL) and removes its temp dir.
+    /// Other Ray clusters on the machine are not touched.
+    public func stop() async {
+        await ProcessGroup.terminateCluster(leader: pid, marker: temporaryDirectory)
+        try? FileManager.default.removeItem(atPath: temporaryDirectory)
+    }
+
+    /// Whether any process of this cluster is still running.
+    public var isRunning: Bool {
+        !ProcessGroup.members(leader: pid, marker: temporaryDirectory).isEmpty
+    }
+
+    /// The process ids of this cluster's processes now.
+    public var processIDs: [Int32] {
+        ProcessGroup.members(leader: pid, marker: temporaryDirectory).map(\.pid)
+    }
+
+    /// Polls until the dashboard answers and the head's job agent is registered.
+    func waitUntilReady(token: String?, timeout: Duration) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        let configuration = RayCluster.Configuration(
+            token: token.map { AuthToken(value: $0, source: "the local cluster") },
+            timeouts: .init(connect: .seconds(1), request: .seconds(5)))
+        try await RayCluster.withConnection(to: address, configuration: configuration) { cluster in
+            while true {
+                if ProcessGroup.hasExited(pid) {
+                    throw startFailure("'ray start' exited")
+                }
+                if await cluster.isReady() { return }
+                if clock.now >= deadline {
+                    throw startFailure("it did not answer within \(timeout)")
+                }
+                try await Task.sleep(for: .milliseconds(300))
+            }
+        }
+    }
+
+    func startFailure(_ reason: String) -> ClusterError {
+        let output = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
+        let tail = output.split(separator: "\n").suffix(8).joined(separator: "\n")
+        return ClusterError(
+            .localStartFailed, "The local Ray did not start: \(reason). Ray said:\n\(tail)",
+            remedy: "See \(logFile); the Python environment comes from \(RayEnvironment.setupCommand).")
+    }
+
+    static func number(_ value: Double) -> String {
+        value == value.rounded() ? String(Int(value)) : String(value)
+    }
+}
+
+extension RayCluster {
+    /// The dashboard answers and a job could be accepted: the head node is alive with its agent.
+    func isReady() async -> Bool {
+        guard let response = try? await send(.GET, "/api/version"), response.status == 200 else { return false }
+        // The job agent registers a little after the dashboard; /api/jobs/ answers once the head is known.
+        guard let jobs = try? await send(.GET, "/api/jobs/"), jobs.status == 200 else { return false }
+        guard let nodes = try? await send(.GET, "/nodes?view=summary"), nodes.status == 200 else { return false }
+        return nodes.text.contains("ALIVE")
+    }
+}

@@ -1,0 +1,42 @@
+/// How to start a private Ray on this machine. Every parameter has a documented default.
+public struct LocalRayConfiguration: Sendable {
+    /// The Python environment with Ray.
+    public var environment: RayEnvironment
+    /// Logical CPUs Ray offers. Default nil: every core.
+    public var cpus: Int?
+    /// Logical GPUs Ray offers. Default nil: the GPUs Ray detects. A number works without a real GPU,
+    /// which tests use to place jobs on logical GPUs.
+    public var gpus: Double?
+    /// Custom logical resources. Default none.
+    public var resources: [String: Double]
+    /// Object store size in bytes. Default nil: Ray's default (30% of memory).
+    public var objectStoreBytes: Int?
+    /// With a token, the cluster runs with `RAY_AUTH_MODE=token` (Ray 2.52+). Default nil: no
+    /// authentication (`RAY_AUTH_MODE=disabled`, so a stray ~/.ray/auth_token does not switch it on).
+    public var authToken: String?
+    /// Extra environment variables for Ray. Default none.
+    public var extraEnvironment: [String: String]
+    /// The address the dashboard binds to. Default 127.0.0.1: the embedded cluster is private.
+    public var dashboardHost: String
+    /// Where the private temp dir is made. Default `/tmp` (Ray's socket paths must stay short).
+    public var temporaryParent: String
+    /// How long to wait for the dashboard and the job agent. Default 120 s.
+    public var startTimeout: Duration
+
+    public init(
+        environment: RayEnvironment, cpus: Int? = nil, gpus: Double? = nil, resources: [String: Double] = [:],
+        objectStoreBytes: Int? = nil, authToken: String? = nil, extraEnvironment: [String: String] = [:],
+        dashboardHost: String = "127.0.0.1", temporaryParent: String = "/tmp", startTimeout: Duration = .seconds(120)
+    ) {
+        self.environment = environment
+        self.cpus = cpus
+        self.gpus = gpus
+        self.resources = resources
+        self.objectStoreBytes = objectStoreBytes
+        self.authToken = authToken
+        self.extraEnvironment = extraEnvironment
+        self.dashboardHost = dashboardHost
+        self.temporaryParent = temporaryParent
+        self.startTimeout = startTimeout
+    }
+}

@@ -1,0 +1,81 @@
+import ArgumentParser
+import Foundation
+import RayLAN
+
+/// `--address`, `--token-file`: which cluster, and how to authenticate. Shared by every command.
+struct ClusterOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The Ray dashboard: HOST, HOST:PORT or http://HOST:PORT (default port 8265).",
+            discussion: "Precedence: --address > RAYLAN_ADDRESS > a private local Ray on this machine.",
+            valueName: "address"))
+    var address: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A file with the cluster's token (Ray token authentication).",
+            discussion: "Precedence: --token-file > RAY_AUTH_TOKEN > RAY_AUTH_TOKEN_PATH > ~/.ray/auth_token.",
+            valueName: "file"))
+    var tokenFile: String?
+
+    /// The address given by flag or environment, parsed; nil means the embedded local cluster.
+    func givenAddress() throws -> ClusterAddress? {
+        let text = address ?? ProcessInfo.processInfo.environment["RAYLAN_ADDRESS"].flatMap { $0.isEmpty ? nil : $0 }
+        guard let text else { return nil }
+        do {
+            return try ClusterAddress(parsing: text)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    func validate() throws {
+        _ = try givenAddress()
+        if let tokenFile, !FileManager.default.isReadableFile(atPath: tokenFile) {
+            throw ValidationError("Cannot read the token file '\(tokenFile)'. Pass the path of a file that holds the cluster's token.")
+        }
+    }
+
+    /// Connects: to the given address, or to the embedded local Ray (started when none answers).
+    /// Messages (the ray:// explanation, the start of a local Ray) go to stderr.
+    func connect() async throws -> Connection {
+        let token = try AuthToken.resolve(tokenFile: tokenFile)
+        if let address = try givenAddress() {
+            for note in address.notes { Terminal.error("Note: \(note).") }
+            return Connection(cluster: RayCluster(address: address, configuration: .init(token: token)), startedLocal: nil)
+        }
+        let embedded = EmbeddedCluster.fromEnvironment()
+        let (ray, started) = try await embedded.findOrStart(
+            configuration: { LocalRayConfiguration(environment: try RayEnvironment.locate()) },
+            willStart: { Terminal.error($0) })
+        let cluster = RayCluster(address: ray.address, configuration: .init(token: ray.usesToken ? token : nil))
+        return Connection(cluster: cluster, startedLocal: started ? ray : nil)
+    }
+}
+
+/// An open connection; ``close()`` shuts it down and says when a local Ray was left running.
+struct Connection {
+    let cluster: RayCluster
+    let startedLocal: LocalRay?
+
+    func close() async {
+        try? await cluster.shutdown()
+        if let ray = startedLocal {
+            Terminal.error("The local Ray keeps running at \(ray.address); stop it with 'raylan down'.")
+        }
+    }
+
+    /// Runs `body` with the cluster and closes the connection afterwards, also on error.
+    static func with(_ options: ClusterOptions, _ body: (RayCluster) async throws -> Void) async throws {
+        let connection = try await options.connect()
+        do {
+            try await body(connection.cluster)
+            await connection.close()
+        } catch {
+            await connection.close()
+            throw error
+        }
+    }
+}

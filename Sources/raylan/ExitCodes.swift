@@ -1,0 +1,43 @@
+import ArgumentParser
+import RayLAN
+
+/// The exit codes every command documents in `--help`.
+enum ExitCodes {
+    static let jobFailed: Int32 = 3
+    static let jobStopped: Int32 = 4
+    static let usage: Int32 = 64
+    static let unreachable: Int32 = 69
+    static let authentication: Int32 = 77
+    static let interrupted: Int32 = 130
+
+    static let summary = """
+        0 success; 1 other failure; 3 the job FAILED; 4 the job was STOPPED; 64 bad input (usage); \
+        69 the cluster cannot be reached; 77 the cluster refused the token or wants one; 130 interrupted.
+        """
+
+    /// The exit code for an error thrown by the library.
+    static func code(for error: any Error) -> Int32 {
+        if let error = error as? ClusterError {
+            if error.code == .unreachable { return unreachable }
+            if error.code == .unauthorized || error.code == .forbidden { return authentication }
+        }
+        if let error = error as? any RayLANError, error.isUsageError { return usage }
+        return 1
+    }
+}
+
+/// Runs a command body, turning library errors into one `Error:` line on stderr and the documented exit code.
+func reportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as ValidationError {
+        throw error
+    } catch is CancellationError {
+        throw ExitCode(ExitCodes.interrupted)
+    } catch {
+        Terminal.error("Error: \(error)")
+        throw ExitCode(ExitCodes.code(for: error))
+    }
+}

@@ -1,0 +1,218 @@
+import ArgumentParser
+import Foundation
+import RayLAN
+
+struct JobSubmitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "submit",
+        abstract: "Submit a job, upload its working directory, and follow its log until it ends.",
+        discussion: """
+            Example: raylan job submit --working-dir . --gpus 1 -- python main.py
+
+            The working directory is zipped and uploaded as Ray's SDK does (same gcs://_ray_pkg_….zip URI, \
+            .gitignore and .rayignore honoured, .git/.venv/venv/__pycache__ left out, 100 MiB cap), and only \
+            when the cluster does not have it yet. Without --no-wait the job's log streams to stdout (stderr \
+            with --json) until it ends. Ctrl-C asks whether to stop the job (or stops it with \
+            --stop-on-interrupt; without a terminal it leaves the job running).
+
+            Exit codes: \(ExitCodes.summary)
+            """)
+
+    @OptionGroup var cluster: ClusterOptions
+
+    @Option(name: .long, help: ArgumentHelp("A local folder uploaded as the job's working directory.", valueName: "dir"))
+    var workingDir: String?
+
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("GPUs reserved for the entrypoint (fractions allowed).", valueName: "n"))
+    var gpus: String?
+
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("CPUs reserved for the entrypoint.", valueName: "n"))
+    var cpus: String?
+
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Memory reserved for the entrypoint, in bytes.", valueName: "bytes"))
+    var memory: String?
+
+    @Option(name: .long, help: ArgumentHelp("A custom resource for the entrypoint (repeatable).", valueName: "name=n"))
+    var resource: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("A pip package installed for the job (repeatable).", valueName: "pkg"))
+    var pip: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("An environment variable for the job (repeatable).", valueName: "k=v"))
+    var env: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("A gitignore-style pattern left out of the upload (repeatable).", valueName: "pattern"))
+    var exclude: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Your own submission id (default: Ray makes one).", valueName: "id"))
+    var id: String?
+
+    @Flag(name: .long, help: "Print the submission id and return at once.") var noWait = false
+    @Flag(name: .long, help: "On Ctrl-C, stop the job without asking.") var stopOnInterrupt = false
+    @Flag(name: .long, help: "Print JSON for scripts (the log goes to stderr).") var json = false
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("The command to run, after '--'.", valueName: "entrypoint"))
+    var entrypoint: [String] = []
+
+    /// The spec, checked without touching the network (every bad input is a usage error, exit 64).
+    func makeSpec() throws -> JobSpec {
+        guard !entrypoint.isEmpty, !entrypoint.joined().trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw ValidationError("The entrypoint is missing. Put the command after '--', e.g. 'raylan job submit -- python main.py'.")
+        }
+        var spec = JobSpec(entrypoint: Self.shellJoin(entrypoint), submissionID: id)
+        spec.resources.gpus = try Self.amount(gpus, flag: "--gpus")
+        spec.resources.cpus = try Self.amount(cpus, flag: "--cpus")
+        if let memory {
+            guard let bytes = Int(memory), bytes >= 0 else {
+                throw ValidationError("--memory must be a whole number of bytes, 0 or more, not '\(memory)'. Example: --memory 2000000000.")
+            }
+            spec.resources.memoryBytes = bytes
+        }
+        for item in resource {
+            let (name, value) = try Self.pair(item, flag: "--resource", example: "--resource special=1")
+            guard let amount = Double(value), amount >= 0, amount.isFinite else {
+                throw ValidationError("--resource \(item): '\(value)' is not a number of 0 or more. Example: --resource special=1.")
+            }
+            spec.resources.custom[name] = amount
+        }
+        for item in env {
+            let (name, value) = try Self.pair(item, flag: "--env", example: "--env MODEL=yolo11s.pt")
+            spec.environment[name] = value
+        }
+        spec.pipPackages = pip
+        spec.packageOptions.excludes = exclude
+        if let workingDir {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: workingDir, isDirectory: &isDirectory) else {
+                throw ValidationError("The working directory '\(workingDir)' does not exist. Pass an existing folder to --working-dir.")
+            }
+            guard isDirectory.boolValue else {
+                throw ValidationError("'\(workingDir)' is not a directory. Pass the folder that holds your script to --working-dir.")
+            }
+            spec.workingDirectory = URL(fileURLWithPath: workingDir)
+        }
+        if let id, id.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw ValidationError("--id is empty. Give an id or leave --id out.")
+        }
+        try spec.validate()
+        return spec
+    }
+
+    func validate() throws {
+        _ = try makeSpec()
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let spec = try makeSpec()
+            try await Connection.with(cluster) { cluster in
+                try await warnAboutMissingResources(spec, cluster)
+                let submission = try await cluster.submit(spec)
+                let id = submission.submissionID
+                if let upload = submission.workingDirectory {
+                    Terminal.error(
+                        upload.uploaded
+                            ? "Uploaded \(spec.workingDirectory?.path ?? "") as \(upload.uri) (\(Terminal.bytes(Double(upload.bytes))))."
+                            : "The cluster already has \(spec.workingDirectory?.path ?? "") as \(upload.uri); nothing uploaded.")
+                }
+                if noWait {
+                    if json { try Terminal.json(submission) } else { Terminal.out(id) }
+                    return
+                }
+                Terminal.error("Submitted job \(id); following its log (Ctrl-C to stop following).")
+                let info = try await follow(id, cluster)
+                try finish(info)
+            }
+        }
+    }
+
+    /// Streams the log until the job ends; on Ctrl-C asks whether to stop the job.
+    func follow(_ id: String, _ cluster: RayCluster) async throws -> JobInfo {
+        let json = self.json
+        let following = Task {
+            for try await line in cluster.logLines(of: id, follow: true) {
+                if json { Terminal.error(line) } else { Terminal.out(line) }
+            }
+        }
+        let interrupt = Interrupt { following.cancel() }
+        let result = await following.result
+        interrupt.remove()
+        if interrupt.wasPressed {
+            if stopOnInterrupt || Terminal.confirm("\nStop job \(id)?") {
+                try await cluster.stopJob(id)
+                let info = try await cluster.waitForCompletion(of: id, timeout: .seconds(60))
+                Terminal.error("Stopped job \(id) (\(info.status)).")
+            } else {
+                Terminal.error("\nJob \(id) keeps running. Follow it with 'raylan job logs \(id) --follow'; stop it with 'raylan job stop \(id)'.")
+            }
+            throw ExitCode(ExitCodes.interrupted)
+        }
+        try result.get()
+        return try await cluster.waitForCompletion(of: id)
+    }
+
+    /// Prints the outcome and exits with the documented code.
+    func finish(_ info: JobInfo) throws {
+        if json { try Terminal.json(info) }
+        let seconds = info.startTime.flatMap { start in info.endTime.map { Double($0 - start) / 1000 } }
+        let took = seconds.map { String(format: " in %.1f s", $0) } ?? ""
+        switch info.status {
+        case .succeeded:
+            Terminal.error("Job \(info.id) SUCCEEDED\(took).")
+        case .stopped:
+            Terminal.error("Job \(info.id) was STOPPED\(took).")
+            throw ExitCode(ExitCodes.jobStopped)
+        default:
+            let type = info.errorType.map { " [\($0)]" } ?? ""
+            Terminal.error("Job \(info.id) \(info.status)\(type)\(took): \(info.message ?? "no message from Ray")")
+            throw ExitCode(ExitCodes.jobFailed)
+        }
+    }
+
+    /// Says so up front when no node offers what the job asks for (Ray would keep it PENDING).
+    func warnAboutMissingResources(_ spec: JobSpec, _ cluster: RayCluster) async throws {
+        var wanted: [(String, Double)] = spec.resources.custom.map { ($0.key, $0.value) }
+        if let gpus = spec.resources.gpus, gpus > 0 { wanted.append(("GPU", gpus)) }
+        if let cpus = spec.resources.cpus, cpus > 0 { wanted.append(("CPU", cpus)) }
+        guard !wanted.isEmpty, let state = try? await cluster.state() else { return }
+        for (name, amount) in wanted {
+            let best = state.nodes.filter(\.isAlive).map { node -> Double in
+                switch name {
+                case "GPU": return node.gpus.total
+                case "CPU": return node.cpus.total
+                default: return node.customResources[name]?.total ?? 0
+                }
+            }.max() ?? 0
+            if best < amount {
+                Terminal.error(
+                    "Warning: no node offers \(Terminal.number(amount)) \(name) (the most any node has is \(Terminal.number(best))); "
+                        + "the job will wait until such a node joins. Check with 'raylan status'.")
+            }
+        }
+    }
+
+    static func amount(_ text: String?, flag: String) throws -> Double? {
+        guard let text else { return nil }
+        guard let value = Double(text), value >= 0, value.isFinite else {
+            throw ValidationError("\(flag) must be a number of 0 or more, not '\(text)'. Example: \(flag) 1 or \(flag) 0.5.")
+        }
+        return value
+    }
+
+    static func pair(_ item: String, flag: String, example: String) throws -> (String, String) {
+        guard let equals = item.firstIndex(of: "="), equals != item.startIndex else {
+            throw ValidationError("\(flag) '\(item)' has no '='. Use \(flag) NAME=VALUE, e.g. \(example).")
+        }
+        return (String(item[..<equals]), String(item[item.index(after: equals)...]))
+    }
+
+    /// Joins arguments into one shell command, quoting where needed; a single argument is taken as is.
+    static func shellJoin(_ arguments: [String]) -> String {
+        if arguments.count == 1 { return arguments[0] }
+        let safe = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_./=:,+@%"))
+        return arguments.map { argument in
+            if !argument.isEmpty && argument.unicodeScalars.allSatisfy({ safe.contains($0) }) { return argument }
+            return "'" + argument.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        }.joined(separator: " ")
+    }
+}

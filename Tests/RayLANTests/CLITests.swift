@@ -1,0 +1,170 @@
+import Foundation
+import RayLANTesting
+import Testing
+
+@testable import RayLAN
+
+extension MainClusterTests {
+    /// The built `raylan` binary against the shared cluster: stdout, stderr and exit codes.
+    @Suite("raylan CLI")
+    struct CLITests {
+        var address: String { get throws { try requireCluster().address.description } }
+
+        @Test("status prints versions and the node; --json is the same data")
+        func status() async throws {
+            let human = try await CommandRunner.raylan(["status", "--address", address])
+            #expect(human.status == 0, "\(human)")
+            #expect(human.stdout.contains("Ray 2.60.0"))
+            #expect(human.stdout.contains("head"))
+            #expect(human.stdout.contains("ALIVE"))
+
+            let json = try await CommandRunner.raylan(["status", "--address", address, "--json"])
+            #expect(json.status == 0, "\(json)")
+            let state = try JSONDecoder().decode(ClusterState.self, from: Data(json.stdout.utf8))
+            #expect(state.nodes.count == 1)
+            #expect(state.nodes.first?.gpus.total == 1)
+            #expect(state.server.rayVersion == RayVersion(2, 60, 0))
+        }
+
+        @Test("job submit uploads the folder, streams the output and exits 0")
+        func submitSucceeds() async throws {
+            let marker = UUID().uuidString
+            let directory = try makeDirectory(["hello.py": "import sys\nprint('hello', sys.argv[1])\n"])
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let result = try await CommandRunner.raylan([
+                "job", "submit", "--address", address, "--working-dir", directory.path, "--", "python", "hello.py", marker,
+            ])
+            #expect(result.status == 0, "\(result)")
+            #expect(result.stdout.contains("hello \(marker)"))
+            #expect(result.stderr.contains("SUCCEEDED"))
+            #expect(result.stderr.contains("gcs://_ray_pkg_"))
+        }
+
+        @Test("A failing job exits 3 and prints Ray's message and error type")
+        func submitFails() async throws {
+            let result = try await CommandRunner.raylan([
+                "job", "submit", "--address", address, "--", "python", "-c", "import sys; print('oops'); sys.exit(7)",
+            ])
+            #expect(result.status == 3, "\(result)")
+            #expect(result.stdout.contains("oops"))
+            #expect(result.stderr.contains("FAILED"))
+            #expect(result.stderr.contains("exit code 7"))
+            #expect(result.stderr.contains("JOB_ENTRYPOINT_COMMAND_ERROR"))
+        }
+
+        @Test("--no-wait, then list, status, logs, delete with --json")
+        func manage() async throws {
+            let id = "raylan-cli-\(UUID().uuidString.prefix(8))"
+            let submitted = try await CommandRunner.raylan([
+                "job", "submit", "--address", address, "--no-wait", "--id", id, "--env", "GREETING=hi there",
+                "--", "python", "-c", "import os; print(os.environ['GREETING'])",
+            ])
+            #expect(submitted.status == 0, "\(submitted)")
+            #expect(submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == id)
+            try await requireCluster().withConnection { _ = try await $0.waitForCompletion(of: id, timeout: .seconds(120)) }
+
+            let list = try await CommandRunner.raylan(["job", "list", "--address", address, "--json"])
+            let jobs = try JSONDecoder().decode([JobInfo].self, from: Data(list.stdout.utf8))
+            #expect(jobs.contains { $0.submissionID == id && $0.status == .succeeded })
+
+            let status = try await CommandRunner.raylan(["job", "status", id, "--address", address, "--json"])
+            #expect(try JSONDecoder().decode(JobInfo.self, from: Data(status.stdout.utf8)).status == .succeeded)
+
+            let logs = try await CommandRunner.raylan(["job", "logs", id, "--address", address])
+            #expect(logs.status == 0)
+            #expect(logs.stdout.contains("hi there"))
+
+            let deleted = try await CommandRunner.raylan(["job", "delete", id, "--address", address, "--json"])
+            #expect(deleted.status == 0, "\(deleted)")
+            #expect(deleted.stdout.contains("\"deleted\" : true"))
+
+            let missing = try await CommandRunner.raylan(["job", "status", id, "--address", address])
+            #expect(missing.status == 1)
+            #expect(missing.stderr.contains("No job '\(id)'"))
+        }
+
+        @Test("Ctrl-C with --stop-on-interrupt stops the job and exits 130")
+        func interrupt() async throws {
+            let id = "raylan-int-\(UUID().uuidString.prefix(8))"
+            let command = try RunningCommand(raylan: [
+                "job", "submit", "--address", address, "--id", id, "--stop-on-interrupt",
+                "--", "python", "-c", "import time; print('running', flush=True); time.sleep(600)",
+            ])
+            let running = await eventually { command.stdout.contains("running") }
+            try #require(running, "the job did not start: \(command.stderr)")
+            command.interrupt()
+            let result = await command.wait()
+            #expect(result.status == 130, "\(result)")
+            #expect(result.stderr.contains("Stopped job \(id)"))
+            let info = try await requireCluster().withConnection { try await $0.job(id) }
+            #expect(info.status == .stopped)
+        }
+
+        @Test(
+            "Bad input is one line on stderr, exit 64, and starts nothing",
+            arguments: [
+                (["job", "submit", "--working-dir", "/nonexistent/raylan-dir", "--", "true"], "does not exist"),
+                (["job", "submit", "--env", "NOEQUALS", "--", "true"], "has no '='"),
+                (["job", "submit", "--gpus", "-1", "--", "true"], "--gpus must be a number of 0 or more"),
+                (["job", "submit", "--resource", "special=lots", "--", "true"], "is not a number"),
+                (["job", "submit", "--memory", "2GB", "--", "true"], "--memory must be a whole number"),
+                (["job", "submit"], "The entrypoint is missing"),
+                (["job", "submit", "--"], "The entrypoint is missing"),
+                (["status", "--address", "gpu-box:99999"], "is not a port number"),
+                (["status", "--address", "ftp://gpu-box"], "is not supported"),
+            ])
+        func badInput(arguments: [String], expected: String) async throws {
+            let home = try TestEnvironment.makeTemporaryDirectory("raylan-home")
+            defer { try? FileManager.default.removeItem(at: home) }
+            let result = try await CommandRunner.raylan(arguments, environment: ["RAYLAN_HOME": home.path])
+            #expect(result.status == 64, "\(result)")
+            #expect(result.stderr.contains(expected), "\(result)")
+            let lines = result.stderr.split(separator: "\n")
+            #expect(lines.count == 1, "\(result)")
+            #expect(lines.first?.hasPrefix("Error: ") == true)
+            #expect(result.stdout.isEmpty)
+            // Nothing started: no embedded cluster was recorded.
+            #expect(!FileManager.default.fileExists(atPath: home.appendingPathComponent("local-cluster.json").path))
+        }
+
+        @Test("A working directory over 100 MiB is refused before any upload, exit 64")
+        func tooLarge() async throws {
+            let directory = try makeDirectory(["main.py": "print(1)"])
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let big = directory.appendingPathComponent("weights.bin")
+            _ = FileManager.default.createFile(atPath: big.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: big)
+            let random = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
+            for _ in 0..<101 { try handle.write(contentsOf: random.readData(ofLength: 1 << 20)) }
+            try handle.close()
+            try random.close()
+            let result = try await CommandRunner.raylan([
+                "job", "submit", "--address", address, "--working-dir", directory.path, "--", "python", "main.py",
+            ])
+            #expect(result.status == 64, "\(result)")
+            #expect(result.stderr.contains("upload cap"))
+            #expect(result.stderr.contains("weights.bin"))
+            let package = try WorkingDirectoryPackage.scan(directory)
+            let uploaded = try await requireCluster().withConnection { try await $0.hasPackage(package) }
+            #expect(!uploaded)
+        }
+
+        @Test("Unreachable address: exit 69 with the address and port")
+        func unreachable() async throws {
+            let port = try FreePortForTests.pick()
+            let result = try await CommandRunner.raylan(["status", "--address", "127.0.0.1:\(port)"])
+            #expect(result.status == 69, "\(result)")
+            #expect(result.stderr.contains("127.0.0.1:\(port)"))
+            #expect(result.stderr.contains("connection refused"))
+        }
+
+        @Test("The seed's ray://HOST:6379 is explained and the dashboard URL used instead")
+        func rayClientAddress() async throws {
+            let result = try await CommandRunner.raylan(["status", "--address", "ray://127.0.0.1:6379"])
+            #expect(result.stderr.contains("Ray Client"))
+            #expect(result.stderr.contains("10001"))
+            #expect(result.stderr.contains("http://127.0.0.1:8265"))
+            #expect([0, 69].contains(result.status), "\(result)")
+        }
+    }
+}

@@ -1,0 +1,134 @@
+import Foundation
+import RayLANTesting
+import Testing
+
+@testable import RayLAN
+
+/// The package URI and zip content must equal what Ray's own Python functions produce for the same
+/// directory, so Swift and Python clients share uploads.
+@Suite("Working-directory packages match Ray's Python SDK")
+struct PackageHashTests {
+    /// Ray's `get_uri_for_directory` (with the SDK's default excludes) and `_zip_files`' entry names,
+    /// from the project's Ray 2.60 venv.
+    static func rayPackage(_ directory: URL, excludes: [String] = []) async throws -> (uri: String, names: Set<String>) {
+        let python = try TestEnvironment.environment(.current).python
+        let script = """
+            import json, sys, tempfile, zipfile, os
+            from ray._private.runtime_env.packaging import get_uri_for_directory, _zip_files
+            from ray._private import ray_constants
+            d, user = sys.argv[1], json.loads(sys.argv[2])
+            excludes = ray_constants.get_runtime_env_default_excludes() + user
+            uri = get_uri_for_directory(d, include_gitignore=True, excludes=excludes)
+            out = os.path.join(tempfile.mkdtemp(), "p.zip")
+            _zip_files(d, excludes, out, include_gitignore=True)
+            print(json.dumps({"uri": uri, "names": zipfile.ZipFile(out).namelist()}))
+            """
+        let excludesJSON = String(decoding: try JSONEncoder().encode(excludes), as: UTF8.self)
+        let result = try await CommandRunner.run(python, ["-c", script, directory.path, excludesJSON])
+        try #require(result.status == 0, "\(result)")
+        struct Answer: Decodable { var uri: String; var names: [String] }
+        let answer = try JSONDecoder().decode(Answer.self, from: Data(result.stdout.utf8))
+        return (answer.uri, Set(answer.names))
+    }
+
+    /// The names in a zip, read by Python's zipfile (so the zip is also checked to be valid).
+    static func zipNames(_ data: Data) async throws -> Set<String> {
+        let file = try TestEnvironment.makeTemporaryDirectory().appendingPathComponent("p.zip")
+        try data.write(to: file)
+        let python = try TestEnvironment.environment(.current).python
+        let result = try await CommandRunner.run(
+            python, ["-c", "import json,sys,zipfile; z=zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print(json.dumps(z.namelist()))", file.path])
+        try #require(result.status == 0, "\(result)")
+        return Set(try JSONDecoder().decode([String].self, from: Data(result.stdout.utf8)))
+    }
+
+    struct Case: Sendable, CustomTestStringConvertible {
+        var name: String
+        var files: [String: String]
+        var emptyFolders: [String] = []
+        var excludes: [String] = []
+        var testDescription: String { name }
+    }
+
+    static let cases: [Case] = [
+        Case(name: "flat", files: ["main.py": "print('hi')\n", "data.txt": "1 2 3"]),
+        Case(
+            name: "nested folders and empty folders",
+            files: ["a/b/c/deep.py": "x = 1", "a/top.py": "", "README": "r"],
+            emptyFolders: ["empty", "a/also-empty"]),
+        Case(
+            name: ".gitignore at the root and nested, with negation and folder patterns",
+            files: [
+                ".gitignore": "*.log\n!keep.log\nbuild/\n/secret.txt\n# comment\n\ndocs/*.md\n",
+                "run.log": "noise", "keep.log": "kept", "secret.txt": "s", "sub/secret.txt": "not root, kept",
+                "build/out.bin": "bin", "build/deeper/x.o": "o", "docs/a.md": "md", "docs/b.txt": "txt",
+                "sub/.gitignore": "*.tmp\nlocal/\n", "sub/x.tmp": "t", "sub/y.py": "y", "sub/local/z": "z",
+                "main.py": "print(1)",
+            ]),
+        Case(
+            name: "unicode names",
+            files: ["données/été.py": "print('é')", "日本語.txt": "テキスト", "emoji-🚀.md": "go"],
+            emptyFolders: ["пусто"]),
+        Case(
+            name: "default excludes, .rayignore and user excludes",
+            files: [
+                ".git/HEAD": "ref", ".venv/bin/python": "#!", "pkg/__pycache__/m.cpython-311.pyc": "c",
+                "pkg/m.py": "m", ".rayignore": "*.ckpt\n", "model.ckpt": "big", "data/raw.csv": "1,2",
+                "data/keep.json": "{}", "notes.bak": "b",
+            ],
+            excludes: ["data/*.csv", "*.bak"]),
+        Case(
+            name: "wildcards and character classes",
+            files: [
+                ".gitignore": "file[0-9].txt\n?.dat\n**/gen/**\nlogs/**/*.out\n",
+                "file1.txt": "", "fileA.txt": "", "a.dat": "", "ab.dat": "", "x/gen/y.py": "", "gen/z.py": "",
+                "logs/a/b/c.out": "", "logs/c.out": "", "logs/c.in": "",
+            ]),
+    ]
+
+    @Test("URI and zip content equal Ray's", arguments: cases)
+    func matchesRay(_ testCase: Case) async throws {
+        let directory = try makeDirectory(testCase.files, emptyFolders: testCase.emptyFolders)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let options = PackageOptions(excludes: testCase.excludes)
+        let package = try WorkingDirectoryPackage.scan(directory, options: options)
+        let ray = try await Self.rayPackage(directory, excludes: testCase.excludes)
+        #expect(package.uri == ray.uri)
+        #expect(try await Self.zipNames(package.makeZip(options: options)) == ray.names)
+        #expect(package.uri.range(of: #"^gcs://_ray_pkg_[0-9a-f]{16}\.zip$"#, options: .regularExpression) != nil)
+    }
+
+    @Test("A changed byte changes the URI; the same content in another folder keeps it")
+    func contentAddressed() throws {
+        let one = try makeDirectory(["main.py": "print(1)"])
+        let two = try makeDirectory(["main.py": "print(1)"])
+        let three = try makeDirectory(["main.py": "print(2)"])
+        defer { [one, two, three].forEach { try? FileManager.default.removeItem(at: $0) } }
+        #expect(try WorkingDirectoryPackage.scan(one).uri == WorkingDirectoryPackage.scan(two).uri)
+        #expect(try WorkingDirectoryPackage.scan(one).uri != WorkingDirectoryPackage.scan(three).uri)
+    }
+
+    @Test("A package at the cap is refused before upload, naming the largest file")
+    func tooLarge() throws {
+        let directory = try makeDirectory(["small.py": "x"])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var random = SystemRandomNumberGenerator()
+        let bytes = Data((0..<200_000).map { _ in UInt8.random(in: 0...255, using: &random) })
+        try bytes.write(to: directory.appendingPathComponent("weights.bin"))
+        let options = PackageOptions(maxPackageBytes: 100_000)
+        let package = try WorkingDirectoryPackage.scan(directory, options: options)
+        let error = try #require(throws: PackageError.self) { try package.makeZip(options: options) }
+        #expect(error.code == .tooLarge)
+        #expect(error.description.contains("weights.bin"))
+        #expect(error.isUsageError)
+    }
+
+    @Test("Missing and non-directory paths are usage errors")
+    func missing() throws {
+        let error = try #require(throws: PackageError.self) {
+            try WorkingDirectoryPackage.scan(URL(fileURLWithPath: "/nonexistent/raylan"))
+        }
+        #expect(error.code == .notFound)
+        #expect(error.description.contains("/nonexistent/raylan"))
+    }
+}
