@@ -1,6 +1,14 @@
+#if canImport(Darwin)
+import Darwin
+#elseif canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import Foundation
+import RayLAN
 
-/// Runs the built `raylan` (or any command) and captures stdout, stderr and the exit code.
+/// What a command printed and how it exited.
 public struct CommandResult: Sendable, CustomStringConvertible {
     public var status: Int32
     public var stdout: String
@@ -10,104 +18,72 @@ public struct CommandResult: Sendable, CustomStringConvertible {
 }
 
 public enum CommandRunner {
-    /// Runs `raylan` with `arguments`; `environment` entries are added to (nil values removed from) this
-    /// process's environment. `RAYLAN_ADDRESS` and `RAY_AUTH_TOKEN` are removed unless given.
+    /// Runs the built `raylan` with `arguments`; `environment` entries are added to (nil values removed
+    /// from) this process's environment. `RAYLAN_ADDRESS` and the `RAY_AUTH_TOKEN…` variables are removed
+    /// unless given.
     public static func raylan(
         _ arguments: [String], environment: [String: String?] = [:], timeout: Duration = .seconds(300)
     ) async throws -> CommandResult {
-        var base: [String: String?] = ["RAYLAN_ADDRESS": nil, "RAY_AUTH_TOKEN": nil, "RAY_AUTH_TOKEN_PATH": nil]
-        base.merge(environment) { _, new in new }
-        return try await run(TestEnvironment.raylanExecutable, arguments, environment: base, timeout: timeout)
+        try await RunningCommand(raylan: arguments, environment: environment).wait(timeout: timeout)
     }
 
-    /// Runs `executable` with `arguments` and waits for it (killing it after `timeout`).
+    /// Runs `executable` (an absolute path) with `arguments` and waits for it.
     public static func run(
         _ executable: String, _ arguments: [String], environment: [String: String?] = [:],
         timeout: Duration = .seconds(300)
     ) async throws -> CommandResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        for (key, value) in environment { env[key] = value }
-        process.environment = env
-        let outFile = FileManager.default.temporaryDirectory.appendingPathComponent("out-\(UUID().uuidString)")
-        let errFile = FileManager.default.temporaryDirectory.appendingPathComponent("err-\(UUID().uuidString)")
-        _ = FileManager.default.createFile(atPath: outFile.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errFile.path, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(at: outFile)
-            try? FileManager.default.removeItem(at: errFile)
-        }
-        let out = try FileHandle(forWritingTo: outFile)
-        let err = try FileHandle(forWritingTo: errFile)
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: timeout)
-        while process.isRunning {
-            if clock.now >= deadline {
-                process.terminate()
-                break
-            }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        process.waitUntilExit()
-        try? out.close()
-        try? err.close()
-        return CommandResult(
-            status: process.terminationStatus,
-            stdout: (try? String(contentsOf: outFile, encoding: .utf8)) ?? "",
-            stderr: (try? String(contentsOf: errFile, encoding: .utf8)) ?? "")
+        try await RunningCommand(executable, arguments, environment: environment).wait(timeout: timeout)
     }
 }
 
-/// A command started in the background, for tests that interact with it (e.g. send Ctrl-C).
-public final class RunningCommand: @unchecked Sendable {
-    let process: Process
-    let outFile: URL
-    let errFile: URL
+/// A command started in the background in a process group of its own (as a shell starts a job), with
+/// stdout and stderr captured to files. Uses posix_spawn and waitpid directly, not Foundation's
+/// `Process`, whose exit monitoring missed exits while the tests' other children came and went.
+public final class RunningCommand: Sendable {
+    public let pid: Int32
+    let outFile: String
+    let errFile: String
 
     /// Starts `raylan` with `arguments` (environment as in ``CommandRunner/raylan(_:environment:timeout:)``).
-    public init(raylan arguments: [String], environment: [String: String?] = [:]) throws {
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: TestEnvironment.raylanExecutable)
-        process.arguments = arguments
+    public convenience init(raylan arguments: [String], environment: [String: String?] = [:]) throws {
+        var merged: [String: String?] = ["RAYLAN_ADDRESS": nil, "RAY_AUTH_TOKEN": nil, "RAY_AUTH_TOKEN_PATH": nil]
+        merged.merge(environment) { _, new in new }
+        try self.init(TestEnvironment.raylanExecutable, arguments, environment: merged)
+    }
+
+    /// Starts `executable` (an absolute path) with `arguments`.
+    public init(_ executable: String, _ arguments: [String], environment: [String: String?] = [:]) throws {
         var env = ProcessInfo.processInfo.environment
-        env["RAYLAN_ADDRESS"] = nil
-        env["RAY_AUTH_TOKEN"] = nil
         for (key, value) in environment { env[key] = value }
-        process.environment = env
-        outFile = FileManager.default.temporaryDirectory.appendingPathComponent("out-\(UUID().uuidString)")
-        errFile = FileManager.default.temporaryDirectory.appendingPathComponent("err-\(UUID().uuidString)")
-        _ = FileManager.default.createFile(atPath: outFile.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errFile.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: outFile)
-        process.standardError = try FileHandle(forWritingTo: errFile)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("cmd-\(UUID().uuidString)").path
+        outFile = base + ".out"
+        errFile = base + ".err"
+        pid = try ProcessGroup.spawn([executable] + arguments, environment: env, logFile: outFile, errorFile: errFile)
     }
 
     /// What it printed so far.
-    public var stdout: String { (try? String(contentsOf: outFile, encoding: .utf8)) ?? "" }
-    public var stderr: String { (try? String(contentsOf: errFile, encoding: .utf8)) ?? "" }
+    public var stdout: String { (try? String(contentsOfFile: outFile, encoding: .utf8)) ?? "" }
+    public var stderr: String { (try? String(contentsOfFile: errFile, encoding: .utf8)) ?? "" }
 
     /// Sends SIGINT, as Ctrl-C does.
-    public func interrupt() { process.interrupt() }
+    public func interrupt() { kill(pid, SIGINT) }
 
-    /// Waits for the exit (killing it after `timeout`) and returns the result.
-    public func wait(timeout: Duration = .seconds(120)) async -> CommandResult {
+    /// Waits for the exit (killing it after `timeout`) and returns what it printed and its status
+    /// (128 + signal when a signal ended it).
+    public func wait(timeout: Duration = .seconds(300)) async -> CommandResult {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
-        while process.isRunning && clock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        defer {
-            try? FileManager.default.removeItem(at: outFile)
-            try? FileManager.default.removeItem(at: errFile)
+        var status: Int32?
+        while status == nil {
+            status = ProcessGroup.exitStatus(pid)
+            if status == nil {
+                if clock.now >= deadline { kill(pid, SIGKILL) }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
         }
-        return CommandResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+        let result = CommandResult(status: status ?? -1, stdout: stdout, stderr: stderr)
+        try? FileManager.default.removeItem(atPath: outFile)
+        try? FileManager.default.removeItem(atPath: errFile)
+        return result
     }
 }

@@ -50,19 +50,11 @@ public struct TestCluster: Sendable {
     }
 
     /// Starts a cluster of `kind`, runs `body`, and stops the cluster, also on failure.
-    ///
-    /// Starts are serialized across the test process: several Rays booting at once on a small machine
-    /// can miss Ray's own start-up deadlines ("The current node timed out during startup").
     public static func with(_ kind: Kind, _ body: (TestCluster) async throws -> Void) async throws {
         let (configuration, token) = try configuration(kind)
-        let ray = try await StartGate.shared.serialized { try await LocalRay.start(configuration) }
-        do {
+        try await LocalRay.withLocalCluster(configuration) { ray in
             try await body(TestCluster(kind: kind, ray: ray, token: token, environment: configuration.environment))
-        } catch {
-            await ray.stop()
-            throw error
         }
-        await ray.stop()
     }
 
     /// A connection with the cluster's token (if any).
@@ -78,22 +70,3 @@ public struct TestCluster: Sendable {
     }
 }
 
-/// Lets one local Ray start at a time in this process.
-public actor StartGate {
-    public static let shared = StartGate()
-    private var busy = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
-
-    /// Runs `body` when no other start is running.
-    public func serialized<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
-        if busy {
-            await withCheckedContinuation { waiters.append($0) }
-        } else {
-            busy = true
-        }
-        defer {
-            if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
-        }
-        return try await body()
-    }
-}

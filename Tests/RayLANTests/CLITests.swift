@@ -4,7 +4,7 @@ import Testing
 
 @testable import RayLAN
 
-extension MainClusterTests {
+extension RayClusterTests.Main {
     /// The built `raylan` binary against the shared cluster: stdout, stderr and exit codes.
     @Suite("raylan CLI")
     struct CLITests {

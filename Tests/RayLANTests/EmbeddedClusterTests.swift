@@ -4,62 +4,61 @@ import Testing
 
 @testable import RayLAN
 
-@Suite("The embedded local Ray (no address given)")
-struct EmbeddedClusterTests {
-    @Test("Started on first use, reused, kept running and said so, then stopped by 'raylan down' to the last process")
-    func lifecycle() async throws {
-        let home = try TestEnvironment.makeTemporaryDirectory("raylan-home")
-        defer { try? FileManager.default.removeItem(at: home) }
-        let environment: [String: String?] = [
-            "RAYLAN_HOME": home.path, "RAYLAN_PYTHON": try TestEnvironment.environment(.current).python,
-        ]
-        let embedded = EmbeddedCluster(stateDirectory: home.path)
-        do {
-            // Started under the test process's start gate, like the fixtures' clusters.
-            let first = try await StartGate.shared.serialized {
-                try await CommandRunner.raylan(["status"], environment: environment)
+extension RayClusterTests {
+    @Suite("The embedded local Ray (no address given)")
+    struct EmbeddedClusterTests {
+        @Test("Started on first use, reused, kept running and said so, then stopped by 'raylan down' to the last process")
+        func lifecycle() async throws {
+            let home = try TestEnvironment.makeTemporaryDirectory("raylan-home")
+            defer { try? FileManager.default.removeItem(at: home) }
+            let environment: [String: String?] = [
+                "RAYLAN_HOME": home.path, "RAYLAN_PYTHON": try TestEnvironment.environment(.current).python,
+            ]
+            let embedded = EmbeddedCluster(stateDirectory: home.path)
+            do {
+                let first = try await CommandRunner.raylan(["status"], environment: environment)
+                #expect(first.status == 0, "\(first)")
+                #expect(first.stderr.contains("Starting a private local Ray"))
+                #expect(first.stderr.contains("keeps running"))
+                #expect(first.stderr.contains("raylan down"))
+                #expect(first.stdout.contains("ALIVE"))
+
+                let ray = try #require(embedded.recorded())
+                #expect(ray.dashboardHost == "127.0.0.1")
+                let pids = ray.processIDs
+                #expect(pids.count > 3)
+
+                let second = try await CommandRunner.raylan(["job", "submit", "--", "echo", "embedded-ok"], environment: environment)
+                #expect(second.status == 0, "\(second)")
+                #expect(second.stdout.contains("embedded-ok"))
+                #expect(!second.stderr.contains("Starting a private local Ray"))
+
+                let down = try await CommandRunner.raylan(["down"], environment: environment)
+                #expect(down.status == 0, "\(down)")
+                #expect(down.stdout.contains("Stopped the local Ray"))
+                #expect(pids.allSatisfy { !ProcessGroup.isAlive($0) })
+                #expect(!ray.isRunning)
+                #expect(!FileManager.default.fileExists(atPath: ray.temporaryDirectory))
+
+                let again = try await CommandRunner.raylan(["down"], environment: environment)
+                #expect(again.status == 0)
+                #expect(again.stdout.contains("No local Ray"))
+            } catch {
+                _ = try? await embedded.stop()
+                throw error
             }
-            #expect(first.status == 0, "\(first)")
-            #expect(first.stderr.contains("Starting a private local Ray"))
-            #expect(first.stderr.contains("keeps running"))
-            #expect(first.stderr.contains("raylan down"))
-            #expect(first.stdout.contains("ALIVE"))
-
-            let ray = try #require(embedded.recorded())
-            #expect(ray.dashboardHost == "127.0.0.1")
-            let pids = ray.processIDs
-            #expect(pids.count > 3)
-
-            let second = try await CommandRunner.raylan(["job", "submit", "--", "echo", "embedded-ok"], environment: environment)
-            #expect(second.status == 0, "\(second)")
-            #expect(second.stdout.contains("embedded-ok"))
-            #expect(!second.stderr.contains("Starting a private local Ray"))
-
-            let down = try await CommandRunner.raylan(["down"], environment: environment)
-            #expect(down.status == 0, "\(down)")
-            #expect(down.stdout.contains("Stopped the local Ray"))
-            #expect(pids.allSatisfy { !ProcessGroup.isAlive($0) })
-            #expect(!ray.isRunning)
-            #expect(!FileManager.default.fileExists(atPath: ray.temporaryDirectory))
-
-            let again = try await CommandRunner.raylan(["down"], environment: environment)
-            #expect(again.status == 0)
-            #expect(again.stdout.contains("No local Ray"))
-        } catch {
             _ = try? await embedded.stop()
-            throw error
         }
-        _ = try? await embedded.stop()
-    }
 
-    @Test("A missing Python environment says which command creates it")
-    func missingPython() async throws {
-        let home = try TestEnvironment.makeTemporaryDirectory("raylan-home")
-        defer { try? FileManager.default.removeItem(at: home) }
-        let result = try await CommandRunner.raylan(
-            ["status"], environment: ["RAYLAN_HOME": home.path, "RAYLAN_PYTHON": "/nonexistent/python"])
-        #expect(result.status == 1, "\(result)")
-        #expect(result.stderr.contains("scripts/setup-python.sh"))
-        #expect(result.stderr.contains("/nonexistent/python"))
+        @Test("A missing Python environment says which command creates it")
+        func missingPython() async throws {
+            let home = try TestEnvironment.makeTemporaryDirectory("raylan-home")
+            defer { try? FileManager.default.removeItem(at: home) }
+            let result = try await CommandRunner.raylan(
+                ["status"], environment: ["RAYLAN_HOME": home.path, "RAYLAN_PYTHON": "/nonexistent/python"])
+            #expect(result.status == 1, "\(result)")
+            #expect(result.stderr.contains("scripts/setup-python.sh"))
+            #expect(result.stderr.contains("/nonexistent/python"))
+        }
     }
 }

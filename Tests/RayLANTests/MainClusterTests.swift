@@ -1,7 +1,15 @@
 import RayLANTesting
 import Testing
 
-/// Every suite nested here shares one private local Ray 2.60 (4 logical CPUs, 1 logical GPU,
-/// `special: 2`), started before its first test and stopped after its last.
-@Suite("Against a local Ray 2.60", .cluster(.main))
-struct MainClusterTests {}
+/// Every suite that needs a real Ray nests here. Serialized: one cluster at a time on a two-core machine,
+/// because Ray's own start-up deadlines (Ray 2.45's dashboard must come up within 20 s) are missed when
+/// clusters boot while others run jobs.
+@Suite("Against real local Ray clusters", .serialized)
+struct RayClusterTests {}
+
+extension RayClusterTests {
+    /// The suites nested here share one private local Ray 2.60 (4 logical CPUs, 1 logical GPU,
+    /// `special: 2`), started before their first test and stopped after their last.
+    @Suite("A local Ray 2.60", .cluster(.main))
+    struct Main {}
+}

@@ -44,6 +44,16 @@ public struct LocalRay: Sendable, Codable, Hashable {
     ///
     /// - Throws: ``ClusterError`` (`localStartFailed`) with the end of Ray's output; nothing is left running.
     public static func start(_ configuration: LocalRayConfiguration) async throws -> LocalRay {
+        do {
+            return try await startOnce(configuration)
+        } catch let error as ClusterError where error.code == .localStartFailed && error.message.contains("exited") {
+            // On a busy machine Ray can miss its own 30 s registration deadline ("The current node timed
+            // out during startup"); a second try usually succeeds.
+            return try await startOnce(configuration)
+        }
+    }
+
+    static func startOnce(_ configuration: LocalRayConfiguration) async throws -> LocalRay {
         let temporary = configuration.temporaryParent + "/rl-" + UUID().uuidString.prefix(8).lowercased()
         try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
         let logFile = temporary + "/ray-start.log"
@@ -100,6 +110,8 @@ public struct LocalRay: Sendable, Codable, Hashable {
             try await ray.waitUntilReady(token: configuration.authToken, timeout: configuration.startTimeout)
             return ray
         } catch {
+            // Keep Ray's output for the user: the temp dir goes with the cluster.
+            try? FileManager.default.moveItem(atPath: logFile, toPath: ray.keptLogFile)
             await ray.stop()
             throw error
         }
@@ -160,11 +172,18 @@ public struct LocalRay: Sendable, Codable, Hashable {
 
     func startFailure(_ reason: String) -> ClusterError {
         let output = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
-        let tail = output.split(separator: "\n").suffix(8).joined(separator: "\n")
+        let lines = output.split(separator: "\n")
+        let telling = lines.filter { line in
+            ["Error", "error:", "Exception", "timed out", "Traceback"].contains { line.contains($0) }
+        }
+        let tail = (telling.suffix(6) + lines.suffix(3)).map { String($0.prefix(400)) }.joined(separator: "\n")
         return ClusterError(
             .localStartFailed, "The local Ray did not start: \(reason). Ray said:\n\(tail)",
-            remedy: "See \(logFile); the Python environment comes from \(RayEnvironment.setupCommand).")
+            remedy: "Ray's whole output is in \(keptLogFile); the Python environment comes from \(RayEnvironment.setupCommand).")
     }
+
+    /// Where Ray's output is kept after a failed start.
+    var keptLogFile: String { temporaryDirectory + "-ray-start.log" }
 
     static func number(_ value: Double) -> String {
         value == value.rounded() ? String(Int(value)) : String(value)

@@ -23,10 +23,12 @@ public enum ProcessGroup {
     }
 
     /// Starts `arguments` with `environment` in a new process group (its id is the returned pid), with
-    /// stdin from /dev/null and stdout and stderr appended to `logFile`.
+    /// stdin from /dev/null, stdout appended to `logFile` and stderr to `errorFile` (default: `logFile`).
     ///
     /// - Throws: a `ClusterError` (`localStartFailed`) naming the command and errno.
-    public static func spawn(_ arguments: [String], environment: [String: String], logFile: String) throws -> pid_t {
+    public static func spawn(
+        _ arguments: [String], environment: [String: String], logFile: String, errorFile: String? = nil
+    ) throws -> pid_t {
         var fileActions = posix_spawn_file_actions_t()
         var attributes = posix_spawnattr_t()
         #if canImport(Darwin)
@@ -41,7 +43,11 @@ public enum ProcessGroup {
         }
         posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&fileActions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&fileActions, 1, 2)
+        if let errorFile {
+            posix_spawn_file_actions_addopen(&fileActions, 2, errorFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        } else {
+            posix_spawn_file_actions_adddup2(&fileActions, 1, 2)
+        }
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
         posix_spawnattr_setpgroup(&attributes, 0)
 
@@ -62,9 +68,27 @@ public enum ProcessGroup {
         return pid
     }
 
-    /// Whether a process exists (a zombie counts until reaped).
+    /// Whether a process exists and has not exited (an exited, unreaped zombie counts as gone).
     public static func isAlive(_ pid: pid_t) -> Bool {
-        kill(pid, 0) == 0 || errno == EPERM
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        #if os(Linux)
+        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")"),
+            stat[stat.index(after: close)...].split(separator: " ").first == "Z"
+        {
+            return false
+        }
+        #endif
+        return true
+    }
+
+    /// The exit status of our child `pid` once it has ended (reaping it): its exit code, or 128 + the
+    /// signal that ended it; nil while it runs.
+    public static func exitStatus(_ pid: pid_t) -> Int32? {
+        var status: Int32 = 0
+        guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
     }
 
     /// True when `pid` is gone, or is our child and has exited (it is reaped then).

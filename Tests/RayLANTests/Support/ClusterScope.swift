@@ -38,7 +38,7 @@ func requireCluster(sourceLocation: SourceLocation = #_sourceLocation) throws ->
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held. Not a timing assertion:
 /// the timeout only bounds a wait for something that must happen.
 func eventually(
-    timeout: Duration = .seconds(60), every interval: Duration = .milliseconds(300),
+    timeout: Duration = .seconds(180), every interval: Duration = .milliseconds(300),
     _ condition: () async throws -> Bool
 ) async rethrows -> Bool {
     let clock = ContinuousClock()
