@@ -1,0 +1,142 @@
+"""The detection service as a Ray Serve application (import path `raylan_detect.app:build`).
+
+HTTP API (under the application's route prefix, e.g. /raylan/<app>):
+  POST /detect          body: one encoded image (JPEG, PNG, WebP, BMP). Query: conf, iou, classes (comma
+                        separated class ids), annotate (1 to get the annotated JPEG, base64).
+                        200 → one result; 422 → {"error": {"code", "message"}} for a bad image.
+  POST /detect/batch    body: several images, each a 4-byte big-endian length then its bytes; same query.
+                        200 → {"results": [...]}, one per image in order, each a result or an error.
+  GET  /models          the model this application serves.
+  GET  /healthz         200 once the model is loaded and warmed up.
+A result: {"model", "image": {"width", "height", "format"}, "detections": [{"box": [x1, y1, x2, y2] in
+original pixels, "score", "class_id", "class_name"}], "batch_size", "timings_ms": {"queue", "decode",
+"preprocess", "inference", "postprocess", "total"}}.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from ray import serve
+
+from .backend import Backend, Options
+from .codec import DEFAULT_MAX_PIXELS, ImageError, decode, split_frames
+
+api = FastAPI(title="RayLAN detection service")
+
+
+def parse_options(request: Request) -> Options:
+    query = request.query_params
+    classes = query.get("classes")
+    try:
+        return Options(
+            conf=float(query.get("conf", 0.25)), iou=float(query.get("iou", 0.7)),
+            classes=tuple(int(c) for c in classes.split(",") if c.strip()) if classes else None,
+            annotate=query.get("annotate", "0") in ("1", "true", "yes"))
+    except ValueError as error:
+        raise ImageError("bad_request", f"invalid query parameter: {error}")
+
+
+@serve.deployment(name="Detector")
+@serve.ingress(api)
+class Detector:
+    def __init__(self, model: str, imgsz: int = 640, max_batch: int = 8, batch_wait_ms: float = 10.0,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, device: str | None = None, half: bool | None = None):
+        self.max_pixels = max_pixels
+        self.max_batch = max_batch
+        self.backend = Backend(model, imgsz=imgsz, device=device, half=half)
+        self.backend.warm_up()
+        self.infer.set_max_batch_size(max_batch)
+        self.infer.set_batch_wait_timeout_s(batch_wait_ms / 1000.0)
+        self.batches = 0
+
+    def check_health(self) -> None:
+        if self.backend is None:
+            raise RuntimeError("the model is not loaded")
+
+    @api.get("/healthz")
+    def healthz(self) -> dict:
+        return {"status": "ok", "model": self.backend.model_id}
+
+    @api.get("/models")
+    def models(self) -> dict:
+        backend = self.backend
+        return {"models": [{
+            "id": backend.model_id, "source": backend.source, "imgsz": backend.imgsz, "device": backend.device,
+            "half": backend.half, "max_batch": self.max_batch, "classes": backend.names}]}
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def infer(self, items: list[tuple[Any, Options, float]]) -> list[dict]:
+        """One dynamic batch: images from concurrent requests, predicted together per option set."""
+        started = time.perf_counter()
+        groups: dict[tuple, list[int]] = {}
+        for index, (_, options, _) in enumerate(items):
+            groups.setdefault(options.key(), []).append(index)
+        results: list[dict] = [{}] * len(items)
+        for indices in groups.values():
+            options = items[indices[0]][1]
+            predictions = await asyncio.to_thread(
+                self.backend.predict, [items[i][0] for i in indices], options)
+            for i, prediction in zip(indices, predictions):
+                results[i] = {
+                    "detections": prediction.detections, "timings": prediction.timings_ms,
+                    "queue": (started - items[i][2]) * 1000, "batch_size": len(items),
+                    "annotated": prediction.annotated_jpeg}
+        self.batches += 1
+        return results
+
+    async def detect_one(self, data: bytes, options: Options, received: float) -> dict:
+        decode_start = time.perf_counter()
+        image = await asyncio.to_thread(decode, data, self.max_pixels)
+        decoded = time.perf_counter()
+        out = await self.infer((image.pixels, options, decoded))
+        timings = dict(out["timings"])
+        timings.pop("batch_wall", None)
+        result = {
+            "model": self.backend.model_id,
+            "image": {"width": image.width, "height": image.height, "format": image.format},
+            "detections": out["detections"], "batch_size": out["batch_size"],
+            "timings_ms": {"queue": round(out["queue"], 3), "decode": round((decoded - decode_start) * 1000, 3),
+                           **timings, "total": round((time.perf_counter() - received) * 1000, 3)}}
+        if out["annotated"] is not None:
+            result["annotated_jpeg"] = base64.b64encode(out["annotated"]).decode()
+        return result
+
+    @api.post("/detect")
+    async def detect(self, request: Request):
+        received = time.perf_counter()
+        try:
+            options = parse_options(request)
+            return await self.detect_one(await request.body(), options, received)
+        except ImageError as error:
+            return JSONResponse({"error": error.as_dict()}, status_code=422)
+
+    @api.post("/detect/batch")
+    async def detect_batch(self, request: Request):
+        received = time.perf_counter()
+        try:
+            options = parse_options(request)
+            frames = split_frames(await request.body())
+        except (ImageError, ValueError) as error:
+            message = error.message if isinstance(error, ImageError) else str(error)
+            return JSONResponse({"error": {"code": "bad_request", "message": message}}, status_code=400)
+
+        async def one(frame: bytes) -> dict:
+            try:
+                return await self.detect_one(frame, options, received)
+            except ImageError as error:
+                return {"error": error.as_dict()}
+
+        return {"results": await asyncio.gather(*(one(frame) for frame in frames))}
+
+
+def build(args: dict) -> Any:
+    """The application builder Serve calls with the config's `args`."""
+    return Detector.bind(
+        model=args["model"], imgsz=int(args.get("imgsz", 640)), max_batch=int(args.get("max_batch", 8)),
+        batch_wait_ms=float(args.get("batch_wait_ms", 10)), max_pixels=int(args.get("max_pixels", DEFAULT_MAX_PIXELS)),
+        device=args.get("device"), half=args.get("half"))

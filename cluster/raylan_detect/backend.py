@@ -1,0 +1,78 @@
+"""One YOLO model in one replica: loading (.pt or .onnx through Ultralytics), warm-up, batched predict."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Options:
+    conf: float = 0.25
+    iou: float = 0.7
+    classes: tuple[int, ...] | None = None
+    annotate: bool = False
+
+    def key(self) -> tuple:
+        return (self.conf, self.iou, self.classes, self.annotate)
+
+
+@dataclass
+class Prediction:
+    detections: list[dict]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    annotated_jpeg: bytes | None = None
+
+
+class Backend:
+    """Loads the model once. Ultralytics predictors are not thread-safe: call predict from one thread."""
+
+    def __init__(self, source: str, imgsz: int = 640, device: str | None = None, half: bool | None = None):
+        from ultralytics import YOLO
+        import torch
+
+        self.source = source
+        self.model_id = Path(source).stem
+        self.imgsz = imgsz
+        self.device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+        self.half = self.device.startswith("cuda") if half is None else half
+        task = "detect" if source.endswith(".onnx") else None
+        self.model = YOLO(source, task=task)
+        self.names: dict[int, str] = dict(self.model.names or {})
+
+    def warm_up(self) -> None:
+        self.predict([np.zeros((self.imgsz, self.imgsz, 3), dtype=np.uint8)], Options())
+        if not self.names:
+            self.names = dict(self.model.names or {})
+
+    def predict(self, images: list[np.ndarray], options: Options) -> list[Prediction]:
+        start = time.perf_counter()
+        results = self.model.predict(
+            images, imgsz=self.imgsz, conf=options.conf, iou=options.iou,
+            classes=list(options.classes) if options.classes else None, device=self.device, half=self.half,
+            verbose=False)
+        wall = (time.perf_counter() - start) * 1000
+        out = []
+        for result in results:
+            boxes = result.boxes
+            xyxy = boxes.xyxy.cpu().numpy().tolist() if len(boxes) else []
+            scores = boxes.conf.cpu().numpy().tolist() if len(boxes) else []
+            classes = boxes.cls.cpu().numpy().astype(int).tolist() if len(boxes) else []
+            detections = [
+                {"box": [round(v, 2) for v in box], "score": round(float(score), 5), "class_id": int(cls),
+                 "class_name": self.names.get(int(cls), str(cls))}
+                for box, score, cls in zip(xyxy, scores, classes)]
+            speed = result.speed or {}
+            annotated = None
+            if options.annotate:
+                import cv2
+                ok, buffer = cv2.imencode(".jpg", result.plot(), [cv2.IMWRITE_JPEG_QUALITY, 88])
+                annotated = buffer.tobytes() if ok else None
+            out.append(Prediction(detections, {
+                "preprocess": round(float(speed.get("preprocess", 0.0)), 3),
+                "inference": round(float(speed.get("inference", 0.0)), 3),
+                "postprocess": round(float(speed.get("postprocess", 0.0)), 3),
+                "batch_wall": round(wall, 3)}, annotated))
+        return out
