@@ -44,34 +44,47 @@ struct ClusterOptions: ParsableArguments {
         let token = try AuthToken.resolve(tokenFile: tokenFile)
         if let address = try givenAddress() {
             for note in address.notes { Terminal.error("Note: \(note).") }
-            return Connection(cluster: RayCluster(address: address, configuration: .init(token: token)), startedLocal: nil)
+            return Connection(
+                cluster: RayCluster(address: address, configuration: .init(token: token)), local: nil, startedLocal: false)
         }
         let embedded = EmbeddedCluster.fromEnvironment()
         let (ray, started) = try await embedded.findOrStart(
             configuration: { LocalRayConfiguration(environment: try RayEnvironment.locate()) },
             willStart: { Terminal.error($0) })
         let cluster = RayCluster(address: ray.address, configuration: .init(token: ray.usesToken ? token : nil))
-        return Connection(cluster: cluster, startedLocal: started ? ray : nil)
+        return Connection(cluster: cluster, local: ray, startedLocal: started)
     }
 }
 
 /// An open connection; ``close()`` shuts it down and says when a local Ray was left running.
 struct Connection {
     let cluster: RayCluster
-    let startedLocal: LocalRay?
+    /// The embedded local Ray, when no address was given.
+    let local: LocalRay?
+    /// Whether this command started it.
+    let startedLocal: Bool
+
+    /// The Serve proxy port to use when Serve is not running yet: the embedded cluster's reserved port,
+    /// else Serve's default.
+    var defaultServePort: Int { local?.ports.serve ?? 8000 }
 
     func close() async {
         try? await cluster.shutdown()
-        if let ray = startedLocal {
+        if startedLocal, let ray = local {
             Terminal.error("The local Ray keeps running at \(ray.address); stop it with 'raylan down'.")
         }
     }
 
     /// Runs `body` with the cluster and closes the connection afterwards, also on error.
     static func with(_ options: ClusterOptions, _ body: (RayCluster) async throws -> Void) async throws {
+        try await with(options) { (connection: Connection) in try await body(connection.cluster) }
+    }
+
+    /// Runs `body` with the connection and closes it afterwards, also on error.
+    static func with(_ options: ClusterOptions, _ body: (Connection) async throws -> Void) async throws {
         let connection = try await options.connect()
         do {
-            try await body(connection.cluster)
+            try await body(connection)
             await connection.close()
         } catch {
             await connection.close()

@@ -12,8 +12,6 @@ A result: {"model", "image": {"width", "height", "format"}, "detections": [{"box
 original pixels, "score", "class_id", "class_name"}], "batch_size", "timings_ms": {"queue", "decode",
 "preprocess", "inference", "postprocess", "total"}}.
 """
-from __future__ import annotations
-
 import asyncio
 import base64
 import time
@@ -44,7 +42,7 @@ def parse_options(request: Request) -> Options:
 @serve.deployment(name="Detector")
 @serve.ingress(api)
 class Detector:
-    def __init__(self, model: str, imgsz: int = 640, max_batch: int = 8, batch_wait_ms: float = 10.0,
+    def __init__(self, model: str, imgsz: int | None = None, max_batch: int = 8, batch_wait_ms: float = 10.0,
                  max_pixels: int = DEFAULT_MAX_PIXELS, device: str | None = None, half: bool | None = None):
         self.max_pixels = max_pixels
         self.max_batch = max_batch
@@ -137,6 +135,6 @@ class Detector:
 def build(args: dict) -> Any:
     """The application builder Serve calls with the config's `args`."""
     return Detector.bind(
-        model=args["model"], imgsz=int(args.get("imgsz", 640)), max_batch=int(args.get("max_batch", 8)),
+        model=args["model"], imgsz=int(args["imgsz"]) if args.get("imgsz") else None, max_batch=int(args.get("max_batch", 8)),
         batch_wait_ms=float(args.get("batch_wait_ms", 10)), max_pixels=int(args.get("max_pixels", DEFAULT_MAX_PIXELS)),
         device=args.get("device"), half=args.get("half"))

@@ -26,20 +26,38 @@ class Prediction:
     annotated_jpeg: bytes | None = None
 
 
+def trained_size(model, source: str) -> int | None:
+    """The input size a model was trained or exported at: .pt train_args, ONNX metadata."""
+    try:
+        if source.endswith(".onnx"):
+            import ast
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"])
+            value = ast.literal_eval(session.get_modelmeta().custom_metadata_map.get("imgsz", "None"))
+        else:
+            value = ((getattr(model, "ckpt", None) or {}).get("train_args") or {}).get("imgsz")
+        if isinstance(value, (list, tuple)):
+            value = max(value)
+        return int(value) if value else None
+    except Exception:  # noqa: BLE001 - an unknown size falls back to the default
+        return None
+
+
 class Backend:
     """Loads the model once. Ultralytics predictors are not thread-safe: call predict from one thread."""
 
-    def __init__(self, source: str, imgsz: int = 640, device: str | None = None, half: bool | None = None):
+    def __init__(self, source: str, imgsz: int | None = None, device: str | None = None, half: bool | None = None):
         from ultralytics import YOLO
         import torch
 
         self.source = source
         self.model_id = Path(source).stem
-        self.imgsz = imgsz
         self.device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
         self.half = self.device.startswith("cuda") if half is None else half
         task = "detect" if source.endswith(".onnx") else None
         self.model = YOLO(source, task=task)
+        self.imgsz = imgsz or trained_size(self.model, source) or 640
         self.names: dict[int, str] = dict(self.model.names or {})
 
     def warm_up(self) -> None:

@@ -26,9 +26,13 @@ def images():
 
 @pytest.fixture(scope="module", params=["pt", "onnx"])
 def backend(request):
-    model = Backend(str(ROOT / "models" / "shapes" / f"shapes-yolo11n.{request.param}"), imgsz=320, device="cpu")
+    model = Backend(str(ROOT / "models" / "shapes" / f"shapes-yolo11n.{request.param}"), device="cpu")
     model.warm_up()
     return model
+
+
+def test_input_size_comes_from_the_model(backend):
+    assert backend.imgsz == 320  # trained at 320; the default for unknown models is 640
 
 
 def test_backend_finds_the_ground_truth(backend, images):

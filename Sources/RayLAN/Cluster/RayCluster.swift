@@ -117,7 +117,20 @@ public final class RayCluster: Sendable {
         _ method: HTTPMethod, _ path: String, body: Data? = nil, contentType: String = "application/json",
         timeout: Duration? = nil, maxResponseBytes: Int = 64 << 20
     ) async throws -> Response {
-        var request = HTTPClientRequest(url: address.url.absoluteString + path)
+        try await send(
+            method, url: address.url.absoluteString + path, body: body, contentType: contentType, timeout: timeout,
+            maxResponseBytes: maxResponseBytes)
+    }
+
+    /// Like ``send(_:_:body:contentType:timeout:maxResponseBytes:)`` for any URL on the cluster's hosts
+    /// (e.g. the Serve proxy).
+    func send(
+        _ method: HTTPMethod, url: String, body: Data? = nil, contentType: String = "application/json",
+        timeout: Duration? = nil, maxResponseBytes: Int = 64 << 20
+    ) async throws -> Response {
+        let address = ClusterAddress(scheme: "http", host: URL(string: url)?.host ?? self.address.host,
+                                     port: URL(string: url)?.port ?? self.address.port)
+        var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers.add(name: "User-Agent", value: configuration.userAgent)
         request.headers.add(name: "Accept", value: "application/json")
@@ -142,7 +155,7 @@ public final class RayCluster: Sendable {
             throw ClusterError.unreachable(address, reason: Self.reason(for: error, timeout: limit), underlying: error)
         }
         let result = Response(status: Int(response.status.code), body: Data(bytes.readableBytesView))
-        logger.debug("\(method) \(path) -> \(result.status)")
+        logger.debug("\(method) \(url) -> \(result.status)")
         switch result.status {
         case 401: throw ClusterError.unauthorized(address, body: result.text)
         case 403: throw ClusterError.forbidden(address, tokenSource: configuration.token?.source, body: result.text)

@@ -1,0 +1,76 @@
+/// One detected object.
+public struct Detection: Sendable, Hashable, Codable {
+    /// `[x1, y1, x2, y2]` in the original image's pixels.
+    public var box: [Double]
+    public var score: Double
+    public var classID: Int
+    public var className: String
+
+    public init(box: [Double], score: Double, classID: Int, className: String) {
+        self.box = box
+        self.score = score
+        self.classID = classID
+        self.className = className
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case box, score
+        case classID = "class_id"
+        case className = "class_name"
+    }
+}
+
+/// The service's answer for one image.
+public struct DetectionResult: Sendable, Hashable, Codable {
+    /// The image as the service decoded it.
+    public struct Image: Sendable, Hashable, Codable {
+        public var width: Int
+        public var height: Int
+        /// `jpeg`, `png`, `webp` or `bmp`.
+        public var format: String
+    }
+
+    /// The model id (its file name without extension).
+    public var model: String
+    public var image: Image
+    public var detections: [Detection]
+    /// How many images the service's dynamic batch held.
+    public var batchSize: Int
+    /// Milliseconds per stage: queue, decode, preprocess, inference, postprocess, total (server side).
+    public var timingsMs: [String: Double]
+    /// The annotated image (JPEG, base64), when asked for.
+    public var annotatedJPEG: String?
+
+    enum CodingKeys: String, CodingKey {
+        case model, image, detections
+        case batchSize = "batch_size"
+        case timingsMs = "timings_ms"
+        case annotatedJPEG = "annotated_jpeg"
+    }
+}
+
+/// Per-request settings.
+public struct DetectionOptions: Sendable, Hashable {
+    /// Lowest score kept. Default 0.25.
+    public var confidence: Double
+    /// NMS IoU threshold. Default 0.7.
+    public var iou: Double
+    /// Only these class ids; nil keeps all. Default nil.
+    public var classes: [Int]?
+    /// Return the annotated image. Default false.
+    public var annotate: Bool
+
+    public init(confidence: Double = 0.25, iou: Double = 0.7, classes: [Int]? = nil, annotate: Bool = false) {
+        self.confidence = confidence
+        self.iou = iou
+        self.classes = classes
+        self.annotate = annotate
+    }
+
+    var query: String {
+        var items = ["conf=\(confidence)", "iou=\(iou)"]
+        if let classes, !classes.isEmpty { items.append("classes=" + classes.map(String.init).joined(separator: ",")) }
+        if annotate { items.append("annotate=1") }
+        return "?" + items.joined(separator: "&")
+    }
+}

@@ -1,0 +1,156 @@
+import Foundation
+import NIOHTTP1
+
+/// Sends images to a deployed detection service (the Serve proxy, not the dashboard).
+///
+/// ```swift
+/// let client = try await DetectionClient(cluster: cluster, application: "shapes-yolo11n")
+/// let result = try await client.detect(Data(contentsOf: imageURL))
+/// ```
+public struct DetectionClient: Sendable {
+    public let cluster: RayCluster
+    /// e.g. `http://192.168.1.130:8000/raylan/shapes-yolo11n`.
+    public let baseURL: String
+    /// Tries per request on 503 or connection loss, with exponential backoff. Default 5.
+    public var attempts: Int = 5
+
+    /// A client for application `application`, on the Serve proxy of the cluster's head at `servePort`.
+    public init(cluster: RayCluster, application: String, servePort: Int) {
+        self.cluster = cluster
+        let host = cluster.address.host.contains(":") ? "[\(cluster.address.host)]" : cluster.address.host
+        self.baseURL = "http://\(host):\(servePort)/raylan/\(application)"
+    }
+
+    /// A client for a running application, its port read from Serve.
+    /// - Throws: ``ServeError`` (`notDeployed`) when Serve does not run `application`.
+    public init(cluster: RayCluster, application: String) async throws {
+        let status = try await cluster.serveStatus()
+        guard let app = status.applications[application], app.status == "RUNNING" else {
+            throw ServeError(
+                .notDeployed, "The detection service '\(application)' is not running on \(cluster.address)",
+                remedy: "Deploy it with 'raylan serve deploy --model …' (or let 'raylan detect' deploy it).")
+        }
+        self.init(cluster: cluster, application: application, servePort: status.httpOptions?.port ?? 8000)
+    }
+
+    /// Detects objects in one encoded image (JPEG, PNG, WebP or BMP bytes).
+    /// - Throws: ``DetectionError`` for an image the service refuses (e.g. `decode_failed`) or a service
+    ///   that kept failing.
+    public func detect(_ image: Data, options: DetectionOptions = DetectionOptions()) async throws -> DetectionResult {
+        let response = try await post("/detect" + options.query, body: image)
+        switch response.status {
+        case 200: return try decodeResult(response.body)
+        case 422, 400: throw serverError(response)
+        default: throw DetectionError(code: "unavailable", message: "HTTP \(response.status): \(RayMessage.extract(from: response.text))")
+        }
+    }
+
+    /// Detects objects in several images with one request: one result or error per image, in order.
+    public func detect(batch images: [Data], options: DetectionOptions = DetectionOptions()) async throws
+        -> [Result<DetectionResult, DetectionError>]
+    {
+        var body = Data()
+        for image in images {
+            withUnsafeBytes(of: UInt32(image.count).bigEndian) { body.append(contentsOf: $0) }
+            body.append(image)
+        }
+        let response = try await post("/detect/batch" + options.query, body: body)
+        guard response.status == 200 else { throw serverError(response) }
+        struct Answer: Decodable { var results: [JSONValue] }
+        let answer = try JSONDecoder().decode(Answer.self, from: response.body)
+        return try answer.results.map { item in
+            let data = try JSONEncoder().encode(item)
+            if item["error"] != nil {
+                struct Failure: Decodable { var error: DetectionError }
+                return .failure(try JSONDecoder().decode(Failure.self, from: data).error)
+            }
+            return .success(try decodeResult(data))
+        }
+    }
+
+    /// Results for many files, at most `concurrency` requests in flight (files are read only when their
+    /// turn comes, so memory stays bounded). Every file yields exactly one element: a result or an error.
+    public func results(
+        for files: [URL], concurrency: Int = 8, options: DetectionOptions = DetectionOptions()
+    ) -> AsyncStream<(URL, Result<DetectionResult, DetectionError>)> {
+        let client = self
+        return AsyncStream(bufferingPolicy: .unbounded) { continuation in
+            let task = Task {
+                await withTaskGroup(of: (URL, Result<DetectionResult, DetectionError>).self) { group in
+                    var next = 0
+                    func add() {
+                        let file = files[next]
+                        next += 1
+                        group.addTask { (file, await client.detect(file: file, options: options)) }
+                    }
+                    while next < files.count && next < max(concurrency, 1) { add() }
+                    while let item = await group.next() {
+                        continuation.yield(item)
+                        if next < files.count && !Task.isCancelled { add() }
+                    }
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// One file's result, never throwing: a local read failure or a service error becomes the error.
+    public func detect(file: URL, options: DetectionOptions = DetectionOptions()) async
+        -> Result<DetectionResult, DetectionError>
+    {
+        guard let data = FileManager.default.contents(atPath: file.path) else {
+            return .failure(DetectionError(code: "unreadable", message: "cannot read \(file.path)"))
+        }
+        do {
+            return .success(try await detect(data, options: options))
+        } catch let error as DetectionError {
+            return .failure(error)
+        } catch {
+            return .failure(DetectionError(code: "unavailable", message: "\(error)"))
+        }
+    }
+
+    /// The service's `/models` answer.
+    public func models() async throws -> JSONValue {
+        let response = try await cluster.send(.GET, url: baseURL + "/models")
+        guard response.status == 200 else { throw serverError(response) }
+        return try JSONDecoder().decode(JSONValue.self, from: response.body)
+    }
+
+    // MARK: -
+
+    private func post(_ path: String, body: Data) async throws -> RayCluster.Response {
+        var delay = Duration.milliseconds(250)
+        var attempt = 1
+        while true {
+            do {
+                let response = try await cluster.send(
+                    .POST, url: baseURL + path, body: body, contentType: "application/octet-stream",
+                    timeout: .seconds(300))
+                if response.status == 503 || response.status == 502 || response.status == 504, attempt < attempts {
+                    throw DetectionError(code: "unavailable", message: "HTTP \(response.status)")
+                }
+                return response
+            } catch let error where attempt < attempts && !(error is CancellationError) {
+                attempt += 1
+                try await Task.sleep(for: delay)
+                delay *= 2
+            }
+        }
+    }
+
+    private func decodeResult(_ data: Data) throws -> DetectionResult {
+        do {
+            return try JSONDecoder().decode(DetectionResult.self, from: data)
+        } catch {
+            throw DetectionError(code: "bad_response", message: "unexpected answer: \(String(decoding: data.prefix(300), as: UTF8.self))")
+        }
+    }
+
+    private func serverError(_ response: RayCluster.Response) -> DetectionError {
+        struct Failure: Decodable { var error: DetectionError }
+        if let failure = try? JSONDecoder().decode(Failure.self, from: response.body) { return failure.error }
+        return DetectionError(code: "unavailable", message: "HTTP \(response.status): \(RayMessage.extract(from: response.text))")
+    }
+}

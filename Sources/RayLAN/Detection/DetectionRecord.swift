@@ -1,0 +1,51 @@
+import Foundation
+
+/// One line of `detections.jsonl`: an input path with its result or a named error.
+public struct DetectionRecord: Sendable, Hashable, Codable {
+    public var path: String
+    public var result: DetectionResult?
+    public var error: DetectionError?
+
+    public init(path: String, result: DetectionResult? = nil, error: DetectionError? = nil) {
+        self.path = path
+        self.result = result
+        self.error = error
+    }
+
+    public var succeeded: Bool { result != nil }
+}
+
+/// `detections.jsonl`: one ``DetectionRecord`` per input, appended and flushed as results arrive, so that
+/// it is also the journal `--resume` reads. Not thread-safe: use it from one task.
+public final class DetectionJournal {
+    public let url: URL
+    private let handle: FileHandle
+    private let encoder = JSONEncoder()
+
+    /// Opens (creating) the journal for appending.
+    public init(url: URL) throws {
+        self.url = url
+        if !FileManager.default.fileExists(atPath: url.path) {
+            _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+        }
+        handle = try FileHandle(forWritingTo: url)
+        try handle.seekToEnd()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    }
+
+    deinit { try? handle.close() }
+
+    /// Appends one record as one line.
+    public func append(_ record: DetectionRecord) throws {
+        var line = try encoder.encode(record)
+        line.append(UInt8(ascii: "\n"))
+        try handle.write(contentsOf: line)
+    }
+
+    /// Every complete record in a journal file (a torn last line from an interrupted run is ignored).
+    public static func read(_ url: URL) -> [DetectionRecord] {
+        guard let data = FileManager.default.contents(atPath: url.path) else { return [] }
+        let decoder = JSONDecoder()
+        return data.split(separator: UInt8(ascii: "\n")).compactMap { try? decoder.decode(DetectionRecord.self, from: Data($0)) }
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+
+/// RayLAN's cluster-side Python (the `cluster/` folder with `raylan_detect`), which deploys upload.
+public struct ClusterCode: Sendable, Hashable {
+    /// The `cluster/` folder.
+    public var directory: URL
+
+    public init(directory: URL) {
+        self.directory = directory
+    }
+
+    /// `RAYLAN_CLUSTER_DIR`, else a `cluster/raylan_detect` in the executable's folder or above, else in the
+    /// current folder or above.
+    public static func locate(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        executablePath: String? = CommandLine.arguments.first
+    ) throws -> ClusterCode {
+        let fileManager = FileManager.default
+        if let given = environment["RAYLAN_CLUSTER_DIR"], !given.isEmpty {
+            guard fileManager.fileExists(atPath: given + "/raylan_detect/app.py") else {
+                throw ServeError(
+                    .clusterCodeMissing, "RAYLAN_CLUSTER_DIR is '\(given)', but it has no raylan_detect/app.py",
+                    remedy: "Point it at the cluster/ folder of the RayLAN checkout.")
+            }
+            return ClusterCode(directory: URL(fileURLWithPath: given))
+        }
+        var starts: [String] = []
+        if let executablePath {
+            starts.append((URL(fileURLWithPath: executablePath).resolvingSymlinksInPath().path as NSString).deletingLastPathComponent)
+        }
+        starts.append(fileManager.currentDirectoryPath)
+        for start in starts {
+            var folder = start
+            while true {
+                if fileManager.fileExists(atPath: folder + "/cluster/raylan_detect/app.py") {
+                    return ClusterCode(directory: URL(fileURLWithPath: folder + "/cluster"))
+                }
+                let parent = (folder as NSString).deletingLastPathComponent
+                if parent == folder || parent.isEmpty { break }
+                folder = parent
+            }
+        }
+        throw ServeError(
+            .clusterCodeMissing, "RayLAN's cluster code (cluster/raylan_detect) was not found",
+            remedy: "Run raylan from the RayLAN checkout, or set RAYLAN_CLUSTER_DIR to its cluster/ folder.")
+    }
+
+    /// A folder holding what the service's working directory needs: `raylan_detect/`, and `models/<file>`
+    /// when the model is a local file. The caller removes it.
+    func stage(model: String?) throws -> (folder: URL, modelArgument: String?) {
+        let fileManager = FileManager.default
+        let folder = fileManager.temporaryDirectory.appendingPathComponent("raylan-serve-\(UUID().uuidString.prefix(8))")
+        try fileManager.createDirectory(at: folder, withIntermediateDirectories: true)
+        let source = directory.appendingPathComponent("raylan_detect")
+        let target = folder.appendingPathComponent("raylan_detect")
+        try fileManager.createDirectory(at: target, withIntermediateDirectories: true)
+        for name in try fileManager.contentsOfDirectory(atPath: source.path) where name.hasSuffix(".py") {
+            try fileManager.copyItem(at: source.appendingPathComponent(name), to: target.appendingPathComponent(name))
+        }
+        guard let model else { return (folder, nil) }
+        let models = folder.appendingPathComponent("models")
+        try fileManager.createDirectory(at: models, withIntermediateDirectories: true)
+        let name = (model as NSString).lastPathComponent
+        try fileManager.copyItem(at: URL(fileURLWithPath: model), to: models.appendingPathComponent(name))
+        return (folder, "models/" + name)
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+
+/// A detection service to deploy: one model, as one Ray Serve application running `raylan_detect`.
+public struct DetectionDeployment: Sendable, Hashable {
+    /// Replicas: a fixed number, or Serve's autoscaling between bounds.
+    public enum Replicas: Sendable, Hashable {
+        case fixed(Int)
+        case auto(min: Int, max: Int)
+    }
+
+    /// The model: a file on this machine (uploaded with the service), a path that exists on the cluster
+    /// (absolute), or a name Ultralytics downloads on the cluster (`yolo11s.pt`).
+    public var model: String
+    /// The Serve application name. Default: derived from the model's file name.
+    public var name: String
+    /// GPUs per replica (fractions allowed; 0 on a CPU-only cluster). Default 0.
+    public var gpusPerReplica: Double
+    /// CPUs per replica. Default 1.
+    public var cpusPerReplica: Double
+    /// Default `.fixed(1)`.
+    public var replicas: Replicas
+    /// Most images in one dynamic batch. Default 8.
+    public var maxBatch: Int
+    /// Longest wait for a batch to fill, in milliseconds. Default 10.
+    public var batchWaitMilliseconds: Double
+    /// Model input size; nil reads it from the model (its training size), else 640. Default nil.
+    public var imageSize: Int?
+    /// Largest accepted image in pixels (width × height). Default 50,000,000.
+    public var maxPixels: Int
+
+    public init(
+        model: String, name: String? = nil, gpusPerReplica: Double = 0, cpusPerReplica: Double = 1,
+        replicas: Replicas = .fixed(1), maxBatch: Int = 8, batchWaitMilliseconds: Double = 10, imageSize: Int? = nil,
+        maxPixels: Int = 50_000_000
+    ) {
+        self.model = model
+        self.name = name ?? Self.defaultName(for: model)
+        self.gpusPerReplica = gpusPerReplica
+        self.cpusPerReplica = cpusPerReplica
+        self.replicas = replicas
+        self.maxBatch = maxBatch
+        self.batchWaitMilliseconds = batchWaitMilliseconds
+        self.imageSize = imageSize
+        self.maxPixels = maxPixels
+    }
+
+    /// The application name for a model: its file name without extension, lower-cased, [a-z0-9-] only.
+    public static func defaultName(for model: String) -> String {
+        let stem = ((model as NSString).lastPathComponent as NSString).deletingPathExtension.lowercased()
+        let cleaned = String(stem.map { $0.isLetter || $0.isNumber ? $0 : "-" })
+        return cleaned.isEmpty ? "detector" : cleaned
+    }
+
+    /// The HTTP route of the application on the Serve proxy.
+    public var routePrefix: String { "/raylan/\(name)" }
+
+    /// Whether `model` names a file on this machine (it is uploaded with the service).
+    public var isLocalFile: Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory) && !isDirectory.boolValue
+    }
+
+    /// Checks the values without touching the network.
+    public func validate() throws {
+        func fail(_ message: String) -> ServeError { ServeError(.invalidModel, message) }
+        guard !model.isEmpty else { throw fail("The model is empty. Pass a file, a cluster path or a name like yolo11s.pt.") }
+        guard gpusPerReplica >= 0, gpusPerReplica.isFinite else { throw fail("GPUs per replica must be 0 or more.") }
+        guard maxBatch >= 1 else { throw fail("The largest batch must be 1 or more.") }
+        guard batchWaitMilliseconds >= 0 else { throw fail("The batch wait must be 0 ms or more.") }
+        switch replicas {
+        case .fixed(let count) where count < 1: throw fail("Replicas must be 1 or more.")
+        case .auto(let low, let high) where low < 1 || high < low: throw fail("Autoscaling needs 1 ≤ min ≤ max.")
+        default: break
+        }
+        if !isLocalFile && (model.hasPrefix("./") || model.hasPrefix("../") || model.contains("/") && !model.hasPrefix("/")) {
+            throw fail("The model file '\(model)' does not exist on this machine. Check the path.")
+        }
+    }
+
+    /// The Serve application config (`ServeApplicationSchema`) for a package at `workingDirectoryURI`.
+    func applicationConfig(workingDirectoryURI: String, modelArgument: String) -> JSONValue {
+        var deployment: [String: JSONValue] = [
+            "name": .string("Detector"),
+            // Let batches fill: at least twice the batch in flight per replica.
+            "max_ongoing_requests": .number(Double(max(2 * maxBatch, 16))),
+            "ray_actor_options": .object(["num_cpus": .number(cpusPerReplica), "num_gpus": .number(gpusPerReplica)]),
+            "health_check_period_s": .number(10),
+            "health_check_timeout_s": .number(60),
+        ]
+        switch replicas {
+        case .fixed(let count):
+            deployment["num_replicas"] = .number(Double(count))
+        case .auto(let low, let high):
+            deployment["autoscaling_config"] = .object([
+                "min_replicas": .number(Double(low)), "max_replicas": .number(Double(high)),
+                "target_ongoing_requests": .number(Double(maxBatch)),
+            ])
+        }
+        var args: [String: JSONValue] = [
+            "model": .string(modelArgument), "max_batch": .number(Double(maxBatch)),
+            "batch_wait_ms": .number(batchWaitMilliseconds), "max_pixels": .number(Double(maxPixels)),
+        ]
+        if let imageSize { args["imgsz"] = .number(Double(imageSize)) }
+        return .object([
+            "name": .string(name),
+            "route_prefix": .string(routePrefix),
+            "import_path": .string("raylan_detect.app:build"),
+            "runtime_env": .object(["working_dir": .string(workingDirectoryURI)]),
+            "args": .object(args),
+            "deployments": .array([.object(deployment)]),
+        ])
+    }
+}

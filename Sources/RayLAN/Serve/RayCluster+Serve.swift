@@ -1,0 +1,129 @@
+import Foundation
+import NIOHTTP1
+
+extension RayCluster {
+    /// Serve's applications, deployments and replicas (`GET /api/serve/applications/`).
+    public func serveStatus() async throws -> ServeStatus {
+        let response = try await send(.GET, "/api/serve/applications/")
+        guard response.status == 200 else {
+            throw ClusterError.server("Reading Serve's status", status: response.status, body: response.text)
+        }
+        return try decode(ServeStatus.self, from: response, what: "GET /api/serve/applications/")
+    }
+
+    /// Deploys (or updates) a detection service and waits until it runs.
+    ///
+    /// Uploads RayLAN's cluster code (and a local model file) as the application's working directory,
+    /// then PUTs Serve's config with every other application it already runs kept as deployed (Serve's
+    /// PUT is declarative: an application left out would be removed).
+    ///
+    /// - Parameters:
+    ///   - deployment: the model and knobs.
+    ///   - code: where `raylan_detect` is. Default ``ClusterCode/locate(environment:executablePath:)``.
+    ///   - httpPort: the Serve proxy's port when Serve is not running yet. Default 8000.
+    ///   - timeout: how long to wait for RUNNING. Default 10 minutes (a replica may download weights).
+    ///   - progress: called with each status while waiting.
+    /// - Returns: the application as Serve reports it once RUNNING.
+    /// - Throws: ``ServeError`` (`deployFailed` with Ray's traceback, `rejected`, `timedOut`, `invalidModel`),
+    ///   ``PackageError`` (a model file over the 100 MiB cap), ``ClusterError``.
+    @discardableResult
+    public func deploy(
+        _ deployment: DetectionDeployment, code: ClusterCode? = nil, httpPort: Int = 8000,
+        timeout: Duration = .seconds(600), progress: @Sendable (String) -> Void = { _ in }
+    ) async throws -> ServeStatus.Application {
+        try deployment.validate()
+        let code = try code ?? ClusterCode.locate()
+        let staged = try code.stage(model: deployment.isLocalFile ? deployment.model : nil)
+        defer { try? FileManager.default.removeItem(at: staged.folder) }
+        let package = try WorkingDirectoryPackage.scan(staged.folder)
+        let upload: PackageUpload
+        do {
+            upload = try await uploadIfNeeded(package)
+        } catch let error as PackageError where error.code == .tooLarge {
+            throw ServeError(
+                .invalidModel,
+                "The model '\(deployment.model)' and the service code zip to more than Ray's 100 MiB upload cap",
+                remedy: "Copy the model to the cluster and pass its path there, or use a name Ultralytics downloads (e.g. yolo11s.pt).")
+        }
+        progress("Uploaded the service as \(upload.uri)\(upload.uploaded ? "" : " (already on the cluster)").")
+
+        let current = try await serveStatus()
+        var applications = current.applications.values
+            .filter { $0.name != deployment.name }
+            .compactMap(\.deployedAppConfig)
+        applications.append(
+            deployment.applicationConfig(
+                workingDirectoryURI: upload.uri, modelArgument: staged.modelArgument ?? deployment.model))
+        let port = current.httpOptions?.port ?? httpPort
+        let body: JSONValue = .object([
+            "proxy_location": .string("EveryNode"),
+            "http_options": .object(["host": .string("0.0.0.0"), "port": .number(Double(port))]),
+            "applications": .array(applications),
+        ])
+        let response = try await send(.PUT, "/api/serve/applications/", body: try JSONEncoder().encode(body))
+        guard response.status == 200 else {
+            if response.status == 400 {
+                throw ServeError(.rejected, "Ray refused the Serve config: \(RayMessage.extract(from: response.text))")
+            }
+            throw ClusterError.server("Deploying to Serve", status: response.status, body: response.text)
+        }
+        return try await waitUntilRunning(deployment.name, timeout: timeout, progress: progress)
+    }
+
+    /// Polls until application `name` is RUNNING.
+    /// - Throws: ``ServeError`` (`deployFailed` with Ray's message, `timedOut`).
+    public func waitUntilRunning(
+        _ name: String, timeout: Duration = .seconds(600), progress: @Sendable (String) -> Void = { _ in }
+    ) async throws -> ServeStatus.Application {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        var last = ""
+        // Right after a PUT, Serve may still report the old state for a moment.
+        try await Task.sleep(for: .milliseconds(500))
+        while true {
+            if let app = try await serveStatus().applications[name] {
+                if app.status != last {
+                    progress("Application '\(name)': \(app.status)")
+                    last = app.status
+                }
+                switch app.status {
+                case "RUNNING": return app
+                case "DEPLOY_FAILED":
+                    throw ServeError(
+                        .deployFailed, "The detection service '\(name)' failed to deploy: \(app.message ?? "no message from Ray")",
+                        remedy: "Fix the cause above (model name or path, GPUs per replica) and deploy again.")
+                default: break
+                }
+            }
+            if clock.now >= deadline {
+                throw ServeError(
+                    .timedOut, "The detection service '\(name)' is not RUNNING after \(timeout)",
+                    remedy: "See 'raylan serve status' for the replicas' state (GPUs free? weights downloading?).")
+            }
+            try await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// Removes one application, keeping the others (or shuts Serve down when it was the last).
+    /// Returns false when there was no such application.
+    @discardableResult
+    public func deleteServeApplication(_ name: String) async throws -> Bool {
+        let current = try await serveStatus()
+        guard current.applications[name] != nil else { return false }
+        let others = current.applications.values.filter { $0.name != name }.compactMap(\.deployedAppConfig)
+        let response: Response
+        if others.isEmpty {
+            response = try await send(.DELETE, "/api/serve/applications/")
+        } else {
+            var body: [String: JSONValue] = ["applications": .array(others), "proxy_location": .string("EveryNode")]
+            if let port = current.httpOptions?.port {
+                body["http_options"] = .object(["host": .string("0.0.0.0"), "port": .number(Double(port))])
+            }
+            response = try await send(.PUT, "/api/serve/applications/", body: try JSONEncoder().encode(JSONValue.object(body)))
+        }
+        guard response.status == 200 else {
+            throw ClusterError.server("Deleting the Serve application '\(name)'", status: response.status, body: response.text)
+        }
+        return true
+    }
+}

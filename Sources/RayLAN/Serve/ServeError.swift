@@ -1,0 +1,37 @@
+import Foundation
+
+/// A Serve deployment that could not be made, or a service that is not there.
+public struct ServeError: RayLANError, Sendable {
+    /// What kind of failure this is.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        public var description: String { name }
+
+        /// Ray refused the config (HTTP 400).
+        public static let rejected = Code("rejected")
+        /// The application reached DEPLOY_FAILED (Ray's message has the traceback).
+        public static let deployFailed = Code("deployFailed")
+        /// The application did not reach RUNNING in time.
+        public static let timedOut = Code("timedOut")
+        /// No such application.
+        public static let notDeployed = Code("notDeployed")
+        /// A local model file is missing or too large.
+        public static let invalidModel = Code("invalidModel")
+        /// RayLAN's cluster-side code (the `cluster/` folder) was not found.
+        public static let clusterCodeMissing = Code("clusterCodeMissing")
+    }
+
+    public let code: Code
+    public let message: String
+    public let remedy: String?
+
+    init(_ code: Code, _ message: String, remedy: String? = nil) {
+        self.code = code
+        self.message = message
+        self.remedy = remedy
+    }
+
+    public var description: String { sentence(message, remedy: remedy) }
+    public var isUsageError: Bool { code == .invalidModel }
+}

@@ -1,0 +1,70 @@
+/// Ray Serve's state as `GET /api/serve/applications/` reports it (the parts RayLAN shows).
+public struct ServeStatus: Sendable, Hashable, Codable {
+    /// One replica of a deployment.
+    public struct Replica: Sendable, Hashable, Codable {
+        public var replicaID: String?
+        public var state: String?
+        public var nodeIP: String?
+        public var pid: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case replicaID = "replica_id"
+            case state
+            case nodeIP = "node_ip"
+            case pid
+        }
+    }
+
+    /// One deployment of an application.
+    public struct Deployment: Sendable, Hashable, Codable {
+        public var name: String
+        /// UPDATING, HEALTHY, UNHEALTHY, DEPLOY_FAILED, UPSCALING, DOWNSCALING.
+        public var status: String?
+        public var message: String?
+        public var targetNumReplicas: Int?
+        public var replicas: [Replica]?
+
+        enum CodingKeys: String, CodingKey {
+            case name, status, message
+            case targetNumReplicas = "target_num_replicas"
+            case replicas
+        }
+    }
+
+    /// One application.
+    public struct Application: Sendable, Hashable, Codable {
+        public var name: String
+        public var routePrefix: String?
+        /// NOT_STARTED, DEPLOYING, DEPLOY_FAILED, RUNNING, UNHEALTHY, DELETING.
+        public var status: String
+        /// Ray's message; the traceback when a deploy failed.
+        public var message: String?
+        public var deployments: [String: Deployment]?
+        /// The config the application was deployed with, kept so that other deploys can re-send it.
+        public var deployedAppConfig: JSONValue?
+
+        enum CodingKeys: String, CodingKey {
+            case name
+            case routePrefix = "route_prefix"
+            case status, message, deployments
+            case deployedAppConfig = "deployed_app_config"
+        }
+    }
+
+    /// Serve's HTTP proxy settings.
+    public struct HTTPOptions: Sendable, Hashable, Codable {
+        public var host: String?
+        public var port: Int?
+    }
+
+    public var applications: [String: Application]
+    public var httpOptions: HTTPOptions?
+
+    enum CodingKeys: String, CodingKey {
+        case applications
+        case httpOptions = "http_options"
+    }
+
+    /// Whether Serve runs at all.
+    public var isRunning: Bool { !applications.isEmpty }
+}

@@ -1,0 +1,221 @@
+import Foundation
+import RayLANTesting
+import Testing
+
+@testable import RayLAN
+
+extension RayClusterTests.Main {
+    /// The detection service on the shared local Ray (CPU): deployed from Swift, driven by `raylan detect`.
+    @Suite("Detection service")
+    struct DetectionTests {
+        static let root = TestEnvironment.packageRoot
+        static let ptModel = root.appendingPathComponent("models/shapes/shapes-yolo11n.pt").path
+        static let onnxModel = root.appendingPathComponent("models/shapes/shapes-yolo11n.onnx").path
+        static let samples = root.appendingPathComponent("samples")
+
+        struct Truth: Decodable {
+            struct Object: Decodable { var class_id: Int; var box: [Double] }
+            struct Image: Decodable { var width: Int; var height: Int; var objects: [Object] }
+            var images: [String: Image]
+        }
+
+        static func iou(_ a: [Double], _ b: [Double]) -> Double {
+            let ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+            let iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+            let inter = ix * iy
+            return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+        }
+
+        /// Deploys both shipped models (two applications at once) unless they run already.
+        static func deployBoth(_ cluster: TestCluster) async throws {
+            try await cluster.withConnection { ray in
+                for model in [ptModel, onnxModel] {
+                    let name = DetectionDeployment.defaultName(for: model) + (model.hasSuffix(".onnx") ? "-onnx" : "")
+                    if try await ray.serveStatus().applications[name]?.status == "RUNNING" { continue }
+                    try await ray.deploy(
+                        DetectionDeployment(model: model, name: name, gpusPerReplica: 0), httpPort: cluster.ray.ports.serve)
+                }
+            }
+        }
+
+        @Test("Two models are served at once; the samples' detections match the ground truth and Ultralytics' own predict")
+        func endToEnd() async throws {
+            let cluster = try requireCluster()
+            try await Self.deployBoth(cluster)
+            let status = try await cluster.withConnection { try await $0.serveStatus() }
+            #expect(status.applications["shapes-yolo11n"]?.status == "RUNNING")
+            #expect(status.applications["shapes-yolo11n-onnx"]?.status == "RUNNING")
+
+            let out = try TestEnvironment.makeTemporaryDirectory("raylan-detect")
+            defer { try? FileManager.default.removeItem(at: out) }
+            let result = try await CommandRunner.raylan([
+                "detect", Self.samples.path, "--address", cluster.address.description, "--out", out.path,
+                "--format", "coco", "--annotate", "--report", "--no-deploy",
+            ])
+            #expect(result.status == 0, "\(result)")
+            let records = DetectionJournal.read(out.appendingPathComponent("detections.jsonl"))
+            #expect(records.count == 12)
+            #expect(records.allSatisfy { $0.succeeded })
+            for name in ["annotations.json", "report.html"] {
+                #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent(name).path))
+            }
+            let annotated = try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("annotated").path)
+            #expect(annotated.count == 12)
+
+            // Ground truth: held-out recall 0.98 and precision 0.998, so ≥ 90% of both on the samples.
+            let truth = try JSONDecoder().decode(Truth.self, from: Data(contentsOf: Self.samples.appendingPathComponent("ground_truth.json")))
+            var found = 0, missed = 0, wrong = 0
+            for record in records {
+                let result = try #require(record.result)
+                let image = try #require(truth.images[(record.path as NSString).lastPathComponent])
+                #expect(result.image.width == image.width && result.image.height == image.height)
+                var used = Set<Int>()
+                for object in image.objects {
+                    let best = result.detections.enumerated()
+                        .filter { $0.element.classID == object.class_id && !used.contains($0.offset) }
+                        .map { (Self.iou(object.box, $0.element.box), $0.offset) }.max { $0.0 < $1.0 }
+                    if let best, best.0 >= 0.5 { found += 1; used.insert(best.1) } else { missed += 1 }
+                }
+                wrong += result.detections.count - used.count
+            }
+            #expect(Double(found) / Double(found + missed) >= 0.9, "found \(found), missed \(missed)")
+            #expect(Double(found) / Double(found + wrong) >= 0.9, "found \(found), wrong \(wrong)")
+
+            // Ultralytics' own predict on the same files and weights.
+            let script = """
+                import json, sys
+                from ultralytics import YOLO
+                model = YOLO(sys.argv[1])
+                out = {}
+                for path in sys.argv[2:]:
+                    r = model.predict(path, conf=0.25, iou=0.7, verbose=False, device="cpu")[0]
+                    out[path] = [[int(c), float(s)] + [float(v) for v in b] for c, s, b in zip(r.boxes.cls, r.boxes.conf, r.boxes.xyxy)]
+                print(json.dumps(out))
+                """
+            let local = try await CommandRunner.run(
+                cluster.environment.python, ["-c", script, Self.ptModel] + records.map(\.path), environment: ["YOLO_OFFLINE": "1"])
+            try #require(local.status == 0, "\(local)")
+            let reference = try JSONDecoder().decode([String: [[Double]]].self, from: Data(local.stdout.split(separator: "\n").last.map { Data($0.utf8) } ?? Data()))
+            for record in records {
+                let mine = try #require(record.result).detections
+                let theirs = try #require(reference[record.path])
+                #expect(mine.count == theirs.count, "\(record.path)")
+                for detection in theirs {
+                    let match = mine.first { $0.classID == Int(detection[0]) && zip($0.box, detection[2...]).allSatisfy { abs($0 - $1) < 3 } }
+                    #expect(match != nil, "\(record.path): no match for \(detection)")
+                    if let match { #expect(abs(match.score - detection[1]) < 0.05) }
+                }
+            }
+        }
+
+        @Test("The .pt and .onnx services give matching boxes; concurrent requests are batched")
+        func backendsAndBatching() async throws {
+            let cluster = try requireCluster()
+            try await Self.deployBoth(cluster)
+            let files = try FileManager.default.contentsOfDirectory(atPath: Self.samples.path).filter { $0.hasSuffix(".jpg") }.sorted()
+                .map { Self.samples.appendingPathComponent($0) }
+            try await cluster.withConnection { ray in
+                let pt = try await DetectionClient(cluster: ray, application: "shapes-yolo11n")
+                let onnx = try await DetectionClient(cluster: ray, application: "shapes-yolo11n-onnx")
+                let images = try files.map { try Data(contentsOf: $0) }
+                let a = try await pt.detect(batch: images)
+                let b = try await onnx.detect(batch: images)
+                for (left, right) in zip(a, b) {
+                    let l = try left.get().detections.sorted { $0.box.lexicographicallyPrecedes($1.box) }
+                    let r = try right.get().detections.sorted { $0.box.lexicographicallyPrecedes($1.box) }
+                    #expect(l.count == r.count)
+                    for (x, y) in zip(l, r) {
+                        #expect(x.classID == y.classID)
+                        #expect(zip(x.box, y.box).allSatisfy { abs($0 - $1) < 2 })
+                    }
+                }
+                var largest = 0
+                for await (_, result) in pt.results(for: files + files, concurrency: 16) {
+                    largest = max(largest, (try? result.get().batchSize) ?? 0)
+                }
+                #expect(largest > 1, "no request shared a batch")
+            }
+        }
+
+        @Test("Bad inputs are named per item while the rest completes; exit 5")
+        func badInputs() async throws {
+            let cluster = try requireCluster()
+            try await Self.deployBoth(cluster)
+            let folder = try TestEnvironment.makeTemporaryDirectory("raylan-bad")
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let good = try Data(contentsOf: Self.samples.appendingPathComponent("shapes_00.jpg"))
+            try Data().write(to: folder.appendingPathComponent("empty.jpg"))
+            try good.prefix(good.count / 3).write(to: folder.appendingPathComponent("truncated.jpg"))
+            try Data("just text\n".utf8).write(to: folder.appendingPathComponent("text.jpg"))
+            try Data("GIF89a\u{1}\0\u{1}\0\0\0\0;".utf8).write(to: folder.appendingPathComponent("anim.gif"))
+            try good.write(to: folder.appendingPathComponent("good.jpg"))
+            let huge = folder.appendingPathComponent("huge.png")
+            let made = try await CommandRunner.run(
+                cluster.environment.python,
+                ["-c", "import sys; from PIL import Image; Image.new('RGB', (12000, 12000), (9, 9, 9)).save(sys.argv[1])", huge.path])
+            try #require(made.status == 0, "\(made)")
+            let out = folder.appendingPathComponent("out")
+            let inputs = ["empty.jpg", "truncated.jpg", "text.jpg", "anim.gif", "good.jpg", "huge.png"].map { folder.appendingPathComponent($0).path }
+            let result = try await CommandRunner.raylan(
+                ["detect"] + inputs + ["--address", cluster.address.description, "--out", out.path, "--no-deploy"])
+            #expect(result.status == 5, "\(result)")
+            let records = Dictionary(
+                DetectionJournal.read(out.appendingPathComponent("detections.jsonl")).map { (($0.path as NSString).lastPathComponent, $0) },
+                uniquingKeysWith: { a, _ in a })
+            #expect(records.count == inputs.count)
+            #expect(records["good.jpg"]?.succeeded == true)
+            #expect(records["empty.jpg"]?.error?.code == "empty")
+            #expect(records["truncated.jpg"]?.error?.code == "decode_failed")
+            #expect(records["text.jpg"]?.error?.code == "unsupported_format")
+            #expect(records["anim.gif"]?.error?.code == "unsupported_format")
+            #expect(records["huge.png"]?.error?.code == "too_large")
+
+            let emptyFolder = folder.appendingPathComponent("nothing-here")
+            try FileManager.default.createDirectory(at: emptyFolder, withIntermediateDirectories: true)
+            let none = try await CommandRunner.raylan(["detect", emptyFolder.path, "--address", cluster.address.description])
+            #expect(none.status == 64, "\(none)")
+            #expect(none.stderr.contains("matches no image file"))
+        }
+
+        @Test("--resume after an interrupted run finishes the rest, repeating and losing nothing")
+        func resume() async throws {
+            let cluster = try requireCluster()
+            try await Self.deployBoth(cluster)
+            let out = try TestEnvironment.makeTemporaryDirectory("raylan-resume")
+            defer { try? FileManager.default.removeItem(at: out) }
+            let arguments = ["detect", Self.samples.path, "--address", cluster.address.description, "--out", out.path, "--no-deploy"]
+            #expect(try await CommandRunner.raylan(arguments).status == 0)
+            // Simulate an interruption: keep 5 complete lines and a torn sixth.
+            let journal = out.appendingPathComponent("detections.jsonl")
+            let lines = try String(contentsOf: journal, encoding: .utf8).split(separator: "\n")
+            let kept = lines.prefix(5).joined(separator: "\n") + "\n" + lines[5].prefix(20)
+            try Data(kept.utf8).write(to: journal)
+            let resumed = try await CommandRunner.raylan(arguments + ["--resume"])
+            #expect(resumed.status == 0, "\(resumed)")
+            #expect(resumed.stderr.contains("5 inputs already answered"))
+            let records = DetectionJournal.read(journal)
+            #expect(records.count == 12)
+            #expect(Set(records.map(\.path)).count == 12)
+            #expect(try String(contentsOf: journal, encoding: .utf8).split(separator: "\n").count == 12)
+        }
+
+        @Test("An unknown model is a deploy error with Ray's message; --no-deploy on a missing service is a clear error")
+        func deployErrors() async throws {
+            let cluster = try requireCluster()
+            let address = cluster.address.description
+            let missing = try await CommandRunner.raylan(
+                ["detect", Self.samples.path, "--address", address, "--model", "never-deployed.pt", "--no-deploy"])
+            #expect(missing.status == 1, "\(missing)")
+            #expect(missing.stderr.contains("'never-deployed' is not running"))
+
+            let unknown = try await CommandRunner.raylan([
+                "serve", "deploy", "--address", address, "--model", "no-such-model-raylan.pt", "--gpus-per-replica", "0",
+            ])
+            #expect(unknown.status == 1, "\(unknown)")
+            #expect(unknown.stderr.contains("failed to deploy"))
+            let status = try await cluster.withConnection { try await $0.serveStatus() }
+            #expect(status.applications["shapes-yolo11n"] == nil || status.applications["shapes-yolo11n"]?.status == "RUNNING")
+            _ = try await cluster.withConnection { try await $0.deleteServeApplication("no-such-model-raylan") }
+        }
+    }
+}
