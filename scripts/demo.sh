@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: build RayLAN, start the embedded local Ray, show the cluster, and run
-# a job there — with a GPU reserved where this machine has one (nvidia-smi), a CPU job otherwise.
+# The main job on a fresh machine: build RayLAN, start the embedded local Ray, deploy the shipped
+# detector (samples' model, YOLO11n on synthetic shapes) as a Ray Serve service, detect objects in
+# samples/, and write annotated images and a report — with a GPU per replica where this machine has one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -13,14 +14,8 @@ echo "Building raylan (swift build)…" >&2
 swift build --product raylan
 raylan=.build/debug/raylan
 
-gpus=()
-if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-    gpus=(--gpus 1)
-    echo "A GPU is present: the job reserves one." >&2
-else
-    echo "No GPU on this machine: running a CPU job." >&2
-fi
-
 $raylan status
-$raylan job submit --working-dir examples/hello "${gpus[@]}" -- python main.py
-$raylan down
+$raylan detect samples/ --out demo-out --annotate --report --format coco
+echo
+echo "Annotated images: demo-out/annotated/   Report: demo-out/report.html   Detections: demo-out/detections.jsonl"
+echo "The service and the local Ray keep running for more 'raylan detect' runs; stop both with: $raylan down"
