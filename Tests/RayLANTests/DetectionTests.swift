@@ -183,8 +183,26 @@ extension RayClusterTests.Main {
             try await Self.deployBoth(cluster)
             let out = try TestEnvironment.makeTemporaryDirectory("raylan-resume")
             defer { try? FileManager.default.removeItem(at: out) }
-            let arguments = ["detect", Self.samples.path, "--address", cluster.address.description, "--out", out.path, "--no-deploy"]
+            let arguments = [
+                "detect", Self.samples.path, "--address", cluster.address.description, "--out", out.path, "--no-deploy",
+                "--format", "yolo",
+            ]
             #expect(try await CommandRunner.raylan(arguments).status == 0)
+            // YOLO labels: one file per image, "class cx cy w h" normalised, matching the journal's boxes.
+            let record = try #require(DetectionJournal.read(out.appendingPathComponent("detections.jsonl")).first)
+            let first = try #require(record.result)
+            let labelFolder = out.appendingPathComponent("labels")
+            let labelFiles = try FileManager.default.contentsOfDirectory(atPath: labelFolder.path)
+            #expect(labelFiles.count == 12)
+            let stem = ((record.path as NSString).lastPathComponent as NSString).deletingPathExtension
+            let labelFile = try #require(labelFiles.first { $0.hasSuffix(stem + ".txt") })
+            let rows = try String(contentsOf: labelFolder.appendingPathComponent(labelFile), encoding: .utf8)
+                .split(separator: "\n").map { $0.split(separator: " ").compactMap { Double($0) } }
+            #expect(rows.count == first.detections.count)
+            for detection in first.detections {
+                let centre = (detection.box[0] + detection.box[2]) / 2 / Double(first.image.width)
+                #expect(rows.contains { Int($0[0]) == detection.classID && abs($0[1] - centre) < 1e-5 })
+            }
             // Simulate an interruption: keep 5 complete lines and a torn sixth.
             let journal = out.appendingPathComponent("detections.jsonl")
             let lines = try String(contentsOf: journal, encoding: .utf8).split(separator: "\n")

@@ -138,3 +138,45 @@ def build(args: dict) -> Any:
         model=args["model"], imgsz=int(args["imgsz"]) if args.get("imgsz") else None, max_batch=int(args.get("max_batch", 8)),
         batch_wait_ms=float(args.get("batch_wait_ms", 10)), max_pixels=int(args.get("max_pixels", DEFAULT_MAX_PIXELS)),
         device=args.get("device"), half=args.get("half"))
+
+
+naive_api = FastAPI(title="RayLAN detection service, naive form (for benchmarks)")
+
+
+@serve.deployment(name="NaiveDetector")
+@serve.ingress(naive_api)
+class NaiveDetector:
+    """Ray Serve's quick-start shape, for `raylan bench` to compare against: one image per request,
+    predicted on its own, no @serve.batch. Same /detect answer (batch_size is always 1)."""
+
+    def __init__(self, model: str, imgsz: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 device: str | None = None, half: bool | None = None):
+        self.max_pixels = max_pixels
+        self.backend = Backend(model, imgsz=imgsz, device=device, half=half)
+        self.backend.warm_up()
+
+    @naive_api.post("/detect")
+    async def detect(self, request: Request):
+        received = time.perf_counter()
+        body = await request.body()
+        try:
+            image = decode(body, self.max_pixels)
+        except ImageError as error:
+            return JSONResponse({"error": error.as_dict()}, status_code=422)
+        decoded = time.perf_counter()
+        prediction = self.backend.predict([image.pixels], Options())[0]
+        timings = dict(prediction.timings_ms)
+        timings.pop("batch_wall", None)
+        return {
+            "model": self.backend.model_id,
+            "image": {"width": image.width, "height": image.height, "format": image.format},
+            "detections": prediction.detections, "batch_size": 1,
+            "timings_ms": {"queue": 0.0, "decode": round((decoded - received) * 1000, 3), **timings,
+                           "total": round((time.perf_counter() - received) * 1000, 3)}}
+
+
+def build_naive(args: dict) -> Any:
+    """The naive form's application builder."""
+    return NaiveDetector.bind(
+        model=args["model"], imgsz=int(args["imgsz"]) if args.get("imgsz") else None,
+        max_pixels=int(args.get("max_pixels", DEFAULT_MAX_PIXELS)), device=args.get("device"), half=args.get("half"))

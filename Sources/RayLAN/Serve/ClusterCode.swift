@@ -45,17 +45,26 @@ public struct ClusterCode: Sendable, Hashable {
             remedy: "Run raylan from the RayLAN checkout, or set RAYLAN_CLUSTER_DIR to its cluster/ folder.")
     }
 
-    /// A folder holding what the service's working directory needs: `raylan_detect/`, and `models/<file>`
-    /// when the model is a local file. The caller removes it.
-    func stage(model: String?) throws -> (folder: URL, modelArgument: String?) {
+    /// A folder holding what a working directory on the cluster needs: the Python packages (`raylan_detect/`,
+    /// `raylan_bench/`), `models/<file>` when the model is a local file, and `extra` files at the given
+    /// relative paths. The caller removes it.
+    func stage(model: String?, extra: [(source: URL, path: String)] = []) throws -> (folder: URL, modelArgument: String?) {
         let fileManager = FileManager.default
         let folder = fileManager.temporaryDirectory.appendingPathComponent("raylan-serve-\(UUID().uuidString.prefix(8))")
         try fileManager.createDirectory(at: folder, withIntermediateDirectories: true)
-        let source = directory.appendingPathComponent("raylan_detect")
-        let target = folder.appendingPathComponent("raylan_detect")
-        try fileManager.createDirectory(at: target, withIntermediateDirectories: true)
-        for name in try fileManager.contentsOfDirectory(atPath: source.path) where name.hasSuffix(".py") {
-            try fileManager.copyItem(at: source.appendingPathComponent(name), to: target.appendingPathComponent(name))
+        for package in ["raylan_detect", "raylan_bench"] {
+            let source = directory.appendingPathComponent(package)
+            guard fileManager.fileExists(atPath: source.path) else { continue }
+            let target = folder.appendingPathComponent(package)
+            try fileManager.createDirectory(at: target, withIntermediateDirectories: true)
+            for name in try fileManager.contentsOfDirectory(atPath: source.path) where name.hasSuffix(".py") {
+                try fileManager.copyItem(at: source.appendingPathComponent(name), to: target.appendingPathComponent(name))
+            }
+        }
+        for (source, path) in extra {
+            let target = folder.appendingPathComponent(path)
+            try fileManager.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try fileManager.copyItem(at: source, to: target)
         }
         guard let model else { return (folder, nil) }
         let models = folder.appendingPathComponent("models")

@@ -27,6 +27,8 @@ public struct DetectionDeployment: Sendable, Hashable {
     public var imageSize: Int?
     /// Largest accepted image in pixels (width × height). Default 50,000,000.
     public var maxPixels: Int
+    /// The naive form (one image per request, no dynamic batching), for benchmarks. Default false.
+    public var isNaive: Bool = false
 
     public init(
         model: String, name: String? = nil, gpusPerReplica: Double = 0, cpusPerReplica: Double = 1,
@@ -80,9 +82,9 @@ public struct DetectionDeployment: Sendable, Hashable {
     /// The Serve application config (`ServeApplicationSchema`) for a package at `workingDirectoryURI`.
     func applicationConfig(workingDirectoryURI: String, modelArgument: String) -> JSONValue {
         var deployment: [String: JSONValue] = [
-            "name": .string("Detector"),
-            // Let batches fill: at least twice the batch in flight per replica.
-            "max_ongoing_requests": .number(Double(max(2 * maxBatch, 16))),
+            "name": .string(isNaive ? "NaiveDetector" : "Detector"),
+            // Let batches fill: at least twice the batch in flight per replica (Serve's default, 5, for the naive form).
+            "max_ongoing_requests": .number(isNaive ? 5 : Double(max(2 * maxBatch, 16))),
             "ray_actor_options": .object(["num_cpus": .number(cpusPerReplica), "num_gpus": .number(gpusPerReplica)]),
             "health_check_period_s": .number(10),
             "health_check_timeout_s": .number(60),
@@ -96,15 +98,16 @@ public struct DetectionDeployment: Sendable, Hashable {
                 "target_ongoing_requests": .number(Double(maxBatch)),
             ])
         }
-        var args: [String: JSONValue] = [
-            "model": .string(modelArgument), "max_batch": .number(Double(maxBatch)),
-            "batch_wait_ms": .number(batchWaitMilliseconds), "max_pixels": .number(Double(maxPixels)),
-        ]
+        var args: [String: JSONValue] = ["model": .string(modelArgument), "max_pixels": .number(Double(maxPixels))]
+        if !isNaive {
+            args["max_batch"] = .number(Double(maxBatch))
+            args["batch_wait_ms"] = .number(batchWaitMilliseconds)
+        }
         if let imageSize { args["imgsz"] = .number(Double(imageSize)) }
         return .object([
             "name": .string(name),
             "route_prefix": .string(routePrefix),
-            "import_path": .string("raylan_detect.app:build"),
+            "import_path": .string(isNaive ? "raylan_detect.app:build_naive" : "raylan_detect.app:build"),
             "runtime_env": .object(["working_dir": .string(workingDirectoryURI)]),
             "args": .object(args),
             "deployments": .array([.object(deployment)]),

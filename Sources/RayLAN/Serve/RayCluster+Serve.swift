@@ -104,8 +104,8 @@ extension RayCluster {
         }
     }
 
-    /// Removes one application, keeping the others (or shuts Serve down when it was the last).
-    /// Returns false when there was no such application.
+    /// Removes one application, keeping the others (or shuts Serve down when it was the last), and
+    /// waits until Serve no longer lists it. Returns false when there was no such application.
     @discardableResult
     public func deleteServeApplication(_ name: String) async throws -> Bool {
         let current = try await serveStatus()
@@ -123,6 +123,11 @@ extension RayCluster {
         }
         guard response.status == 200 else {
             throw ClusterError.server("Deleting the Serve application '\(name)'", status: response.status, body: response.text)
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: .seconds(120))
+        while try await serveStatus().applications[name] != nil && clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(500))
         }
         return true
     }

@@ -1,0 +1,151 @@
+import ArgumentParser
+import Foundation
+import RayLAN
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure the detection path against the model's own limit, Ultralytics' loop, the seed's pattern and naive Serve.",
+        discussion: """
+            In one run, on the same cluster, model and images: (1) RayLAN end to end per concurrency level \
+            (images/s, latency p50/p95/p99), (2) the model's forward pass alone, (3) Ultralytics' predict loop, \
+            (4) the seed's task-per-image pattern, (5) naive Ray Serve (one image per request). Each figure is \
+            printed with its ratio to (1)'s best level, with the stage split, the LAN bound and client memory.
+
+            Exit codes: \(ExitCodes.summary)
+            """)
+
+    @OptionGroup var cluster: ClusterOptions
+    @Option(name: .long, help: ArgumentHelp("The model (default: the shipped demo model).", valueName: "m")) var model: String?
+    @Option(name: .long, help: ArgumentHelp("A folder of images (default: samples/).", valueName: "dir")) var images: String?
+    @Option(name: .long, help: ArgumentHelp("Use N synthetic 640×480 BMP images instead.", valueName: "n")) var synthetic: Int?
+    @Option(name: .long, help: ArgumentHelp("Seconds per measurement. Default 10.", valueName: "s")) var duration: Int = 10
+    @Option(name: .long, help: ArgumentHelp("Concurrency levels. Default 1,4,16,64.", valueName: "list")) var concurrency = "1,4,16,64"
+    @Option(name: .long, help: ArgumentHelp("Images for the seed's pattern (each loads the model). Default 8.", valueName: "n")) var seedImages = 8
+    @Option(name: .long, help: ArgumentHelp("Also write the report as JSON to this file.", valueName: "file")) var json: String?
+    @OptionGroup var deployment: DeploymentOptions
+
+    func levels() throws -> [Int] {
+        let values = concurrency.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ $0 >= 1 }), values.count == concurrency.split(separator: ",").count else {
+            throw ValidationError("--concurrency takes whole numbers of 1 or more separated by commas, e.g. 1,4,16.")
+        }
+        return values
+    }
+
+    func validate() throws {
+        _ = try levels()
+        guard duration >= 1 else { throw ValidationError("--duration must be 1 second or more.") }
+        if let synthetic, synthetic < 1 { throw ValidationError("--synthetic must be 1 or more.") }
+        guard seedImages >= 1 else { throw ValidationError("--seed-images must be 1 or more.") }
+        if synthetic != nil && images != nil { throw ValidationError("Give --images or --synthetic, not both.") }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let model = try self.model ?? DeploymentOptions.defaultModel()
+            let files = try imageFiles()
+            try await Connection.with(cluster) { (connection: Connection) in
+                let hasGPU = (try? await connection.cluster.state().nodes.contains { $0.isAlive && $0.gpus.total >= 1 }) ?? false
+                let configuration = Benchmark.Configuration(
+                    deployment: try deployment.make(model: model, name: nil, gpus: hasGPU ? 1 : 0), images: files,
+                    duration: .seconds(duration), concurrencyLevels: try levels(), seedImages: seedImages)
+                let port = deployment.port.flatMap(Int.init) ?? connection.defaultServePort
+                let report = try await Benchmark(cluster: connection.cluster, configuration: configuration, servePort: port)
+                    .run(progress: { Terminal.error("… \($0)") })
+                Self.print(report)
+                if let json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    try encoder.encode(report).write(to: URL(fileURLWithPath: json))
+                }
+            }
+        }
+    }
+
+    func imageFiles() throws -> [URL] {
+        if let synthetic {
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("raylan-bench-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            return try (0..<synthetic).map { index in
+                let url = folder.appendingPathComponent(String(format: "synthetic_%05d.bmp", index))
+                try Self.noiseBMP(width: 640, height: 480, seed: UInt64(index)).write(to: url)
+                return url
+            }
+        }
+        let folder = try images ?? ClusterCode.locate().directory.deletingLastPathComponent().appendingPathComponent("samples").path
+        let (inputs, missing) = InputExpansion.expand([folder])
+        if !missing.isEmpty { throw ValidationError("'\(folder)' holds no images. Pass a folder of images, or --synthetic N.") }
+        return inputs.map(\.url)
+    }
+
+    /// A 24-bit BMP of smooth random colour, made without any image library.
+    static func noiseBMP(width: Int, height: Int, seed: UInt64) -> Data {
+        let rowBytes = (width * 3 + 3) & ~3
+        let size = 54 + rowBytes * height
+        var data = Data(capacity: size)
+        func le32(_ value: Int) { withUnsafeBytes(of: UInt32(value).littleEndian) { data.append(contentsOf: $0) } }
+        func le16(_ value: Int) { withUnsafeBytes(of: UInt16(value).littleEndian) { data.append(contentsOf: $0) } }
+        data.append(contentsOf: [0x42, 0x4D]); le32(size); le32(0); le32(54)
+        le32(40); le32(width); le32(height); le16(1); le16(24); le32(0); le32(rowBytes * height); le32(2835); le32(2835); le32(0); le32(0)
+        var state = seed &* 6364136223846793005 &+ 1442695040888963407
+        var row = [UInt8](repeating: 0, count: rowBytes)
+        for y in 0..<height {
+            for x in 0..<width {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                let noise = UInt8(truncatingIfNeeded: state >> 58)
+                row[x * 3] = UInt8(truncatingIfNeeded: x / 3) &+ noise
+                row[x * 3 + 1] = UInt8(truncatingIfNeeded: y / 2) &+ noise
+                row[x * 3 + 2] = UInt8(truncatingIfNeeded: (x + y) / 5 + Int(seed) * 37)
+            }
+            data.append(contentsOf: row)
+        }
+        return data
+    }
+
+    static func print(_ report: BenchmarkReport) {
+        func f(_ value: Double) -> String { value >= 100 ? String(format: "%.0f", value) : String(format: "%.1f", value) }
+        func r(_ value: Double?) -> String { value.map { String(format: "%.2f×", $0) } ?? "—" }
+        Terminal.out(
+            "RayLAN bench \(report.date) · model \(report.model)\(report.imageSize.map { " (imgsz \($0))" } ?? "") · "
+                + "\(report.images) images, \(f(report.bytesPerImage / 1024)) KiB each")
+        Terminal.out(
+            "cluster device \(report.clusterDevice ?? "?") · Ray \(report.rayVersion) · Python \(report.pythonVersion ?? "?") · "
+                + "client \(report.clientCPUs) CPUs · " + report.knobs.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        Terminal.out("")
+        let best = report.bestEndToEnd?.imagesPerSecond ?? 0
+        var rows: [[String]] = []
+        for level in report.endToEnd {
+            rows.append([
+                "(1) RayLAN end to end, \(level.concurrency) in flight", f(level.imagesPerSecond), r(best > 0 ? level.imagesPerSecond / best : nil),
+                f(level.latencyP50Ms), f(level.latencyP95Ms), f(level.latencyP99Ms), "batch ≤ \(level.largestBatch)",
+            ])
+        }
+        if let reference = report.modelOnly {
+            rows.append(["(2) model only, best batch \(reference.details["best_batch"]?.doubleValue.map { String(Int($0)) } ?? "?")",
+                         f(reference.imagesPerSecond), r(reference.ratioToRayLAN), "", "", "", ""])
+        }
+        if let reference = report.ultralyticsLoop {
+            rows.append(["(3) Ultralytics predict loop, batch \(report.knobs["max_batch"] ?? "?")", f(reference.imagesPerSecond), r(reference.ratioToRayLAN), "", "", "", ""])
+        }
+        if let reference = report.seedPattern {
+            rows.append(["(4) seed's pattern (task per image)", f(reference.imagesPerSecond), r(reference.ratioToRayLAN), "", "", "", ""])
+        }
+        if let naive = report.naiveServe {
+            rows.append([
+                "(5) naive Ray Serve, \(naive.concurrency) in flight", f(naive.imagesPerSecond), r(report.naiveServeRatio),
+                f(naive.latencyP50Ms), f(naive.latencyP95Ms), f(naive.latencyP99Ms), "",
+            ])
+        }
+        Terminal.table(["WHAT", "IMAGES/S", "VS (1)", "P50 MS", "P95 MS", "P99 MS", ""], rows).forEach(Terminal.out)
+        if let perBatch = report.modelOnly?.details["images_per_second"], case .object(let values) = perBatch {
+            Terminal.out("model only per batch size: " + values.sorted { Int($0.key) ?? 0 < Int($1.key) ?? 0 }
+                .map { "\($0.key): \(f($0.value.doubleValue ?? 0))" }.joined(separator: ", ") + " images/s")
+        }
+        Terminal.out("stage split at the best level (ms/image): " + ["queue", "decode", "preprocess", "inference", "postprocess", "transport"]
+            .compactMap { stage in report.stageSplitMs[stage].map { "\(stage) \(f($0))" } }.joined(separator: ", "))
+        Terminal.out("LAN bound at \(f(report.bytesPerImage / 1024)) KiB/image: 1 GbE ≈ \(f(report.lanBoundImagesPerSecond["1GbE"] ?? 0)) images/s, "
+            + "10 GbE ≈ \(f(report.lanBoundImagesPerSecond["10GbE"] ?? 0)) images/s")
+        Terminal.out("client RSS: \(f(report.clientRSSStartMiB)) MiB at start, \(f(report.clientRSSEndMiB)) MiB at the end")
+    }
+}

@@ -1,0 +1,1 @@
+"""Reference measurements for `raylan bench`, run on the cluster as Ray jobs."""
