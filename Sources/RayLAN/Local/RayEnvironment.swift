@@ -34,23 +34,9 @@ public struct RayEnvironment: Sendable, Hashable {
                 .pythonMissing, "RAYLAN_PYTHON is '\(given)', but there is no Ray at \(ray)",
                 remedy: "Point RAYLAN_PYTHON at a Python (or venv) with ray[default,serve]==\(RayVersion.newestTested), or run \(setupCommand) in the RayLAN checkout.")
         }
-        var starts: [String] = []
-        if let executablePath {
-            let resolved = URL(fileURLWithPath: executablePath).resolvingSymlinksInPath().path
-            starts.append((resolved as NSString).deletingLastPathComponent)
-        }
-        starts.append(fileManager.currentDirectoryPath)
-        var looked: [String] = []
-        for start in starts {
-            var folder = start
-            while true {
-                let ray = folder + "/.venv/bin/ray"
-                looked.append(folder)
-                if fileManager.isExecutableFile(atPath: ray) { return RayEnvironment(rayExecutable: ray) }
-                let parent = (folder as NSString).deletingLastPathComponent
-                if parent == folder || parent.isEmpty { break }
-                folder = parent
-            }
+        let starts = ProjectSearch.startFolders(executablePath: executablePath)
+        if let folder = ProjectSearch.findUpward(from: starts, where: { fileManager.isExecutableFile(atPath: $0 + "/.venv/bin/ray") }) {
+            return RayEnvironment(rayExecutable: folder + "/.venv/bin/ray")
         }
         throw ClusterError(
             .pythonMissing,

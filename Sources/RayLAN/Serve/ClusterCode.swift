@@ -24,21 +24,11 @@ public struct ClusterCode: Sendable, Hashable {
             }
             return ClusterCode(directory: URL(fileURLWithPath: given))
         }
-        var starts: [String] = []
-        if let executablePath {
-            starts.append((URL(fileURLWithPath: executablePath).resolvingSymlinksInPath().path as NSString).deletingLastPathComponent)
-        }
-        starts.append(fileManager.currentDirectoryPath)
-        for start in starts {
-            var folder = start
-            while true {
-                if fileManager.fileExists(atPath: folder + "/cluster/raylan_detect/app.py") {
-                    return ClusterCode(directory: URL(fileURLWithPath: folder + "/cluster"))
-                }
-                let parent = (folder as NSString).deletingLastPathComponent
-                if parent == folder || parent.isEmpty { break }
-                folder = parent
-            }
+        let starts = ProjectSearch.startFolders(executablePath: executablePath)
+        if let folder = ProjectSearch.findUpward(
+            from: starts, where: { fileManager.fileExists(atPath: $0 + "/cluster/raylan_detect/app.py") })
+        {
+            return ClusterCode(directory: URL(fileURLWithPath: folder + "/cluster"))
         }
         throw ServeError(
             .clusterCodeMissing, "RayLAN's cluster code (cluster/raylan_detect) was not found",
