@@ -107,8 +107,9 @@ struct DetectCommand: AsyncParsableCommand {
                 let journal = try DetectionJournal(url: journalURL)
                 let progress = Progress(total: todo.count, skipped: inputs.count - todo.count)
                 let started = ContinuousClock.now
+                let pathOf = Dictionary(todo.map { ($0.url, $0.path) }, uniquingKeysWith: { first, _ in first })
                 for await (file, result) in client.results(for: todo.map(\.url), concurrency: limit, options: options) {
-                    let path = todo.first { $0.url == file }?.path ?? file.path
+                    let path = pathOf[file] ?? file.path
                     var record = DetectionRecord(path: path)
                     switch result {
                     case .success(var value):

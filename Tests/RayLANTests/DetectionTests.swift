@@ -81,14 +81,14 @@ extension RayClusterTests.Main {
             #expect(Double(found) / Double(found + missed) >= 0.9, "found \(found), missed \(missed)")
             #expect(Double(found) / Double(found + wrong) >= 0.9, "found \(found), wrong \(wrong)")
 
-            // Ultralytics' own predict on the same files and weights.
+            // Ultralytics' own predict on the same files and weights, letterboxed to a square as the service does.
             let script = """
                 import json, sys
                 from ultralytics import YOLO
                 model = YOLO(sys.argv[1])
                 out = {}
                 for path in sys.argv[2:]:
-                    r = model.predict(path, conf=0.25, iou=0.7, verbose=False, device="cpu")[0]
+                    r = model.predict(path, conf=0.25, iou=0.7, rect=False, verbose=False, device="cpu")[0]
                     out[path] = [[int(c), float(s)] + [float(v) for v in b] for c, s, b in zip(r.boxes.cls, r.boxes.conf, r.boxes.xyxy)]
                 print(json.dumps(out))
                 """
@@ -101,9 +101,11 @@ extension RayClusterTests.Main {
                 let theirs = try #require(reference[record.path])
                 #expect(mine.count == theirs.count, "\(record.path)")
                 for detection in theirs {
-                    let match = mine.first { $0.classID == Int(detection[0]) && zip($0.box, detection[2...]).allSatisfy { abs($0 - $1) < 3 } }
+                    // Float tolerance: the same weights, square letterbox and decoder output give the same numbers
+                    // up to batch-size rounding (measured: 5e-6 in score, 0.005 px).
+                    let match = mine.first { $0.classID == Int(detection[0]) && zip($0.box, detection[2...]).allSatisfy { abs($0 - $1) < 0.1 } }
                     #expect(match != nil, "\(record.path): no match for \(detection)")
-                    if let match { #expect(abs(match.score - detection[1]) < 0.05) }
+                    if let match { #expect(abs(match.score - detection[1]) < 1e-3) }
                 }
             }
         }

@@ -70,7 +70,9 @@ class Backend:
         results = self.model.predict(
             images, imgsz=self.imgsz, conf=options.conf, iou=options.iou,
             classes=list(options.classes) if options.classes else None, device=self.device, half=self.half,
-            verbose=False)
+            # Always letterbox to a square: with rect letterboxing, Ultralytics pads a batch of mixed sizes
+            # differently from a lone image, so results would depend on what shared the dynamic batch.
+            rect=False, verbose=False)
         wall = (time.perf_counter() - start) * 1000
         out = []
         for result in results:

@@ -68,31 +68,13 @@ public struct DetectionClient: Sendable {
         }
     }
 
-    /// Results for many files, at most `concurrency` requests in flight (files are read only when their
-    /// turn comes, so memory stays bounded). Every file yields exactly one element: a result or an error.
+    /// Results for many files, in input order, with at most `concurrency` requests in flight: a file is
+    /// read and sent only when a slot frees up and the consumer asks for more, so memory stays bounded
+    /// however many files there are. Every file yields exactly one element: a result or an error.
     public func results(
         for files: [URL], concurrency: Int = 8, options: DetectionOptions = DetectionOptions()
-    ) -> AsyncStream<(URL, Result<DetectionResult, DetectionError>)> {
-        let client = self
-        return AsyncStream(bufferingPolicy: .unbounded) { continuation in
-            let task = Task {
-                await withTaskGroup(of: (URL, Result<DetectionResult, DetectionError>).self) { group in
-                    var next = 0
-                    func add() {
-                        let file = files[next]
-                        next += 1
-                        group.addTask { (file, await client.detect(file: file, options: options)) }
-                    }
-                    while next < files.count && next < max(concurrency, 1) { add() }
-                    while let item = await group.next() {
-                        continuation.yield(item)
-                        if next < files.count && !Task.isCancelled { add() }
-                    }
-                }
-                continuation.finish()
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
+    ) -> DetectionResults {
+        DetectionResults(client: self, files: files, concurrency: max(concurrency, 1), options: options)
     }
 
     /// One file's result, never throwing: a local read failure or a service error becomes the error.
@@ -152,5 +134,44 @@ public struct DetectionClient: Sendable {
         struct Failure: Decodable { var error: DetectionError }
         if let failure = try? JSONDecoder().decode(Failure.self, from: response.body) { return failure.error }
         return DetectionError(code: "unavailable", message: "HTTP \(response.status): \(RayMessage.extract(from: response.text))")
+    }
+}
+
+/// The results of ``DetectionClient/results(for:concurrency:options:)``: an `AsyncSequence` of
+/// `(file, result)` in input order. Single-pass.
+public struct DetectionResults: AsyncSequence, Sendable {
+    public typealias Element = (URL, Result<DetectionResult, DetectionError>)
+
+    let client: DetectionClient
+    let files: [URL]
+    let concurrency: Int
+    let options: DetectionOptions
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(source: self)
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        let source: DetectionResults
+        var pending: [Task<Element, Never>] = []
+        var nextIndex = 0
+
+        public mutating func next() async -> Element? {
+            while pending.count < source.concurrency && nextIndex < source.files.count {
+                let file = source.files[nextIndex]
+                let (client, options) = (source.client, source.options)
+                nextIndex += 1
+                pending.append(Task { (file, await client.detect(file: file, options: options)) })
+            }
+            guard !pending.isEmpty else { return nil }
+            let oldest = pending.removeFirst()
+            let rest = pending
+            return await withTaskCancellationHandler {
+                await oldest.value
+            } onCancel: {
+                oldest.cancel()
+                rest.forEach { $0.cancel() }
+            }
+        }
     }
 }
