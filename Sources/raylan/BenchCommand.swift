@@ -46,9 +46,8 @@ struct BenchCommand: AsyncParsableCommand {
             let model = try self.model ?? DeploymentOptions.defaultModel()
             let files = try imageFiles()
             try await Connection.with(cluster) { (connection: Connection) in
-                let hasGPU = (try? await connection.cluster.state().nodes.contains { $0.isAlive && $0.gpus.total >= 1 }) ?? false
                 let configuration = Benchmark.Configuration(
-                    deployment: try deployment.make(model: model, name: nil, gpus: hasGPU ? 1 : 0), images: files,
+                    deployment: try await deployment.make(model: model, name: nil, on: connection.cluster), images: files,
                     duration: .seconds(duration), concurrencyLevels: try levels(), seedImages: seedImages)
                 let port = deployment.port.flatMap(Int.init) ?? connection.defaultServePort
                 let report = try await Benchmark(cluster: connection.cluster, configuration: configuration, servePort: port)

@@ -55,11 +55,16 @@ struct DeploymentOptions: ParsableArguments {
             imageSize: try imgsz.map { Int(try number($0, "--imgsz", minimum: 32)) })
     }
 
-    /// Deploys `model` (GPUs per replica defaulting to 1 where the cluster has a GPU) and says what happens.
+    /// The deployment for `model`, GPUs per replica defaulting to 1 where an alive node has a GPU, else 0.
+    func make(model: String, name: String?, on cluster: RayCluster) async throws -> DetectionDeployment {
+        let hasGPU = (try? await cluster.state().nodes.contains { $0.isAlive && $0.gpus.total >= 1 }) ?? false
+        return try make(model: model, name: name, gpus: hasGPU ? 1 : 0)
+    }
+
+    /// Deploys `model` (see ``make(model:name:on:)``) and says what happens.
     func deploy(model: String, name: String?, on connection: Connection) async throws -> ServeStatus.Application {
         let cluster = connection.cluster
-        let hasGPU = (try? await cluster.state().nodes.contains { $0.isAlive && $0.gpus.total >= 1 }) ?? false
-        let deployment = try make(model: model, name: name, gpus: hasGPU ? 1 : 0)
+        let deployment = try await make(model: model, name: name, on: cluster)
         Terminal.error(
             "Deploying '\(deployment.name)' (model \(model), \(Terminal.number(deployment.gpusPerReplica)) GPU per replica, "
                 + "batches up to \(deployment.maxBatch))…")

@@ -128,8 +128,9 @@ public final class RayCluster: Sendable {
         _ method: HTTPMethod, url: String, body: Data? = nil, contentType: String = "application/json",
         timeout: Duration? = nil, maxResponseBytes: Int = 64 << 20
     ) async throws -> Response {
-        let address = ClusterAddress(scheme: "http", host: URL(string: url)?.host ?? self.address.host,
-                                     port: URL(string: url)?.port ?? self.address.port)
+        let target = URL(string: url)
+        let address = ClusterAddress(
+            scheme: "http", host: target?.host ?? self.address.host, port: target?.port ?? self.address.port)
         var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers.add(name: "User-Agent", value: configuration.userAgent)
