@@ -4,30 +4,48 @@ import RayLAN
 struct DownCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "down",
-        abstract: "Stop the private local Ray that RayLAN started on this machine.",
+        abstract: "Stop the Ray that RayLAN started on this machine: the node of 'raylan up' and the private local Ray.",
         discussion: """
-            Ends exactly the processes of that cluster (its process groups: TERM, then KILL after 10 s). \
-            Other Ray processes on this machine are left alone; RayLAN never runs 'ray stop'.
+            Ends exactly the processes of what RayLAN started (their process groups: TERM, then KILL after \
+            10 s). Other Ray processes on this machine are left alone; RayLAN never runs 'ray stop'.
             """)
 
     @Flag(name: .long, help: "Print JSON for scripts.") var json = false
 
+    struct Node: Encodable {
+        var role: String
+        var nodeAddress: String
+        var dashboardURL: String
+    }
+
     struct Result: Encodable {
+        /// Whether the private local Ray was stopped.
         var stopped: Bool
         var dashboardURL: String?
         var temporaryDirectory: String?
+        /// The node of 'raylan up' that was stopped.
+        var node: Node?
     }
 
     func run() async throws {
         try await reportingErrors {
+            let node = try await HostNode.down()
             let ray = try await EmbeddedCluster.fromEnvironment().stop()
             if json {
                 try Terminal.json(
-                    Result(stopped: ray != nil, dashboardURL: ray?.address.description, temporaryDirectory: ray?.temporaryDirectory))
-            } else if let ray {
+                    Result(
+                        stopped: ray != nil, dashboardURL: ray?.address.description, temporaryDirectory: ray?.temporaryDirectory,
+                        node: node.map { Node(role: $0.role.rawValue, nodeAddress: $0.nodeAddress, dashboardURL: $0.dashboardURL) }))
+                return
+            }
+            if let node {
+                Terminal.out("Stopped the Ray \(node.role.rawValue) that 'raylan up' started on \(node.nodeAddress).")
+            }
+            if let ray {
                 Terminal.out("Stopped the local Ray at \(ray.address).")
-            } else {
-                Terminal.out("No local Ray started by RayLAN is running.")
+            }
+            if node == nil && ray == nil {
+                Terminal.out("No Ray started by RayLAN is running on this machine.")
             }
         }
     }

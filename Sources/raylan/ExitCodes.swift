@@ -9,6 +9,12 @@ enum ExitCodes {
     static let unreachable: Int32 = 69
     static let authentication: Int32 = 77
     static let interrupted: Int32 = 130
+    /// `raylan doctor` found a FAIL.
+    static let checksFailed: Int32 = 2
+    /// `raylan up --join`: this host's Ray or Python differs from the head's.
+    static let versionMismatch: Int32 = 78
+    /// `raylan up`: RayLAN's node or a pinned port is already in use here.
+    static let alreadyRunning: Int32 = 75
 
     static let summary = """
         0 success; 1 other failure; 3 the job FAILED; 4 the job was STOPPED; 64 bad input (usage); \
@@ -20,6 +26,8 @@ enum ExitCodes {
         if let error = error as? ClusterError {
             if error.code == .unreachable { return unreachable }
             if error.code == .unauthorized || error.code == .forbidden { return authentication }
+            if error.code == .versionMismatch { return versionMismatch }
+            if error.code == .alreadyRunning { return alreadyRunning }
         }
         if let error = error as? any RayLANError, error.isUsageError { return usage }
         return 1

@@ -16,7 +16,10 @@ struct RayLANCommand: AsyncParsableCommand {
             Exit codes: \(ExitCodes.summary)
             """,
         version: RayLANVersion.current,
-        subcommands: [StatusCommand.self, JobCommand.self, ServeCommand.self, DetectCommand.self, BenchCommand.self, DownCommand.self]
+        subcommands: [
+            StatusCommand.self, JobCommand.self, ServeCommand.self, DetectCommand.self, BenchCommand.self, UpCommand.self,
+            DownCommand.self, DoctorCommand.self,
+        ]
     )
 
     /// Like ArgumentParser's own `main()`, but a usage error is one line (`Error: …`), exit 64.

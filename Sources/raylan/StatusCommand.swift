@@ -5,23 +5,101 @@ import RayLAN
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show Ray and Python versions, every node with its CPU, GPU and memory use, and running jobs.",
-        discussion: "Exit codes: \(ExitCodes.summary)")
+        abstract: "Show Ray and Python versions, every node with its CPU, GPU and memory use, Serve replicas and running jobs.",
+        discussion: """
+            With --watch, the view refreshes every --interval seconds until Ctrl-C (with --json: one JSON \
+            object per line and refresh).
+
+            Exit codes: \(ExitCodes.summary)
+            """)
 
     @OptionGroup var cluster: ClusterOptions
+    @Flag(name: .long, help: "Refresh the view until Ctrl-C.") var watch = false
+    @Option(name: .long, help: ArgumentHelp("Seconds between refreshes with --watch.", valueName: "s")) var interval = 2.0
     @Flag(name: .long, help: "Print JSON for scripts.") var json = false
+
+    func validate() throws {
+        guard interval >= 0.2 && interval <= 3600 else {
+            throw ValidationError("--interval \(interval) is out of range; use 0.2 to 3600 seconds.")
+        }
+    }
+
+    /// What one view shows.
+    struct Snapshot: Encodable {
+        var time: Date
+        var state: ClusterState
+        var serve: ServeStatus?
+    }
 
     func run() async throws {
         try await reportingErrors {
             try await Connection.with(cluster) { cluster in
-                let state = try await cluster.state()
-                if json {
-                    try Terminal.json(state)
-                } else {
-                    Self.print(state)
+                guard watch else {
+                    let snapshot = try await Self.snapshot(cluster)
+                    if json { try Terminal.json(snapshot.state) } else { Self.print(snapshot) }
+                    return
                 }
+                try await watchLoop(cluster)
             }
         }
+    }
+
+    static func snapshot(_ cluster: RayCluster) async throws -> Snapshot {
+        async let serve = try? cluster.serveStatus()
+        let state = try await cluster.state()
+        return Snapshot(time: Date(), state: state, serve: await serve)
+    }
+
+    /// Redraws until Ctrl-C, which ends the command cleanly (exit 0). A failed refresh is shown and retried.
+    func watchLoop(_ cluster: RayCluster) async throws {
+        let json = self.json
+        let interval = self.interval
+        let clear = Terminal.stdoutIsTerminal && !json
+        let loop = Task {
+            while !Task.isCancelled {
+                do {
+                    let snapshot = try await Self.snapshot(cluster)
+                    if json {
+                        Terminal.jsonLine(snapshot)
+                    } else {
+                        if clear { Terminal.clearScreen() } else { Terminal.out("") }
+                        Terminal.out("raylan status --watch · every \(Terminal.number(interval)) s · \(Self.clock(snapshot.time)) · Ctrl-C to stop")
+                        Self.print(snapshot)
+                    }
+                } catch is CancellationError {
+                    return
+                } catch {
+                    Terminal.error("\(Self.clock(Date())) refresh failed: \(error)")
+                }
+                try? await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+            }
+        }
+        let interrupt = Interrupt { loop.cancel() }
+        await loop.value
+        interrupt.remove()
+    }
+
+    static func clock(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "HH:mm:ss"
+        return formatter.string(from: date)
+    }
+
+    static func print(_ snapshot: Snapshot) {
+        print(snapshot.state)
+        guard let serve = snapshot.serve, !serve.applications.isEmpty else { return }
+        Terminal.out("")
+        Terminal.out("Serve (port \(serve.httpOptions?.port.map(String.init) ?? "?")):")
+        let rows = serve.applications.values.sorted { $0.name < $1.name }.flatMap { app in
+            (app.deployments ?? [:]).values.sorted { $0.name < $1.name }.map { deployment -> [String] in
+                let replicas = deployment.replicas ?? []
+                let byNode = Dictionary(grouping: replicas, by: { $0.nodeIP ?? "?" })
+                    .map { "\($0.value.count)×\($0.key)" }.sorted().joined(separator: ", ")
+                return [app.name, app.status, deployment.name, deployment.status ?? "?", "\(replicas.count)", byNode]
+            }
+        }
+        Terminal.table(["APPLICATION", "STATUS", "DEPLOYMENT", "HEALTH", "REPLICAS", "ON NODES"], rows)
+            .forEach { Terminal.out("  " + $0) }
     }
 
     static func print(_ state: ClusterState) {

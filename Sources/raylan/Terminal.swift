@@ -30,6 +30,19 @@ enum Terminal {
         out(String(decoding: try encoder.encode(value), as: UTF8.self))
     }
 
+    /// Compact JSON on one line of stdout (for streams of records).
+    static func jsonLine<T: Encodable>(_ value: T) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        if let data = try? encoder.encode(value) { out(String(decoding: data, as: UTF8.self)) }
+    }
+
+    /// Clears a terminal and moves to its top left.
+    static func clearScreen() {
+        FileHandle.standardOutput.write(Data("\u{1B}[H\u{1B}[2J".utf8))
+    }
+
     /// Columns padded to their widest cell.
     static func table(_ header: [String], _ rows: [[String]]) -> [String] {
         var widths = header.map(\.count)

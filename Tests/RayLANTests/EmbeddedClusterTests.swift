@@ -42,7 +42,7 @@ extension RayClusterTests {
 
                 let again = try await CommandRunner.raylan(["down"], environment: environment)
                 #expect(again.status == 0)
-                #expect(again.stdout.contains("No local Ray"))
+                #expect(again.stdout.contains("No Ray started by RayLAN"))
             } catch {
                 _ = try? await embedded.stop()
                 throw error

@@ -140,17 +140,7 @@ public struct Benchmark: Sendable {
         var spec = JobSpec(entrypoint: entrypoint, workingDirectory: folder)
         spec.resources.gpus = gpus > 0 ? gpus : nil
         spec.environment = ["YOLO_AUTOINSTALL": "false"]
-        let id = try await cluster.submit(spec).submissionID
-        let info = try await cluster.waitForCompletion(of: id, timeout: .seconds(1800))
-        let log = try await cluster.logs(of: id)
-        guard info.status == .succeeded,
-            let line = log.split(separator: "\n").last(where: { $0.hasPrefix("RAYLAN_BENCH ") })
-        else {
-            throw JobError(
-                .rejected, "The benchmark job '\(entrypoint)' ended \(info.status): \(info.message ?? "")",
-                remedy: "See 'raylan job logs \(id)'.")
-        }
-        return try JSONDecoder().decode(JSONValue.self, from: Data(line.dropFirst("RAYLAN_BENCH ".count).utf8))
+        return try await cluster.runForResult(spec, marker: "RAYLAN_BENCH", timeout: .seconds(1800))
     }
 
     struct Measured {

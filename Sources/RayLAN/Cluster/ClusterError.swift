@@ -33,6 +33,12 @@ public struct ClusterError: RayLANError, Sendable {
         public static let localStartFailed = Code("localStartFailed")
         /// The request needs a feature the cluster's Ray version lacks.
         public static let unsupportedFeature = Code("unsupportedFeature")
+        /// A command-line value is not valid (a usage error).
+        public static let invalidArgument = Code("invalidArgument")
+        /// This host's Ray or Python version differs from the cluster's.
+        public static let versionMismatch = Code("versionMismatch")
+        /// RayLAN already runs a Ray node on this host.
+        public static let alreadyRunning = Code("alreadyRunning")
     }
 
     /// What kind of failure this is.
@@ -61,7 +67,7 @@ public struct ClusterError: RayLANError, Sendable {
     }
 
     public var description: String { sentence(message, remedy: remedy) }
-    public var isUsageError: Bool { code == .invalidAddress || code == .tokenUnreadable }
+    public var isUsageError: Bool { code == .invalidAddress || code == .tokenUnreadable || code == .invalidArgument }
 
     static func invalidAddress(_ text: String, reason: String) -> ClusterError {
         ClusterError(
@@ -83,7 +89,7 @@ public struct ClusterError: RayLANError, Sendable {
         ClusterError(
             .unauthorized,
             "The Ray cluster at \(address.host):\(address.port) requires a token (HTTP 401) and none was sent",
-            remedy: "Pass --token-file FILE, set RAY_AUTH_TOKEN, or copy the head's ~/.ray/auth_token to this machine.",
+            remedy: "Copy the head's token file to this machine (~/.raylan/cluster-token where 'raylan up --head' made it, else ~/.ray/auth_token) and pass --token-file FILE, or set RAY_AUTH_TOKEN.",
             status: 401, responseBody: body)
     }
 

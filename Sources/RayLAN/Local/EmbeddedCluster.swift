@@ -22,8 +22,7 @@ public struct EmbeddedCluster: Sendable {
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment)
         -> EmbeddedCluster
     {
-        if let home = environment["RAYLAN_HOME"], !home.isEmpty { return EmbeddedCluster(stateDirectory: home) }
-        return EmbeddedCluster(stateDirectory: (environment["HOME"] ?? NSHomeDirectory()) + "/.raylan")
+        EmbeddedCluster(stateDirectory: RayLANHome.path(environment))
     }
 
     var stateFile: String { stateDirectory + "/local-cluster.json" }

@@ -6,37 +6,57 @@ import Glibc
 import Musl
 #endif
 
-/// Free TCP ports on the loopback interface, asked of the kernel (bind to port 0).
+/// Free TCP ports, asked of the kernel by binding.
 enum FreePort {
-    /// `count` distinct free ports. They are free now; a race with another program is possible.
+    /// `count` distinct free ports on the loopback interface. They are free now; a race with another
+    /// program is possible.
     static func pick(_ count: Int) throws -> [Int] {
         var sockets: [Int32] = []
         defer { sockets.forEach { close($0) } }
         var ports: [Int] = []
         while ports.count < count {
-            #if canImport(Glibc)
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            #else
-            let fd = socket(AF_INET, SOCK_STREAM, 0)
-            #endif
-            guard fd >= 0 else { throw ClusterError(.localStartFailed, "Cannot open a socket to find a free port") }
+            guard let (fd, port) = bindSocket(address: "127.0.0.1", port: 0) else {
+                throw ClusterError(.localStartFailed, "Cannot bind a socket to find a free port")
+            }
             sockets.append(fd)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = 0
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard bound == 0 else { throw ClusterError(.localStartFailed, "Cannot bind a socket to find a free port") }
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-            }
-            let port = Int(UInt16(bigEndian: address.sin_port))
             // Ray's worker ports default to 10002-19999: keep ours out of that range.
             if !(10002...19999).contains(port) && !ports.contains(port) { ports.append(port) }
         }
         return ports
+    }
+
+    /// Whether TCP `port` can be bound on `address` now (`0.0.0.0` for every interface).
+    static func isFree(_ port: Int, on address: String) -> Bool {
+        guard let (fd, _) = bindSocket(address: address, port: port) else { return false }
+        close(fd)
+        return true
+    }
+
+    /// A TCP socket bound to `address`:`port` (0: any free port) and the port it got; nil when binding fails.
+    private static func bindSocket(address text: String, port: Int) -> (Int32, Int)? {
+        #if canImport(Glibc)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #else
+        let fd = socket(AF_INET, SOCK_STREAM, 0)
+        #endif
+        guard fd >= 0 else { return nil }
+        var reuse: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port)).bigEndian
+        address.sin_addr.s_addr = inet_addr(text)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else {
+            close(fd)
+            return nil
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
     }
 }

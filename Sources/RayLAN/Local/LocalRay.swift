@@ -23,6 +23,32 @@ public struct LocalRay: Sendable, Codable, Hashable {
         public var runtimeEnvAgent: Int
         /// Reserved for Ray Serve's HTTP proxy (used when a service is deployed).
         public var serve: Int
+        /// The ports Ray's worker processes listen on. Nil: Ray's default range (10002–19999).
+        public var workers: ClosedRange<Int>?
+        /// The autoscaler's and the dashboard's Prometheus metrics (head only). Nil: Ray's defaults,
+        /// 44217 and 44227.
+        public var autoscalerMetrics: Int?
+        public var dashboardMetrics: Int?
+
+        public init(
+            gcs: Int, dashboard: Int, rayClient: Int, dashboardAgentListen: Int, dashboardAgentGRPC: Int, metrics: Int,
+            nodeManager: Int, objectManager: Int, runtimeEnvAgent: Int, serve: Int, workers: ClosedRange<Int>? = nil,
+            autoscalerMetrics: Int? = nil, dashboardMetrics: Int? = nil
+        ) {
+            self.gcs = gcs
+            self.dashboard = dashboard
+            self.rayClient = rayClient
+            self.dashboardAgentListen = dashboardAgentListen
+            self.dashboardAgentGRPC = dashboardAgentGRPC
+            self.metrics = metrics
+            self.nodeManager = nodeManager
+            self.objectManager = objectManager
+            self.runtimeEnvAgent = runtimeEnvAgent
+            self.serve = serve
+            self.workers = workers
+            self.autoscalerMetrics = autoscalerMetrics
+            self.dashboardMetrics = dashboardMetrics
+        }
     }
 
     /// The `ray start` process; also its process group id.
@@ -36,6 +62,10 @@ public struct LocalRay: Sendable, Codable, Hashable {
     public var logFile: String
     /// Whether the cluster wants a token.
     public var usesToken: Bool
+    /// For a node that joined another cluster: the head's GCS (`HOST:PORT`). Nil for a head.
+    public var joinedAddress: String?
+    /// The node's own address (`--node-ip-address`), where one was given.
+    public var nodeAddress: String?
 
     /// The dashboard address to connect to.
     public var address: ClusterAddress { ClusterAddress(host: dashboardHost, port: ports.dashboard) }
@@ -57,19 +87,34 @@ public struct LocalRay: Sendable, Codable, Hashable {
         let temporary = configuration.temporaryParent + "/rl-" + UUID().uuidString.prefix(8).lowercased()
         try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
         let logFile = temporary + "/ray-start.log"
-        let free = try FreePort.pick(10)
-        let ports = Ports(
-            gcs: free[0], dashboard: free[1], rayClient: free[2], dashboardAgentListen: free[3],
-            dashboardAgentGRPC: free[4], metrics: free[5], nodeManager: free[6], objectManager: free[7],
-            runtimeEnvAgent: free[8], serve: free[9])
-        var arguments = [
-            configuration.environment.rayExecutable, "start", "--head", "--block",
-            "--temp-dir=\(temporary)",
-            "--port=\(ports.gcs)",
-            "--include-dashboard=true",
-            "--dashboard-host=\(configuration.dashboardHost)",
-            "--dashboard-port=\(ports.dashboard)",
-            "--ray-client-server-port=\(ports.rayClient)",
+        let ports: Ports
+        if let pinned = configuration.ports {
+            ports = pinned
+        } else {
+            let free = try FreePort.pick(10)
+            ports = Ports(
+                gcs: free[0], dashboard: free[1], rayClient: free[2], dashboardAgentListen: free[3],
+                dashboardAgentGRPC: free[4], metrics: free[5], nodeManager: free[6], objectManager: free[7],
+                runtimeEnvAgent: free[8], serve: free[9])
+        }
+        var arguments = [configuration.environment.rayExecutable, "start", "--block", "--temp-dir=\(temporary)"]
+        if let head = configuration.joinAddress {
+            arguments.append("--address=\(head)")
+        } else {
+            arguments += [
+                "--head",
+                "--port=\(ports.gcs)",
+                "--include-dashboard=true",
+                "--dashboard-host=\(configuration.dashboardHost)",
+                "--dashboard-port=\(ports.dashboard)",
+                "--ray-client-server-port=\(ports.rayClient)",
+            ]
+        }
+        if let node = configuration.nodeAddress { arguments.append("--node-ip-address=\(node)") }
+        if let workers = ports.workers {
+            arguments += ["--min-worker-port=\(workers.lowerBound)", "--max-worker-port=\(workers.upperBound)"]
+        }
+        arguments += [
             "--dashboard-agent-listen-port=\(ports.dashboardAgentListen)",
             "--dashboard-agent-grpc-port=\(ports.dashboardAgentGRPC)",
             "--metrics-export-port=\(ports.metrics)",
@@ -93,6 +138,8 @@ public struct LocalRay: Sendable, Codable, Hashable {
         environment["PATH"] = bin + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
         environment["RAY_USAGE_STATS_ENABLED"] = "0"
         environment["PYTHONUNBUFFERED"] = "1"
+        if let port = ports.autoscalerMetrics { environment["AUTOSCALER_METRIC_PORT"] = String(port) }
+        if let port = ports.dashboardMetrics { environment["DASHBOARD_METRIC_PORT"] = String(port) }
         if let token = configuration.authToken {
             environment["RAY_AUTH_MODE"] = "token"
             environment["RAY_AUTH_TOKEN"] = token
@@ -105,7 +152,8 @@ public struct LocalRay: Sendable, Codable, Hashable {
         let pid = try ProcessGroup.spawn(arguments, environment: environment, logFile: logFile)
         let ray = LocalRay(
             pid: pid, temporaryDirectory: temporary, ports: ports, dashboardHost: configuration.dashboardHost,
-            logFile: logFile, usesToken: configuration.authToken != nil)
+            logFile: logFile, usesToken: configuration.authToken != nil, joinedAddress: configuration.joinAddress,
+            nodeAddress: configuration.nodeAddress)
         do {
             try await ray.waitUntilReady(token: configuration.authToken, timeout: configuration.startTimeout)
             return ray
@@ -161,7 +209,7 @@ public struct LocalRay: Sendable, Codable, Hashable {
                 if ProcessGroup.hasExited(pid) {
                     throw startFailure("'ray start' exited")
                 }
-                if await cluster.isReady() { return }
+                if await cluster.isReady(node: joinedAddress == nil ? nil : nodeAddress) { return }
                 if clock.now >= deadline {
                     throw startFailure("it did not answer within \(timeout)")
                 }
@@ -191,12 +239,15 @@ public struct LocalRay: Sendable, Codable, Hashable {
 }
 
 extension RayCluster {
-    /// The dashboard answers and a job could be accepted: the head node is alive with its agent.
-    func isReady() async -> Bool {
+    /// The dashboard answers and a job could be accepted: the head node is alive with its agent; with
+    /// `node`, also the node with that address.
+    func isReady(node: String? = nil) async -> Bool {
         guard let response = try? await send(.GET, "/api/version"), response.status == 200 else { return false }
         // The job agent registers a little after the dashboard; /api/jobs/ answers once the head is known.
         guard let jobs = try? await send(.GET, "/api/jobs/"), jobs.status == 200 else { return false }
         guard let nodes = try? await send(.GET, "/nodes?view=summary"), nodes.status == 200 else { return false }
-        return nodes.text.contains("ALIVE")
+        guard let node else { return nodes.text.contains("ALIVE") }
+        guard let state = try? await state() else { return false }
+        return state.nodes.contains { $0.ip == node && $0.isAlive }
     }
 }

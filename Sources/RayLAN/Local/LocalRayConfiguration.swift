@@ -22,12 +22,23 @@ public struct LocalRayConfiguration: Sendable {
     public var temporaryParent: String
     /// How long to wait for the dashboard and the job agent. Default 120 s.
     public var startTimeout: Duration
+    /// The ports to use. Default nil: ten free ports, picked at start.
+    public var ports: LocalRay.Ports?
+    /// Join the cluster whose GCS is at `HOST:PORT` instead of starting a head. Default nil: a head. The
+    /// dashboard waited on is then `dashboardHost` at `ports.dashboard` (the head's).
+    public var joinAddress: String?
+    /// The node's own address (`--node-ip-address`). Default nil: Ray picks one.
+    public var nodeAddress: String?
 
     public init(
         environment: RayEnvironment, cpus: Int? = nil, gpus: Double? = nil, resources: [String: Double] = [:],
         objectStoreBytes: Int? = nil, authToken: String? = nil, extraEnvironment: [String: String] = [:],
-        dashboardHost: String = "127.0.0.1", temporaryParent: String = "/tmp", startTimeout: Duration = .seconds(120)
+        dashboardHost: String = "127.0.0.1", temporaryParent: String = "/tmp", startTimeout: Duration = .seconds(120),
+        ports: LocalRay.Ports? = nil, joinAddress: String? = nil, nodeAddress: String? = nil
     ) {
+        self.ports = ports
+        self.joinAddress = joinAddress
+        self.nodeAddress = nodeAddress
         self.environment = environment
         self.cpus = cpus
         self.gpus = gpus

@@ -44,3 +44,40 @@ public struct RayEnvironment: Sendable, Hashable {
             remedy: "Create it with '\(setupCommand)' in the RayLAN checkout, or set RAYLAN_PYTHON to a Python with ray[default,serve]==\(RayVersion.newestTested); or pass --address of a running cluster.")
     }
 }
+
+extension RayEnvironment {
+    /// The Ray and Python versions of this environment, as Ray compares them between nodes.
+    public struct Versions: Sendable, Hashable, Codable {
+        public var ray: String
+        public var python: String
+    }
+
+    /// Asks the environment's Python for its Ray and Python versions.
+    ///
+    /// - Throws: ``ClusterError`` (`pythonMissing`) when Python or Ray cannot be run.
+    public func versions() async throws -> Versions {
+        let script = "import sys, ray; print('RAYLAN_VERSIONS', ray.__version__, sys.version.split()[0])"
+        let result = try await ProcessGroup.capture([python, "-c", script], timeout: .seconds(60))
+        let line = result.output.split(separator: "\n").last { $0.hasPrefix("RAYLAN_VERSIONS ") }
+        guard result.status == 0, let parts = line?.split(separator: " "), parts.count == 3 else {
+            throw ClusterError(
+                .pythonMissing, "Cannot read the Ray version of \(python): \(result.output.split(separator: "\n").last ?? "no output")",
+                remedy: "Point RAYLAN_PYTHON (or --python) at a Python environment with ray[default] installed.")
+        }
+        return Versions(ray: String(parts[1]), python: String(parts[2]))
+    }
+
+    /// Like ``locate(environment:executablePath:)``, then falls back to a `ray` on `PATH` (a GPU host where
+    /// Ray is installed system-wide or in an active environment).
+    public static func locateForNode(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        executablePath: String? = CommandLine.arguments.first
+    ) throws -> RayEnvironment {
+        do {
+            return try locate(environment: environment, executablePath: executablePath)
+        } catch let error as ClusterError where environment["RAYLAN_PYTHON"].map(\.isEmpty) ?? true {
+            guard let ray = ProcessGroup.executable(named: "ray", path: environment["PATH"]) else { throw error }
+            return RayEnvironment(rayExecutable: ray)
+        }
+    }
+}

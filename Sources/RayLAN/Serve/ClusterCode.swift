@@ -42,7 +42,7 @@ public struct ClusterCode: Sendable, Hashable {
         let fileManager = FileManager.default
         let folder = fileManager.temporaryDirectory.appendingPathComponent("raylan-serve-\(UUID().uuidString.prefix(8))")
         try fileManager.createDirectory(at: folder, withIntermediateDirectories: true)
-        for package in ["raylan_detect", "raylan_bench"] {
+        for package in ["raylan_detect", "raylan_bench", "raylan_doctor"] {
             let source = directory.appendingPathComponent(package)
             guard fileManager.fileExists(atPath: source.path) else { continue }
             let target = folder.appendingPathComponent(package)

@@ -104,23 +104,34 @@ extension RayCluster {
         }
     }
 
-    /// Removes one application, keeping the others (or shuts Serve down when it was the last), and
+    /// Starts Serve with no application and its HTTP proxy at `httpPort` on every node (host 0.0.0.0),
+    /// so that later deploys, from any machine, keep that port.
+    public func startServe(httpPort: Int) async throws {
+        let body: JSONValue = .object([
+            "proxy_location": .string("EveryNode"),
+            "http_options": .object(["host": .string("0.0.0.0"), "port": .number(Double(httpPort))]),
+            "applications": .array([]),
+        ])
+        let response = try await send(.PUT, "/api/serve/applications/", body: try JSONEncoder().encode(body))
+        guard response.status == 200 else {
+            throw ClusterError.server("Starting Serve", status: response.status, body: response.text)
+        }
+    }
+
+    /// Removes one application, keeping the others (Serve itself keeps running), and
     /// waits until Serve no longer lists it. Returns false when there was no such application.
     @discardableResult
     public func deleteServeApplication(_ name: String) async throws -> Bool {
         let current = try await serveStatus()
         guard current.applications[name] != nil else { return false }
         let others = current.applications.values.filter { $0.name != name }.compactMap(\.deployedAppConfig)
-        let response: Response
-        if others.isEmpty {
-            response = try await send(.DELETE, "/api/serve/applications/")
-        } else {
-            var body: [String: JSONValue] = ["applications": .array(others), "proxy_location": .string("EveryNode")]
-            if let port = current.httpOptions?.port {
-                body["http_options"] = .object(["host": .string("0.0.0.0"), "port": .number(Double(port))])
-            }
-            response = try await send(.PUT, "/api/serve/applications/", body: try JSONEncoder().encode(JSONValue.object(body)))
+        // The last one goes too by a PUT with no applications: Serve keeps running with its HTTP options,
+        // so that the port `raylan up` chose survives.
+        var body: [String: JSONValue] = ["applications": .array(others), "proxy_location": .string("EveryNode")]
+        if let port = current.httpOptions?.port {
+            body["http_options"] = .object(["host": .string("0.0.0.0"), "port": .number(Double(port))])
         }
+        let response = try await send(.PUT, "/api/serve/applications/", body: try JSONEncoder().encode(JSONValue.object(body)))
         guard response.status == 200 else {
             throw ClusterError.server("Deleting the Serve application '\(name)'", status: response.status, body: response.text)
         }

@@ -57,12 +57,27 @@ public struct ServeStatus: Sendable, Hashable, Codable {
         public var port: Int?
     }
 
+    /// Serve's HTTP proxy on one node.
+    public struct Proxy: Sendable, Hashable, Codable {
+        public var nodeIP: String?
+        /// STARTING, HEALTHY, UNHEALTHY, DRAINING, DRAINED.
+        public var status: String?
+
+        enum CodingKeys: String, CodingKey {
+            case nodeIP = "node_ip"
+            case status
+        }
+    }
+
     public var applications: [String: Application]
     public var httpOptions: HTTPOptions?
+    /// The proxies by node id; empty when Serve is not running.
+    public var proxies: [String: Proxy]?
 
     enum CodingKeys: String, CodingKey {
         case applications
         case httpOptions = "http_options"
+        case proxies
     }
 
     /// Whether Serve runs at all.

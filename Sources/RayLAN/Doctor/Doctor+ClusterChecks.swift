@@ -1,0 +1,219 @@
+import Foundation
+import NIOHTTP1
+
+extension Doctor {
+    // MARK: 5. Versions
+
+    func checkVersions(_ info: ServerInfo, probe: Result<NodeProbe, any Error>) -> DoctorCheck {
+        func check(_ status: DoctorCheck.Status, _ summary: String, remedy: String? = nil, details: [String] = []) -> DoctorCheck {
+            DoctorCheck(number: 5, name: "versions", status: status, summary: summary, remedy: remedy, details: details)
+        }
+        let head = "Ray \(info.rayVersion), Python \(info.pythonVersion ?? "?")"
+        var tested: String?
+        if info.rayVersion.isNewerThanTested {
+            tested = "Ray \(info.rayVersion) is newer than RayLAN was tested with (\(RayVersion.supportedRange))."
+        }
+        guard case .success(let probed) = probe else {
+            if case .failure(let error) = probe {
+                return check(
+                    .warn, "The cluster runs \(head); per-node versions were not read: \(error).",
+                    remedy: "See the probe job's logs ('raylan job list').")
+            }
+            return check(.warn, "The cluster runs \(head).")
+        }
+        let answered = probed.nodes.filter { $0.error == nil }
+        let details = answered.map { "\($0.ip ?? "?"): Ray \($0.ray_version ?? "?"), Python \($0.python_version ?? "?")" }
+        let distinct = Set(answered.map { "Ray \($0.ray_version ?? "?"), Python \($0.python_version ?? "?")" })
+        if distinct.count > 1 {
+            return check(
+                .fail, "Versions differ between nodes: \(details.joined(separator: "; ")).",
+                remedy: "Install the head's versions (\(head)) on every node; Ray needs them identical.", details: details)
+        }
+        if let only = distinct.first, only != head {
+            return check(
+                .fail, "The nodes run \(only), but the cluster was started with \(head).",
+                remedy: "Install \(head) on every node.", details: details)
+        }
+        if let tested {
+            return check(.warn, "\(head) on all \(answered.count) node(s). \(tested)", remedy: "Expect small differences; report what breaks.", details: details)
+        }
+        return check(.pass, "\(head) on all \(answered.count) node(s).", details: details)
+    }
+
+    // MARK: 6. Nodes
+
+    func checkNodes(_ state: Result<ClusterState, any Error>) -> DoctorCheck {
+        func check(_ status: DoctorCheck.Status, _ summary: String, remedy: String? = nil, details: [String] = []) -> DoctorCheck {
+            DoctorCheck(number: 6, name: "nodes", status: status, summary: summary, remedy: remedy, details: details)
+        }
+        let nodes: [NodeInfo]
+        switch state {
+        case .success(let value): nodes = value.nodes
+        case .failure(let error): return check(.fail, "The node list could not be read: \(error).", remedy: "Run 'raylan status' for details.")
+        }
+        let alive = nodes.filter(\.isAlive)
+        // A node that died and came back is listed twice: only the dead entries without a live twin count.
+        let dead = nodes.filter { node in !node.isAlive && !alive.contains { $0.ip == node.ip } }
+        let details = nodes.map { node in
+            "\(node.ip) \(node.isHead ? "head" : "worker") \(node.state): \(LocalRay.number(node.cpus.total)) CPU, \(LocalRay.number(node.gpus.total)) GPU"
+        }
+        let aliveText = alive.map { "\($0.ip) (\($0.isHead ? "head, " : "")\(LocalRay.number($0.gpus.total)) GPU)" }.joined(separator: ", ")
+        if !dead.isEmpty {
+            return check(
+                .fail,
+                "\(dead.count) node(s) dead: \(dead.map(\.ip).joined(separator: ", ")); alive: \(aliveText.isEmpty ? "none" : aliveText).",
+                remedy: "Restart Ray on \(dead.map(\.ip).joined(separator: ", ")) ('raylan up --join HEAD' there) and check the network between it and the head; a node removed on purpose stays listed until the head restarts.",
+                details: details)
+        }
+        if alive.isEmpty {
+            return check(.fail, "No node is alive.", remedy: "Restart the head ('raylan up --head').", details: details)
+        }
+        return check(.pass, "\(alive.count) node(s) alive: \(aliveText).", details: details)
+    }
+
+    // MARK: 7. GPUs
+
+    func checkGPUs(_ state: Result<ClusterState, any Error>, probe: Result<NodeProbe, any Error>) -> DoctorCheck {
+        func check(_ status: DoctorCheck.Status, _ summary: String, remedy: String? = nil, details: [String] = []) -> DoctorCheck {
+            DoctorCheck(number: 7, name: "gpus", status: status, summary: summary, remedy: remedy, details: details)
+        }
+        let alive = ((try? state.get())?.nodes ?? []).filter(\.isAlive)
+        let probed: NodeProbe
+        switch probe {
+        case .success(let value): probed = value
+        case .failure(let error):
+            let declared = alive.filter { $0.gpus.total > 0 }
+            if declared.isEmpty {
+                return check(.warn, "CPU-only cluster: no node declares a GPU (the probe job did not run: \(error)).", remedy: Self.cpuOnlyRemedy)
+            }
+            return check(
+                .warn, "GPUs declared on \(declared.map(\.ip).joined(separator: ", ")) were not tried: the probe job did not run (\(error)).",
+                remedy: "Run raylan from the RayLAN checkout (it uploads cluster/raylan_doctor), then run 'raylan doctor' again.")
+        }
+        var status = DoctorCheck.Status.pass
+        var findings: [String] = []
+        var remedies: [String] = []
+        func note(_ level: DoctorCheck.Status, _ text: String, _ remedy: String? = nil) {
+            status = max(status, level)
+            findings.append(text)
+            if let remedy, level != .pass { remedies.append(remedy) }
+        }
+        for node in probed.nodes.sorted(by: { ($0.ip ?? "") < ($1.ip ?? "") }) {
+            let ip = node.ip ?? "?"
+            let declared = node.gpus_declared ?? 0
+            let smi = node.nvidia_smi
+            let physical = smi?.gpus ?? []
+            if let error = node.error {
+                if declared > 0 { note(.fail, "\(ip): the GPU task did not run: \(error).", "Check \(ip) with 'raylan status'; its GPUs may be held by other work.") }
+                continue
+            }
+            if declared == 0 {
+                if !physical.isEmpty {
+                    note(
+                        .warn, "\(ip) has \(physical.count) GPU(s) (nvidia-smi: \(physical.compactMap(\.name).joined(separator: ", "))), but Ray registered none.",
+                        "Restart Ray on \(ip) with 'raylan up --gpus all' (and check CUDA_VISIBLE_DEVICES there).")
+                }
+                continue
+            }
+            let gpuText = LocalRay.number(declared)
+            guard let smi, smi.found else {
+                note(
+                    .warn, "\(ip) declares \(gpuText) GPU(s), but has no nvidia-smi: logical GPUs only; work that asks for a GPU runs on its CPU.",
+                    "If \(ip) has an NVIDIA GPU, install its driver (nvidia-smi must work); otherwise start it without --gpus.")
+                continue
+            }
+            if let error = smi.error {
+                note(.fail, "\(ip): nvidia-smi fails: \(error).", "Fix the NVIDIA driver on \(ip): 'nvidia-smi' must list the GPUs.")
+                continue
+            }
+            let names = physical.map { "\($0.name ?? "GPU") (\(LocalRay.number($0.memory_total_mib ?? 0)) MiB)" }.joined(separator: ", ")
+            guard let torch = node.torch, torch.installed else {
+                note(.warn, "\(ip): \(names); torch is not installed in the cluster's Python, so the detection service cannot run there.", "Install cluster/requirements.txt in the Python environment Ray runs from on \(ip).")
+                continue
+            }
+            guard torch.available == true else {
+                note(
+                    .fail, "\(ip): nvidia-smi shows \(names), but torch \(torch.version ?? "?") cannot use it (CUDA build: \(torch.cuda_build ?? "none")) — the seed's 'task did not use the GPU'.",
+                    "Install a CUDA build of torch that matches the driver on \(ip) (pip's default torch for Linux is one).")
+                continue
+            }
+            if torch.matmul_ok == false {
+                note(.fail, "\(ip): torch sees \(torch.devices?.joined(separator: ", ") ?? "the GPU"), but a tiny CUDA computation failed: \(torch.error ?? "").", "Check the driver and GPU health on \(ip) (nvidia-smi -q).")
+                continue
+            }
+            let reserved = (node.gpus_reserved ?? 0) > 0 ? "" : " (all GPUs were busy, so the task ran without reserving one)"
+            note(.pass, "\(ip): \(names); torch \(torch.version ?? "?") ran on CUDA\(reserved).")
+        }
+        let gpuNodes = probed.nodes.filter { ($0.gpus_declared ?? 0) > 0 }
+        if gpuNodes.isEmpty && status == .pass {
+            return check(.warn, "CPU-only cluster: no node declares a GPU.", remedy: Self.cpuOnlyRemedy, details: findings)
+        }
+        let summary = status == .pass
+            ? "GPUs usable on \(gpuNodes.count) node(s): " + findings.joined(separator: " ")
+            : findings.filter { !$0.contains("ran on CUDA") }.joined(separator: " ")
+        return check(status, summary, remedy: remedies.first, details: findings)
+    }
+
+    static let cpuOnlyRemedy =
+        "Fine for trying RayLAN; for GPU inference run 'raylan up --head' (or --join) on the GPU host, where nvidia-smi must list the GPUs."
+
+    // MARK: 8. Serve
+
+    func checkServe(_ address: ClusterAddress, cluster: RayCluster, ports: Ports) async -> DoctorCheck {
+        func check(_ status: DoctorCheck.Status, _ summary: String, remedy: String? = nil, details: [String] = []) -> DoctorCheck {
+            DoctorCheck(number: 8, name: "serve", status: status, summary: summary, remedy: remedy, details: details)
+        }
+        let serve: ServeStatus
+        do {
+            serve = try await cluster.serveStatus()
+        } catch {
+            return check(.fail, "Serve's status could not be read: \(error).", remedy: "Check the dashboard's log on the head (dashboard_ServeHead.log).")
+        }
+        let proxies = serve.proxies ?? [:]
+        if proxies.isEmpty && serve.applications.isEmpty {
+            return check(.pass, "Serve is not running; no detection service is deployed ('raylan serve deploy MODEL' starts one).")
+        }
+        let port = serve.httpOptions?.port ?? ports.servePort
+        var status = DoctorCheck.Status.pass
+        var lines: [String] = []
+        var remedy: String?
+        var details = proxies.values.map { "proxy on \($0.nodeIP ?? "?"): \($0.status ?? "?")" }.sorted()
+        let unhealthy = proxies.values.filter { $0.status != "HEALTHY" }
+        if !unhealthy.isEmpty {
+            status = .warn
+            lines.append("Serve proxies not healthy: \(unhealthy.map { "\($0.nodeIP ?? "?") \($0.status ?? "?")" }.joined(separator: ", ")).")
+            remedy = "Wait a few seconds after a node joins; if it stays, see the proxy's log on that node."
+        }
+        let url = "http://\(address.host):\(port)/-/healthz"
+        let health = try? await cluster.send(.GET, url: url, timeout: .seconds(5))
+        // With no application yet the proxy answers 503 "Route table is not populated yet": it is up.
+        let noRoutes = health?.status == 503 && serve.applications.isEmpty && (health?.text.contains("not populated") ?? false)
+        if health?.status == 200 || noRoutes {
+            lines.append("The Serve proxy answers at \(address.host):\(port)\(noRoutes ? " (no routes yet)" : "").")
+        } else {
+            status = .fail
+            lines.append("The Serve proxy at \(address.host):\(port) does not answer /-/healthz (\(health.map { "HTTP \($0.status)" } ?? "no connection")).")
+            remedy = "Check the firewall on \(address.host) for port \(port), and that Serve's proxy runs there ('raylan serve status')."
+        }
+        for app in serve.applications.values.sorted(by: { $0.name < $1.name }) {
+            let replicas = (app.deployments ?? [:]).values.flatMap { $0.replicas ?? [] }
+            let placed = Dictionary(grouping: replicas, by: { $0.nodeIP ?? "?" }).map { "\($0.value.count) on \($0.key)" }.sorted()
+            details.append("application \(app.name) (\(app.routePrefix ?? "")): \(app.status), replicas \(placed.joined(separator: ", "))")
+            switch app.status {
+            case "RUNNING":
+                lines.append("'\(app.name)' RUNNING with \(replicas.count) replica(s).")
+            case "DEPLOYING":
+                status = max(status, .warn)
+                lines.append("'\(app.name)' is still DEPLOYING.")
+                remedy = remedy ?? "Wait for it ('raylan serve status'); a replica waiting for a GPU stays DEPLOYING."
+            default:
+                status = .fail
+                lines.append("'\(app.name)' is \(app.status): \((app.message ?? "").split(separator: "\n").last ?? "").")
+                remedy = remedy ?? "See 'raylan serve status', fix the cause, and deploy again ('raylan serve deploy')."
+            }
+        }
+        if serve.applications.isEmpty { lines.append("No detection service is deployed.") }
+        return check(status, lines.joined(separator: " "), remedy: remedy, details: details)
+    }
+}
+

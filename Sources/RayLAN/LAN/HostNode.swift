@@ -1,0 +1,288 @@
+import Foundation
+
+/// The Ray node that `raylan up` started on this host, a head or a node that joined one, recorded in
+/// `$RAYLAN_HOME/node.json` so that `raylan down` stops exactly it.
+///
+/// ```swift
+/// let node = try await HostNode.up(HostNodeConfiguration(role: .head, environment: try .locateForNode()))
+/// print(node.dashboardURL, node.joinCommand)
+/// ```
+public struct HostNode: Sendable, Codable {
+    public enum Role: String, Sendable, Codable {
+        case head, worker
+    }
+
+    public var role: Role
+    /// The Ray processes (`ray start --block` in its own process group) and their ports.
+    public var ray: LocalRay
+    /// This node's address on the LAN.
+    public var nodeAddress: String
+    /// The head's address (this node's own for a head).
+    public var headAddress: String
+    /// The network the node is on, e.g. `192.168.1.0/24` (for firewall rules).
+    public var subnet: String
+    public var gpus: GPUSelection.Plan
+    /// The cluster token file; nil without token authentication.
+    public var tokenFile: String?
+    public var versions: RayEnvironment.Versions
+    /// The `ray` executable the node runs.
+    public var rayExecutable: String
+    /// What the user should know (no authentication, logical GPUs, Serve not started).
+    public var warnings: [String]
+    public var startedAt: Date
+
+    public var ports: LocalRay.Ports { ray.ports }
+    /// The dashboard, which RayLAN connects to.
+    public var dashboardURL: String { "http://\(headAddress):\(ports.dashboard)" }
+
+    /// The command that adds another host to this cluster.
+    public var joinCommand: String {
+        var words = ["raylan", "up", "--join", headAddress]
+        if ports.gcs != LocalRay.Ports.defaultGCS { words += ["--port", String(ports.gcs)] }
+        if ports.dashboard != LocalRay.Ports.defaultDashboard { words += ["--dashboard-port", String(ports.dashboard)] }
+        if ports.serve != LocalRay.Ports.defaultServe { words += ["--serve-port", String(ports.serve)] }
+        if let tokenFile { words += ["--token-file", tokenFile] }
+        return words.joined(separator: " ")
+    }
+
+    /// The commands to use the cluster from another machine (the Mac).
+    public var clientCommands: [String] {
+        let token = tokenFile.map { " --token-file \($0)" } ?? ""
+        return [
+            "raylan status --address \(headAddress)\(token)",
+            "raylan doctor --address \(headAddress)\(token)",
+            "raylan detect photos/ --address \(headAddress)\(token)",
+        ]
+    }
+
+    /// Firewall commands (ufw) that open the node's ports to its subnet.
+    public var ufwRules: [String] { ports.ufwRules(from: subnet) }
+    /// Firewall commands (firewalld) that open the node's ports to its subnet.
+    public var firewalldRules: [String] { ports.firewalldRules(from: subnet) }
+
+    static func stateFile(in directory: String) -> String { directory + "/node.json" }
+
+    /// The node recorded in `stateDirectory`, whether or not it still runs.
+    public static func recorded(in stateDirectory: String = RayLANHome.path()) -> HostNode? {
+        guard let data = FileManager.default.contents(atPath: stateFile(in: stateDirectory)) else { return nil }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try? decoder.decode(HostNode.self, from: data)
+    }
+
+    /// Starts a head, or joins a head, with the pinned ports, and records the node.
+    ///
+    /// - Parameter progress: one line per step, for the user.
+    /// - Throws: ``ClusterError``: `alreadyRunning` when RayLAN's node here still runs, `versionMismatch`
+    ///   naming both versions, `invalidArgument` for a bad address or GPU selection, `unreachable` or
+    ///   `unauthorized` for the head, `localStartFailed` with Ray's output. Nothing is left running.
+    public static func up(
+        _ configuration: HostNodeConfiguration, progress: @Sendable (String) -> Void = { _ in }
+    ) async throws -> HostNode {
+        let directory = configuration.stateDirectory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let lock = try FileLock(path: directory + "/node.lock")
+        defer { lock.unlock() }
+        if let running = recorded(in: directory), running.ray.isRunning {
+            throw ClusterError(
+                .alreadyRunning,
+                "RayLAN already runs a Ray \(running.role.rawValue) on this host (\(running.nodeAddress), dashboard \(running.dashboardURL))",
+                remedy: "Stop it first with 'raylan down'.")
+        }
+        let versions = try await configuration.environment.versions()
+        progress("Ray \(versions.ray), Python \(versions.python) from \(configuration.environment.rayExecutable)")
+        let node: HostNode
+        switch configuration.role {
+        case .head:
+            node = try await startHead(configuration, versions: versions, progress: progress)
+        case .join(let head):
+            node = try await join(head: head, configuration, versions: versions, progress: progress)
+        }
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        _ = FileManager.default.createFile(atPath: stateFile(in: directory), contents: try encoder.encode(node))
+        return node
+    }
+
+    /// Stops the recorded node (its process groups only; never other Ray processes) and forgets it.
+    /// Returns it, or nil when none was recorded.
+    @discardableResult
+    public static func down(in stateDirectory: String = RayLANHome.path()) async throws -> HostNode? {
+        guard FileManager.default.fileExists(atPath: stateFile(in: stateDirectory)) else { return nil }
+        let lock = try FileLock(path: stateDirectory + "/node.lock")
+        defer { lock.unlock() }
+        guard let node = recorded(in: stateDirectory) else { return nil }
+        await node.ray.stop()
+        try? FileManager.default.removeItem(atPath: stateFile(in: stateDirectory))
+        return node
+    }
+
+    // MARK: Head
+
+    static func startHead(
+        _ configuration: HostNodeConfiguration, versions: RayEnvironment.Versions, progress: @Sendable (String) -> Void
+    ) async throws -> HostNode {
+        let address = try nodeAddress(bind: configuration.bind, toward: nil)
+        let interface = HostNetwork.interface(with: address)
+        let ports = LocalRay.Ports.pinned(
+            gcs: configuration.gcsPort, dashboard: configuration.dashboardPort, serve: configuration.servePort)
+        let dashboardHost = configuration.bind ?? "0.0.0.0"
+        try checkFree([ports.gcs, ports.dashboard, ports.rayClient, ports.serve] + nodePorts(ports), on: dashboardHost)
+        var warnings: [String] = []
+        let plan = try configuration.gpus.plan(detected: await GPUSelection.detect())
+        progress(plan.summary)
+        if plan.logicalOnly { warnings.append(plan.summary) }
+
+        var token: String?
+        var tokenFile: String?
+        if configuration.insecure {
+            warnings.append(
+                "No authentication (--insecure): anyone who reaches port \(ports.dashboard) can run code on this cluster.")
+        } else if let version = RayVersion(versions.ray), version >= RayVersion(2, 52, 0) {
+            let path = configuration.tokenFile ?? configuration.stateDirectory + "/cluster-token"
+            token = try loadOrCreateToken(at: path)
+            tokenFile = path
+        } else {
+            warnings.append(
+                "Ray \(versions.ray) has no token authentication (Ray 2.52 added it): the dashboard on port \(ports.dashboard) is open to everyone on the LAN. Upgrade Ray, or open the port only to trusted hosts.")
+        }
+        var environment: [String: String] = [:]
+        if let devices = plan.visibleDevices { environment["CUDA_VISIBLE_DEVICES"] = devices }
+        let local = LocalRayConfiguration(
+            environment: configuration.environment, cpus: configuration.cpus, gpus: Double(plan.count), authToken: token,
+            extraEnvironment: environment, dashboardHost: dashboardHost, startTimeout: configuration.startTimeout,
+            ports: ports, nodeAddress: address)
+        progress("Starting the Ray head on \(address) (dashboard port \(ports.dashboard), GCS \(ports.gcs))…")
+        let ray = try await LocalRay.start(local)
+        // Start Serve now, so that its proxy listens on the pinned port on every node and later deploys
+        // (from any machine) keep that port.
+        do {
+            try await RayCluster.withConnection(
+                to: ClusterAddress(host: address, port: ports.dashboard),
+                configuration: .init(token: token.map { AuthToken(value: $0, source: tokenFile ?? "the cluster token") })
+            ) { cluster in
+                try await cluster.startServe(httpPort: ports.serve)
+            }
+            progress("Serve's HTTP proxy listens on port \(ports.serve).")
+        } catch {
+            warnings.append("Serve did not start (\(error)); the first 'raylan serve deploy' starts it.")
+        }
+        return HostNode(
+            role: .head, ray: ray, nodeAddress: address, headAddress: address,
+            subnet: interface?.subnet ?? address + "/32", gpus: plan, tokenFile: tokenFile, versions: versions,
+            rayExecutable: configuration.environment.rayExecutable, warnings: warnings, startedAt: Date())
+    }
+
+    // MARK: Join
+
+    static func join(
+        head: String, _ configuration: HostNodeConfiguration, versions: RayEnvironment.Versions,
+        progress: @Sendable (String) -> Void
+    ) async throws -> HostNode {
+        guard let headAddress = HostNetwork.resolve(head) else {
+            throw ClusterError(
+                .invalidArgument, "Cannot resolve the head '\(head)'",
+                remedy: "Pass the head's IPv4 address, as 'raylan up --head' printed it.")
+        }
+        let dashboard = ClusterAddress(host: headAddress, port: configuration.dashboardPort)
+        let token = try AuthToken.resolve(tokenFile: configuration.tokenFile)
+        let (info, mode) = try await RayCluster.withConnection(to: dashboard, configuration: .init(token: token)) { cluster in
+            (try await cluster.serverInfo(), await cluster.authenticationMode())
+        }
+        let headPython = info.pythonVersion ?? "?"
+        if info.rayVersion.description != versions.ray || (info.pythonVersion != nil && headPython != versions.python) {
+            throw ClusterError(
+                .versionMismatch,
+                "The head at \(headAddress) runs Ray \(info.rayVersion) on Python \(headPython), but this host's environment (\(configuration.environment.python)) has Ray \(versions.ray) on Python \(versions.python); Ray refuses nodes whose versions differ",
+                remedy: "Install Python \(headPython) with ray[default,serve]==\(info.rayVersion) here (e.g. with uv), and point RAYLAN_PYTHON or --python at it.")
+        }
+        progress("The head at \(headAddress) runs Ray \(info.rayVersion) on Python \(headPython), as this host does.")
+        let address = try nodeAddress(bind: configuration.bind, toward: headAddress)
+        let interface = HostNetwork.interface(with: address)
+        var ports = LocalRay.Ports.pinned(
+            gcs: configuration.gcsPort, dashboard: configuration.dashboardPort, serve: configuration.servePort)
+        ports.autoscalerMetrics = nil
+        ports.dashboardMetrics = nil
+        try checkFree(nodePorts(ports), on: address)
+        var warnings: [String] = []
+        let plan = try configuration.gpus.plan(detected: await GPUSelection.detect())
+        progress(plan.summary)
+        if plan.logicalOnly { warnings.append(plan.summary) }
+        let usesToken = mode == "token"
+        if usesToken && token == nil {
+            throw ClusterError(
+                .unauthorized, "The head at \(headAddress) uses token authentication, and no token was found here",
+                remedy: "Copy the head's token file (raylan up --head printed its path) to this host and pass --token-file.")
+        }
+        var environment: [String: String] = [:]
+        if let devices = plan.visibleDevices { environment["CUDA_VISIBLE_DEVICES"] = devices }
+        let local = LocalRayConfiguration(
+            environment: configuration.environment, cpus: configuration.cpus, gpus: Double(plan.count),
+            authToken: usesToken ? token?.value : nil, extraEnvironment: environment, dashboardHost: headAddress,
+            startTimeout: configuration.startTimeout, ports: ports, joinAddress: "\(headAddress):\(ports.gcs)",
+            nodeAddress: address)
+        progress("Joining \(headAddress):\(ports.gcs) as \(address)…")
+        let ray = try await LocalRay.start(local)
+        return HostNode(
+            role: .worker, ray: ray, nodeAddress: address, headAddress: headAddress,
+            subnet: interface?.subnet ?? address + "/32", gpus: plan,
+            tokenFile: usesToken ? configuration.tokenFile : nil, versions: versions,
+            rayExecutable: configuration.environment.rayExecutable, warnings: warnings, startedAt: Date())
+    }
+
+    // MARK: Helpers
+
+    /// `bind` when it is an address of this host; else the address facing `peer` (or the LAN).
+    static func nodeAddress(bind: String?, toward peer: String?) throws -> String {
+        let addresses = HostNetwork.interfaces().map(\.address)
+        if let bind {
+            guard addresses.contains(bind) else {
+                throw ClusterError(
+                    .invalidArgument, "--bind \(bind) is not an address of this host (it has \(addresses.joined(separator: ", ")))",
+                    remedy: "Pass one of this host's LAN addresses, or leave --bind out.")
+            }
+            return bind
+        }
+        let found = peer.flatMap(HostNetwork.sourceAddress(toward:)) ?? HostNetwork.lanAddress()
+        guard let found, !HostNetwork.isLoopback(found) else {
+            throw ClusterError(
+                .invalidArgument,
+                peer.map { "No route from this host to \($0)" } ?? "This host has no LAN address (only \(addresses.joined(separator: ", ")))",
+                remedy: "Connect the host to the LAN, or pass --bind with its address.")
+        }
+        return found
+    }
+
+    static func nodePorts(_ ports: LocalRay.Ports) -> [Int] {
+        [ports.nodeManager, ports.objectManager, ports.runtimeEnvAgent, ports.dashboardAgentGRPC, ports.dashboardAgentListen, ports.metrics]
+    }
+
+    /// Refuses to start when a pinned port is taken (another Ray, or another program).
+    static func checkFree(_ ports: [Int], on address: String) throws {
+        let taken = ports.filter { !FreePort.isFree($0, on: address) }
+        guard taken.isEmpty else {
+            throw ClusterError(
+                .alreadyRunning,
+                "Port\(taken.count > 1 ? "s" : "") \(taken.map(String.init).joined(separator: ", ")) on \(address) \(taken.count > 1 ? "are" : "is") in use (another Ray or another program)",
+                remedy: "Stop what listens there, or move RayLAN's ports with --port (the node ports follow it), --dashboard-port and --serve-port.")
+        }
+    }
+
+    /// Reads the token at `path`, or makes a new random one there (mode 600).
+    static func loadOrCreateToken(at path: String) throws -> String {
+        if let existing = try? String(contentsOfFile: path, encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines), !existing.isEmpty
+        {
+            return existing
+        }
+        var generator = SystemRandomNumberGenerator()
+        let token = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw ClusterError(.tokenUnreadable, "Cannot write the cluster token to \(path)", remedy: "Check the permissions of its folder, or pass --token-file.")
+        }
+        return token
+    }
+}

@@ -1,0 +1,56 @@
+/// How `raylan up` starts a Ray node on this host. Every parameter has a documented default.
+public struct HostNodeConfiguration: Sendable {
+    /// A head, or a node that joins the head at `head` (its address or host name).
+    public enum Role: Sendable, Hashable {
+        case head
+        case join(head: String)
+    }
+
+    public var role: Role
+    /// The Python environment with Ray.
+    public var environment: RayEnvironment
+    /// This node's address. Default nil: a head uses the address facing the default route and binds the
+    /// dashboard to every interface; a joining node uses the address facing the head.
+    public var bind: String?
+    /// Which GPUs Ray gets. Default `.all`.
+    public var gpus: GPUSelection
+    /// Logical CPUs. Default nil: every core.
+    public var cpus: Int?
+    /// The head's GCS port; the node ports follow it (see ``LocalRay/Ports/pinned(gcs:dashboard:serve:)``).
+    /// Default 6379.
+    public var gcsPort: Int
+    /// The head's dashboard port. Default 8265.
+    public var dashboardPort: Int
+    /// Serve's HTTP proxy port on every node. Default 8000.
+    public var servePort: Int
+    /// No token authentication. Default false: on (Ray ≥ 2.52).
+    public var insecure: Bool
+    /// Head: where the cluster token is kept (made when missing). Default nil: `$RAYLAN_HOME/cluster-token`.
+    /// Joining node: the file to read it from. Default nil: `RAY_AUTH_TOKEN`, `RAY_AUTH_TOKEN_PATH`,
+    /// `~/.ray/auth_token`.
+    public var tokenFile: String?
+    /// Where the node is recorded. Default `$RAYLAN_HOME` (`~/.raylan`).
+    public var stateDirectory: String
+    /// How long to wait for the node to come up. Default 180 s.
+    public var startTimeout: Duration
+
+    public init(
+        role: Role, environment: RayEnvironment, bind: String? = nil, gpus: GPUSelection = .all, cpus: Int? = nil,
+        gcsPort: Int = LocalRay.Ports.defaultGCS, dashboardPort: Int = LocalRay.Ports.defaultDashboard,
+        servePort: Int = LocalRay.Ports.defaultServe, insecure: Bool = false, tokenFile: String? = nil,
+        stateDirectory: String = RayLANHome.path(), startTimeout: Duration = .seconds(180)
+    ) {
+        self.role = role
+        self.environment = environment
+        self.bind = bind
+        self.gpus = gpus
+        self.cpus = cpus
+        self.gcsPort = gcsPort
+        self.dashboardPort = dashboardPort
+        self.servePort = servePort
+        self.insecure = insecure
+        self.tokenFile = tokenFile
+        self.stateDirectory = stateDirectory
+        self.startTimeout = startTimeout
+    }
+}
