@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: Python environments, the cluster side's pytest suite,
 # the Swift build, then the Swift tests, which start (and stop) their own private local Ray clusters:
-# 2.60 plain, 2.60 with token auth, 2.45.
+# 2.60 plain, 2.60 with token auth, 2.45, and a head and a worker host on a simulated LAN (network
+# namespaces; skipped with the reason when not root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 
 scripts/setup-python.sh --with-ray245
-# ZIPFoundation links zlib on Linux.
-if [ "$(uname)" = Linux ] && [ ! -f /usr/include/zlib.h ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq zlib1g-dev
+# Debian packages the build and the tests use: zlib (ZIPFoundation links it on Linux); iproute2,
+# util-linux, nftables and procps for the simulated-LAN tests (network namespaces, a firewall rule).
+if [ "$(uname)" = Linux ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    has() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+    missing=()
+    [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+    { has ip && has ss; } || missing+=(iproute2)
+    { has nsenter && has unshare; } || missing+=(util-linux)
+    has nft || missing+=(nftables)
+    has ps || missing+=(procps)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "Installing ${missing[*]} (apt)…" >&2
+        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
 fi
 echo "Cluster side (pytest cluster/tests)…" >&2
 .venv/bin/python -m pytest -q cluster/tests

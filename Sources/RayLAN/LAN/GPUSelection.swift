@@ -47,6 +47,12 @@ public enum GPUSelection: Sendable, Hashable, CustomStringConvertible {
         public var index: Int
         public var name: String
         public var memoryMiB: Int?
+
+        public init(index: Int, name: String, memoryMiB: Int? = nil) {
+            self.index = index
+            self.name = name
+            self.memoryMiB = memoryMiB
+        }
     }
 
     /// What Ray is started with.

@@ -16,6 +16,13 @@ public enum HostNetwork {
         public var prefixLength: Int
         public var isLoopback: Bool
 
+        public init(name: String, address: String, prefixLength: Int, isLoopback: Bool) {
+            self.name = name
+            self.address = address
+            self.prefixLength = prefixLength
+            self.isLoopback = isLoopback
+        }
+
         /// The network in CIDR form, e.g. `192.168.1.0/24`.
         public var subnet: String {
             guard let value = HostNetwork.number(address) else { return address + "/32" }

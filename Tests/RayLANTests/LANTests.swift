@@ -1,0 +1,191 @@
+import Foundation
+import RayLAN
+import RayLANTesting
+import Testing
+
+extension RayClusterTests {
+    /// A real (simulated) LAN: a head host, a worker host and a client, each in its own network, PID and
+    /// mount namespace, joined by a bridge. Every Ray here is started by `raylan up` inside those hosts.
+    @Suite("On a simulated LAN (network namespaces)")
+    struct LAN {
+        /// The ports `raylan up` pins, written out independently of the code that pins them.
+        static let pinnedPorts: Set<Int> = Set(6379...6387).union([8000, 8265]).union(10001...10999)
+
+        @Test(
+            "up --head, a refused version mismatch, up --join, status, a GPU job on the worker, doctor healthy and broken, down",
+            .enabled(if: NetworkLab.unavailableReason == nil, "\(NetworkLab.unavailableReason ?? "")"))
+        func lan() async throws {
+            // Hosts' state folders, and the unrelated Ray's temp dir: removed after the lab (and every
+            // process in it) is gone.
+            let root = try TestEnvironment.makeTemporaryDirectory("raylan-lan")
+            let otherTemp = "/tmp/rl-other-\(UUID().uuidString.prefix(6).lowercased())"
+            defer {
+                for host in ["head", "worker"] {
+                    if let node = HostNode.recorded(in: root.appendingPathComponent(host).path) {
+                        try? FileManager.default.removeItem(atPath: node.ray.temporaryDirectory)
+                    }
+                }
+                try? FileManager.default.removeItem(at: root)
+                try? FileManager.default.removeItem(atPath: otherTemp)
+            }
+            try await NetworkLab.with(["head", "worker", "client"]) { lab in
+                let home = { (host: String) in root.appendingPathComponent(host).path }
+                let head = lab["head"]
+                let worker = lab["worker"]
+
+                // The head, bound to its LAN address, with token authentication.
+                let up = try await lab.raylan(on: "head", ["up", "--head", "--bind", head.address, "--json"], home: home("head"))
+                try #require(up.status == 0, "\(up)")
+                let headOut = try JSONDecoder().decode(UpOutput.self, from: Data(up.stdout.utf8))
+                #expect(headOut.dashboardURL == "http://\(head.address):8265")
+                #expect(headOut.joinCommand.contains("--join \(head.address)"))
+                #expect(headOut.ufw.contains { $0.contains("from \(lab.subnet) to any port 8265") }, "\(headOut.ufw)")
+                #expect(headOut.firewalld.contains { $0.contains("source address=\"\(lab.subnet)\"") })
+                let tokenFile = try #require(headOut.tokenFile)
+                let token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                #expect(token.count >= 32)
+
+                // Every port the head's Ray listens on is one of the pinned ones (a firewall can be written).
+                let listening = try await lab.run(on: "head", "/usr/bin/ss", ["-ltnH"])
+                let ports = Self.ports(listening.stdout)
+                #expect(ports.contains(8265) && ports.contains(6379) && ports.contains(8000), "\(listening.stdout)")
+                #expect(ports.subtracting(Self.pinnedPorts).isEmpty, "unpinned ports: \(ports.subtracting(Self.pinnedPorts).sorted())")
+
+                // The seed's version-mismatch problem: a Ray 2.45 environment is refused, naming both versions.
+                let ray245 = TestEnvironment.packageRoot.appendingPathComponent(TestEnvironment.Ray.ray245.rawValue).path
+                let mismatch = try await lab.raylan(
+                    on: "worker", ["up", "--join", head.address, "--token-file", tokenFile, "--python", ray245],
+                    home: home("worker"))
+                #expect(mismatch.status == 78, "\(mismatch)")
+                #expect(mismatch.stderr.contains("2.45.0") && mismatch.stderr.contains("2.60.0"), "\(mismatch.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: home("worker") + "/node.json"))
+                let nothing = try await lab.run(on: "worker", "/bin/ps", ["-eo", "args"])
+                #expect(!nothing.stdout.contains("raylet"), "\(nothing.stdout)")
+
+                // The worker joins with one logical GPU (no real GPU needed).
+                let join = try await lab.raylan(
+                    on: "worker", ["up", "--join", head.address, "--token-file", tokenFile, "--gpus", "1", "--json"],
+                    home: home("worker"))
+                try #require(join.status == 0, "\(join)")
+                let joinOut = try JSONDecoder().decode(UpOutput.self, from: Data(join.stdout.utf8))
+                #expect(joinOut.nodeAddress == worker.address)
+                let workerPorts = Self.ports(try await lab.run(on: "worker", "/usr/bin/ss", ["-ltnH"]).stdout)
+                #expect(workerPorts.subtracting(Self.pinnedPorts).isEmpty, "unpinned ports: \(workerPorts.sorted())")
+
+                // The client sees two alive nodes, the GPU on the worker.
+                let auth = ["--address", head.address, "--token-file", tokenFile]
+                var nodes: [NodeInfo] = []
+                let twoAlive = try await eventually(timeout: .seconds(60)) {
+                    let status = try await lab.raylan(on: "client", ["status", "--json"] + auth, home: home("client"))
+                    guard status.status == 0, let state = try? JSONDecoder().decode(ClusterState.self, from: Data(status.stdout.utf8)) else { return false }
+                    nodes = state.nodes
+                    return state.nodes.filter(\.isAlive).count == 2
+                }
+                #expect(twoAlive, "\(nodes)")
+                #expect(nodes.first { $0.ip == worker.address }?.gpus.total == 1)
+                #expect(nodes.first { $0.ip == head.address }?.isHead == true)
+
+                // A job that needs a GPU runs on the worker's address.
+                let job = try await lab.raylan(
+                    on: "client",
+                    ["job", "submit", "--gpus", "1"] + auth + ["--", "python", "-c", "import ray; ray.init(); print('NODE', ray.util.get_node_ip_address())"],
+                    home: home("client"))
+                #expect(job.status == 0, "\(job)")
+                #expect(job.stdout.contains("NODE \(worker.address)"), "\(job.stdout)")
+
+                // doctor passes on the healthy cluster; the logical GPU is a WARN, not a FAIL.
+                let healthy = try await Self.doctor(lab, auth, home: home("client"))
+                #expect(healthy.result.status == 0, "\(healthy.result)")
+                #expect(healthy.report.passed)
+                #expect(healthy.report.checks.map(\.number) == Array(1...8))
+                #expect(healthy.report.checks.filter { $0.status == .fail }.isEmpty, "\(healthy.report.checks)")
+                #expect(healthy.report.checks[4].summary.contains("2 node(s)"), "\(healthy.report.checks[4])")
+                #expect(healthy.report.checks[6].status == .warn)
+                #expect(healthy.report.checks[6].summary.contains(worker.address) && healthy.report.checks[6].summary.contains("nvidia-smi"))
+
+                // The seed's ray://HOST:6379 form: FAIL with the right address as remedy.
+                let seed = try await Self.doctor(
+                    lab, ["--address", "ray://\(head.address):6379", "--token-file", tokenFile], home: home("client"))
+                #expect(seed.result.status == 2, "\(seed.result)")
+                #expect(seed.report.checks[0].status == .fail)
+                #expect(seed.report.checks[0].remedy?.contains("--address \(head.address)") == true, "\(seed.report.checks[0])")
+
+                // A firewall on the head drops the dashboard port and rejects the Ray Client port: FAIL, and
+                // the two are told apart.
+                let nft = "/usr/sbin/nft"
+                for rule in [
+                    ["add", "table", "inet", "rltest"],
+                    ["add", "chain", "inet", "rltest", "input", "{ type filter hook input priority 0 ; }"],
+                    ["add", "rule", "inet", "rltest", "input", "tcp", "dport", "8265", "drop"],
+                    ["add", "rule", "inet", "rltest", "input", "tcp", "dport", "10001", "reject", "with", "tcp", "reset"],
+                ] {
+                    let added = try await lab.run(on: "head", nft, rule)
+                    try #require(added.status == 0, "\(added)")
+                }
+                let walled = try await Self.doctor(lab, auth, home: home("client"))
+                #expect(walled.result.status == 2)
+                let portsCheck = walled.report.checks[1]
+                #expect(portsCheck.status == .fail)
+                #expect(portsCheck.summary.contains("8265") && portsCheck.summary.contains("dropped"), "\(portsCheck)")
+                #expect(portsCheck.remedy?.contains("firewall on \(head.address) for port 8265") == true, "\(portsCheck)")
+                #expect(portsCheck.details.contains { $0.contains("10001") && $0.contains("refused") }, "\(portsCheck.details)")
+                #expect(walled.report.checks[2...].allSatisfy { $0.status == .skip })
+                _ = try await lab.run(on: "head", nft, ["delete", "table", "inet", "rltest"])
+
+                // The worker stops: its node is dead, and doctor says so.
+                let workerDown = try await lab.raylan(on: "worker", ["down"], home: home("worker"))
+                #expect(workerDown.status == 0, "\(workerDown)")
+                #expect(workerDown.stdout.contains("Stopped the Ray worker"))
+                let dead = try await eventually(timeout: .seconds(90)) {
+                    let status = try await lab.raylan(on: "client", ["status", "--json"] + auth, home: home("client"))
+                    let state = try? JSONDecoder().decode(ClusterState.self, from: Data(status.stdout.utf8))
+                    return state?.nodes.contains { $0.ip == worker.address && !$0.isAlive } ?? false
+                }
+                #expect(dead)
+                let broken = try await Self.doctor(lab, auth, home: home("client"))
+                #expect(broken.result.status == 2)
+                #expect(broken.report.checks[5].status == .fail)
+                #expect(broken.report.checks[5].summary.contains("dead: \(worker.address)"), "\(broken.report.checks[5])")
+
+                // `raylan down` on the head ends RayLAN's head and leaves an unrelated Ray on the same host running.
+                let other = try await lab.run(
+                    on: "head", try TestEnvironment.environment(.current).rayExecutable,
+                    ["start", "--head", "--port=7379", "--include-dashboard=false", "--ray-client-server-port=7380",
+                     "--temp-dir=\(otherTemp)", "--num-cpus=1", "--disable-usage-stats"],
+                    environment: ["RAY_AUTH_MODE": "disabled"])
+                try #require(other.status == 0, "\(other)")
+                let headDown = try await lab.raylan(on: "head", ["down"], home: home("head"))
+                #expect(headDown.status == 0, "\(headDown)")
+                #expect(headDown.stdout.contains("Stopped the Ray head"))
+                let after = try await lab.run(on: "head", "/bin/ps", ["-eo", "args"])
+                #expect(after.stdout.contains("--gcs_server_port=7379"), "the unrelated Ray was stopped:\n\(after.stdout)")
+                #expect(!after.stdout.contains("--gcs_server_port=6379"), "RayLAN's head survived:\n\(after.stdout)")
+                #expect(!FileManager.default.fileExists(atPath: home("head") + "/node.json"))
+            }
+        }
+
+        struct UpOutput: Decodable {
+            var nodeAddress: String
+            var dashboardURL: String
+            var tokenFile: String?
+            var joinCommand: String
+            var ufw: [String]
+            var firewalld: [String]
+        }
+
+        static func doctor(_ lab: NetworkLab, _ arguments: [String], home: String) async throws -> (result: CommandResult, report: DoctorReport) {
+            let result = try await lab.raylan(on: "client", ["doctor", "--json"] + arguments, home: home)
+            let report = try JSONDecoder().decode(DoctorReport.self, from: Data(result.stdout.utf8))
+            return (result, report)
+        }
+
+        /// The TCP ports in `ss -ltnH` output.
+        static func ports(_ output: String) -> Set<Int> {
+            Set(output.split(separator: "\n").compactMap { line in
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard fields.count >= 4, let colon = fields[3].lastIndex(of: ":") else { return nil }
+                return Int(fields[3][fields[3].index(after: colon)...])
+            })
+        }
+    }
+}
