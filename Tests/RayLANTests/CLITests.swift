@@ -26,6 +26,47 @@ extension RayClusterTests.Main {
             #expect(state.server.rayVersion == RayVersion(2, 60, 0))
         }
 
+        @Test("status --watch redraws until Ctrl-C, then exits 0; --json --watch gives one object per refresh")
+        func statusWatch() async throws {
+            let watching = try RunningCommand(raylan: ["status", "--watch", "--interval", "0.3", "--address", address])
+            let redrawn = await eventually(timeout: .seconds(60)) {
+                watching.stdout.components(separatedBy: "raylan status --watch").count > 2
+            }
+            watching.interrupt()
+            let result = await watching.wait(timeout: .seconds(30))
+            #expect(redrawn, "\(result)")
+            #expect(result.status == 0, "\(result)")
+            #expect(result.stdout.contains("ALIVE"))
+
+            let lines = try RunningCommand(raylan: ["status", "--watch", "--json", "--interval", "0.3", "--address", address])
+            _ = await eventually(timeout: .seconds(60)) { lines.stdout.split(separator: "\n").count >= 2 }
+            lines.interrupt()
+            let json = await lines.wait(timeout: .seconds(30))
+            #expect(json.status == 0, "\(json)")
+            let records = json.stdout.split(separator: "\n")
+            #expect(records.count >= 2)
+            for record in records {
+                let object = try JSONSerialization.jsonObject(with: Data(record.utf8)) as? [String: Any]
+                #expect((object?["state"] as? [String: Any])?["nodes"] != nil, "\(record)")
+            }
+        }
+
+        @Test("doctor passes on the shared cluster; its logical GPU is a WARN")
+        func doctor() async throws {
+            let result = try await CommandRunner.raylan(["doctor", "--address", address, "--json"])
+            #expect(result.status == 0, "\(result)")
+            let report = try JSONDecoder().decode(DoctorReport.self, from: Data(result.stdout.utf8))
+            #expect(report.passed)
+            #expect(report.checks[4].status == .pass, "\(report.checks[4])")
+            #expect(report.checks[5].summary.contains("1 node(s) alive"))
+            #expect(report.checks[6].status == .warn && report.checks[6].summary.contains("logical GPUs only"), "\(report.checks[6])")
+
+            let bad = try await CommandRunner.raylan(["doctor", "--address", "http://[bad"])
+            #expect(bad.status == 2, "\(bad)")
+            #expect(bad.stdout.contains("[1/8] FAIL"))
+            #expect(bad.stdout.contains("[8/8] SKIP"))
+        }
+
         @Test("job submit uploads the folder, streams the output and exits 0")
         func submitSucceeds() async throws {
             let marker = UUID().uuidString

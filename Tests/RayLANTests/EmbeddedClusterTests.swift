@@ -33,6 +33,18 @@ extension RayClusterTests {
                 #expect(second.stdout.contains("embedded-ok"))
                 #expect(!second.stderr.contains("Starting a private local Ray"))
 
+                // The embedded cluster passes the doctor: private by design, no FAIL (CPU-only is a WARN).
+                let doctor = try await CommandRunner.raylan(["doctor", "--json"], environment: environment)
+                #expect(doctor.status == 0, "\(doctor)")
+                let report = try JSONDecoder().decode(DoctorReport.self, from: Data(doctor.stdout.utf8))
+                #expect(report.passed)
+                #expect(report.checks.count == 8)
+                #expect(report.checks[0].status == .pass && report.checks[0].summary.contains("embedded"))
+                #expect(report.checks[1].status == .pass, "\(report.checks[1])")
+                #expect(report.checks[2].summary.contains("private"))
+                #expect(report.checks[6].status == .warn && report.checks[6].summary.contains("CPU-only"))
+                #expect(!doctor.stderr.contains("Starting a private local Ray"))
+
                 let down = try await CommandRunner.raylan(["down"], environment: environment)
                 #expect(down.status == 0, "\(down)")
                 #expect(down.stdout.contains("Stopped the local Ray"))
