@@ -21,20 +21,27 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Use N synthetic 640×480 BMP images instead.", valueName: "n")) var synthetic: Int?
     @Option(name: .long, help: ArgumentHelp("Seconds per measurement. Default 10.", valueName: "s")) var duration: Int = 10
     @Option(name: .long, help: ArgumentHelp("Concurrency levels. Default 1,4,16,64.", valueName: "list")) var concurrency = "1,4,16,64"
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Images per request for (1): 1 uses /detect, more use /detect/batch; each at every level. Default 1,8.", valueName: "list"))
+    var imagesPerRequest = "1,8"
     @Option(name: .long, help: ArgumentHelp("Images for the seed's pattern (each loads the model). Default 8.", valueName: "n")) var seedImages = 8
     @Option(name: .long, help: ArgumentHelp("Also write the report as JSON to this file.", valueName: "file")) var json: String?
     @OptionGroup var deployment: DeploymentOptions
 
-    func levels() throws -> [Int] {
-        let values = concurrency.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !values.isEmpty, values.allSatisfy({ $0 >= 1 }), values.count == concurrency.split(separator: ",").count else {
-            throw ValidationError("--concurrency takes whole numbers of 1 or more separated by commas, e.g. 1,4,16.")
+    static func counts(_ text: String, option: String) throws -> [Int] {
+        let values = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ $0 >= 1 }), values.count == text.split(separator: ",").count else {
+            throw ValidationError("\(option) takes whole numbers of 1 or more separated by commas, e.g. 1,4,16.")
         }
         return values
     }
 
+    func levels() throws -> [Int] { try Self.counts(concurrency, option: "--concurrency") }
+
     func validate() throws {
         _ = try levels()
+        _ = try Self.counts(imagesPerRequest, option: "--images-per-request")
         guard duration >= 1 else { throw ValidationError("--duration must be 1 second or more.") }
         if let synthetic, synthetic < 1 { throw ValidationError("--synthetic must be 1 or more.") }
         guard seedImages >= 1 else { throw ValidationError("--seed-images must be 1 or more.") }
@@ -48,7 +55,8 @@ struct BenchCommand: AsyncParsableCommand {
             try await Connection.with(cluster) { (connection: Connection) in
                 let configuration = Benchmark.Configuration(
                     deployment: try await deployment.make(model: model, name: nil, on: connection.cluster), images: files,
-                    duration: .seconds(duration), concurrencyLevels: try levels(), seedImages: seedImages)
+                    duration: .seconds(duration), concurrencyLevels: try levels(), seedImages: seedImages,
+                    imagesPerRequest: try Self.counts(imagesPerRequest, option: "--images-per-request"))
                 let port = deployment.port.flatMap(Int.init) ?? connection.defaultServePort
                 let report = try await Benchmark(cluster: connection.cluster, configuration: configuration, servePort: port)
                     .run(progress: { Terminal.error("… \($0)") })
@@ -116,8 +124,9 @@ struct BenchCommand: AsyncParsableCommand {
         var rows: [[String]] = []
         for level in report.endToEnd {
             rows.append([
-                "(1) RayLAN end to end, \(level.concurrency) in flight", f(level.imagesPerSecond), r(best > 0 ? level.imagesPerSecond / best : nil),
-                f(level.latencyP50Ms), f(level.latencyP95Ms), f(level.latencyP99Ms), "batch ≤ \(level.largestBatch)",
+                "(1) RayLAN end to end, \(level.concurrency) in flight" + (level.imagesPerRequest > 1 ? " × \(level.imagesPerRequest)" : ""), f(level.imagesPerSecond), r(best > 0 ? level.imagesPerSecond / best : nil),
+                f(level.latencyP50Ms), f(level.latencyP95Ms), f(level.latencyP99Ms),
+                "batch ≤ \(level.largestBatch)" + (level.failures > 0 ? ", \(level.failures) failed" : ""),
             ])
         }
         if let reference = report.modelOnly {

@@ -30,6 +30,10 @@ struct DetectCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Write annotated images (drawn on the cluster).") var annotate = false
     @Flag(name: .long, help: "Write report.html.") var report = false
     @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Requests in flight. Default 8.", valueName: "n")) var concurrency = "8"
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp("Images per request (one request costs the Serve proxy and the service less than several). Default 8.", valueName: "n"))
+    var imagesPerRequest = "8"
     @Flag(name: .long, help: "Skip inputs already answered in --out's detections.jsonl.") var resume = false
     @Flag(name: .long, help: "Fail instead of deploying the service when it is not running.") var noDeploy = false
     @Flag(name: .long, help: "Print the run's summary as JSON.") var json = false
@@ -63,6 +67,9 @@ struct DetectCommand: AsyncParsableCommand {
         }
         guard let limit = Int(concurrency), limit >= 1 else {
             throw ValidationError("--concurrency must be a whole number of 1 or more, not '\(concurrency)'.")
+        }
+        guard Int(imagesPerRequest).map({ (1...256).contains($0) }) == true else {
+            throw ValidationError("--images-per-request must be a whole number from 1 to 256, not '\(imagesPerRequest)'.")
         }
         return (DetectionOptions(confidence: confidence, iou: iouValue, classes: ids, annotate: annotate), limit)
     }
@@ -108,7 +115,8 @@ struct DetectCommand: AsyncParsableCommand {
                 let progress = Progress(total: todo.count, skipped: inputs.count - todo.count)
                 let started = ContinuousClock.now
                 let pathOf = Dictionary(todo.map { ($0.url, $0.path) }, uniquingKeysWith: { first, _ in first })
-                for await (file, result) in client.results(for: todo.map(\.url), concurrency: limit, options: options) {
+                for await (file, result) in client.results(
+                    for: todo.map(\.url), concurrency: limit, imagesPerRequest: Int(imagesPerRequest) ?? 1, options: options) {
                     let path = pathOf[file] ?? file.path
                     var record = DetectionRecord(path: path)
                     switch result {

@@ -136,6 +136,25 @@ extension RayClusterTests.Main {
                     largest = max(largest, (try? result.get().batchSize) ?? 0)
                 }
                 #expect(largest > 1, "no request shared a batch")
+
+                // Several files per request: every file answers once, in input order, an unreadable one with
+                // its own error, and a request's images share a batch.
+                let missing = Self.samples.appendingPathComponent("no-such-image.jpg")
+                let mixed = Array(files.prefix(4)) + [missing] + Array(files.suffix(3))
+                var answered: [URL] = []
+                var grouped = 0
+                for await (file, result) in pt.results(for: mixed, concurrency: 2, imagesPerRequest: 3) {
+                    answered.append(file)
+                    switch result {
+                    case .success(let value):
+                        grouped = max(grouped, value.batchSize)
+                        #expect(file != missing)
+                    case .failure(let error):
+                        #expect(file == missing && error.code == "unreadable", "\(file): \(error)")
+                    }
+                }
+                #expect(answered == mixed)
+                #expect(grouped >= 2, "a request's images did not share a batch")
             }
         }
 

@@ -14,7 +14,9 @@ original pixels, "score", "class_id", "class_name"}], "batch_size", "timings_ms"
 """
 import asyncio
 import base64
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -39,12 +41,25 @@ def parse_options(request: Request) -> Options:
         raise ImageError("bad_request", f"invalid query parameter: {error}")
 
 
+def timed_decode(data: bytes, max_pixels: int) -> tuple[Any, float]:
+    """decode() and the seconds it took, measured in the decoding thread."""
+    start = time.perf_counter()
+    image = decode(data, max_pixels)
+    return image, time.perf_counter() - start
+
+
 @serve.deployment(name="Detector")
 @serve.ingress(api)
 class Detector:
     def __init__(self, model: str, imgsz: int | None = None, max_batch: int = 8, batch_wait_ms: float = 10.0,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, device: str | None = None, half: bool | None = None):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, device: str | None = None, half: bool | None = None,
+                 decode_threads: int | None = None):
         self.max_pixels = max_pixels
+        # Decoding gets its own small pool (default: half the host's cores, at least 1). Python's default
+        # pool would decode every image of a multi-image request at once and, on a CPU host, take the
+        # cores inference needs.
+        self.decode_threads = decode_threads or max(1, (os.cpu_count() or 2) // 2)
+        self.decoder = ThreadPoolExecutor(max_workers=self.decode_threads, thread_name_prefix="raylan-decode")
         self.max_batch = max_batch
         self.backend = Backend(model, imgsz=imgsz, device=device, half=half)
         self.backend.warm_up()
@@ -65,7 +80,8 @@ class Detector:
         backend = self.backend
         return {"models": [{
             "id": backend.model_id, "source": backend.source, "imgsz": backend.imgsz, "device": backend.device,
-            "half": backend.half, "max_batch": self.max_batch, "classes": backend.names}]}
+            "half": backend.half, "max_batch": self.max_batch, "decode_threads": self.decode_threads,
+            "classes": backend.names}]}
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def infer(self, items: list[tuple[Any, Options, float]]) -> list[dict]:
@@ -87,22 +103,33 @@ class Detector:
         self.batches += 1
         return results
 
-    async def detect_one(self, data: bytes, options: Options, received: float) -> dict:
-        decode_start = time.perf_counter()
-        image = await asyncio.to_thread(decode, data, self.max_pixels)
-        decoded = time.perf_counter()
-        out = await self.infer((image.pixels, options, decoded))
+    async def decode_frame(self, data: bytes) -> tuple[Any, float, float]:
+        """Decodes on the decode pool: the image, the seconds decoding took, and when it was ready. Time
+        spent waiting for a decode thread counts as queueing, not decoding: `ready` is when decoding
+        would have ended without that wait."""
+        waiting = time.perf_counter()
+        image, decode_s = await asyncio.get_running_loop().run_in_executor(
+            self.decoder, timed_decode, data, self.max_pixels)
+        return image, decode_s, waiting + decode_s
+
+    async def finish(self, decoded: tuple[Any, float, float], options: Options, received: float) -> dict:
+        """Predicts one decoded image (in a dynamic batch) and builds its answer."""
+        image, decode_s, ready = decoded
+        out = await self.infer((image.pixels, options, ready))
         timings = dict(out["timings"])
         timings.pop("batch_wall", None)
         result = {
             "model": self.backend.model_id,
             "image": {"width": image.width, "height": image.height, "format": image.format},
             "detections": out["detections"], "batch_size": out["batch_size"],
-            "timings_ms": {"queue": round(out["queue"], 3), "decode": round((decoded - decode_start) * 1000, 3),
+            "timings_ms": {"queue": round(out["queue"], 3), "decode": round(decode_s * 1000, 3),
                            **timings, "total": round((time.perf_counter() - received) * 1000, 3)}}
         if out["annotated"] is not None:
             result["annotated_jpeg"] = base64.b64encode(out["annotated"]).decode()
         return result
+
+    async def detect_one(self, data: bytes, options: Options, received: float) -> dict:
+        return await self.finish(await self.decode_frame(data), options, received)
 
     @api.post("/detect")
     async def detect(self, request: Request):
@@ -123,13 +150,22 @@ class Detector:
             message = error.message if isinstance(error, ImageError) else str(error)
             return JSONResponse({"error": {"code": "bad_request", "message": message}}, status_code=400)
 
-        async def one(frame: bytes) -> dict:
+        async def decoded(frame: bytes) -> Any:
             try:
-                return await self.detect_one(frame, options, received)
+                return await self.decode_frame(frame)
             except ImageError as error:
-                return {"error": error.as_dict()}
+                return error
 
-        return {"results": await asyncio.gather(*(one(frame) for frame in frames))}
+        # Decode every frame first, then hand them to the batcher together, so that one request's images
+        # share a batch instead of trickling in one decode apart.
+        images = await asyncio.gather(*(decoded(frame) for frame in frames))
+
+        async def one(image: Any) -> dict:
+            if isinstance(image, ImageError):
+                return {"error": image.as_dict()}
+            return await self.finish(image, options, received)
+
+        return {"results": await asyncio.gather(*(one(image) for image in images))}
 
 
 def build(args: dict) -> Any:

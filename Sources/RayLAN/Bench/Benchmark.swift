@@ -18,11 +18,15 @@ public struct Benchmark: Sendable {
         public var concurrencyLevels: [Int]
         /// Images the seed's pattern runs (each loads the model). Default 8.
         public var seedImages: Int
+        /// Images per request for (1): 1 uses `/detect`, more use `/detect/batch`; each is measured at every
+        /// concurrency level. Default [1, 8].
+        public var imagesPerRequest: [Int]
 
         public init(
             deployment: DetectionDeployment, images: [URL], duration: Duration = .seconds(10),
-            concurrencyLevels: [Int] = [1, 4, 16, 64], seedImages: Int = 8
+            concurrencyLevels: [Int] = [1, 4, 16, 64], seedImages: Int = 8, imagesPerRequest: [Int] = [1, 8]
         ) {
+            self.imagesPerRequest = imagesPerRequest
             self.deployment = deployment
             self.images = images
             self.duration = duration
@@ -81,9 +85,11 @@ public struct Benchmark: Sendable {
         var stageSums: [String: Double] = [:]
         var clientLatency = 0.0
         var stageCount = 0
+        for perRequest in configuration.imagesPerRequest {
         for concurrency in configuration.concurrencyLevels {
-            progress("RayLAN end to end, \(concurrency) in flight…")
-            let measured = try await Self.drive(client, images: images, concurrency: concurrency, duration: configuration.duration)
+            progress("RayLAN end to end, \(concurrency) in flight\(perRequest > 1 ? " × \(perRequest) images per request" : "")…")
+            let measured = try await Self.drive(
+                client, images: images, concurrency: concurrency, imagesPerRequest: perRequest, duration: configuration.duration)
             levels.append(measured.level)
             if measured.level.imagesPerSecond >= (levels.map(\.imagesPerSecond).max() ?? 0) {
                 stageSums = measured.stageSums
@@ -91,9 +97,10 @@ public struct Benchmark: Sendable {
                 stageCount = measured.level.images
             }
         }
+        }
         let best = levels.max { $0.imagesPerSecond < $1.imagesPerSecond }
 
-        // 3. Naive Ray Serve at the best level's concurrency.
+        // 3. Naive Ray Serve with as many images in flight as the best level.
         progress("Naive Ray Serve (one image per request, no batching)…")
         var naive = deployment
         naive.name = deployment.name + "-naive"
@@ -101,7 +108,8 @@ public struct Benchmark: Sendable {
         try await cluster.deploy(naive, code: code, httpPort: servePort)
         let naiveClient = try await DetectionClient(cluster: cluster, application: naive.name)
         let naiveLevel = try await Self.drive(
-            naiveClient, images: images, concurrency: best?.concurrency ?? 1, duration: configuration.duration
+            naiveClient, images: images, concurrency: (best?.concurrency ?? 1) * (best?.imagesPerRequest ?? 1),
+            duration: configuration.duration
         ).level
         try await cluster.deleteServeApplication(naive.name)
 
@@ -149,47 +157,96 @@ public struct Benchmark: Sendable {
         var meanLatency: Double
     }
 
-    /// Keeps `concurrency` requests in flight for `duration`, cycling through `images`.
-    static func drive(_ client: DetectionClient, images: [Data], concurrency: Int, duration: Duration) async throws -> Measured {
+    /// Keeps `concurrency` requests of `imagesPerRequest` images in flight for `duration`, cycling through
+    /// `images`. Only running sums and one latency per request are kept, so memory stays flat however long
+    /// it runs.
+    static func drive(
+        _ client: DetectionClient, images: [Data], concurrency: Int, imagesPerRequest: Int = 1, duration: Duration
+    ) async throws -> Measured {
+        struct Tally: Sendable {
+            var latencies: [Double] = []
+            var ok = 0
+            var failed = 0
+            var largestBatch = 0
+            var stageSums: [String: Double] = [:]
+            var firstError: String?
+
+            mutating func fail(_ count: Int, _ error: any Error) {
+                failed += count
+                if firstError == nil { firstError = "\(error)" }
+            }
+
+            mutating func add(_ result: DetectionResult) {
+                ok += 1
+                largestBatch = max(largestBatch, result.batchSize)
+                for (stage, ms) in result.timingsMs { stageSums[stage, default: 0] += ms }
+            }
+
+            mutating func merge(_ other: Tally) {
+                latencies += other.latencies
+                ok += other.ok
+                failed += other.failed
+                largestBatch = max(largestBatch, other.largestBatch)
+                stageSums.merge(other.stageSums, uniquingKeysWith: +)
+                firstError = firstError ?? other.firstError
+            }
+        }
         let clock = ContinuousClock()
         let start = clock.now
         let deadline = start.advanced(by: duration)
         let counter = LockedBox(0)
-        let results = await withTaskGroup(of: [(Double, DetectionResult?)].self) { group in
+        let perRequest = max(imagesPerRequest, 1)
+        let total = await withTaskGroup(of: Tally.self) { group in
             for _ in 0..<concurrency {
                 group.addTask {
-                    var mine: [(Double, DetectionResult?)] = []
+                    var mine = Tally()
                     while clock.now < deadline {
-                        let index = counter.withLock { value -> Int in
-                            defer { value += 1 }
+                        let first = counter.withLock { value -> Int in
+                            defer { value += perRequest }
                             return value
                         }
                         let sent = clock.now
-                        let result = try? await client.detect(images[index % images.count])
-                        let elapsed = sent.duration(to: clock.now)
-                        mine.append((Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15, result))
+                        do {
+                            if perRequest == 1 {
+                                mine.add(try await client.detect(images[first % images.count]))
+                            } else {
+                                let batch = (first..<first + perRequest).map { images[$0 % images.count] }
+                                for result in try await client.detect(batch: batch) {
+                                    switch result {
+                                    case .success(let value): mine.add(value)
+                                    case .failure(let error): mine.fail(1, error)
+                                    }
+                                }
+                            }
+                        } catch {
+                            mine.fail(perRequest, error)
+                        }
+                        mine.latencies.append(sent.duration(to: clock.now).seconds * 1000)
                     }
                     return mine
                 }
             }
-            var all: [(Double, DetectionResult?)] = []
-            for await part in group { all += part }
+            var all = Tally()
+            for await part in group { all.merge(part) }
             return all
         }
-        let wall = start.duration(to: clock.now)
-        let seconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18
-        let ok = results.filter { $0.1 != nil }
-        let latencies = ok.map(\.0).sorted()
+        let seconds = start.duration(to: clock.now).seconds
+        if total.ok == 0, let error = total.firstError {
+            throw ServeError(
+                .rejected, "Every request failed at \(concurrency) in flight: \(error)",
+                remedy: "See 'raylan serve status' and the replica's log; 'raylan detect' on one image shows the same error.")
+        }
+        let latencies = total.latencies.sorted()
         func percentile(_ p: Double) -> Double {
             latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]
         }
-        var sums: [String: Double] = [:]
-        for (_, result) in ok { for (stage, ms) in result!.timingsMs { sums[stage, default: 0] += ms } }
         let level = BenchmarkReport.Level(
-            concurrency: concurrency, images: ok.count, failures: results.count - ok.count,
-            imagesPerSecond: Double(ok.count) / seconds, latencyP50Ms: percentile(0.5), latencyP95Ms: percentile(0.95),
-            latencyP99Ms: percentile(0.99), largestBatch: ok.compactMap { $0.1?.batchSize }.max() ?? 0)
-        return Measured(level: level, stageSums: sums, meanLatency: latencies.isEmpty ? 0 : latencies.reduce(0, +) / Double(latencies.count))
+            concurrency: concurrency, imagesPerRequest: perRequest, images: total.ok, failures: total.failed,
+            imagesPerSecond: Double(total.ok) / seconds, latencyP50Ms: percentile(0.5), latencyP95Ms: percentile(0.95),
+            latencyP99Ms: percentile(0.99), largestBatch: total.largestBatch)
+        // Transport is judged per image: a request's latency is shared by its images.
+        let meanLatency = latencies.isEmpty ? 0 : latencies.reduce(0, +) / Double(latencies.count)
+        return Measured(level: level, stageSums: total.stageSums, meanLatency: meanLatency)
     }
 
     /// This process's resident memory in MiB (Linux: /proc; elsewhere the peak from getrusage).

@@ -4,7 +4,10 @@ import Foundation
 public struct BenchmarkReport: Sendable, Codable {
     /// One concurrency level of a Serve measurement.
     public struct Level: Sendable, Codable {
+        /// Requests in flight.
         public var concurrency: Int
+        /// Images per request (1: `/detect`; more: `/detect/batch`).
+        public var imagesPerRequest: Int
         public var images: Int
         public var failures: Int
         public var imagesPerSecond: Double

@@ -68,13 +68,46 @@ public struct DetectionClient: Sendable {
         }
     }
 
-    /// Results for many files, in input order, with at most `concurrency` requests in flight: a file is
-    /// read and sent only when a slot frees up and the consumer asks for more, so memory stays bounded
-    /// however many files there are. Every file yields exactly one element: a result or an error.
+    /// Results for many files, in input order, with at most `concurrency` requests of up to
+    /// `imagesPerRequest` files each in flight: files are read and sent only when a slot frees up and the
+    /// consumer asks for more, so memory stays bounded however many files there are. Every file yields
+    /// exactly one element: a result or an error.
+    ///
+    /// Several images per request (`/detect/batch`) cost the Serve proxy and the service one request
+    /// instead of several, and arrive at the dynamic batcher together. Default 1.
     public func results(
-        for files: [URL], concurrency: Int = 8, options: DetectionOptions = DetectionOptions()
+        for files: [URL], concurrency: Int = 8, imagesPerRequest: Int = 1, options: DetectionOptions = DetectionOptions()
     ) -> DetectionResults {
-        DetectionResults(client: self, files: files, concurrency: max(concurrency, 1), options: options)
+        DetectionResults(
+            client: self, files: files, concurrency: max(concurrency, 1), imagesPerRequest: max(imagesPerRequest, 1),
+            options: options)
+    }
+
+    /// Several files' results with one request, never throwing: a file that cannot be read, an image the
+    /// service refuses, or a failed request becomes that file's error.
+    public func detect(files: [URL], options: DetectionOptions = DetectionOptions()) async
+        -> [Result<DetectionResult, DetectionError>]
+    {
+        if files.count == 1 { return [await detect(file: files[0], options: options)] }
+        var results = [Result<DetectionResult, DetectionError>?](repeating: nil, count: files.count)
+        var sent: [(index: Int, data: Data)] = []
+        for (index, file) in files.enumerated() {
+            if let data = FileManager.default.contents(atPath: file.path) {
+                sent.append((index, data))
+            } else {
+                results[index] = .failure(DetectionError(code: "unreadable", message: "cannot read \(file.path)"))
+            }
+        }
+        if !sent.isEmpty {
+            do {
+                let answers = try await detect(batch: sent.map(\.data), options: options)
+                for (item, answer) in zip(sent, answers) { results[item.index] = answer }
+            } catch {
+                let failure = error as? DetectionError ?? DetectionError(code: "unavailable", message: "\(error)")
+                for item in sent { results[item.index] = .failure(failure) }
+            }
+        }
+        return results.map { $0 ?? .failure(DetectionError(code: "bad_response", message: "the service returned too few results")) }
     }
 
     /// One file's result, never throwing: a local read failure or a service error becomes the error.
@@ -137,14 +170,15 @@ public struct DetectionClient: Sendable {
     }
 }
 
-/// The results of ``DetectionClient/results(for:concurrency:options:)``: an `AsyncSequence` of
-/// `(file, result)` in input order. Single-pass.
+/// The results of ``DetectionClient/results(for:concurrency:imagesPerRequest:options:)``: an
+/// `AsyncSequence` of `(file, result)` in input order. Single-pass.
 public struct DetectionResults: AsyncSequence, Sendable {
     public typealias Element = (URL, Result<DetectionResult, DetectionError>)
 
     let client: DetectionClient
     let files: [URL]
     let concurrency: Int
+    let imagesPerRequest: Int
     let options: DetectionOptions
 
     public func makeAsyncIterator() -> Iterator {
@@ -153,24 +187,30 @@ public struct DetectionResults: AsyncSequence, Sendable {
 
     public struct Iterator: AsyncIteratorProtocol {
         let source: DetectionResults
-        var pending: [Task<Element, Never>] = []
+        /// One task per request in flight, oldest first; each answers for its files in order.
+        var pending: [Task<[Element], Never>] = []
+        /// The oldest request's answers not yet handed out.
+        var ready: ArraySlice<Element> = []
         var nextIndex = 0
 
         public mutating func next() async -> Element? {
-            while pending.count < source.concurrency && nextIndex < source.files.count {
-                let file = source.files[nextIndex]
-                let (client, options) = (source.client, source.options)
-                nextIndex += 1
-                pending.append(Task { (file, await client.detect(file: file, options: options)) })
-            }
-            guard !pending.isEmpty else { return nil }
-            let oldest = pending.removeFirst()
-            let rest = pending
-            return await withTaskCancellationHandler {
-                await oldest.value
-            } onCancel: {
-                oldest.cancel()
-                rest.forEach { $0.cancel() }
+            while true {
+                if let element = ready.popFirst() { return element }
+                while pending.count < source.concurrency && nextIndex < source.files.count {
+                    let chunk = Array(source.files[nextIndex..<Swift.min(nextIndex + source.imagesPerRequest, source.files.count)])
+                    let (client, options) = (source.client, source.options)
+                    nextIndex += chunk.count
+                    pending.append(Task { Array(zip(chunk, await client.detect(files: chunk, options: options))) })
+                }
+                guard !pending.isEmpty else { return nil }
+                let oldest = pending.removeFirst()
+                let rest = pending
+                ready = await withTaskCancellationHandler {
+                    await oldest.value[...]
+                } onCancel: {
+                    oldest.cancel()
+                    rest.forEach { $0.cancel() }
+                }
             }
         }
     }
