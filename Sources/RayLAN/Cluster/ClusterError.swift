@@ -75,10 +75,16 @@ public struct ClusterError: RayLANError, Sendable {
             remedy: "Use HOST, HOST:PORT or http://HOST:PORT of the Ray dashboard, e.g. 192.168.1.130 or 192.168.1.130:8265.")
     }
 
-    static func unreachable(_ address: ClusterAddress, reason: String, underlying: (any Error & Sendable)?)
-        -> ClusterError
-    {
-        ClusterError(
+    static func unreachable(
+        _ address: ClusterAddress, reason: String, underlying: (any Error & Sendable)?, isDashboard: Bool = true
+    ) -> ClusterError {
+        guard isDashboard else {
+            return ClusterError(
+                .unreachable, "Cannot reach the Serve proxy at \(address.host):\(address.port) (\(reason))",
+                remedy: "Is the service deployed ('raylan serve status'), and is port \(address.port) open in the firewall on \(address.host)?",
+                underlying: underlying)
+        }
+        return ClusterError(
             .unreachable,
             "Cannot reach the Ray dashboard at \(address.host):\(address.port) (\(reason))",
             remedy: "Is Ray running there with --dashboard-host=0.0.0.0, and is port \(address.port) open in the firewall on \(address.host)?",

@@ -35,6 +35,9 @@ public final class RayCluster: Sendable {
         var httpConfiguration = HTTPClient.Configuration()
         httpConfiguration.timeout = .init(connect: .init(configuration.timeouts.connect), read: nil)
         httpConfiguration.redirectConfiguration = .disallow
+        // Detection keeps many requests in flight to one Serve proxy; AsyncHTTPClient's default of 8
+        // connections per host would queue the rest (and fail them after the connect timeout).
+        httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
         self.http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
     }
 
@@ -153,7 +156,9 @@ public final class RayCluster: Sendable {
         } catch is CancellationError {
             throw CancellationError()
         } catch {
-            throw ClusterError.unreachable(address, reason: Self.reason(for: error, timeout: limit), underlying: error)
+            throw ClusterError.unreachable(
+                address, reason: Self.reason(for: error, timeout: limit), underlying: error,
+                isDashboard: address.port == self.address.port && address.host == self.address.host)
         }
         let result = Response(status: Int(response.status.code), body: Data(bytes.readableBytesView))
         logger.debug("\(method) \(url) -> \(result.status)")
@@ -185,6 +190,9 @@ public final class RayCluster: Sendable {
     static func reason(for error: any Error, timeout: Duration) -> String {
         let text = String(describing: error)
         if text.localizedCaseInsensitiveContains("refused") { return "connection refused" }
+        if text.localizedCaseInsensitiveContains("getConnectionFromPoolTimeout") {
+            return "no free connection in time: more requests in flight than connections"
+        }
         if text.localizedCaseInsensitiveContains("connectTimeout") {
             return "no answer to the connection attempt: a firewall may drop the packets"
         }
