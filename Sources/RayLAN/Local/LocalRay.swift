@@ -2,7 +2,7 @@ import Foundation
 import NIOHTTP1
 
 /// A private Ray that RayLAN started on this machine (`ray start --head --block` in its own process group,
-/// free ports, a short private temp dir). Stopped by ``stop()``, which ends exactly its processes.
+/// free or pinned ports, a short private temp dir), or a node that joined another cluster. Stopped by ``stop()``, which ends exactly its processes.
 ///
 /// ```swift
 /// try await LocalRay.withLocalCluster(LocalRayConfiguration(environment: try .locate())) { ray in
@@ -91,11 +91,12 @@ public struct LocalRay: Sendable, Codable, Hashable {
         if let pinned = configuration.ports {
             ports = pinned
         } else {
-            let free = try FreePort.pick(10)
+            // The metrics ports too: two clusters on one machine would both want Ray's fixed 44217 and 44227.
+            let free = try FreePort.pick(12)
             ports = Ports(
                 gcs: free[0], dashboard: free[1], rayClient: free[2], dashboardAgentListen: free[3],
                 dashboardAgentGRPC: free[4], metrics: free[5], nodeManager: free[6], objectManager: free[7],
-                runtimeEnvAgent: free[8], serve: free[9])
+                runtimeEnvAgent: free[8], serve: free[9], autoscalerMetrics: free[10], dashboardMetrics: free[11])
         }
         var arguments = [configuration.environment.rayExecutable, "start", "--block", "--temp-dir=\(temporary)"]
         if let head = configuration.joinAddress {
