@@ -42,14 +42,23 @@ extension Doctor {
 
     // MARK: 6. Nodes
 
-    func checkNodes(_ state: Result<ClusterState, any Error>) -> DoctorCheck {
+    func checkNodes(_ state: Result<ClusterState, any Error>, probe: Result<NodeProbe, any Error>) -> DoctorCheck {
         func check(_ status: DoctorCheck.Status, _ summary: String, remedy: String? = nil, details: [String] = []) -> DoctorCheck {
             DoctorCheck(number: 6, name: "nodes", status: status, summary: summary, remedy: remedy, details: details)
         }
-        let nodes: [NodeInfo]
+        let listed: [NodeInfo]
         switch state {
-        case .success(let value): nodes = value.nodes
+        case .success(let value): listed = value.nodes
         case .failure(let error): return check(.fail, "The node list could not be read: \(error).", remedy: "Run 'raylan status' for details.")
+        }
+        // The dashboard's node list lags the GCS by tens of seconds after a node stops; the probe job asked
+        // the GCS just now, so a node it did not find alive is dead, whatever the list still says.
+        let gcsAlive = (try? probe.get()).map { Set($0.nodes.compactMap(\.node_id)) }
+        let nodes = listed.map { node -> NodeInfo in
+            guard node.isAlive, let gcsAlive, !gcsAlive.contains(node.nodeID) else { return node }
+            var stale = node
+            stale.state = "DEAD"
+            return stale
         }
         let alive = nodes.filter(\.isAlive)
         // A node that died and came back is listed twice: only the dead entries without a live twin count.

@@ -105,7 +105,7 @@ public struct Doctor: Sendable {
         let state = await stateResult
         let shared = (clock.now - started).seconds
         Self.add(checkVersions(info, probe: probe).taking(shared), to: &checks, progress)
-        Self.add(checkNodes(state).taking(0), to: &checks, progress)
+        Self.add(checkNodes(state, probe: probe).taking(0), to: &checks, progress)
         Self.add(checkGPUs(state, probe: probe).taking(0), to: &checks, progress)
         let (_, eighth) = await timed { ((), await checkServe(address, cluster: cluster, ports: ports)) }
         Self.add(eighth, to: &checks, progress)
