@@ -64,21 +64,32 @@ struct LANUnitTests {
 
     @Test("Port probes tell an open port from a refused one")
     func portProbe() async throws {
-        // A listening socket of our own on loopback, then the same port closed.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        listen(fd, 1)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        let port = Int(UInt16(bigEndian: address.sin_port))
+        // A listening socket of our own on loopback, on a port below the ephemeral range (so that a probe's
+        // own source port can never be it), then the same port closed.
+        var listener: Int32 = -1
+        var port = 0
+        for candidate in 20_000..<20_500 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(candidate)).bigEndian
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if bound == 0 && listen(fd, 1) == 0 {
+                listener = fd
+                port = candidate
+                break
+            }
+            close(fd)
+        }
+        try #require(listener >= 0, "no free port in 20000–20499")
         let open = await PortProbe.probe(host: "127.0.0.1", port: port)
-        close(fd)
+        close(listener)
         let refused = await PortProbe.probe(host: "127.0.0.1", port: port)
         #expect(open.outcome == .open)
-        #expect(refused.outcome == .refused)
+        #expect(refused.outcome == .refused, "\(refused)")
     }
 
     @Test("Subnets come from an interface's prefix")

@@ -75,6 +75,18 @@ public struct PortProbe: Sendable, Hashable, Codable {
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &length)
             error = value
         }
+        if error == 0 {
+            // A port in the ephemeral range with no listener can be "reached" by the socket itself (TCP
+            // simultaneous open with the same port as source): that is a refusal, not an open port.
+            var local = sockaddr_in()
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let named = withUnsafeMutablePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            }
+            if named == 0 && local.sin_port == peer.sin_port && local.sin_addr.s_addr == peer.sin_addr.s_addr {
+                return result(.refused, "nothing listens (the socket connected to itself)")
+            }
+        }
         switch error {
         case 0: return result(.open)
         case ECONNREFUSED: return result(.refused, "connection refused")
