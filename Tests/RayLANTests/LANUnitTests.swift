@@ -69,7 +69,13 @@ struct LANUnitTests {
         var listener: Int32 = -1
         var port = 0
         for candidate in 20_000..<20_500 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            // Close-on-exec: other tests spawn processes meanwhile, which must not inherit the listener.
+            #if os(Linux)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            #else
+            let fd = socket(AF_INET, SOCK_STREAM, 0)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            #endif
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_port = in_port_t(UInt16(candidate)).bigEndian

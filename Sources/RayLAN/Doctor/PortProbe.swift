@@ -49,11 +49,7 @@ public struct PortProbe: Sendable, Hashable, Codable {
         guard let address = HostNetwork.resolve(host), let number = HostNetwork.number(address) else {
             return result(.unreachable, "cannot resolve \(host)")
         }
-        #if canImport(Glibc)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-        let fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
+        let fd = Sockets.tcp()
         guard fd >= 0 else { return result(.unreachable, String(cString: strerror(errno))) }
         defer { close(fd) }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)

@@ -60,12 +60,7 @@ public enum HostNetwork {
     /// sent); nil without a route.
     public static func sourceAddress(toward host: String) -> String? {
         guard let target = number(host) else { return nil }
-        #if canImport(Glibc)
-        let datagram = Int32(SOCK_DGRAM.rawValue)
-        #else
-        let datagram = SOCK_DGRAM
-        #endif
-        let descriptor = socket(AF_INET, datagram, 0)
+        let descriptor = Sockets.udp()
         guard descriptor >= 0 else { return nil }
         defer { close(descriptor) }
         var peer = sockaddr_in()

@@ -34,11 +34,7 @@ enum FreePort {
 
     /// A TCP socket bound to `address`:`port` (0: any free port) and the port it got; nil when binding fails.
     private static func bindSocket(address text: String, port: Int) -> (Int32, Int)? {
-        #if canImport(Glibc)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-        let fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
+        let fd = Sockets.tcp()
         guard fd >= 0 else { return nil }
         var reuse: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
