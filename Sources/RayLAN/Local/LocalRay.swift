@@ -74,12 +74,15 @@ public struct LocalRay: Sendable, Codable, Hashable {
     ///
     /// - Throws: ``ClusterError`` (`localStartFailed`) with the end of Ray's output; nothing is left running.
     public static func start(_ configuration: LocalRayConfiguration) async throws -> LocalRay {
-        do {
-            return try await startOnce(configuration)
-        } catch let error as ClusterError where error.code == .localStartFailed && error.message.contains("exited") {
-            // On a busy machine Ray can miss its own 30 s registration deadline ("The current node timed
-            // out during startup"); a second try usually succeeds.
-            return try await startOnce(configuration)
+        // On a busy machine Ray can miss its own start-up deadlines (the node's 30 s registration; Ray
+        // 2.45's dashboard must answer within 20 s) and 'ray start' exits; another try usually succeeds.
+        var attempt = 1
+        while true {
+            do {
+                return try await startOnce(configuration)
+            } catch let error as ClusterError where error.code == .localStartFailed && error.message.contains("exited") && attempt < 3 {
+                attempt += 1
+            }
         }
     }
 
