@@ -22,8 +22,7 @@ struct ClusterOptions: ParsableArguments {
 
     /// The address given by flag or environment, parsed; nil means the embedded local cluster.
     func givenAddress() throws -> ClusterAddress? {
-        let text = address ?? ProcessInfo.processInfo.environment["RAYLAN_ADDRESS"].flatMap { $0.isEmpty ? nil : $0 }
-        guard let text else { return nil }
+        guard let text = Self.addressText(address) else { return nil }
         do {
             return try ClusterAddress(parsing: text)
         } catch {
@@ -38,6 +37,18 @@ struct ClusterOptions: ParsableArguments {
         }
     }
 
+    /// `--address`, else `RAYLAN_ADDRESS`, as typed; nil means the embedded local cluster.
+    static func addressText(_ flag: String?) -> String? {
+        flag ?? ProcessInfo.processInfo.environment["RAYLAN_ADDRESS"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// The embedded local Ray, started (and said so on stderr) when none answers.
+    static func embedded() async throws -> (ray: LocalRay, started: Bool) {
+        try await EmbeddedCluster.fromEnvironment().findOrStart(
+            configuration: { LocalRayConfiguration(environment: try RayEnvironment.locate()) },
+            willStart: { Terminal.error($0) })
+    }
+
     /// Connects: to the given address, or to the embedded local Ray (started when none answers).
     /// Messages (the ray:// explanation, the start of a local Ray) go to stderr.
     func connect() async throws -> Connection {
@@ -47,10 +58,7 @@ struct ClusterOptions: ParsableArguments {
             return Connection(
                 cluster: RayCluster(address: address, configuration: .init(token: token)), local: nil, startedLocal: false)
         }
-        let embedded = EmbeddedCluster.fromEnvironment()
-        let (ray, started) = try await embedded.findOrStart(
-            configuration: { LocalRayConfiguration(environment: try RayEnvironment.locate()) },
-            willStart: { Terminal.error($0) })
+        let (ray, started) = try await Self.embedded()
         let cluster = RayCluster(address: ray.address, configuration: .init(token: ray.usesToken ? token : nil))
         return Connection(cluster: cluster, local: ray, startedLocal: started)
     }

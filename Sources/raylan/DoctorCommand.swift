@@ -32,15 +32,9 @@ struct DoctorCommand: AsyncParsableCommand {
     func run() async throws {
         var passed = false
         try await reportingErrors {
-            let given = address ?? ProcessInfo.processInfo.environment["RAYLAN_ADDRESS"].flatMap { $0.isEmpty ? nil : $0 }
+            let given = ClusterOptions.addressText(address)
             let token = try AuthToken.resolve(tokenFile: tokenFile)
-            var local: LocalRay?
-            if given == nil {
-                local = try await EmbeddedCluster.fromEnvironment().findOrStart(
-                    configuration: { LocalRayConfiguration(environment: try RayEnvironment.locate()) },
-                    willStart: { Terminal.error($0) }
-                ).ray
-            }
+            let local = given == nil ? try await ClusterOptions.embedded().ray : nil
             let doctor = Doctor(
                 Doctor.Configuration(
                     address: given, token: local.map { $0.usesToken ? token : nil } ?? token, local: local,

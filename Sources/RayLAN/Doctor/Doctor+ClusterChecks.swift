@@ -174,7 +174,8 @@ extension Doctor {
         }
         let serve: ServeStatus
         do {
-            serve = try await cluster.serveStatus()
+            // Check 2 read it already (to learn Serve's port); ask again only when that failed.
+            if let known = ports.serve { serve = known } else { serve = try await cluster.serveStatus() }
         } catch {
             return check(.fail, "Serve's status could not be read: \(error).", remedy: "Check the dashboard's log on the head (dashboard_ServeHead.log).")
         }

@@ -42,9 +42,7 @@ public struct PortProbe: Sendable, Hashable, Codable {
     static func connectNow(host: String, port: Int, timeout: Duration) -> PortProbe {
         let start = ContinuousClock.now
         func result(_ outcome: Outcome, _ reason: String? = nil) -> PortProbe {
-            let elapsed = ContinuousClock.now - start
-            let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-            return PortProbe(host: host, port: port, outcome: outcome, milliseconds: ms, reason: reason)
+            PortProbe(host: host, port: port, outcome: outcome, milliseconds: (ContinuousClock.now - start).seconds * 1000, reason: reason)
         }
         guard let address = HostNetwork.resolve(host), let number = HostNetwork.number(address) else {
             return result(.unreachable, "cannot resolve \(host)")
@@ -63,7 +61,7 @@ public struct PortProbe: Sendable, Hashable, Codable {
         var error = started == 0 ? 0 : errno
         if started != 0 && error == EINPROGRESS {
             var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            let milliseconds = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+            let milliseconds = Int32(timeout.seconds * 1000)
             let ready = poll(&poller, 1, milliseconds)
             if ready == 0 { return result(.dropped, "no answer in \(timeout)") }
             var value: Int32 = 0

@@ -129,10 +129,8 @@ public struct HostNode: Sendable, Codable {
             gcs: configuration.gcsPort, dashboard: configuration.dashboardPort, serve: configuration.servePort)
         let dashboardHost = configuration.bind ?? "0.0.0.0"
         try checkFree([ports.gcs, ports.dashboard, ports.rayClient, ports.serve] + nodePorts(ports), on: dashboardHost)
-        var warnings: [String] = []
-        let plan = try configuration.gpus.plan(detected: await GPUSelection.detect())
-        progress(plan.summary)
-        if plan.logicalOnly { warnings.append(plan.summary) }
+        let (plan, environment) = try await gpuSetup(configuration, progress: progress)
+        var warnings = plan.logicalOnly ? [plan.summary] : []
 
         var token: String?
         var tokenFile: String?
@@ -147,8 +145,6 @@ public struct HostNode: Sendable, Codable {
             warnings.append(
                 "Ray \(versions.ray) has no token authentication (Ray 2.52 added it): the dashboard on port \(ports.dashboard) is open to everyone on the LAN. Upgrade Ray, or open the port only to trusted hosts.")
         }
-        var environment: [String: String] = [:]
-        if let devices = plan.visibleDevices { environment["CUDA_VISIBLE_DEVICES"] = devices }
         let local = LocalRayConfiguration(
             environment: configuration.environment, cpus: configuration.cpus, gpus: Double(plan.count), authToken: token,
             extraEnvironment: environment, dashboardHost: dashboardHost, startTimeout: configuration.startTimeout,
@@ -205,18 +201,14 @@ public struct HostNode: Sendable, Codable {
         ports.autoscalerMetrics = nil
         ports.dashboardMetrics = nil
         try checkFree(nodePorts(ports), on: address)
-        var warnings: [String] = []
-        let plan = try configuration.gpus.plan(detected: await GPUSelection.detect())
-        progress(plan.summary)
-        if plan.logicalOnly { warnings.append(plan.summary) }
+        let (plan, environment) = try await gpuSetup(configuration, progress: progress)
+        let warnings = plan.logicalOnly ? [plan.summary] : []
         let usesToken = mode == "token"
         if usesToken && token == nil {
             throw ClusterError(
                 .unauthorized, "The head at \(headAddress) uses token authentication, and no token was found here",
                 remedy: "Copy the head's token file (raylan up --head printed its path) to this host and pass --token-file.")
         }
-        var environment: [String: String] = [:]
-        if let devices = plan.visibleDevices { environment["CUDA_VISIBLE_DEVICES"] = devices }
         let local = LocalRayConfiguration(
             environment: configuration.environment, cpus: configuration.cpus, gpus: Double(plan.count),
             authToken: usesToken ? token?.value : nil, extraEnvironment: environment, dashboardHost: headAddress,
@@ -232,6 +224,17 @@ public struct HostNode: Sendable, Codable {
     }
 
     // MARK: Helpers
+
+    /// The GPUs for Ray (from `nvidia-smi` and `--gpus`) and the environment that selects them.
+    static func gpuSetup(
+        _ configuration: HostNodeConfiguration, progress: @Sendable (String) -> Void
+    ) async throws -> (GPUSelection.Plan, [String: String]) {
+        let plan = try configuration.gpus.plan(detected: await GPUSelection.detect())
+        progress(plan.summary)
+        var environment: [String: String] = [:]
+        if let devices = plan.visibleDevices { environment["CUDA_VISIBLE_DEVICES"] = devices }
+        return (plan, environment)
+    }
 
     /// `bind` when it is an address of this host; else the address facing `peer` (or the LAN).
     static func nodeAddress(bind: String?, toward peer: String?) throws -> String {

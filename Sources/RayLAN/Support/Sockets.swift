@@ -10,25 +10,19 @@ import Musl
 /// a socket must not leave that socket (a bound port, a listener) alive in the child.
 enum Sockets {
     /// A TCP socket with close-on-exec set; -1 on failure.
-    static func tcp() -> Int32 {
-        #if canImport(Glibc)
-        return socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        #else
-        return closeOnExec(socket(AF_INET, SOCK_STREAM, 0))
-        #endif
-    }
+    static func tcp() -> Int32 { make(stream: true) }
 
     /// A UDP socket with close-on-exec set; -1 on failure.
-    static func udp() -> Int32 {
-        #if canImport(Glibc)
-        return socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        #else
-        return closeOnExec(socket(AF_INET, SOCK_DGRAM, 0))
-        #endif
-    }
+    static func udp() -> Int32 { make(stream: false) }
 
-    static func closeOnExec(_ fd: Int32) -> Int32 {
+    private static func make(stream: Bool) -> Int32 {
+        #if canImport(Glibc)
+        let type = stream ? SOCK_STREAM : SOCK_DGRAM
+        return socket(AF_INET, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        #else
+        let fd = socket(AF_INET, stream ? SOCK_STREAM : SOCK_DGRAM, 0)
         if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         return fd
+        #endif
     }
 }
