@@ -1,7 +1,6 @@
 """One YOLO model in one replica: loading (.pt or .onnx through Ultralytics), warm-up, batched predict."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,14 +65,12 @@ class Backend:
             self.names = dict(self.model.names or {})
 
     def predict(self, images: list[np.ndarray], options: Options) -> list[Prediction]:
-        start = time.perf_counter()
         results = self.model.predict(
             images, imgsz=self.imgsz, conf=options.conf, iou=options.iou,
             classes=list(options.classes) if options.classes else None, device=self.device, half=self.half,
             # Always letterbox to a square: with rect letterboxing, Ultralytics pads a batch of mixed sizes
             # differently from a lone image, so results would depend on what shared the dynamic batch.
             rect=False, verbose=False)
-        wall = (time.perf_counter() - start) * 1000
         out = []
         for result in results:
             boxes = result.boxes
@@ -93,6 +90,5 @@ class Backend:
             out.append(Prediction(detections, {
                 "preprocess": round(float(speed.get("preprocess", 0.0)), 3),
                 "inference": round(float(speed.get("inference", 0.0)), 3),
-                "postprocess": round(float(speed.get("postprocess", 0.0)), 3),
-                "batch_wall": round(wall, 3)}, annotated))
+                "postprocess": round(float(speed.get("postprocess", 0.0)), 3)}, annotated))
         return out

@@ -70,7 +70,13 @@ def test_pt_and_onnx_give_the_same_boxes(images):
 
 
 def test_class_filter_and_annotation(backend, images):
-    image = next(iter(images.values()))
+    """shapes_08.jpg holds two circles among triangles and a star: filtering to circles (class 0) must drop
+    the others and keep both circles."""
+    image = images["shapes_08.jpg"]
+    everything = backend.predict([image.pixels], Options())[0]
+    assert {d["class_id"] for d in everything.detections} - {0}, "the image must hold other classes than 0"
     only_circles = backend.predict([image.pixels], Options(classes=(0,), annotate=True))[0]
+    assert len(only_circles.detections) >= 2
     assert all(d["class_id"] == 0 for d in only_circles.detections)
+    assert len(only_circles.detections) == sum(d["class_id"] == 0 for d in everything.detections)
     assert only_circles.annotated_jpeg[:2] == b"\xff\xd8"
