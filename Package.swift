@@ -32,6 +32,7 @@ let package = Package(
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -46,6 +47,12 @@ let package = Package(
                 "RayLAN",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "detect-example",
+            dependencies: ["RayLAN"],
+            path: "examples/detect",
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -54,10 +54,10 @@ struct BenchCommand: AsyncParsableCommand {
             let files = try imageFiles()
             try await Connection.with(cluster) { (connection: Connection) in
                 let configuration = Benchmark.Configuration(
-                    deployment: try await deployment.make(model: model, name: nil, on: connection.cluster), images: files,
+                    deployment: await deployment.make(model: model, name: nil, on: connection.cluster), images: files,
                     duration: .seconds(duration), concurrencyLevels: try levels(), seedImages: seedImages,
                     imagesPerRequest: try Self.counts(imagesPerRequest, option: "--images-per-request"))
-                let port = deployment.port.flatMap(Int.init) ?? connection.defaultServePort
+                let port = deployment.servePort(for: connection)
                 let report = try await Benchmark(cluster: connection.cluster, configuration: configuration, servePort: port)
                     .run(progress: { Terminal.error("… \($0)") })
                 Self.print(report)
@@ -81,7 +81,7 @@ struct BenchCommand: AsyncParsableCommand {
             }
         }
         let folder = try images ?? ClusterCode.locate().directory.deletingLastPathComponent().appendingPathComponent("samples").path
-        let (inputs, missing) = InputExpansion.expand([folder])
+        let (inputs, missing) = DetectionInput.expand([folder])
         if !missing.isEmpty { throw ValidationError("'\(folder)' holds no images. Pass a folder of images, or --synthetic N.") }
         return inputs.map(\.url)
     }

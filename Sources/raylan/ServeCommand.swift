@@ -9,67 +9,106 @@ struct ServeCommand: AsyncParsableCommand {
         subcommands: [ServeDeployCommand.self, ServeStatusCommand.self, ServeDeleteCommand.self])
 }
 
-/// The knobs `serve deploy` and `detect` (when it deploys) share.
-struct DeploymentOptions: ParsableArguments {
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("GPUs per replica, fractions allowed (default: 1 where a node has a GPU, else 0).", valueName: "f"))
-    var gpusPerReplica: String?
+/// `--replicas N|auto`.
+enum ReplicaCount: ExpressibleByArgument, Equatable {
+    case fixed(Int)
+    case auto
 
-    @Option(name: .long, help: ArgumentHelp("Replicas: a number, or 'auto' for Serve's autoscaling (1 to 4). Default 1.", valueName: "n|auto"))
-    var replicas = "1"
-
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Most images per dynamic batch. Default 8.", valueName: "n"))
-    var maxBatch = "8"
-
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Longest wait for a batch to fill, in ms. Default 10.", valueName: "ms"))
-    var batchWaitMs = "10"
-
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Model input size (default: the model's own, else 640).", valueName: "px"))
-    var imgsz: String?
-
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Serve's HTTP port when Serve is not running yet (default 8000; a free one for the local Ray).", valueName: "port"))
-    var port: String?
-
-    func validate() throws { _ = try make(model: "x.pt", name: nil, gpus: 0) }
-
-    func make(model: String, name: String?, gpus defaultGPUs: Double) throws -> DetectionDeployment {
-        func number(_ text: String, _ flag: String, minimum: Double) throws -> Double {
-            guard let value = Double(text), value >= minimum, value.isFinite else {
-                throw ValidationError("\(flag) must be a number of \(Terminal.number(minimum)) or more, not '\(text)'.")
-            }
-            return value
-        }
-        let replicas: DetectionDeployment.Replicas
-        if self.replicas == "auto" {
-            replicas = .auto(min: 1, max: 4)
+    init?(argument: String) {
+        if argument == "auto" {
+            self = .auto
+        } else if let count = Int(argument), count >= 1 {
+            self = .fixed(count)
         } else {
-            guard let count = Int(self.replicas), count >= 1 else {
-                throw ValidationError("--replicas must be a whole number of 1 or more, or 'auto', not '\(self.replicas)'.")
-            }
-            replicas = .fixed(count)
+            return nil
         }
-        if let port { _ = try number(port, "--port", minimum: 1) }
-        return DetectionDeployment(
-            model: model, name: name, gpusPerReplica: try gpusPerReplica.map { try number($0, "--gpus-per-replica", minimum: 0) } ?? defaultGPUs,
-            replicas: replicas, maxBatch: Int(try number(maxBatch, "--max-batch", minimum: 1)),
-            batchWaitMilliseconds: try number(batchWaitMs, "--batch-wait-ms", minimum: 0),
-            imageSize: try imgsz.map { Int(try number($0, "--imgsz", minimum: 32)) })
+    }
+
+    var defaultValueDescription: String {
+        switch self {
+        case .fixed(let count): String(count)
+        case .auto: "auto"
+        }
+    }
+
+    var replicas: DetectionDeployment.Replicas {
+        switch self {
+        case .fixed(let count): .fixed(count)
+        case .auto: .auto(min: 1, max: 4)
+        }
+    }
+}
+
+/// The knobs `serve deploy`, `detect` (when it deploys) and `bench` share.
+struct DeploymentOptions: ParsableArguments {
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp(
+            "GPUs per replica, fractions allowed (default: 1 where a node has a GPU, else 0).", valueName: "f"))
+    var gpusPerReplica: Double?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Replicas: a number, or 'auto' for Serve's autoscaling (1 to 4).", valueName: "n|auto"))
+    var replicas: ReplicaCount = .fixed(1)
+
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Most images per dynamic batch.", valueName: "n"))
+    var maxBatch = 8
+
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp("Longest wait for a batch to fill, in ms.", valueName: "ms"))
+    var batchWaitMs: Double = 10
+
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp("Model input size (default: the model's own, else 640).", valueName: "px"))
+    var imgsz: Int?
+
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp(
+            "Serve's HTTP port when Serve is not running yet (default: 8000; a free one for the local Ray).",
+            valueName: "port"))
+    var port: Int?
+
+    func validate() throws {
+        if let gpusPerReplica, !(gpusPerReplica >= 0 && gpusPerReplica.isFinite) {
+            throw ValidationError("--gpus-per-replica must be a number of 0 or more, not '\(gpusPerReplica)'.")
+        }
+        guard maxBatch >= 1 else { throw ValidationError("--max-batch must be 1 or more, not \(maxBatch).") }
+        guard batchWaitMs >= 0 && batchWaitMs.isFinite else {
+            throw ValidationError("--batch-wait-ms must be 0 or more, not '\(batchWaitMs)'.")
+        }
+        if let imgsz, imgsz < 32 { throw ValidationError("--imgsz must be 32 or more, not \(imgsz).") }
+        if let port, !(1...65535).contains(port) { throw ValidationError("--port must be from 1 to 65535, not \(port).") }
     }
 
     /// The deployment for `model`, GPUs per replica defaulting to 1 where an alive node has a GPU, else 0.
-    func make(model: String, name: String?, on cluster: RayCluster) async throws -> DetectionDeployment {
-        let hasGPU = (try? await cluster.state().nodes.contains { $0.isAlive && $0.gpus.total >= 1 }) ?? false
-        return try make(model: model, name: name, gpus: hasGPU ? 1 : 0)
+    func make(model: String, name: String?, on cluster: RayCluster) async -> DetectionDeployment {
+        let gpus: Double
+        if let gpusPerReplica { gpus = gpusPerReplica } else { gpus = await cluster.defaultGPUsPerReplica() }
+        return DetectionDeployment(
+            model: model, name: name, gpusPerReplica: gpus, replicas: replicas.replicas, maxBatch: maxBatch,
+            batchWaitMilliseconds: batchWaitMs, imageSize: imgsz)
+    }
+
+    /// The Serve port to deploy with: `--port`, else the embedded cluster's reserved port, else Serve's default.
+    func servePort(for connection: Connection) -> Int { port ?? connection.defaultServePort }
+
+    /// What a deployment's progress prints on stderr.
+    static func announce(_ deployment: DetectionDeployment) {
+        Terminal.error(
+            "Deploying '\(deployment.name)' (model \(deployment.model), \(Terminal.number(deployment.gpusPerReplica)) GPU "
+                + "per replica, batches up to \(deployment.maxBatch))…")
     }
 
     /// Deploys `model` (see ``make(model:name:on:)``) and says what happens.
     func deploy(model: String, name: String?, on connection: Connection) async throws -> ServeStatus.Application {
-        let cluster = connection.cluster
-        let deployment = try await make(model: model, name: name, on: cluster)
-        Terminal.error(
-            "Deploying '\(deployment.name)' (model \(model), \(Terminal.number(deployment.gpusPerReplica)) GPU per replica, "
-                + "batches up to \(deployment.maxBatch))…")
-        let port = port.flatMap(Int.init) ?? connection.defaultServePort
-        return try await cluster.deploy(deployment, httpPort: port, progress: { Terminal.error("  \($0)") })
+        let deployment = await make(model: model, name: name, on: connection.cluster)
+        Self.announce(deployment)
+        return try await connection.cluster.deploy(
+            deployment, httpPort: servePort(for: connection), progress: { Terminal.error("  \($0)") })
     }
 
     /// The shipped demo model, `models/shapes/shapes-yolo11n.pt` next to the cluster code.
@@ -111,9 +150,10 @@ struct ServeDeployCommand: AsyncParsableCommand {
                     deployed.append(try await deployment.deploy(model: model, name: name, on: connection))
                 }
                 if json { try Terminal.json(deployed) } else {
-                    let port = try await connection.cluster.serveStatus().httpOptions?.port ?? 8000
+                    let status = try await connection.cluster.serveStatus()
                     for app in deployed {
-                        Terminal.out("\(app.name) RUNNING at http://\(connection.cluster.address.host):\(port)\(app.routePrefix ?? "")")
+                        let endpoint = try connection.cluster.serveEndpoint(for: app.name, in: status)
+                        Terminal.out("\(app.name) RUNNING at \(endpoint)")
                     }
                 }
             }
@@ -138,7 +178,7 @@ struct ServeStatusCommand: AsyncParsableCommand {
                 Terminal.out("Serve HTTP port \(status.httpOptions?.port.map(String.init) ?? "?")")
                 for app in status.applications.values.sorted(by: { $0.name < $1.name }) {
                     Terminal.out("\(app.name)  \(app.status)  \(app.routePrefix ?? "")")
-                    if let message = app.message, !message.isEmpty, app.status != "RUNNING" {
+                    if let message = app.message, !message.isEmpty, app.status != .running {
                         message.split(separator: "\n").forEach { Terminal.out("    " + $0) }
                     }
                     for deployment in (app.deployments ?? [:]).values.sorted(by: { $0.name < $1.name }) {

@@ -95,7 +95,7 @@ struct StatusCommand: AsyncParsableCommand {
                 let replicas = deployment.replicas ?? []
                 let byNode = Dictionary(grouping: replicas, by: { $0.nodeIP ?? "?" })
                     .map { "\($0.value.count)×\($0.key)" }.sorted().joined(separator: ", ")
-                return [app.name, app.status, deployment.name, deployment.status ?? "?", "\(replicas.count)", byNode]
+                return [app.name, app.status.rawValue, deployment.name, deployment.status ?? "?", "\(replicas.count)", byNode]
             }
         }
         Terminal.table(["APPLICATION", "STATUS", "DEPLOYMENT", "HEALTH", "REPLICAS", "ON NODES"], rows)

@@ -38,7 +38,7 @@ extension RayClusterTests.Main {
             // The naive application is removed afterwards; the batched service keeps running.
             let apps = try await cluster.withConnection { try await $0.serveStatus().applications }
             #expect(apps["shapes-yolo11n-naive"] == nil)
-            #expect(apps["shapes-yolo11n"]?.status == "RUNNING")
+            #expect(apps["shapes-yolo11n"]?.status == .running)
         }
     }
 }

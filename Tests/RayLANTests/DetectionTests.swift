@@ -31,7 +31,7 @@ extension RayClusterTests.Main {
             try await cluster.withConnection { ray in
                 for model in [ptModel, onnxModel] {
                     let name = DetectionDeployment.defaultName(for: model) + (model.hasSuffix(".onnx") ? "-onnx" : "")
-                    if try await ray.serveStatus().applications[name]?.status == "RUNNING" { continue }
+                    if try await ray.serveStatus().applications[name]?.status == .running { continue }
                     try await ray.deploy(
                         DetectionDeployment(model: model, name: name, gpusPerReplica: 0), httpPort: cluster.ray.ports.serve)
                 }
@@ -43,8 +43,8 @@ extension RayClusterTests.Main {
             let cluster = try requireCluster()
             try await Self.deployBoth(cluster)
             let status = try await cluster.withConnection { try await $0.serveStatus() }
-            #expect(status.applications["shapes-yolo11n"]?.status == "RUNNING")
-            #expect(status.applications["shapes-yolo11n-onnx"]?.status == "RUNNING")
+            #expect(status.applications["shapes-yolo11n"]?.status == .running)
+            #expect(status.applications["shapes-yolo11n-onnx"]?.status == .running)
 
             let out = try TestEnvironment.makeTemporaryDirectory("raylan-detect")
             defer { try? FileManager.default.removeItem(at: out) }
@@ -96,18 +96,41 @@ extension RayClusterTests.Main {
                 cluster.environment.python, ["-c", script, Self.ptModel] + records.map(\.path), environment: ["YOLO_OFFLINE": "1"])
             try #require(local.status == 0, "\(local)")
             let reference = try JSONDecoder().decode([String: [[Double]]].self, from: Data(local.stdout.split(separator: "\n").last.map { Data($0.utf8) } ?? Data()))
+            // One-to-one: each of Ultralytics' boxes takes the closest unused box of the same class. Float tolerance:
+            // the same weights, square letterbox and decoder give the same numbers up to batch-size rounding
+            // (measured: \(Self.measuredScore) in score, \(Self.measuredBox) px), so 5× that is allowed.
+            var worstScore = 0.0, worstBox = 0.0
             for record in records {
                 let mine = try #require(record.result).detections
                 let theirs = try #require(reference[record.path])
                 #expect(mine.count == theirs.count, "\(record.path)")
+                var used = Set<Int>()
                 for detection in theirs {
-                    // Float tolerance: the same weights, square letterbox and decoder output give the same numbers
-                    // up to batch-size rounding (measured: 5e-6 in score, 0.005 px).
-                    let match = mine.first { $0.classID == Int(detection[0]) && zip($0.box, detection[2...]).allSatisfy { abs($0 - $1) < 0.1 } }
-                    #expect(match != nil, "\(record.path): no match for \(detection)")
-                    if let match { #expect(abs(match.score - detection[1]) < 1e-3) }
+                    let candidates = mine.enumerated().filter { $0.element.classID == Int(detection[0]) && !used.contains($0.offset) }
+                    let closest = candidates.min { a, b in
+                        Self.boxDistance(a.element.box, Array(detection[2...])) < Self.boxDistance(b.element.box, Array(detection[2...]))
+                    }
+                    guard let closest else {
+                        Issue.record("\(record.path): no box of class \(Int(detection[0])) left for \(detection)")
+                        continue
+                    }
+                    used.insert(closest.offset)
+                    worstBox = max(worstBox, Self.boxDistance(closest.element.box, Array(detection[2...])))
+                    worstScore = max(worstScore, abs(closest.element.score - detection[1]))
                 }
             }
+            #expect(worstBox <= 5 * Self.measuredBox, "largest box difference \(worstBox) px")
+            #expect(worstScore <= 5 * Self.measuredScore, "largest score difference \(worstScore)")
+        }
+
+        /// The largest differences measured between the service and Ultralytics' own predict on the samples
+        /// (over several runs, batch sizes 1–12).
+        static let measuredBox = 0.005
+        static let measuredScore = 5e-6
+
+        /// The largest coordinate difference between two boxes, in pixels.
+        static func boxDistance(_ a: [Double], _ b: [Double]) -> Double {
+            zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
         }
 
         @Test("The .pt and .onnx services give matching boxes; concurrent requests are batched")
@@ -132,25 +155,30 @@ extension RayClusterTests.Main {
                     }
                 }
                 var largest = 0
-                for await (_, result) in pt.results(for: files + files, concurrency: 16) {
-                    largest = max(largest, (try? result.get().batchSize) ?? 0)
+                var failures: [String] = []
+                for await (file, result) in pt.results(for: files + files, concurrency: 16) {
+                    switch result {
+                    case .success(let value): largest = max(largest, value.batchSize)
+                    case .failure(let error): failures.append("\(file.lastPathComponent): \(error)")
+                    }
                 }
+                #expect(failures.isEmpty, "\(failures)")
                 #expect(largest > 1, "no request shared a batch")
 
-                // Several files per request: every file answers once, in input order, an unreadable one with
-                // its own error, and a request's images share a batch.
+                // Several files per request, one request in flight: every file answers once, in input order, an
+                // unreadable one with its own error, and a batch larger than one can only be a request's own images.
                 let missing = Self.samples.appendingPathComponent("no-such-image.jpg")
                 let mixed = Array(files.prefix(4)) + [missing] + Array(files.suffix(3))
                 var answered: [URL] = []
                 var grouped = 0
-                for await (file, result) in pt.results(for: mixed, concurrency: 2, imagesPerRequest: 3) {
+                for await (file, result) in pt.results(for: mixed, concurrency: 1, imagesPerRequest: 3) {
                     answered.append(file)
                     switch result {
                     case .success(let value):
                         grouped = max(grouped, value.batchSize)
                         #expect(file != missing)
                     case .failure(let error):
-                        #expect(file == missing && error.code == "unreadable", "\(file): \(error)")
+                        #expect(file == missing && error.code == .unreadable, "\(file): \(error)")
                     }
                 }
                 #expect(answered == mixed)
@@ -185,11 +213,11 @@ extension RayClusterTests.Main {
                 uniquingKeysWith: { a, _ in a })
             #expect(records.count == inputs.count)
             #expect(records["good.jpg"]?.succeeded == true)
-            #expect(records["empty.jpg"]?.error?.code == "empty")
-            #expect(records["truncated.jpg"]?.error?.code == "decode_failed")
-            #expect(records["text.jpg"]?.error?.code == "unsupported_format")
-            #expect(records["anim.gif"]?.error?.code == "unsupported_format")
-            #expect(records["huge.png"]?.error?.code == "too_large")
+            #expect(records["empty.jpg"]?.error?.code == .empty)
+            #expect(records["truncated.jpg"]?.error?.code == .decodeFailed)
+            #expect(records["text.jpg"]?.error?.code == .unsupportedFormat)
+            #expect(records["anim.gif"]?.error?.code == .unsupportedFormat)
+            #expect(records["huge.png"]?.error?.code == .tooLarge)
 
             let emptyFolder = folder.appendingPathComponent("nothing-here")
             try FileManager.default.createDirectory(at: emptyFolder, withIntermediateDirectories: true)
@@ -238,9 +266,10 @@ extension RayClusterTests.Main {
             #expect(try String(contentsOf: journal, encoding: .utf8).split(separator: "\n").count == 12)
         }
 
-        @Test("An unknown model is a deploy error with Ray's message; --no-deploy on a missing service is a clear error")
+        @Test("An unknown model is a deploy error naming it with Ray's message; the other services keep running; --no-deploy on a missing service is a clear error")
         func deployErrors() async throws {
             let cluster = try requireCluster()
+            try await Self.deployBoth(cluster)
             let address = cluster.address.description
             let missing = try await CommandRunner.raylan(
                 ["detect", Self.samples.path, "--address", address, "--model", "never-deployed.pt", "--no-deploy"])
@@ -251,10 +280,16 @@ extension RayClusterTests.Main {
                 "serve", "deploy", "--address", address, "--model", "no-such-model-raylan.pt", "--gpus-per-replica", "0",
             ])
             #expect(unknown.status == 1, "\(unknown)")
-            #expect(unknown.stderr.contains("failed to deploy"))
+            #expect(unknown.stderr.contains("'no-such-model-raylan' failed to deploy"), "\(unknown.stderr)")
+            // Ray's message carries the replica's exception: Ultralytics could not find or fetch the weights.
+            #expect(unknown.stderr.contains("no-such-model-raylan.pt") && unknown.stderr.contains(Self.missingWeightsText), "\(unknown.stderr)")
             let status = try await cluster.withConnection { try await $0.serveStatus() }
-            #expect(status.applications["shapes-yolo11n"] == nil || status.applications["shapes-yolo11n"]?.status == "RUNNING")
+            #expect(status.applications["shapes-yolo11n"]?.status == .running)
+            #expect(status.applications["shapes-yolo11n-onnx"]?.status == .running)
             _ = try await cluster.withConnection { try await $0.deleteServeApplication("no-such-model-raylan") }
         }
+
+        /// What Ultralytics raises for weights it can neither find nor download (no network here).
+        static let missingWeightsText = "FileNotFoundError"
     }
 }

@@ -114,31 +114,44 @@ public final class RayCluster: Sendable {
         var text: String { String(decoding: body, as: UTF8.self) }
     }
 
-    /// Sends one request and returns status and body. Maps connection failures to `unreachable` and 401/403
-    /// to `unauthorized`/`forbidden`; every other status is the caller's to judge.
+    /// Sends one request to the dashboard and returns status and body. Maps connection failures to
+    /// `unreachable` and 401/403 to `unauthorized`/`forbidden`; every other status is the caller's to judge.
     func send(
         _ method: HTTPMethod, _ path: String, body: Data? = nil, contentType: String = "application/json",
         timeout: Duration? = nil, maxResponseBytes: Int = 64 << 20
     ) async throws -> Response {
-        try await send(
-            method, url: address.url.absoluteString + path, body: body, contentType: contentType, timeout: timeout,
-            maxResponseBytes: maxResponseBytes)
+        try await execute(
+            method, url: address.url.absoluteString + path, server: .dashboard, body: body, contentType: contentType,
+            timeout: timeout, maxResponseBytes: maxResponseBytes)
     }
 
-    /// Like ``send(_:_:body:contentType:timeout:maxResponseBytes:)`` for any URL on the cluster's hosts
-    /// (e.g. the Serve proxy).
+    /// Sends one request to Serve's proxy at `endpoint` (`path` under its route prefix) and returns status and
+    /// body. Connection failures become `unreachable` naming the Serve proxy; the dashboard's token is not
+    /// sent (the proxy is a different server), and every status is the caller's to judge.
     func send(
-        _ method: HTTPMethod, url: String, body: Data? = nil, contentType: String = "application/json",
-        timeout: Duration? = nil, maxResponseBytes: Int = 64 << 20
+        _ method: HTTPMethod, to endpoint: ServeEndpoint, _ path: String, body: Data? = nil,
+        contentType: String = "application/json", timeout: Duration? = nil, maxResponseBytes: Int = 64 << 20
     ) async throws -> Response {
-        let target = URL(string: url)
-        let address = ClusterAddress(
-            scheme: "http", host: target?.host ?? self.address.host, port: target?.port ?? self.address.port)
+        try await execute(
+            method, url: endpoint.url(path), server: .serveProxy(endpoint.address), body: body,
+            contentType: contentType, timeout: timeout, maxResponseBytes: maxResponseBytes)
+    }
+
+    /// Which of the cluster's HTTP servers a request goes to.
+    enum Server {
+        case dashboard
+        case serveProxy(ClusterAddress)
+    }
+
+    private func execute(
+        _ method: HTTPMethod, url: String, server: Server, body: Data?, contentType: String, timeout: Duration?,
+        maxResponseBytes: Int
+    ) async throws -> Response {
         var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers.add(name: "User-Agent", value: configuration.userAgent)
         request.headers.add(name: "Accept", value: "application/json")
-        if let token = configuration.token {
+        if case .dashboard = server, let token = configuration.token {
             request.headers.add(name: "Authorization", value: "Bearer \(token.value)")
         }
         if let body {
@@ -151,17 +164,18 @@ public final class RayCluster: Sendable {
         do {
             response = try await http.execute(request, timeout: .init(limit))
             bytes = try await response.body.collect(upTo: maxResponseBytes)
-        } catch let error as ClusterError {
-            throw error
         } catch is CancellationError {
             throw CancellationError()
         } catch {
-            throw ClusterError.unreachable(
-                address, reason: Self.reason(for: error, timeout: limit), underlying: error,
-                isDashboard: address.port == self.address.port && address.host == self.address.host)
+            let reason = ConnectionFailure(error).reason(timeout: limit)
+            switch server {
+            case .dashboard: throw ClusterError.unreachable(address, reason: reason, underlying: error)
+            case .serveProxy(let proxy): throw ClusterError.serveProxyUnreachable(proxy, reason: reason, underlying: error)
+            }
         }
         let result = Response(status: Int(response.status.code), body: Data(bytes.readableBytesView))
         logger.debug("\(method) \(url) -> \(result.status)")
+        guard case .dashboard = server else { return result }
         switch result.status {
         case 401: throw ClusterError.unauthorized(address, body: result.text)
         case 403: throw ClusterError.forbidden(address, tokenSource: configuration.token?.source, body: result.text)
@@ -186,28 +200,6 @@ public final class RayCluster: Sendable {
         }
     }
 
-    /// A short human reason for a connection failure.
-    static func reason(for error: any Error, timeout: Duration) -> String {
-        let text = String(describing: error)
-        if text.localizedCaseInsensitiveContains("refused") { return "connection refused" }
-        if text.localizedCaseInsensitiveContains("getConnectionFromPoolTimeout") {
-            return "no free connection in time: more requests in flight than connections"
-        }
-        if text.localizedCaseInsensitiveContains("connectTimeout") {
-            return "no answer to the connection attempt: a firewall may drop the packets"
-        }
-        if text.localizedCaseInsensitiveContains("deadline") || text.localizedCaseInsensitiveContains("timeout") {
-            return "no answer within \(timeout)"
-        }
-        if text.localizedCaseInsensitiveContains("unreachable") { return "no route to host" }
-        if text.localizedCaseInsensitiveContains("dns") || text.localizedCaseInsensitiveContains("resolve")
-            || text.localizedCaseInsensitiveContains("lookup")
-        {
-            return "the host name could not be resolved"
-        }
-        if text.localizedCaseInsensitiveContains("remoteConnectionClosed") { return "the server closed the connection" }
-        return text
-    }
 }
 
 extension TimeAmount {

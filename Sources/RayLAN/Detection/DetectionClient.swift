@@ -9,28 +9,21 @@ import NIOHTTP1
 /// ```
 public struct DetectionClient: Sendable {
     public let cluster: RayCluster
-    /// e.g. `http://192.168.1.130:8000/raylan/shapes-yolo11n`.
-    public let baseURL: String
+    /// Where the application answers, e.g. `http://192.168.1.130:8000/raylan/shapes-yolo11n`.
+    public let endpoint: ServeEndpoint
     /// Tries per request on 503 or connection loss, with exponential backoff. Default 5.
     public var attempts: Int = 5
 
-    /// A client for application `application`, on the Serve proxy of the cluster's head at `servePort`.
-    public init(cluster: RayCluster, application: String, servePort: Int) {
+    /// A client for the application at `endpoint` (see ``RayCluster/serveEndpoint(for:)``).
+    public init(cluster: RayCluster, endpoint: ServeEndpoint) {
         self.cluster = cluster
-        let host = cluster.address.host.contains(":") ? "[\(cluster.address.host)]" : cluster.address.host
-        self.baseURL = "http://\(host):\(servePort)/raylan/\(application)"
+        self.endpoint = endpoint
     }
 
-    /// A client for a running application, its port read from Serve.
+    /// A client for a running application, its port and route read from Serve.
     /// - Throws: ``ServeError`` (`notDeployed`) when Serve does not run `application`.
     public init(cluster: RayCluster, application: String) async throws {
-        let status = try await cluster.serveStatus()
-        guard let app = status.applications[application], app.status == "RUNNING" else {
-            throw ServeError(
-                .notDeployed, "The detection service '\(application)' is not running on \(cluster.address)",
-                remedy: "Deploy it with 'raylan serve deploy --model …' (or let 'raylan detect' deploy it).")
-        }
-        self.init(cluster: cluster, application: application, servePort: status.httpOptions?.port ?? 8000)
+        self.init(cluster: cluster, endpoint: try await cluster.serveEndpoint(for: application))
     }
 
     /// Detects objects in one encoded image (JPEG, PNG, WebP or BMP bytes).
@@ -41,7 +34,7 @@ public struct DetectionClient: Sendable {
         switch response.status {
         case 200: return try decodeResult(response.body)
         case 422, 400: throw serverError(response)
-        default: throw DetectionError(code: "unavailable", message: "HTTP \(response.status): \(RayMessage.extract(from: response.text))")
+        default: throw DetectionError(.unavailable, "HTTP \(response.status): \(RayMessage.extract(from: response.text))")
         }
     }
 
@@ -68,19 +61,30 @@ public struct DetectionClient: Sendable {
         }
     }
 
-    /// Results for many files, in input order, with at most `concurrency` requests of up to
-    /// `imagesPerRequest` files each in flight: files are read and sent only when a slot frees up and the
-    /// consumer asks for more, so memory stays bounded however many files there are. Every file yields
-    /// exactly one element: a result or an error.
+    /// Results for many inputs, in input order, with at most `concurrency` requests of up to
+    /// `imagesPerRequest` images each in flight: files are read and sent only when a slot frees up and the
+    /// consumer asks for more, so memory stays bounded however many inputs there are. Every input yields
+    /// exactly one element, with the caller's own input value: a result or an error.
     ///
     /// Several images per request (`/detect/batch`) cost the Serve proxy and the service one request
     /// instead of several, and arrive at the dynamic batcher together. Default 1.
+    /// - Parameters:
+    ///   - inputs: the caller's inputs, handed back with their results.
+    ///   - file: the image file of an input.
+    public func results<Input: Sendable>(
+        for inputs: [Input], file: @escaping @Sendable (Input) -> URL, concurrency: Int = 8, imagesPerRequest: Int = 1,
+        options: DetectionOptions = DetectionOptions()
+    ) -> DetectionResults<Input> {
+        DetectionResults(
+            client: self, inputs: inputs, file: file, concurrency: max(concurrency, 1),
+            imagesPerRequest: max(imagesPerRequest, 1), options: options)
+    }
+
+    /// ``results(for:file:concurrency:imagesPerRequest:options:)`` for files.
     public func results(
         for files: [URL], concurrency: Int = 8, imagesPerRequest: Int = 1, options: DetectionOptions = DetectionOptions()
-    ) -> DetectionResults {
-        DetectionResults(
-            client: self, files: files, concurrency: max(concurrency, 1), imagesPerRequest: max(imagesPerRequest, 1),
-            options: options)
+    ) -> DetectionResults<URL> {
+        results(for: files, file: { $0 }, concurrency: concurrency, imagesPerRequest: imagesPerRequest, options: options)
     }
 
     /// Several files' results with one request, never throwing: a file that cannot be read, an image the
@@ -95,7 +99,7 @@ public struct DetectionClient: Sendable {
             if let data = FileManager.default.contents(atPath: file.path) {
                 sent.append((index, data))
             } else {
-                results[index] = .failure(DetectionError(code: "unreadable", message: "cannot read \(file.path)"))
+                results[index] = .failure(DetectionError(.unreadable, "cannot read \(file.path)"))
             }
         }
         if !sent.isEmpty {
@@ -103,11 +107,11 @@ public struct DetectionClient: Sendable {
                 let answers = try await detect(batch: sent.map(\.data), options: options)
                 for (item, answer) in zip(sent, answers) { results[item.index] = answer }
             } catch {
-                let failure = error as? DetectionError ?? DetectionError(code: "unavailable", message: "\(error)")
+                let failure = error as? DetectionError ?? DetectionError(.unavailable, "\(error)")
                 for item in sent { results[item.index] = .failure(failure) }
             }
         }
-        return results.map { $0 ?? .failure(DetectionError(code: "bad_response", message: "the service returned too few results")) }
+        return results.map { $0 ?? .failure(DetectionError(.badResponse, "the service returned too few results")) }
     }
 
     /// One file's result, never throwing: a local read failure or a service error becomes the error.
@@ -115,20 +119,20 @@ public struct DetectionClient: Sendable {
         -> Result<DetectionResult, DetectionError>
     {
         guard let data = FileManager.default.contents(atPath: file.path) else {
-            return .failure(DetectionError(code: "unreadable", message: "cannot read \(file.path)"))
+            return .failure(DetectionError(.unreadable, "cannot read \(file.path)"))
         }
         do {
             return .success(try await detect(data, options: options))
         } catch let error as DetectionError {
             return .failure(error)
         } catch {
-            return .failure(DetectionError(code: "unavailable", message: "\(error)"))
+            return .failure(DetectionError(.unavailable, "\(error)"))
         }
     }
 
     /// The service's `/models` answer.
     public func models() async throws -> JSONValue {
-        let response = try await cluster.send(.GET, url: baseURL + "/models")
+        let response = try await cluster.send(.GET, to: endpoint, "/models")
         guard response.status == 200 else { throw serverError(response) }
         return try JSONDecoder().decode(JSONValue.self, from: response.body)
     }
@@ -141,10 +145,10 @@ public struct DetectionClient: Sendable {
         while true {
             do {
                 let response = try await cluster.send(
-                    .POST, url: baseURL + path, body: body, contentType: "application/octet-stream",
+                    .POST, to: endpoint, path, body: body, contentType: "application/octet-stream",
                     timeout: .seconds(300))
                 if response.status == 503 || response.status == 502 || response.status == 504, attempt < attempts {
-                    throw DetectionError(code: "unavailable", message: "HTTP \(response.status)")
+                    throw DetectionError(.unavailable, "HTTP \(response.status)")
                 }
                 return response
             } catch let error where attempt < attempts && !(error is CancellationError) {
@@ -159,24 +163,25 @@ public struct DetectionClient: Sendable {
         do {
             return try JSONDecoder().decode(DetectionResult.self, from: data)
         } catch {
-            throw DetectionError(code: "bad_response", message: "unexpected answer: \(String(decoding: data.prefix(300), as: UTF8.self))")
+            throw DetectionError(.badResponse, "unexpected answer: \(String(decoding: data.prefix(300), as: UTF8.self))")
         }
     }
 
     private func serverError(_ response: RayCluster.Response) -> DetectionError {
         struct Failure: Decodable { var error: DetectionError }
         if let failure = try? JSONDecoder().decode(Failure.self, from: response.body) { return failure.error }
-        return DetectionError(code: "unavailable", message: "HTTP \(response.status): \(RayMessage.extract(from: response.text))")
+        return DetectionError(.unavailable, "HTTP \(response.status): \(RayMessage.extract(from: response.text))")
     }
 }
 
-/// The results of ``DetectionClient/results(for:concurrency:imagesPerRequest:options:)``: an
-/// `AsyncSequence` of `(file, result)` in input order. Single-pass.
-public struct DetectionResults: AsyncSequence, Sendable {
-    public typealias Element = (URL, Result<DetectionResult, DetectionError>)
+/// The results of ``DetectionClient/results(for:file:concurrency:imagesPerRequest:options:)``: an
+/// `AsyncSequence` of `(input, result)` in input order, the input being the caller's own value. Single-pass.
+public struct DetectionResults<Input: Sendable>: AsyncSequence, Sendable {
+    public typealias Element = (input: Input, result: Result<DetectionResult, DetectionError>)
 
     let client: DetectionClient
-    let files: [URL]
+    let inputs: [Input]
+    let file: @Sendable (Input) -> URL
     let concurrency: Int
     let imagesPerRequest: Int
     let options: DetectionOptions
@@ -187,7 +192,7 @@ public struct DetectionResults: AsyncSequence, Sendable {
 
     public struct Iterator: AsyncIteratorProtocol {
         let source: DetectionResults
-        /// One task per request in flight, oldest first; each answers for its files in order.
+        /// One task per request in flight, oldest first; each answers for its inputs in order.
         var pending: [Task<[Element], Never>] = []
         /// The oldest request's answers not yet handed out.
         var ready: ArraySlice<Element> = []
@@ -196,11 +201,16 @@ public struct DetectionResults: AsyncSequence, Sendable {
         public mutating func next() async -> Element? {
             while true {
                 if let element = ready.popFirst() { return element }
-                while pending.count < source.concurrency && nextIndex < source.files.count {
-                    let chunk = Array(source.files[nextIndex..<Swift.min(nextIndex + source.imagesPerRequest, source.files.count)])
-                    let (client, options) = (source.client, source.options)
-                    nextIndex += chunk.count
-                    pending.append(Task { Array(zip(chunk, await client.detect(files: chunk, options: options))) })
+                while pending.count < source.concurrency && nextIndex < source.inputs.count {
+                    let end = Swift.min(nextIndex + source.imagesPerRequest, source.inputs.count)
+                    let chunk = Array(source.inputs[nextIndex..<end])
+                    let (client, options, file) = (source.client, source.options, source.file)
+                    nextIndex = end
+                    pending.append(
+                        Task {
+                            let results = await client.detect(files: chunk.map(file), options: options)
+                            return zip(chunk, results).map { (input: $0, result: $1) }
+                        })
                 }
                 guard !pending.isEmpty else { return nil }
                 let oldest = pending.removeFirst()

@@ -1,17 +1,58 @@
 import Foundation
 
-/// An image the service could not process, or a service that could not be reached.
+/// An input that got no detections: an image the service could not process, a file that could not be read,
+/// a service that could not be reached — or a detect run that could not start (no input matched).
+///
+/// It is also what `detections.jsonl` records for a failed input: it encodes as
+/// `{"code": "<code>", "message": "…"}`, the service's own error shape.
 public struct DetectionError: RayLANError, Sendable, Codable, Hashable {
-    /// The service's or RayLAN's code: `empty`, `unsupported_format`, `too_large`, `decode_failed`,
-    /// `unreadable` (the local file), `unavailable` (the service kept failing), `bad_response`.
-    public var code: String
+    /// What kind of failure this is. Open, so a code a newer service sends still decodes; compare with
+    /// `error.code == .decodeFailed`. Encodes as its string (`decode_failed`).
+    public struct Code: Sendable, Hashable, Codable, CustomStringConvertible, RawRepresentable {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+
+        /// The service received no bytes for the image.
+        public static let empty = Code(rawValue: "empty")
+        /// Not a JPEG, PNG, WebP or BMP.
+        public static let unsupportedFormat = Code(rawValue: "unsupported_format")
+        /// The image has more pixels than the service accepts.
+        public static let tooLarge = Code(rawValue: "too_large")
+        /// The bytes are not a valid image of their format (e.g. truncated).
+        public static let decodeFailed = Code(rawValue: "decode_failed")
+        /// The service refused the request itself (e.g. an invalid query value).
+        public static let badRequest = Code(rawValue: "bad_request")
+        /// The local file could not be read.
+        public static let unreadable = Code(rawValue: "unreadable")
+        /// The service could not be reached or kept failing.
+        public static let unavailable = Code(rawValue: "unavailable")
+        /// The service's answer could not be understood.
+        public static let badResponse = Code(rawValue: "bad_response")
+        /// An output file for the input could not be written.
+        public static let outputFailed = Code(rawValue: "output_failed")
+        /// A run's input argument matched no image file (a usage error).
+        public static let noInput = Code(rawValue: "no_input")
+
+        public init(from decoder: any Decoder) throws {
+            rawValue = try decoder.singleValueContainer().decode(String.self)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            try container.encode(rawValue)
+        }
+
+        public var description: String { rawValue }
+    }
+
+    public var code: Code
     public var message: String
 
-    public init(code: String, message: String) {
+    public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
     }
 
     public var description: String { "\(code): \(message)" }
-    public var isUsageError: Bool { false }
+    public var isUsageError: Bool { code == .noInput }
 }

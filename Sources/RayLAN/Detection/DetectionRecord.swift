@@ -20,7 +20,7 @@ public struct DetectionRecord: Sendable, Hashable, Codable {
 public final class DetectionJournal {
     public let url: URL
     private let handle: FileHandle
-    private let encoder = JSONEncoder()
+    private let encoder = DetectionJournal.makeEncoder()
 
     /// Opens (creating) the journal for appending.
     public init(url: URL) throws {
@@ -30,7 +30,6 @@ public final class DetectionJournal {
         }
         handle = try FileHandle(forWritingTo: url)
         try handle.seekToEnd()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     }
 
     deinit { try? handle.close() }
@@ -40,6 +39,25 @@ public final class DetectionJournal {
         var line = try encoder.encode(record)
         line.append(UInt8(ascii: "\n"))
         try handle.write(contentsOf: line)
+    }
+
+    /// Replaces the journal file with `records`, one per line, atomically: a temporary file beside it is
+    /// written and renamed over it, so an interruption leaves the old journal or the new one, never half.
+    public static func replace(_ url: URL, with records: [DetectionRecord]) throws {
+        let encoder = makeEncoder()
+        var data = Data()
+        for record in records {
+            data.append(try encoder.encode(record))
+            data.append(UInt8(ascii: "\n"))
+        }
+        try data.write(to: url, options: .atomic)
+    }
+
+    /// One compact line per record, keys sorted.
+    static func makeEncoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
     }
 
     /// Every complete record in a journal file (a torn last line from an interrupted run is ignored).

@@ -194,8 +194,8 @@ extension Doctor {
             lines.append("Serve proxies not healthy: \(unhealthy.map { "\($0.nodeIP ?? "?") \($0.status ?? "?")" }.joined(separator: ", ")).")
             remedy = "Wait a few seconds after a node joins; if it stays, see the proxy's log on that node."
         }
-        let url = "http://\(address.host):\(port)/-/healthz"
-        let health = try? await cluster.send(.GET, url: url, timeout: .seconds(5))
+        let proxy = ServeEndpoint(address: address, port: port)
+        let health = try? await cluster.send(.GET, to: proxy, "/-/healthz", timeout: .seconds(5))
         // With no application yet the proxy answers 503 "Route table is not populated yet": it is up.
         let noRoutes = health?.status == 503 && serve.applications.isEmpty && (health?.text.contains("not populated") ?? false)
         if health?.status == 200 || noRoutes {
@@ -210,9 +210,9 @@ extension Doctor {
             let placed = Dictionary(grouping: replicas, by: { $0.nodeIP ?? "?" }).map { "\($0.value.count) on \($0.key)" }.sorted()
             details.append("application \(app.name) (\(app.routePrefix ?? "")): \(app.status), replicas \(placed.joined(separator: ", "))")
             switch app.status {
-            case "RUNNING":
+            case .running:
                 lines.append("'\(app.name)' RUNNING with \(replicas.count) replica(s).")
-            case "DEPLOYING":
+            case .deploying:
                 status = max(status, .warn)
                 lines.append("'\(app.name)' is still DEPLOYING.")
                 remedy = remedy ?? "Wait for it ('raylan serve status'); a replica waiting for a GPU stays DEPLOYING."

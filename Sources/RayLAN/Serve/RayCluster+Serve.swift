@@ -54,20 +54,16 @@ extension RayCluster {
         applications.append(
             deployment.applicationConfig(
                 workingDirectoryURI: upload.uri, modelArgument: staged.modelArgument ?? deployment.model))
-        let port = current.httpOptions?.port ?? httpPort
-        let body: JSONValue = .object([
-            "proxy_location": .string("EveryNode"),
-            "http_options": .object(["host": .string("0.0.0.0"), "port": .number(Double(port))]),
-            "applications": .array(applications),
-        ])
-        let response = try await send(.PUT, "/api/serve/applications/", body: try JSONEncoder().encode(body))
-        guard response.status == 200 else {
-            if response.status == 400 {
-                throw ServeError(.rejected, "Ray refused the Serve config: \(RayMessage.extract(from: response.text))")
-            }
-            throw ClusterError.server("Deploying to Serve", status: response.status, body: response.text)
-        }
+        try await writeServeConfig(
+            applications, httpPort: current.httpOptions?.port ?? httpPort, what: "Deploying '\(deployment.name)' to Serve")
         return try await waitUntilRunning(deployment.name, timeout: timeout, progress: progress)
+    }
+
+    /// GPUs per replica when none is asked for: 1 where an alive node has a GPU, else 0 (a CPU-only cluster,
+    /// or a state that could not be read).
+    public func defaultGPUsPerReplica() async -> Double {
+        let hasGPU = (try? await state().nodes.contains { $0.isAlive && $0.gpus.total >= 1 }) ?? false
+        return hasGPU ? 1 : 0
     }
 
     /// Polls until application `name` is RUNNING.
@@ -82,13 +78,13 @@ extension RayCluster {
         try await Task.sleep(for: .milliseconds(500))
         while true {
             if let app = try await serveStatus().applications[name] {
-                if app.status != last {
+                if app.status.rawValue != last {
                     progress("Application '\(name)': \(app.status)")
-                    last = app.status
+                    last = app.status.rawValue
                 }
                 switch app.status {
-                case "RUNNING": return app
-                case "DEPLOY_FAILED":
+                case .running: return app
+                case .deployFailed:
                     throw ServeError(
                         .deployFailed, "The detection service '\(name)' failed to deploy: \(app.message ?? "no message from Ray")",
                         remedy: "Fix the cause above (model name or path, GPUs per replica) and deploy again.")
@@ -107,15 +103,7 @@ extension RayCluster {
     /// Starts Serve with no application and its HTTP proxy at `httpPort` on every node (host 0.0.0.0),
     /// so that later deploys, from any machine, keep that port.
     public func startServe(httpPort: Int) async throws {
-        let body: JSONValue = .object([
-            "proxy_location": .string("EveryNode"),
-            "http_options": .object(["host": .string("0.0.0.0"), "port": .number(Double(httpPort))]),
-            "applications": .array([]),
-        ])
-        let response = try await send(.PUT, "/api/serve/applications/", body: try JSONEncoder().encode(body))
-        guard response.status == 200 else {
-            throw ClusterError.server("Starting Serve", status: response.status, body: response.text)
-        }
+        try await writeServeConfig([], httpPort: httpPort, what: "Starting Serve")
     }
 
     /// Removes one application, keeping the others (Serve itself keeps running), and
@@ -127,19 +115,33 @@ extension RayCluster {
         let others = current.applications.values.filter { $0.name != name }.compactMap(\.deployedAppConfig)
         // The last one goes too by a PUT with no applications: Serve keeps running with its HTTP options,
         // so that the port `raylan up` chose survives.
-        var body: [String: JSONValue] = ["applications": .array(others), "proxy_location": .string("EveryNode")]
-        if let port = current.httpOptions?.port {
-            body["http_options"] = .object(["host": .string("0.0.0.0"), "port": .number(Double(port))])
-        }
-        let response = try await send(.PUT, "/api/serve/applications/", body: try JSONEncoder().encode(JSONValue.object(body)))
-        guard response.status == 200 else {
-            throw ClusterError.server("Deleting the Serve application '\(name)'", status: response.status, body: response.text)
-        }
+        try await writeServeConfig(
+            others, httpPort: current.httpOptions?.port, what: "Deleting the Serve application '\(name)'")
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: .seconds(120))
         while try await serveStatus().applications[name] != nil && clock.now < deadline {
             try await Task.sleep(for: .milliseconds(500))
         }
         return true
+    }
+
+    /// PUTs Serve's whole declarative config: `applications`, a proxy on every node, and the proxy's port
+    /// (nil: Serve's own default). The one place the config body is written.
+    /// - Throws: ``ServeError`` (`rejected`) when Ray refuses the config, ``ClusterError``.
+    private func writeServeConfig(_ applications: [JSONValue], httpPort: Int?, what: String) async throws {
+        var body: [String: JSONValue] = [
+            "proxy_location": .string("EveryNode"),
+            "applications": .array(applications),
+        ]
+        if let httpPort {
+            body["http_options"] = .object(["host": .string("0.0.0.0"), "port": .number(Double(httpPort))])
+        }
+        let response = try await send(
+            .PUT, "/api/serve/applications/", body: try JSONEncoder().encode(JSONValue.object(body)))
+        switch response.status {
+        case 200: return
+        case 400: throw ServeError(.rejected, "Ray refused the Serve config: \(RayMessage.extract(from: response.text))")
+        default: throw ClusterError.server(what, status: response.status, body: response.text)
+        }
     }
 }

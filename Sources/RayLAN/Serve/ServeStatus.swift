@@ -36,7 +36,7 @@ public struct ServeStatus: Sendable, Hashable, Codable {
         public var name: String
         public var routePrefix: String?
         /// NOT_STARTED, DEPLOYING, DEPLOY_FAILED, RUNNING, UNHEALTHY, DELETING.
-        public var status: String
+        public var status: ServeApplicationStatus
         /// Ray's message; the traceback when a deploy failed.
         public var message: String?
         public var deployments: [String: Deployment]?
@@ -83,3 +83,19 @@ public struct ServeStatus: Sendable, Hashable, Codable {
     /// Whether Serve runs at all.
     public var isRunning: Bool { !applications.isEmpty }
 }
+
+/// TEMPORARY (replaced at merge by the typed states branch).
+public struct ServeApplicationStatus: Sendable, Hashable, Codable, CustomStringConvertible, RawRepresentable {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public static let running = ServeApplicationStatus(rawValue: "RUNNING")
+    public static let deploying = ServeApplicationStatus(rawValue: "DEPLOYING")
+    public static let deployFailed = ServeApplicationStatus(rawValue: "DEPLOY_FAILED")
+    public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+    public var description: String { rawValue }
+}
+

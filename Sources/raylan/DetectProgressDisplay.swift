@@ -1,0 +1,55 @@
+import Foundation
+import RayLAN
+
+/// Shows a detect run's events on stderr: a bar with images/s and ETA on a terminal, a line per 10%
+/// otherwise, and the deployment's steps.
+final class DetectProgressDisplay: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lastDecile = 0
+    private var drewBar = false
+
+    func show(_ event: DetectionRun.Event) {
+        lock.lock()
+        defer { lock.unlock() }
+        switch event {
+        case .deploying(let deployment):
+            DeploymentOptions.announce(deployment)
+        case .deployStep(let step):
+            Terminal.error("  \(step)")
+        case .started(let progress):
+            if progress.skipped > 0 {
+                Terminal.error("Resuming: \(progress.skipped) inputs already answered, \(progress.total) to go.")
+            }
+        case .answered(_, let progress):
+            step(progress)
+        }
+    }
+
+    private func step(_ progress: DetectionRun.Progress) {
+        let (done, total, failed) = (progress.done, progress.total, progress.failed)
+        let rate = progress.imagesPerSecond
+        if Terminal.stderrIsTerminal {
+            let width = 30
+            let filled = total > 0 ? width * done / total : width
+            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+            let eta = progress.secondsLeft ?? 0
+            let line = String(
+                format: "\r%@ %d/%d  %.1f img/s  ETA %.0f s  %d failed ", bar, done, total, rate, eta, failed)
+            FileHandle.standardError.write(Data(line.utf8))
+            drewBar = true
+        } else {
+            let decile = total > 0 ? 10 * done / total : 10
+            if decile > lastDecile || done == total {
+                lastDecile = decile
+                Terminal.error(String(format: "%d/%d images (%.1f img/s, %d failed)", done, total, rate, failed))
+            }
+        }
+    }
+
+    /// Ends the bar's line.
+    func finish() {
+        lock.lock()
+        defer { lock.unlock() }
+        if drewBar { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
