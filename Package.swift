@@ -57,7 +57,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RayLANTests",
-            dependencies: ["RayLAN", "RayLANTesting"],
+            dependencies: ["RayLAN", "RayLANTesting", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
     ]

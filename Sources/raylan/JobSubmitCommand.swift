@@ -24,13 +24,13 @@ struct JobSubmitCommand: AsyncParsableCommand {
     var workingDir: String?
 
     @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("GPUs reserved for the entrypoint (fractions allowed).", valueName: "n"))
-    var gpus: String?
+    var gpus: Double?
 
     @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("CPUs reserved for the entrypoint.", valueName: "n"))
-    var cpus: String?
+    var cpus: Double?
 
     @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Memory reserved for the entrypoint, in bytes.", valueName: "bytes"))
-    var memory: String?
+    var memory: Int?
 
     @Option(name: .long, help: ArgumentHelp("A custom resource for the entrypoint (repeatable).", valueName: "name=n"))
     var resource: [String] = []
@@ -63,10 +63,11 @@ struct JobSubmitCommand: AsyncParsableCommand {
         spec.resources.gpus = try Self.amount(gpus, flag: "--gpus")
         spec.resources.cpus = try Self.amount(cpus, flag: "--cpus")
         if let memory {
-            guard let bytes = Int(memory), bytes >= 0 else {
-                throw ValidationError("--memory must be a whole number of bytes, 0 or more, not '\(memory)'. Example: --memory 2000000000.")
+            guard memory >= 0 else {
+                throw ValidationError(
+                    "--memory must be a whole number of bytes, 0 or more, not '\(memory)'. Example: --memory 2000000000.")
             }
-            spec.resources.memoryBytes = bytes
+            spec.resources.memoryBytes = memory
         }
         for item in resource {
             let (name, value) = try Self.pair(item, flag: "--resource", example: "--resource special=1")
@@ -191,10 +192,11 @@ struct JobSubmitCommand: AsyncParsableCommand {
         }
     }
 
-    static func amount(_ text: String?, flag: String) throws -> Double? {
-        guard let text else { return nil }
-        guard let value = Double(text), value >= 0, value.isFinite else {
-            throw ValidationError("\(flag) must be a number of 0 or more, not '\(text)'. Example: \(flag) 1 or \(flag) 0.5.")
+    static func amount(_ value: Double?, flag: String) throws -> Double? {
+        guard let value else { return nil }
+        guard value >= 0, value.isFinite else {
+            throw ValidationError(
+                "\(flag) must be a number of 0 or more, not '\(value)'. Example: \(flag) 1 or \(flag) 0.5.")
         }
         return value
     }

@@ -199,7 +199,7 @@ struct ServeDeleteCommand: AsyncParsableCommand {
         discussion: "Exit codes: \(ExitCodes.summary)")
 
     @OptionGroup var cluster: ClusterOptions
-    @Option(name: .long, help: ArgumentHelp("The application (default: the demo model's, shapes-yolo11n).", valueName: "n"))
+    @Option(name: .long, help: ArgumentHelp("The application (the demo model's by default).", valueName: "n"))
     var name = "shapes-yolo11n"
 
     func run() async throws {

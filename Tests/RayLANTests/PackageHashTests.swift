@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import RayLANTesting
 import Testing
@@ -8,12 +9,12 @@ import Testing
 /// directory, so Swift and Python clients share uploads.
 @Suite("Working-directory packages match Ray's Python SDK")
 struct PackageHashTests {
-    /// Ray's `get_uri_for_directory` (with the SDK's default excludes) and `_zip_files`' entry names,
-    /// from the project's Ray 2.60 venv.
-    static func rayPackage(_ directory: URL, excludes: [String] = []) async throws -> (uri: String, names: Set<String>) {
+    /// Ray's `get_uri_for_directory` (with the SDK's default excludes) and `_zip_files`' entries (name →
+    /// SHA-256 of the entry's bytes; folders map to ""), from the project's Ray 2.60 venv.
+    static func rayPackage(_ directory: URL, excludes: [String] = []) async throws -> (uri: String, entries: [String: String]) {
         let python = try TestEnvironment.environment(.current).python
         let script = """
-            import json, sys, tempfile, zipfile, os
+            import hashlib, json, sys, tempfile, zipfile, os
             from ray._private.runtime_env.packaging import get_uri_for_directory, _zip_files
             from ray._private import ray_constants
             d, user = sys.argv[1], json.loads(sys.argv[2])
@@ -21,25 +22,34 @@ struct PackageHashTests {
             uri = get_uri_for_directory(d, include_gitignore=True, excludes=excludes)
             out = os.path.join(tempfile.mkdtemp(), "p.zip")
             _zip_files(d, excludes, out, include_gitignore=True)
-            print(json.dumps({"uri": uri, "names": zipfile.ZipFile(out).namelist()}))
+            z = zipfile.ZipFile(out)
+            entries = {n: "" if n.endswith("/") else hashlib.sha256(z.read(n)).hexdigest() for n in z.namelist()}
+            print(json.dumps({"uri": uri, "entries": entries}))
             """
         let excludesJSON = String(decoding: try JSONEncoder().encode(excludes), as: UTF8.self)
         let result = try await CommandRunner.run(python, ["-c", script, directory.path, excludesJSON])
         try #require(result.status == 0, "\(result)")
-        struct Answer: Decodable { var uri: String; var names: [String] }
+        struct Answer: Decodable { var uri: String; var entries: [String: String] }
         let answer = try JSONDecoder().decode(Answer.self, from: Data(result.stdout.utf8))
-        return (answer.uri, Set(answer.names))
+        return (answer.uri, answer.entries)
     }
 
-    /// The names in a zip, read by Python's zipfile (so the zip is also checked to be valid).
-    static func zipNames(_ data: Data) async throws -> Set<String> {
+    /// The entries of a zip (name → SHA-256 of its bytes; folders map to ""), read by Python's zipfile (so the
+    /// zip is also checked to be valid and its entries to decompress with their CRCs).
+    static func zipEntries(_ data: Data) async throws -> [String: String] {
         let file = try TestEnvironment.makeTemporaryDirectory().appendingPathComponent("p.zip")
         try data.write(to: file)
         let python = try TestEnvironment.environment(.current).python
         let result = try await CommandRunner.run(
-            python, ["-c", "import json,sys,zipfile; z=zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print(json.dumps(z.namelist()))", file.path])
+            python,
+            [
+                "-c",
+                "import hashlib,json,sys,zipfile; z=zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; "
+                    + "print(json.dumps({n: '' if n.endswith('/') else hashlib.sha256(z.read(n)).hexdigest() for n in z.namelist()}))",
+                file.path,
+            ])
         try #require(result.status == 0, "\(result)")
-        return Set(try JSONDecoder().decode([String].self, from: Data(result.stdout.utf8)))
+        return try JSONDecoder().decode([String: String].self, from: Data(result.stdout.utf8))
     }
 
     struct Case: Sendable, CustomTestStringConvertible {
@@ -94,7 +104,12 @@ struct PackageHashTests {
         let package = try WorkingDirectoryPackage.scan(directory, options: options)
         let ray = try await Self.rayPackage(directory, excludes: testCase.excludes)
         #expect(package.uri == ray.uri)
-        #expect(try await Self.zipNames(package.makeZip(options: options)) == ray.names)
+        let entries = try await Self.zipEntries(package.makeZip(options: options))
+        #expect(entries == ray.entries)
+        // The files' bytes are the directory's own (not only equal to Ray's zip, which could share a bug).
+        for (path, content) in testCase.files where entries[path] != nil {
+            #expect(entries[path] == SHA256.hash(data: Data(content.utf8)).map { String(format: "%02x", $0) }.joined())
+        }
         #expect(package.uri.range(of: #"^gcs://_ray_pkg_[0-9a-f]{16}\.zip$"#, options: .regularExpression) != nil)
     }
 

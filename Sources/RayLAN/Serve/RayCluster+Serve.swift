@@ -86,8 +86,9 @@ extension RayCluster {
                 case .running: return app
                 case .deployFailed:
                     throw ServeError(
-                        .deployFailed, "The detection service '\(name)' failed to deploy: \(app.message ?? "no message from Ray")",
-                        remedy: "Fix the cause above (model name or path, GPUs per replica) and deploy again.")
+                        .deployFailed, "The detection service '\(name)' failed to deploy: \(Self.failureSummary(app))",
+                        remedy: "Fix the cause above (model name or path, GPUs per replica) and deploy again; "
+                            + "'raylan serve status' shows Ray's whole traceback.")
                 default: break
                 }
             }
@@ -123,6 +124,20 @@ extension RayCluster {
             try await Task.sleep(for: .milliseconds(500))
         }
         return true
+    }
+
+    /// Ray's reason for a failed application: its own message ("Failed to update the deployments …") and, from
+    /// each deployment's message (which holds the replica's traceback), the first line and the exception.
+    static func failureSummary(_ app: ServeStatus.Application) -> String {
+        var parts = [app.message ?? "no message from Ray"]
+        for deployment in (app.deployments ?? [:]).values.sorted(by: { $0.name < $1.name }) {
+            let lines = (deployment.message ?? "").split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty }
+            guard let first = lines.first else { continue }
+            let exception = lines.last { !$0.hasPrefix("File ") && !$0.hasPrefix("^") && $0 != first }
+            parts.append("\(deployment.name): \(first)" + (exception.map { " … \($0)" } ?? ""))
+        }
+        return parts.joined(separator: " ")
     }
 
     /// PUTs Serve's whole declarative config: `applications`, a proxy on every node, and the proxy's port
