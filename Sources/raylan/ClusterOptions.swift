@@ -33,7 +33,8 @@ struct ClusterOptions: ParsableArguments {
     func validate() throws {
         _ = try givenAddress()
         if let tokenFile, !FileManager.default.isReadableFile(atPath: tokenFile) {
-            throw ValidationError("Cannot read the token file '\(tokenFile)'. Pass the path of a file that holds the cluster's token.")
+            throw ValidationError(
+                "Cannot read the token file '\(tokenFile)'. Pass the path of a file that holds the cluster's token.")
         }
     }
 
@@ -56,7 +57,8 @@ struct ClusterOptions: ParsableArguments {
         if let address = try givenAddress() {
             for note in address.notes { Terminal.error("Note: \(note).") }
             return Connection(
-                cluster: RayCluster(address: address, configuration: .init(token: token)), local: nil, startedLocal: false)
+                cluster: RayCluster(address: address, configuration: .init(token: token)), local: nil,
+                startedLocal: false)
         }
         let (ray, started) = try await Self.embedded()
         let cluster = RayCluster(address: ray.address, configuration: .init(token: ray.usesToken ? token : nil))

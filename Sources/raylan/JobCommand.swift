@@ -14,7 +14,8 @@ struct JobCommand: AsyncParsableCommand {
 
 struct JobListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "list", abstract: "List the cluster's jobs, oldest first.", discussion: "Exit codes: \(ExitCodes.summary)")
+        commandName: "list", abstract: "List the cluster's jobs, oldest first.",
+        discussion: "Exit codes: \(ExitCodes.summary)")
 
     @OptionGroup var cluster: ClusterOptions
     @Flag(name: .long, help: "Print JSON for scripts.") var json = false

@@ -20,16 +20,22 @@ struct JobSubmitCommand: AsyncParsableCommand {
 
     @OptionGroup var cluster: ClusterOptions
 
-    @Option(name: .long, help: ArgumentHelp("A local folder uploaded as the job's working directory.", valueName: "dir"))
+    @Option(
+        name: .long, help: ArgumentHelp("A local folder uploaded as the job's working directory.", valueName: "dir"))
     var workingDir: String?
 
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("GPUs reserved for the entrypoint (fractions allowed).", valueName: "n"))
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp("GPUs reserved for the entrypoint (fractions allowed).", valueName: "n"))
     var gpus: Double?
 
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("CPUs reserved for the entrypoint.", valueName: "n"))
+    @Option(
+        name: .long, parsing: .unconditional, help: ArgumentHelp("CPUs reserved for the entrypoint.", valueName: "n"))
     var cpus: Double?
 
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Memory reserved for the entrypoint, in bytes.", valueName: "bytes"))
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp("Memory reserved for the entrypoint, in bytes.", valueName: "bytes"))
     var memory: Int?
 
     @Option(name: .long, help: ArgumentHelp("A custom resource for the entrypoint (repeatable).", valueName: "name=n"))
@@ -41,7 +47,9 @@ struct JobSubmitCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("An environment variable for the job (repeatable).", valueName: "k=v"))
     var env: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("A gitignore-style pattern left out of the upload (repeatable).", valueName: "pattern"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("A gitignore-style pattern left out of the upload (repeatable).", valueName: "pattern"))
     var exclude: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Your own submission id (default: Ray makes one).", valueName: "id"))
@@ -57,7 +65,8 @@ struct JobSubmitCommand: AsyncParsableCommand {
     /// The spec, checked without touching the network (every bad input is a usage error, exit 64).
     func makeSpec() throws -> JobSpec {
         guard !entrypoint.isEmpty, !entrypoint.joined().trimmingCharacters(in: .whitespaces).isEmpty else {
-            throw ValidationError("The entrypoint is missing. Put the command after '--', e.g. 'raylan job submit -- python main.py'.")
+            throw ValidationError(
+                "The entrypoint is missing. Put the command after '--', e.g. 'raylan job submit -- python main.py'.")
         }
         var spec = JobSpec(entrypoint: Self.shellJoin(entrypoint), submissionID: id)
         spec.resources.gpus = try Self.amount(gpus, flag: "--gpus")
@@ -65,14 +74,16 @@ struct JobSubmitCommand: AsyncParsableCommand {
         if let memory {
             guard memory >= 0 else {
                 throw ValidationError(
-                    "--memory must be a whole number of bytes, 0 or more, not '\(memory)'. Example: --memory 2000000000.")
+                    "--memory must be a whole number of bytes, 0 or more, not '\(memory)'. Example: --memory 2000000000."
+                )
             }
             spec.resources.memoryBytes = memory
         }
         for item in resource {
             let (name, value) = try Self.pair(item, flag: "--resource", example: "--resource special=1")
             guard let amount = Double(value), amount >= 0, amount.isFinite else {
-                throw ValidationError("--resource \(item): '\(value)' is not a number of 0 or more. Example: --resource special=1.")
+                throw ValidationError(
+                    "--resource \(item): '\(value)' is not a number of 0 or more. Example: --resource special=1.")
             }
             spec.resources.custom[name] = amount
         }
@@ -85,10 +96,12 @@ struct JobSubmitCommand: AsyncParsableCommand {
         if let workingDir {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: workingDir, isDirectory: &isDirectory) else {
-                throw ValidationError("The working directory '\(workingDir)' does not exist. Pass an existing folder to --working-dir.")
+                throw ValidationError(
+                    "The working directory '\(workingDir)' does not exist. Pass an existing folder to --working-dir.")
             }
             guard isDirectory.boolValue else {
-                throw ValidationError("'\(workingDir)' is not a directory. Pass the folder that holds your script to --working-dir.")
+                throw ValidationError(
+                    "'\(workingDir)' is not a directory. Pass the folder that holds your script to --working-dir.")
             }
             spec.workingDirectory = URL(fileURLWithPath: workingDir)
         }
@@ -114,7 +127,8 @@ struct JobSubmitCommand: AsyncParsableCommand {
                     Terminal.error(
                         upload.uploaded
                             ? "Uploaded \(spec.workingDirectory?.path ?? "") as \(upload.uri) (\(Terminal.bytes(Double(upload.bytes))))."
-                            : "The cluster already has \(spec.workingDirectory?.path ?? "") as \(upload.uri); nothing uploaded.")
+                            : "The cluster already has \(spec.workingDirectory?.path ?? "") as \(upload.uri); nothing uploaded."
+                    )
                 }
                 if noWait {
                     if json { try Terminal.json(submission) } else { Terminal.out(id) }
@@ -144,7 +158,9 @@ struct JobSubmitCommand: AsyncParsableCommand {
                 let info = try await cluster.waitForCompletion(of: id, timeout: .seconds(60))
                 Terminal.error("Stopped job \(id) (\(info.status)).")
             } else {
-                Terminal.error("\nJob \(id) keeps running. Follow it with 'raylan job logs \(id) --follow'; stop it with 'raylan job stop \(id)'.")
+                Terminal.error(
+                    "\nJob \(id) keeps running. Follow it with 'raylan job logs \(id) --follow'; stop it with 'raylan job stop \(id)'."
+                )
             }
             throw ExitCode(ExitCodes.interrupted)
         }
@@ -177,13 +193,14 @@ struct JobSubmitCommand: AsyncParsableCommand {
         if let cpus = spec.resources.cpus, cpus > 0 { wanted.append(("CPU", cpus)) }
         guard !wanted.isEmpty, let state = try? await cluster.state() else { return }
         for (name, amount) in wanted {
-            let best = state.nodes.filter(\.isAlive).map { node -> Double in
-                switch name {
-                case "GPU": return node.gpus.total
-                case "CPU": return node.cpus.total
-                default: return node.customResources[name]?.total ?? 0
-                }
-            }.max() ?? 0
+            let best =
+                state.nodes.filter(\.isAlive).map { node -> Double in
+                    switch name {
+                    case "GPU": return node.gpus.total
+                    case "CPU": return node.cpus.total
+                    default: return node.customResources[name]?.total ?? 0
+                    }
+                }.max() ?? 0
             if best < amount {
                 Terminal.error(
                     "Warning: no node offers \(Terminal.number(amount)) \(name) (the most any node has is \(Terminal.number(best))); "

@@ -17,7 +17,8 @@ struct RayLANCommand: AsyncParsableCommand {
             """,
         version: RayLANVersion.current,
         subcommands: [
-            StatusCommand.self, JobCommand.self, ServeCommand.self, DetectCommand.self, BenchCommand.self, UpCommand.self,
+            StatusCommand.self, JobCommand.self, ServeCommand.self, DetectCommand.self, BenchCommand.self,
+            UpCommand.self,
             DownCommand.self, DoctorCommand.self,
         ]
     )

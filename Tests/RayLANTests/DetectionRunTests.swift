@@ -20,7 +20,9 @@ extension RayClusterTests.Main {
                 events.compactMap { if case .started(let progress) = $0 { progress } else { nil } }
             }
             var answered: [(DetectionRecord, DetectionRun.Progress)] {
-                events.compactMap { if case .answered(let record, let progress) = $0 { (record, progress) } else { nil } }
+                events.compactMap {
+                    if case .answered(let record, let progress) = $0 { (record, progress) } else { nil }
+                }
             }
         }
 
@@ -33,10 +35,13 @@ extension RayClusterTests.Main {
             let out = try TestEnvironment.makeTemporaryDirectory("raylan-run")
             defer { try? FileManager.default.removeItem(at: out) }
             let run = DetectionRun(
-                inputs: [Self.samples.path], output: out, service: .running("shapes-yolo11n"), outputs: [.coco, .yolo, .report],
+                inputs: [Self.samples.path], output: out, service: .running("shapes-yolo11n"),
+                outputs: [.coco, .yolo, .report],
                 concurrency: 3, imagesPerRequest: 2)
             let recorder = Recorder()
-            let summary = try await cluster.withConnection { try await run.run(on: $0, events: { recorder.record($0) }) }
+            let summary = try await cluster.withConnection {
+                try await run.run(on: $0, events: { recorder.record($0) })
+            }
 
             let inputs = Self.sampleInputs()
             #expect(inputs.count == 12)
@@ -52,9 +57,11 @@ extension RayClusterTests.Main {
             // The journal holds exactly those records, in input order.
             let journal = DetectionJournal.read(run.journalURL)
             #expect(journal.map(\.path) == inputs.map(\.path))
-            #expect(journal == answered.map(\.0).sorted { a, b in
-                inputs.firstIndex { $0.path == a.path }! < inputs.firstIndex { $0.path == b.path }!
-            })
+            #expect(
+                journal
+                    == answered.map(\.0).sorted { a, b in
+                        inputs.firstIndex { $0.path == a.path }! < inputs.firstIndex { $0.path == b.path }!
+                    })
 
             // COCO: one image per input, one annotation per detection in the journal, boxes as [x, y, w, h].
             struct COCO: Decodable {
@@ -63,7 +70,8 @@ extension RayClusterTests.Main {
                 var images: [Image]
                 var annotations: [Annotation]
             }
-            let coco = try JSONDecoder().decode(COCO.self, from: Data(contentsOf: out.appendingPathComponent("annotations.json")))
+            let coco = try JSONDecoder().decode(
+                COCO.self, from: Data(contentsOf: out.appendingPathComponent("annotations.json")))
             #expect(coco.images.map(\.file_name) == inputs.map(\.path))
             let detections = journal.flatMap { $0.result?.detections ?? [] }
             #expect(coco.annotations.count == detections.count)
@@ -74,7 +82,8 @@ extension RayClusterTests.Main {
 
             // YOLO: a label file per input with one row per detection.
             for record in journal {
-                let label = out.appendingPathComponent(DetectionRun.outputPath(of: record.path, in: "labels", extension: "txt"))
+                let label = out.appendingPathComponent(
+                    DetectionRun.outputPath(of: record.path, in: "labels", extension: "txt"))
                 let rows = try String(contentsOf: label, encoding: .utf8).split(separator: "\n")
                 #expect(rows.count == record.result?.detections.count, "\(label.path)")
             }
@@ -89,18 +98,22 @@ extension RayClusterTests.Main {
             try await DetectionTests.deployBoth(cluster)
             let out = try TestEnvironment.makeTemporaryDirectory("raylan-run-resume")
             defer { try? FileManager.default.removeItem(at: out) }
-            var run = DetectionRun(inputs: [Self.samples.path], output: out, service: .running("shapes-yolo11n"), outputs: [.coco])
+            var run = DetectionRun(
+                inputs: [Self.samples.path], output: out, service: .running("shapes-yolo11n"), outputs: [.coco])
             _ = try await cluster.withConnection { try await run.run(on: $0) }
             // An interrupted run: 5 complete lines and a torn sixth.
             let text = try String(contentsOf: run.journalURL, encoding: .utf8)
             let lines = text.split(separator: "\n")
-            try Data((lines.prefix(5).joined(separator: "\n") + "\n" + lines[5].prefix(20)).utf8).write(to: run.journalURL)
+            try Data((lines.prefix(5).joined(separator: "\n") + "\n" + lines[5].prefix(20)).utf8).write(
+                to: run.journalURL)
             let kept = DetectionJournal.read(run.journalURL)
             #expect(kept.count == 5)
 
             run.resume = true
             let recorder = Recorder()
-            let summary = try await cluster.withConnection { try await run.run(on: $0, events: { recorder.record($0) }) }
+            let summary = try await cluster.withConnection {
+                try await run.run(on: $0, events: { recorder.record($0) })
+            }
             let inputs = Self.sampleInputs()
             #expect(recorder.started.map(\.skipped) == [5])
             #expect(recorder.started.map(\.total) == [inputs.count - 5])
@@ -112,9 +125,11 @@ extension RayClusterTests.Main {
             #expect(journal.count == inputs.count)
             #expect(Set(journal.map(\.path)) == Set(inputs.map(\.path)))
             #expect(Array(journal.prefix(5)) == kept)
-            #expect(try String(contentsOf: run.journalURL, encoding: .utf8).split(separator: "\n").count == inputs.count)
+            #expect(
+                try String(contentsOf: run.journalURL, encoding: .utf8).split(separator: "\n").count == inputs.count)
             struct COCO: Decodable { struct Image: Decodable { var file_name: String }; var images: [Image] }
-            let coco = try JSONDecoder().decode(COCO.self, from: Data(contentsOf: out.appendingPathComponent("annotations.json")))
+            let coco = try JSONDecoder().decode(
+                COCO.self, from: Data(contentsOf: out.appendingPathComponent("annotations.json")))
             #expect(coco.images.map(\.file_name) == inputs.map(\.path))
         }
 
@@ -149,9 +164,11 @@ extension RayClusterTests.Main {
 struct DetectionValueTests {
     @Test("Serve endpoints bracket IPv6 hosts and normalise route prefixes")
     func endpoints() throws {
-        let v4 = ServeEndpoint(address: try ClusterAddress(parsing: "192.168.1.130"), port: 8000, routePrefix: "/raylan/x/")
+        let v4 = ServeEndpoint(
+            address: try ClusterAddress(parsing: "192.168.1.130"), port: 8000, routePrefix: "/raylan/x/")
         #expect(v4.url("/detect?conf=0.5") == "http://192.168.1.130:8000/raylan/x/detect?conf=0.5")
-        let v6 = ServeEndpoint(address: try ClusterAddress(parsing: "[fe80::1]:8265"), port: 9000, routePrefix: "raylan/y")
+        let v6 = ServeEndpoint(
+            address: try ClusterAddress(parsing: "[fe80::1]:8265"), port: 9000, routePrefix: "raylan/y")
         #expect(v6.url("/models") == "http://[fe80::1]:9000/raylan/y/models")
         #expect(v6.proxy.url("/-/healthz") == "http://[fe80::1]:9000/-/healthz")
         #expect(ServeEndpoint(address: try ClusterAddress(parsing: "h"), routePrefix: "/").baseURL == "http://h:8000")
@@ -162,7 +179,8 @@ struct DetectionValueTests {
         let error = DetectionError(.decodeFailed, "truncated")
         let json = String(decoding: try JSONEncoder().encode(error), as: UTF8.self)
         #expect(json.contains("\"code\":\"decode_failed\""))
-        let future = try JSONDecoder().decode(DetectionError.self, from: Data(#"{"code":"new_kind","message":"m"}"#.utf8))
+        let future = try JSONDecoder().decode(
+            DetectionError.self, from: Data(#"{"code":"new_kind","message":"m"}"#.utf8))
         #expect(future.code == DetectionError.Code(rawValue: "new_kind"))
         #expect(future.code != .decodeFailed)
     }

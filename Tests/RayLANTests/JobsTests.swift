@@ -26,12 +26,15 @@ extension RayClusterTests.Main {
             #expect(!node.ip.isEmpty)
         }
 
-        @Test("A job with a working directory runs it, streams its log and succeeds; the same folder is not uploaded twice")
+        @Test(
+            "A job with a working directory runs it, streams its log and succeeds; the same folder is not uploaded twice"
+        )
         func workingDirectory() async throws {
             let cluster = try requireCluster()
             let marker = UUID().uuidString
             let directory = try makeDirectory([
-                "main.py": "import pathlib\nprint('marker', open('data/input.txt').read().strip())\nprint('second line')\n",
+                "main.py":
+                    "import pathlib\nprint('marker', open('data/input.txt').read().strip())\nprint('second line')\n",
                 "data/input.txt": marker,
             ])
             defer { try? FileManager.default.removeItem(at: directory) }
@@ -50,7 +53,9 @@ extension RayClusterTests.Main {
                 let second = try await ray.submit(spec)
                 #expect(second.workingDirectory?.uploaded == false)
                 #expect(second.workingDirectory?.uri == first.workingDirectory?.uri)
-                #expect(try await ray.waitForCompletion(of: second.submissionID, timeout: .seconds(120)).status == .succeeded)
+                #expect(
+                    try await ray.waitForCompletion(of: second.submissionID, timeout: .seconds(120)).status
+                        == .succeeded)
             }
         }
 
@@ -75,7 +80,8 @@ extension RayClusterTests.Main {
             try await cluster.withConnection { ray in
                 var spec = JobSpec(
                     entrypoint: "python -c \"import os, time; print('FOO=' + os.environ['FOO']); "
-                        + "print('CUDA=' + os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'), flush=True); time.sleep(600)\"")
+                        + "print('CUDA=' + os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'), flush=True); time.sleep(600)\""
+                )
                 spec.environment = ["FOO": value]
                 spec.resources = .init(gpus: 1, custom: ["special": 1])
                 let id = try await ray.submit(spec).submissionID

@@ -11,7 +11,9 @@ import Testing
 struct PackageHashTests {
     /// Ray's `get_uri_for_directory` (with the SDK's default excludes) and `_zip_files`' entries (name →
     /// SHA-256 of the entry's bytes; folders map to ""), from the project's Ray 2.60 venv.
-    static func rayPackage(_ directory: URL, excludes: [String] = []) async throws -> (uri: String, entries: [String: String]) {
+    static func rayPackage(_ directory: URL, excludes: [String] = []) async throws -> (
+        uri: String, entries: [String: String]
+    ) {
         let python = try TestEnvironment.environment(.current).python
         let script = """
             import hashlib, json, sys, tempfile, zipfile, os

@@ -32,7 +32,8 @@ struct RayVersionTests {
         spec.resources = .init(cpus: 1, gpus: 0.5, memoryBytes: 1_000_000, custom: ["special": 1])
         spec.environment = ["FOO": "bar"]
         spec.pipPackages = ["requests"]
-        let new = RayCluster.submitBody(spec, workingDirectoryURI: "gcs://_ray_pkg_0.zip", version: RayVersion(2, 60, 0))
+        let new = RayCluster.submitBody(
+            spec, workingDirectoryURI: "gcs://_ray_pkg_0.zip", version: RayVersion(2, 60, 0))
         #expect(new["entrypoint"] as? String == "python main.py")
         #expect(new["submission_id"] as? String == "my-id")
         #expect(new["entrypoint_num_gpus"] as? Double == 0.5)
@@ -47,7 +48,8 @@ struct RayVersionTests {
         let old = RayCluster.submitBody(spec, workingDirectoryURI: nil, version: RayVersion(2, 7, 0))
         #expect(old["entrypoint_memory"] == nil)
 
-        let bare = RayCluster.submitBody(JobSpec(entrypoint: "echo hi"), workingDirectoryURI: nil, version: RayVersion(2, 45, 0))
+        let bare = RayCluster.submitBody(
+            JobSpec(entrypoint: "echo hi"), workingDirectoryURI: nil, version: RayVersion(2, 45, 0))
         #expect(Set(bare.keys) == ["entrypoint"])
     }
 

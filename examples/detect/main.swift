@@ -15,7 +15,12 @@ let (host, model, paths) = (arguments[0], arguments[1], Array(arguments.dropFirs
 let address = try ClusterAddress(parsing: host)
 try await RayCluster.withConnection(to: address, configuration: .init(token: try AuthToken.resolve())) { cluster in
     let service = DetectionRun.Service.deployIfNeeded(DetectionDeployment(model: model))
-    let run = DetectionRun(inputs: paths, output: URL(fileURLWithPath: "raylan-out"), service: service, outputs: [.coco, .report])
-    let summary = try await run.run(on: cluster) { if case .answered(let record, let p) = $0 { print(p.done, "/", p.total, record.path) } }
-    print("\(summary.succeeded) of \(summary.inputs) images answered, \(summary.failed) failed; results in \(summary.out)")
+    let run = DetectionRun(
+        inputs: paths, output: URL(fileURLWithPath: "raylan-out"), service: service, outputs: [.coco, .report])
+    let summary = try await run.run(on: cluster) {
+        if case .answered(let record, let p) = $0 { print(p.done, "/", p.total, record.path) }
+    }
+    print(
+        "\(summary.succeeded) of \(summary.inputs) images answered, \(summary.failed) failed; results in \(summary.out)"
+    )
 }

@@ -67,7 +67,9 @@ public struct ClusterAddress: Sendable, Hashable, CustomStringConvertible {
             }
             host = String(rest[rest.index(after: rest.startIndex)..<close])
             let after = rest[rest.index(after: close)...]
-            if after.hasPrefix(":") { portText = String(after.dropFirst()) } else if !after.isEmpty {
+            if after.hasPrefix(":") {
+                portText = String(after.dropFirst())
+            } else if !after.isEmpty {
                 throw ClusterError.invalidAddress(text, reason: "unexpected '\(after)' after the IPv6 address")
             }
         } else if rest.filter({ $0 == ":" }).count > 1 {
@@ -96,7 +98,8 @@ public struct ClusterAddress: Sendable, Hashable, CustomStringConvertible {
         if isRayClient {
             // The seed's form: ray://HOST:6379. Ray Client is pickled gRPC on 10001; 6379 is the GCS.
             self.port = Self.defaultDashboardPort
-            var note = "'\(input)' is a Ray Client address (ray:// is Ray Client's gRPC protocol, port \(Self.rayClientPort))"
+            var note =
+                "'\(input)' is a Ray Client address (ray:// is Ray Client's gRPC protocol, port \(Self.rayClientPort))"
             if port == Self.gcsPort {
                 note += "; port \(Self.gcsPort) is the GCS, not Ray Client"
             }

@@ -1,9 +1,9 @@
 #if canImport(Darwin)
-import Darwin
+    import Darwin
 #elseif canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 import AsyncHTTPClient
 import NIOCore
@@ -94,7 +94,8 @@ extension ClusterError {
     ) -> ClusterError {
         ClusterError(
             .unreachable, "Cannot reach the Serve proxy at \(proxy.host):\(proxy.port) (\(reason))",
-            remedy: "Is the service deployed ('raylan serve status'), and is port \(proxy.port) open in the firewall on \(proxy.host)?",
+            remedy:
+                "Is the service deployed ('raylan serve status'), and is port \(proxy.port) open in the firewall on \(proxy.host)?",
             underlying: underlying)
     }
 }

@@ -11,7 +11,9 @@ extension RayCluster {
             /// A package upload (up to 100 MiB). Default 10 minutes.
             public var upload: Duration
 
-            public init(connect: Duration = .seconds(3), request: Duration = .seconds(60), upload: Duration = .seconds(600)) {
+            public init(
+                connect: Duration = .seconds(3), request: Duration = .seconds(60), upload: Duration = .seconds(600)
+            ) {
                 self.connect = connect
                 self.request = request
                 self.upload = upload
@@ -26,7 +28,10 @@ extension RayCluster {
         /// must not. Default `RayLAN/<version>`.
         public var userAgent: String
 
-        public init(token: AuthToken? = nil, timeouts: Timeouts = Timeouts(), userAgent: String = "RayLAN/\(RayLANVersion.current)") {
+        public init(
+            token: AuthToken? = nil, timeouts: Timeouts = Timeouts(),
+            userAgent: String = "RayLAN/\(RayLANVersion.current)"
+        ) {
             self.token = token
             self.timeouts = timeouts
             self.userAgent = userAgent.hasPrefix("Mozilla") ? "RayLAN/\(RayLANVersion.current)" : userAgent

@@ -92,7 +92,8 @@ public final class RayCluster: Sendable {
             throw ClusterError(
                 .unsupportedVersion,
                 "The cluster at \(address.host):\(address.port) runs Ray \(rayVersion); RayLAN supports \(RayVersion.supportedRange)",
-                remedy: "Upgrade Ray on every node, e.g. 'pip install \"ray[default,serve]==\(RayVersion.newestTested)\"'.")
+                remedy:
+                    "Upgrade Ray on every node, e.g. 'pip install \"ray[default,serve]==\(RayVersion.newestTested)\"'.")
         }
         if rayVersion.isNewerThanTested {
             logger.warning("Ray \(rayVersion) is newer than RayLAN was tested with (\(RayVersion.supportedRange)).")
@@ -100,7 +101,8 @@ public final class RayCluster: Sendable {
         let metadata: Metadata? = try? await getJSON("/api/v0/cluster_metadata", what: "GET /api/v0/cluster_metadata")
         let info = ServerInfo(
             dashboardURL: address.url.absoluteString, rayVersion: rayVersion, rayCommit: version.ray_commit,
-            pythonVersion: metadata?.data?.pythonVersion, sessionName: version.session_name, apiVersion: version.version)
+            pythonVersion: metadata?.data?.pythonVersion, sessionName: version.session_name, apiVersion: version.version
+        )
         cachedInfo.withLock { $0 = info }
         return info
     }
@@ -170,7 +172,8 @@ public final class RayCluster: Sendable {
             let reason = ConnectionFailure(error).reason(timeout: limit)
             switch server {
             case .dashboard: throw ClusterError.unreachable(address, reason: reason, underlying: error)
-            case .serveProxy(let proxy): throw ClusterError.serveProxyUnreachable(proxy, reason: reason, underlying: error)
+            case .serveProxy(let proxy):
+                throw ClusterError.serveProxyUnreachable(proxy, reason: reason, underlying: error)
             }
         }
         let result = Response(status: Int(response.status.code), body: Data(bytes.readableBytesView))

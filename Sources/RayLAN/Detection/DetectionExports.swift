@@ -9,7 +9,9 @@ public enum DetectionExports {
         var names = classNames
         for (index, record) in records.enumerated() {
             guard let result = record.result else { continue }
-            images.append(["id": index + 1, "file_name": record.path, "width": result.image.width, "height": result.image.height])
+            images.append([
+                "id": index + 1, "file_name": record.path, "width": result.image.width, "height": result.image.height,
+            ])
             for detection in result.detections {
                 names[detection.classID] = detection.className
                 let box = detection.box
@@ -34,8 +36,10 @@ public enum DetectionExports {
         let height = Double(result.image.height)
         return result.detections.map { detection in
             let box = detection.box
-            let values = [(box[0] + box[2]) / 2 / width, (box[1] + box[3]) / 2 / height,
-                          (box[2] - box[0]) / width, (box[3] - box[1]) / height]
+            let values = [
+                (box[0] + box[2]) / 2 / width, (box[1] + box[3]) / 2 / height,
+                (box[2] - box[0]) / width, (box[3] - box[1]) / height,
+            ]
             return "\(detection.classID) " + values.map { String(format: "%.6f", $0) }.joined(separator: " ")
         }.joined(separator: "\n") + (result.detections.isEmpty ? "" : "\n")
     }

@@ -64,6 +64,8 @@ public final class DetectionJournal {
     public static func read(_ url: URL) -> [DetectionRecord] {
         guard let data = FileManager.default.contents(atPath: url.path) else { return [] }
         let decoder = JSONDecoder()
-        return data.split(separator: UInt8(ascii: "\n")).compactMap { try? decoder.decode(DetectionRecord.self, from: Data($0)) }
+        return data.split(separator: UInt8(ascii: "\n")).compactMap {
+            try? decoder.decode(DetectionRecord.self, from: Data($0))
+        }
     }
 }

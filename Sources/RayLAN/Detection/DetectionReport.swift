@@ -7,7 +7,9 @@ public enum DetectionReport {
     ///   - records: every input's record.
     ///   - imageLink: the relative link to show for a record (an annotated image or the input itself).
     ///   - elapsed: wall time of the run in seconds.
-    public static func html(_ records: [DetectionRecord], imageLink: (DetectionRecord) -> String?, elapsed: Double) -> String {
+    public static func html(_ records: [DetectionRecord], imageLink: (DetectionRecord) -> String?, elapsed: Double)
+        -> String
+    {
         let results = records.compactMap(\.result)
         var counts: [String: Int] = [:]
         for result in results { for detection in result.detections { counts[detection.className, default: 0] += 1 } }
@@ -31,14 +33,17 @@ public enum DetectionReport {
             """
         for name in counts.keys.sorted() { html += "<tr><td>\(escape(name))</td><td>\(counts[name]!)</td></tr>" }
         html += "</table><h2>Mean time per image on the service (ms)</h2><table><tr><th>stage</th><th>ms</th></tr>"
-        for stage in ["queue", "decode", "preprocess", "inference", "postprocess", "total"] where stageTotals[stage] != nil {
-            html += "<tr><td>\(stage)</td><td>\(String(format: "%.1f", stageTotals[stage]! / Double(max(results.count, 1))))</td></tr>"
+        for stage in ["queue", "decode", "preprocess", "inference", "postprocess", "total"]
+        where stageTotals[stage] != nil {
+            html +=
+                "<tr><td>\(stage)</td><td>\(String(format: "%.1f", stageTotals[stage]! / Double(max(results.count, 1))))</td></tr>"
         }
         html += "</table>"
         if !failed.isEmpty {
             html += "<h2>Failed inputs</h2><table><tr><th>input</th><th>error</th></tr>"
             for record in failed {
-                html += "<tr><td>\(escape(record.path))</td><td class=\"error\">\(escape(record.error?.description ?? "?"))</td></tr>"
+                html +=
+                    "<tr><td>\(escape(record.path))</td><td class=\"error\">\(escape(record.error?.description ?? "?"))</td></tr>"
             }
             html += "</table>"
         }
@@ -47,8 +52,11 @@ public enum DetectionReport {
             guard let result = record.result else { continue }
             let summary = Dictionary(grouping: result.detections, by: \.className).map { "\($0.value.count) \($0.key)" }
                 .sorted().joined(separator: ", ")
-            let link = imageLink(record).map { "<a href=\"\(escape($0))\"><img loading=\"lazy\" src=\"\(escape($0))\"></a>" } ?? ""
-            html += "<figure>\(link)<figcaption>\(escape(record.path)) · \(result.image.width)×\(result.image.height) · \(escape(summary.isEmpty ? "nothing found" : summary))</figcaption></figure>"
+            let link =
+                imageLink(record).map { "<a href=\"\(escape($0))\"><img loading=\"lazy\" src=\"\(escape($0))\"></a>" }
+                ?? ""
+            html +=
+                "<figure>\(link)<figcaption>\(escape(record.path)) · \(result.image.width)×\(result.image.height) · \(escape(summary.isEmpty ? "nothing found" : summary))</figcaption></figure>"
         }
         html += "</div></body></html>\n"
         return html

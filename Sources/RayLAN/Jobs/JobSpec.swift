@@ -66,7 +66,8 @@ public struct JobSpec: Sendable, Hashable {
     /// - Throws: ``JobError`` (`invalidSpec`) naming the bad field and what to do.
     public func validate() throws {
         if entrypoint.trimmingCharacters(in: .whitespaces).isEmpty {
-            throw JobError.invalidSpec("The entrypoint is empty", remedy: "Give the command to run, e.g. 'python main.py'.")
+            throw JobError.invalidSpec(
+                "The entrypoint is empty", remedy: "Give the command to run, e.g. 'python main.py'.")
         }
         for (name, value) in [("CPUs", resources.cpus), ("GPUs", resources.gpus)] {
             if let value, !(value >= 0 && value.isFinite) {
@@ -75,11 +76,13 @@ public struct JobSpec: Sendable, Hashable {
             }
         }
         if let memory = resources.memoryBytes, memory < 0 {
-            throw JobError.invalidSpec("Memory must be 0 or more bytes, not \(memory)", remedy: "Pass bytes, e.g. 2000000000.")
+            throw JobError.invalidSpec(
+                "Memory must be 0 or more bytes, not \(memory)", remedy: "Pass bytes, e.g. 2000000000.")
         }
         for (name, value) in resources.custom where name.isEmpty || !(value >= 0 && value.isFinite) {
             throw JobError.invalidSpec(
-                "The resource '\(name)=\(value)' is invalid", remedy: "Use NAME=N with a name and a number of 0 or more.")
+                "The resource '\(name)=\(value)' is invalid",
+                remedy: "Use NAME=N with a name and a number of 0 or more.")
         }
         for name in environment.keys where name.isEmpty || name.contains("=") {
             throw JobError.invalidSpec("The environment variable name '\(name)' is invalid", remedy: "Use K=V.")

@@ -16,7 +16,8 @@ extension RayCluster {
         }
         let log = try await logs(of: id)
         let prefix = marker + " "
-        guard info.status == .succeeded, let line = log.split(separator: "\n").last(where: { $0.hasPrefix(prefix) }) else {
+        guard info.status == .succeeded, let line = log.split(separator: "\n").last(where: { $0.hasPrefix(prefix) })
+        else {
             throw JobError(
                 .rejected, "The job '\(spec.entrypoint)' ended \(info.status): \(info.message ?? "")",
                 remedy: "See 'raylan job logs \(id)'.")

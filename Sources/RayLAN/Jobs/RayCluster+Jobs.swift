@@ -18,7 +18,9 @@ extension RayCluster {
     ///   ``PackageError``, ``ClusterError``.
     public func submit(_ spec: JobSpec) async throws -> JobSubmission {
         try spec.validate()
-        let package = try spec.workingDirectory.map { try WorkingDirectoryPackage.scan($0, options: spec.packageOptions) }
+        let package = try spec.workingDirectory.map {
+            try WorkingDirectoryPackage.scan($0, options: spec.packageOptions)
+        }
         let info = try await serverInfo()
 
         var upload: PackageUpload?
@@ -49,9 +51,11 @@ extension RayCluster {
             case 500 where response.text.contains("already exists"):
                 throw JobError(
                     .alreadyExists, "A job with the id '\(spec.submissionID ?? "")' already exists",
-                    remedy: "Choose another --id, or delete the old job with 'raylan job delete \(spec.submissionID ?? "")'.",
+                    remedy:
+                        "Choose another --id, or delete the old job with 'raylan job delete \(spec.submissionID ?? "")'.",
                     responseBody: response.text)
-            case let status where (status == 500 || status == 503)
+            case let status
+            where (status == 500 || status == 503)
                 && response.text.contains("No available agent") && clock.now < deadline:
                 try await Task.sleep(for: .milliseconds(500))
             default:
@@ -146,7 +150,9 @@ extension RayCluster {
     /// - Parameters:
     ///   - follow: keep reading until the job reaches a terminal state. Default false.
     ///   - pollInterval: how often to look for new lines while following. Default 0.5 s.
-    public func logLines(of id: String, follow: Bool = false, pollInterval: Duration = .milliseconds(500)) -> JobLogLines {
+    public func logLines(of id: String, follow: Bool = false, pollInterval: Duration = .milliseconds(500))
+        -> JobLogLines
+    {
         JobLogLines(cluster: self, id: id, follow: follow, pollInterval: pollInterval)
     }
 
@@ -174,6 +180,7 @@ extension RayCluster {
     }
 
     static func escape(_ id: String) -> String {
-        id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? id
+        id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/")))
+            ?? id
     }
 }

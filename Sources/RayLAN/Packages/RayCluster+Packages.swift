@@ -43,7 +43,9 @@ extension RayCluster {
             throw PackageError(
                 .uploadFailed,
                 "Uploading '\(package.directory.path)' (\(WorkingDirectoryPackage.mebibytes(zip.count))) to \(address.host):\(address.port) failed: HTTP \(put.status): \(RayMessage.extract(from: put.text))",
-                remedy: "Check the head node's disk space and the dashboard log (dashboard.log in the session's logs folder).")
+                remedy:
+                    "Check the head node's disk space and the dashboard log (dashboard.log in the session's logs folder)."
+            )
         }
         return PackageUpload(uri: package.uri, uploaded: true, bytes: zip.count)
     }

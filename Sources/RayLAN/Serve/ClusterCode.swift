@@ -38,9 +38,12 @@ public struct ClusterCode: Sendable, Hashable {
     /// A folder holding what a working directory on the cluster needs: the Python packages (`raylan_detect/`,
     /// `raylan_bench/`), `models/<file>` when the model is a local file, and `extra` files at the given
     /// relative paths. The caller removes it.
-    func stage(model: String?, extra: [(source: URL, path: String)] = []) throws -> (folder: URL, modelArgument: String?) {
+    func stage(model: String?, extra: [(source: URL, path: String)] = []) throws -> (
+        folder: URL, modelArgument: String?
+    ) {
         let fileManager = FileManager.default
-        let folder = fileManager.temporaryDirectory.appendingPathComponent("raylan-serve-\(UUID().uuidString.prefix(8))")
+        let folder = fileManager.temporaryDirectory.appendingPathComponent(
+            "raylan-serve-\(UUID().uuidString.prefix(8))")
         try fileManager.createDirectory(at: folder, withIntermediateDirectories: true)
         for package in ["raylan_detect", "raylan_bench", "raylan_doctor"] {
             let source = directory.appendingPathComponent(package)
@@ -48,7 +51,8 @@ public struct ClusterCode: Sendable, Hashable {
             let target = folder.appendingPathComponent(package)
             try fileManager.createDirectory(at: target, withIntermediateDirectories: true)
             for name in try fileManager.contentsOfDirectory(atPath: source.path) where name.hasSuffix(".py") {
-                try fileManager.copyItem(at: source.appendingPathComponent(name), to: target.appendingPathComponent(name))
+                try fileManager.copyItem(
+                    at: source.appendingPathComponent(name), to: target.appendingPathComponent(name))
             }
         }
         for (source, path) in extra {

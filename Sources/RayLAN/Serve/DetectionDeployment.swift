@@ -65,7 +65,9 @@ public struct DetectionDeployment: Sendable, Hashable {
     /// Checks the values without touching the network.
     public func validate() throws {
         func fail(_ message: String) -> ServeError { ServeError(.invalidModel, message) }
-        guard !model.isEmpty else { throw fail("The model is empty. Pass a file, a cluster path or a name like yolo11s.pt.") }
+        guard !model.isEmpty else {
+            throw fail("The model is empty. Pass a file, a cluster path or a name like yolo11s.pt.")
+        }
         guard gpusPerReplica >= 0, gpusPerReplica.isFinite else { throw fail("GPUs per replica must be 0 or more.") }
         guard maxBatch >= 1 else { throw fail("The largest batch must be 1 or more.") }
         guard batchWaitMilliseconds >= 0 else { throw fail("The batch wait must be 0 ms or more.") }
@@ -74,7 +76,9 @@ public struct DetectionDeployment: Sendable, Hashable {
         case .auto(let low, let high) where low < 1 || high < low: throw fail("Autoscaling needs 1 ≤ min ≤ max.")
         default: break
         }
-        if !isLocalFile && (model.hasPrefix("./") || model.hasPrefix("../") || model.contains("/") && !model.hasPrefix("/")) {
+        if !isLocalFile
+            && (model.hasPrefix("./") || model.hasPrefix("../") || model.contains("/") && !model.hasPrefix("/"))
+        {
             throw fail("The model file '\(model)' does not exist on this machine. Check the path.")
         }
     }

@@ -59,7 +59,8 @@ func makeDirectory(_ files: [String: String], emptyFolders: [String] = []) throw
         try Data(content.utf8).write(to: url)
     }
     for folder in emptyFolders {
-        try FileManager.default.createDirectory(at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
     }
     return root
 }
