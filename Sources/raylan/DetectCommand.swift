@@ -104,7 +104,7 @@ struct DetectCommand: AsyncParsableCommand {
             try await Connection.with(cluster) { (connection: Connection) in
                 let cluster = connection.cluster
                 let status = try await cluster.serveStatus()
-                if status.applications[application]?.status != "RUNNING" {
+                if status.applications[application]?.status != .running {
                     if noDeploy {  // the client's own error says it is not running and how to deploy it
                         _ = try await DetectionClient(cluster: cluster, application: application)
                     }

@@ -138,11 +138,11 @@ struct ServeStatusCommand: AsyncParsableCommand {
                 Terminal.out("Serve HTTP port \(status.httpOptions?.port.map(String.init) ?? "?")")
                 for app in status.applications.values.sorted(by: { $0.name < $1.name }) {
                     Terminal.out("\(app.name)  \(app.status)  \(app.routePrefix ?? "")")
-                    if let message = app.message, !message.isEmpty, app.status != "RUNNING" {
+                    if let message = app.message, !message.isEmpty, app.status != .running {
                         message.split(separator: "\n").forEach { Terminal.out("    " + $0) }
                     }
                     for deployment in (app.deployments ?? [:]).values.sorted(by: { $0.name < $1.name }) {
-                        Terminal.out("  \(deployment.name)  \(deployment.status ?? "?")  replicas \(deployment.replicas?.count ?? 0)/\(deployment.targetNumReplicas ?? 0)")
+                        Terminal.out("  \(deployment.name)  \(deployment.status?.rawValue ?? "?")  replicas \(deployment.replicas?.count ?? 0)/\(deployment.targetNumReplicas ?? 0)")
                         for replica in deployment.replicas ?? [] {
                             Terminal.out("    \(replica.replicaID ?? "?")  \(replica.state ?? "?")  \(replica.nodeIP ?? "?")  pid \(replica.pid.map(String.init) ?? "?")")
                         }

@@ -31,7 +31,7 @@ extension RayClusterTests.Main {
             try await cluster.withConnection { ray in
                 for model in [ptModel, onnxModel] {
                     let name = DetectionDeployment.defaultName(for: model) + (model.hasSuffix(".onnx") ? "-onnx" : "")
-                    if try await ray.serveStatus().applications[name]?.status == "RUNNING" { continue }
+                    if try await ray.serveStatus().applications[name]?.status == .running { continue }
                     try await ray.deploy(
                         DetectionDeployment(model: model, name: name, gpusPerReplica: 0), httpPort: cluster.ray.ports.serve)
                 }
@@ -43,8 +43,8 @@ extension RayClusterTests.Main {
             let cluster = try requireCluster()
             try await Self.deployBoth(cluster)
             let status = try await cluster.withConnection { try await $0.serveStatus() }
-            #expect(status.applications["shapes-yolo11n"]?.status == "RUNNING")
-            #expect(status.applications["shapes-yolo11n-onnx"]?.status == "RUNNING")
+            #expect(status.applications["shapes-yolo11n"]?.status == .running)
+            #expect(status.applications["shapes-yolo11n-onnx"]?.status == .running)
 
             let out = try TestEnvironment.makeTemporaryDirectory("raylan-detect")
             defer { try? FileManager.default.removeItem(at: out) }
@@ -253,7 +253,7 @@ extension RayClusterTests.Main {
             #expect(unknown.status == 1, "\(unknown)")
             #expect(unknown.stderr.contains("failed to deploy"))
             let status = try await cluster.withConnection { try await $0.serveStatus() }
-            #expect(status.applications["shapes-yolo11n"] == nil || status.applications["shapes-yolo11n"]?.status == "RUNNING")
+            #expect(status.applications["shapes-yolo11n"] == nil || status.applications["shapes-yolo11n"]?.status == .running)
             _ = try await cluster.withConnection { try await $0.deleteServeApplication("no-such-model-raylan") }
         }
     }

@@ -25,7 +25,7 @@ public struct DetectionClient: Sendable {
     /// - Throws: ``ServeError`` (`notDeployed`) when Serve does not run `application`.
     public init(cluster: RayCluster, application: String) async throws {
         let status = try await cluster.serveStatus()
-        guard let app = status.applications[application], app.status == "RUNNING" else {
+        guard let app = status.applications[application], app.status == .running else {
             throw ServeError(
                 .notDeployed, "The detection service '\(application)' is not running on \(cluster.address)",
                 remedy: "Deploy it with 'raylan serve deploy --model …' (or let 'raylan detect' deploy it).")

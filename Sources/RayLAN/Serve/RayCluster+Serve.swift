@@ -77,7 +77,7 @@ extension RayCluster {
     ) async throws -> ServeStatus.Application {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
-        var last = ""
+        var last: ServeStatus.ApplicationStatus?
         // Right after a PUT, Serve may still report the old state for a moment.
         try await Task.sleep(for: .milliseconds(500))
         while true {
@@ -87,8 +87,8 @@ extension RayCluster {
                     last = app.status
                 }
                 switch app.status {
-                case "RUNNING": return app
-                case "DEPLOY_FAILED":
+                case .running: return app
+                case .deployFailed:
                     throw ServeError(
                         .deployFailed, "The detection service '\(name)' failed to deploy: \(app.message ?? "no message from Ray")",
                         remedy: "Fix the cause above (model name or path, GPUs per replica) and deploy again.")
