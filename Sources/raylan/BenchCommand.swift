@@ -19,29 +19,39 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The model (default: the shipped demo model).", valueName: "m")) var model: String?
     @Option(name: .long, help: ArgumentHelp("A folder of images (default: samples/).", valueName: "dir")) var images: String?
     @Option(name: .long, help: ArgumentHelp("Use N synthetic 640×480 BMP images instead.", valueName: "n")) var synthetic: Int?
-    @Option(name: .long, help: ArgumentHelp("Seconds per measurement. Default 10.", valueName: "s")) var duration: Int = 10
-    @Option(name: .long, help: ArgumentHelp("Concurrency levels. Default 1,4,16,64.", valueName: "list")) var concurrency = "1,4,16,64"
+    @Option(name: .long, help: ArgumentHelp("Seconds per measurement.", valueName: "s")) var duration = 10
+    @Option(
+        name: .long, help: ArgumentHelp("Concurrency levels: whole numbers ≥ 1, separated by commas.", valueName: "list"))
+    var concurrency = Counts([1, 4, 16, 64])
     @Option(
         name: .long,
-        help: ArgumentHelp("Images per request for (1): 1 uses /detect, more use /detect/batch; each at every level. Default 1,8.", valueName: "list"))
-    var imagesPerRequest = "1,8"
-    @Option(name: .long, help: ArgumentHelp("Images for the seed's pattern (each loads the model). Default 8.", valueName: "n")) var seedImages = 8
+        help: ArgumentHelp(
+            "Images per request for (1), separated by commas: 1 uses /detect, more use /detect/batch;"
+                + " each at every level.",
+            valueName: "list"))
+    var imagesPerRequest = Counts([1, 8])
+    @Option(name: .long, help: ArgumentHelp("Images for the seed's pattern (each loads the model).", valueName: "n"))
+    var seedImages = 8
     @Option(name: .long, help: ArgumentHelp("Also write the report as JSON to this file.", valueName: "file")) var json: String?
     @OptionGroup var deployment: DeploymentOptions
 
-    static func counts(_ text: String, option: String) throws -> [Int] {
-        let values = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !values.isEmpty, values.allSatisfy({ $0 >= 1 }), values.count == text.split(separator: ",").count else {
-            throw ValidationError("\(option) takes whole numbers of 1 or more separated by commas, e.g. 1,4,16.")
+    /// Whole numbers of 1 or more separated by commas, as `--concurrency 1,4,16` takes them.
+    struct Counts: ExpressibleByArgument, CustomStringConvertible {
+        var values: [Int]
+
+        init(_ values: [Int]) { self.values = values }
+
+        init?(argument: String) {
+            let values = argument.split(separator: ",", omittingEmptySubsequences: false)
+                .map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) >= 1 }) else { return nil }
+            self.values = values.compactMap { $0 }
         }
-        return values
+
+        var description: String { values.map(String.init).joined(separator: ",") }
     }
 
-    func levels() throws -> [Int] { try Self.counts(concurrency, option: "--concurrency") }
-
     func validate() throws {
-        _ = try levels()
-        _ = try Self.counts(imagesPerRequest, option: "--images-per-request")
         guard duration >= 1 else { throw ValidationError("--duration must be 1 second or more.") }
         if let synthetic, synthetic < 1 { throw ValidationError("--synthetic must be 1 or more.") }
         guard seedImages >= 1 else { throw ValidationError("--seed-images must be 1 or more.") }
@@ -55,8 +65,8 @@ struct BenchCommand: AsyncParsableCommand {
             try await Connection.with(cluster) { (connection: Connection) in
                 let configuration = Benchmark.Configuration(
                     deployment: await deployment.make(model: model, name: nil, on: connection.cluster), images: files,
-                    duration: .seconds(duration), concurrencyLevels: try levels(), seedImages: seedImages,
-                    imagesPerRequest: try Self.counts(imagesPerRequest, option: "--images-per-request"))
+                    duration: .seconds(duration), concurrencyLevels: concurrency.values, seedImages: seedImages,
+                    imagesPerRequest: imagesPerRequest.values)
                 let port = deployment.servePort(for: connection)
                 let report = try await Benchmark(cluster: connection.cluster, configuration: configuration, servePort: port)
                     .run(progress: { Terminal.error("… \($0)") })

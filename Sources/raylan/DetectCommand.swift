@@ -46,7 +46,7 @@ struct DetectCommand: AsyncParsableCommand {
     var imagesPerRequest = 8
     @Flag(name: .long, help: "Skip inputs already answered in --out's detections.jsonl.") var resume = false
     @Flag(name: .long, help: "Fail instead of deploying the service when it is not running.") var noDeploy = false
-    @Flag(name: .long, help: "Print the run's summary as JSON.") var json = false
+    @OptionGroup var output: OutputOptions
     @OptionGroup var deployment: DeploymentOptions
 
     func validate() throws {
@@ -91,7 +91,7 @@ struct DetectCommand: AsyncParsableCommand {
             }
         }
         guard let summary else { return }
-        if json {
+        if output.json {
             try Terminal.json(summary)
         } else {
             let skipped = summary.skipped > 0 ? ", \(summary.skipped) already done" : ""

@@ -21,7 +21,7 @@ struct DoctorCommand: AsyncParsableCommand {
     var address: String?
     @Option(name: .long, help: ArgumentHelp("A file with the cluster's token.", valueName: "file")) var tokenFile: String?
     @Flag(name: .long, help: "Also print each check's details (per port, node, GPU).") var verbose = false
-    @Flag(name: .long, help: "Print JSON for scripts.") var json = false
+    @OptionGroup var output: OutputOptions
 
     func validate() throws {
         if let tokenFile, !FileManager.default.isReadableFile(atPath: tokenFile) {
@@ -39,12 +39,12 @@ struct DoctorCommand: AsyncParsableCommand {
                 Doctor.Configuration(
                     address: given, token: local.map { $0.usesToken ? token : nil } ?? token, local: local,
                     code: try? ClusterCode.locate()))
-            let json = self.json
+            let json = output.json
             let verbose = self.verbose
             let report = await doctor.run { check in
                 guard !json else { return }
                 Self.print(check, verbose: verbose)
-                if check.number == 4 && (check.status == .pass || check.status == .warn) {
+                if check.kind == .authentication && (check.status == .pass || check.status == .warn) {
                     Terminal.error("      … checks 5–7 run a small job on every node")
                 }
             }
@@ -65,7 +65,8 @@ struct DoctorCommand: AsyncParsableCommand {
     static func print(_ check: DoctorCheck, verbose: Bool) {
         let name = check.name.padding(toLength: 14, withPad: " ", startingAt: 0)
         let took = check.seconds >= 0.5 ? String(format: " (%.1f s)", check.seconds) : ""
-        Terminal.out("[\(check.number)/8] \(check.status.rawValue)  \(name) \(check.summary)\(took)")
+        let place = "[\(check.number)/\(DoctorCheck.Kind.allCases.count)]"
+        Terminal.out("\(place) \(check.status.rawValue)  \(name) \(check.summary)\(took)")
         if let remedy = check.remedy, check.status == .warn || check.status == .fail {
             Terminal.out("      → \(remedy)")
         }

@@ -18,13 +18,13 @@ struct JobListCommand: AsyncParsableCommand {
         discussion: "Exit codes: \(ExitCodes.summary)")
 
     @OptionGroup var cluster: ClusterOptions
-    @Flag(name: .long, help: "Print JSON for scripts.") var json = false
+    @OptionGroup var output: OutputOptions
 
     func run() async throws {
         try await reportingErrors {
             try await Connection.with(cluster) { cluster in
                 let jobs = try await cluster.jobs()
-                if json {
+                if output.json {
                     try Terminal.json(jobs)
                 } else if jobs.isEmpty {
                     Terminal.out("No jobs.")
@@ -52,7 +52,7 @@ struct JobListCommand: AsyncParsableCommand {
 struct JobIDOptions: ParsableArguments {
     @Argument(help: "The job's submission id (or Ray job id).") var id: String
     @OptionGroup var cluster: ClusterOptions
-    @Flag(name: .long, help: "Print JSON for scripts.") var json = false
+    @OptionGroup var output: OutputOptions
 
     func validate() throws {
         if id.trimmingCharacters(in: .whitespaces).isEmpty {
@@ -72,7 +72,7 @@ struct JobStatusCommand: AsyncParsableCommand {
         try await reportingErrors {
             try await Connection.with(options.cluster) { cluster in
                 let job = try await cluster.job(options.id)
-                if options.json {
+                if options.output.json {
                     try Terminal.json(job)
                 } else {
                     Terminal.out("\(job.id): \(job.status)")
@@ -105,9 +105,9 @@ struct JobLogsCommand: AsyncParsableCommand {
                 _ = try await cluster.job(options.id)  // a clear error for an unknown id
                 var collected: [String] = []
                 for try await line in cluster.logLines(of: options.id, follow: follow) {
-                    if options.json { collected.append(line) } else { Terminal.out(line) }
+                    if options.output.json { collected.append(line) } else { Terminal.out(line) }
                 }
-                if options.json { try Terminal.json(Result(id: options.id, lines: collected)) }
+                if options.output.json { try Terminal.json(Result(id: options.id, lines: collected)) }
             }
         }
     }
@@ -128,7 +128,7 @@ struct JobStopCommand: AsyncParsableCommand {
         try await reportingErrors {
             try await Connection.with(options.cluster) { cluster in
                 let stopped = try await cluster.stopJob(options.id)
-                if options.json {
+                if options.output.json {
                     try Terminal.json(Result(id: options.id, stopped: stopped))
                 } else {
                     Terminal.out(stopped ? "Stopping job \(options.id)." : "Job \(options.id) had already finished.")
@@ -154,7 +154,7 @@ struct JobDeleteCommand: AsyncParsableCommand {
         try await reportingErrors {
             try await Connection.with(options.cluster) { cluster in
                 let deleted = try await cluster.deleteJob(options.id)
-                if options.json {
+                if options.output.json {
                     try Terminal.json(Result(id: options.id, deleted: deleted))
                 } else {
                     Terminal.out(deleted ? "Deleted job \(options.id)." : "Job \(options.id) was not deleted.")

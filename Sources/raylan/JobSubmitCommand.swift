@@ -57,7 +57,7 @@ struct JobSubmitCommand: AsyncParsableCommand {
 
     @Flag(name: .long, help: "Print the submission id and return at once.") var noWait = false
     @Flag(name: .long, help: "On Ctrl-C, stop the job without asking.") var stopOnInterrupt = false
-    @Flag(name: .long, help: "Print JSON for scripts (the log goes to stderr).") var json = false
+    @OptionGroup var output: OutputOptions
 
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command to run, after '--'.", valueName: "entrypoint"))
     var entrypoint: [String] = []
@@ -131,7 +131,7 @@ struct JobSubmitCommand: AsyncParsableCommand {
                     )
                 }
                 if noWait {
-                    if json { try Terminal.json(submission) } else { Terminal.out(id) }
+                    if output.json { try Terminal.json(submission) } else { Terminal.out(id) }
                     return
                 }
                 Terminal.error("Submitted job \(id); following its log (Ctrl-C to stop following).")
@@ -143,10 +143,10 @@ struct JobSubmitCommand: AsyncParsableCommand {
 
     /// Streams the log until the job ends; on Ctrl-C asks whether to stop the job.
     func follow(_ id: String, _ cluster: RayCluster) async throws -> JobInfo {
-        let json = self.json
+        let json = output.json
         let following = Task {
             for try await line in cluster.logLines(of: id, follow: true) {
-                if json { Terminal.error(line) } else { Terminal.out(line) }
+                if output.json { Terminal.error(line) } else { Terminal.out(line) }
             }
         }
         let interrupt = Interrupt { following.cancel() }
@@ -170,7 +170,7 @@ struct JobSubmitCommand: AsyncParsableCommand {
 
     /// Prints the outcome and exits with the documented code.
     func finish(_ info: JobInfo) throws {
-        if json { try Terminal.json(info) }
+        if output.json { try Terminal.json(info) }
         let seconds = info.startTime.flatMap { start in info.endTime.map { Double($0 - start) / 1000 } }
         let took = seconds.map { String(format: " in %.1f s", $0) } ?? ""
         switch info.status {

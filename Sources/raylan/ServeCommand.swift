@@ -135,7 +135,7 @@ struct ServeDeployCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("A model (repeatable).", valueName: "m")) var model: [String] = []
     @Option(name: .long, help: ArgumentHelp("The application name (one model only).", valueName: "n")) var name: String?
     @OptionGroup var deployment: DeploymentOptions
-    @Flag(name: .long, help: "Print JSON for scripts.") var json = false
+    @OptionGroup var output: OutputOptions
 
     func validate() throws {
         if name != nil && model.count > 1 { throw ValidationError("--name goes with one --model only.") }
@@ -149,7 +149,7 @@ struct ServeDeployCommand: AsyncParsableCommand {
                 for model in models {
                     deployed.append(try await deployment.deploy(model: model, name: name, on: connection))
                 }
-                if json { try Terminal.json(deployed) } else {
+                if output.json { try Terminal.json(deployed) } else {
                     let status = try await connection.cluster.serveStatus()
                     for app in deployed {
                         let endpoint = try connection.cluster.serveEndpoint(for: app.name, in: status)
@@ -167,13 +167,13 @@ struct ServeStatusCommand: AsyncParsableCommand {
         discussion: "Exit codes: \(ExitCodes.summary)")
 
     @OptionGroup var cluster: ClusterOptions
-    @Flag(name: .long, help: "Print JSON for scripts.") var json = false
+    @OptionGroup var output: OutputOptions
 
     func run() async throws {
         try await reportingErrors {
             try await Connection.with(cluster) { cluster in
                 let status = try await cluster.serveStatus()
-                if json { try Terminal.json(status); return }
+                if output.json { try Terminal.json(status); return }
                 guard status.isRunning else { Terminal.out("Serve is not running (no applications)."); return }
                 Terminal.out("Serve HTTP port \(status.httpOptions?.port.map(String.init) ?? "?")")
                 for app in status.applications.values.sorted(by: { $0.name < $1.name }) {
@@ -182,7 +182,7 @@ struct ServeStatusCommand: AsyncParsableCommand {
                         message.split(separator: "\n").forEach { Terminal.out("    " + $0) }
                     }
                     for deployment in (app.deployments ?? [:]).values.sorted(by: { $0.name < $1.name }) {
-                        Terminal.out("  \(deployment.name)  \(deployment.status ?? "?")  replicas \(deployment.replicas?.count ?? 0)/\(deployment.targetNumReplicas ?? 0)")
+                        Terminal.out("  \(deployment.name)  \(deployment.status?.rawValue ?? "?")  replicas \(deployment.replicas?.count ?? 0)/\(deployment.targetNumReplicas ?? 0)")
                         for replica in deployment.replicas ?? [] {
                             Terminal.out("    \(replica.replicaID ?? "?")  \(replica.state ?? "?")  \(replica.nodeIP ?? "?")  pid \(replica.pid.map(String.init) ?? "?")")
                         }

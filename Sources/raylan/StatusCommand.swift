@@ -16,7 +16,7 @@ struct StatusCommand: AsyncParsableCommand {
     @OptionGroup var cluster: ClusterOptions
     @Flag(name: .long, help: "Refresh the view until Ctrl-C.") var watch = false
     @Option(name: .long, help: ArgumentHelp("Seconds between refreshes with --watch.", valueName: "s")) var interval = 2.0
-    @Flag(name: .long, help: "Print JSON for scripts.") var json = false
+    @OptionGroup var output: OutputOptions
 
     func validate() throws {
         guard interval >= 0.2 && interval <= 3600 else {
@@ -36,7 +36,7 @@ struct StatusCommand: AsyncParsableCommand {
             try await Connection.with(cluster) { cluster in
                 guard watch else {
                     let snapshot = try await Self.snapshot(cluster)
-                    if json { try Terminal.json(snapshot.state) } else { Self.print(snapshot) }
+                    if output.json { try Terminal.json(snapshot.state) } else { Self.print(snapshot) }
                     return
                 }
                 try await watchLoop(cluster)
@@ -52,7 +52,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     /// Redraws until Ctrl-C, which ends the command cleanly (exit 0). A failed refresh is shown and retried.
     func watchLoop(_ cluster: RayCluster) async throws {
-        let json = self.json
+        let json = output.json
         let interval = self.interval
         let clear = Terminal.stdoutIsTerminal && !json
         let loop = Task {
@@ -95,7 +95,7 @@ struct StatusCommand: AsyncParsableCommand {
                 let replicas = deployment.replicas ?? []
                 let byNode = Dictionary(grouping: replicas, by: { $0.nodeIP ?? "?" })
                     .map { "\($0.value.count)×\($0.key)" }.sorted().joined(separator: ", ")
-                return [app.name, app.status.rawValue, deployment.name, deployment.status ?? "?", "\(replicas.count)", byNode]
+                return [app.name, app.status.rawValue, deployment.name, deployment.status?.rawValue ?? "?", "\(replicas.count)", byNode]
             }
         }
         Terminal.table(["APPLICATION", "STATUS", "DEPLOYMENT", "HEALTH", "REPLICAS", "ON NODES"], rows)
@@ -110,7 +110,7 @@ struct StatusCommand: AsyncParsableCommand {
         Terminal.out("")
         let rows = state.nodes.map { node -> [String] in
             [
-                node.ip, node.isHead ? "head" : "worker", node.state,
+                node.ip, node.isHead ? "head" : "worker", node.state.rawValue,
                 "\(Terminal.number(node.cpus.used))/\(Terminal.number(node.cpus.total))",
                 "\(Terminal.number(node.gpus.used))/\(Terminal.number(node.gpus.total))",
                 node.hostMemory.map { "\(Terminal.bytes($0.used))/\(Terminal.bytes($0.total))" }

@@ -6,6 +6,7 @@ import Glibc
 import Musl
 #endif
 import Foundation
+import RayLAN
 
 /// Output helpers: results on stdout, messages and progress on stderr.
 enum Terminal {
@@ -57,20 +58,11 @@ enum Terminal {
         return [line(header)] + rows.map(line)
     }
 
-    static func bytes(_ value: Double) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = value
-        var unit = 0
-        while value >= 1024 && unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(Int(value)) B" : String(format: "%.1f %@", value, units[unit])
-    }
+    /// A byte count in binary units (``Formatting/bytes(_:)``).
+    static func bytes(_ value: Double) -> String { Formatting.bytes(value) }
 
-    static func number(_ value: Double) -> String {
-        value == value.rounded() ? String(Int(value)) : String(format: "%.2g", value)
-    }
+    /// A measured number for a table: whole, else two significant digits.
+    static func number(_ value: Double) -> String { Formatting.number(value, significantDigits: 2) }
 
     /// Asks a yes/no question on the terminal; false when stdin is not a terminal.
     static func confirm(_ question: String) -> Bool {

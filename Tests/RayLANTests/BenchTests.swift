@@ -33,8 +33,32 @@ extension RayClusterTests.Main {
             #expect((report.naiveServe?.imagesPerSecond ?? 0) > 0)
             #expect(report.imageSize == 320)
             #expect(report.stageSplitMs["inference"] != nil && report.stageSplitMs["transport"] != nil)
+            // The best level is the fastest of the levels measured.
             let best = try #require(report.bestEndToEnd)
-            #expect(abs((report.ultralyticsLoop?.ratioToRayLAN ?? 0) - (report.ultralyticsLoop?.imagesPerSecond ?? 0) / best.imagesPerSecond) < 1e-9)
+            let fastest = try #require(report.endToEnd.map(\.imagesPerSecond).max())
+            #expect(best.imagesPerSecond == fastest)
+            #expect(report.endToEnd.contains(best), "\(best) is not one of the levels")
+            // Every ratio is its figure over the best rate (within float rounding).
+            func matches(_ ratio: Double?, _ value: Double?) -> Bool {
+                guard let ratio, let value else { return false }
+                return abs(ratio - value / best.imagesPerSecond) <= 1e-12 * max(abs(ratio), 1)
+            }
+            for (name, reference) in [
+                ("model only", report.modelOnly), ("Ultralytics", report.ultralyticsLoop), ("seed", report.seedPattern),
+            ] {
+                #expect(
+                    matches(reference?.ratioToRayLAN, reference?.imagesPerSecond),
+                    "\(name): \(String(describing: reference))")
+            }
+            #expect(matches(report.naiveServeRatio, report.naiveServe?.imagesPerSecond))
+            // Each level's rate is its images over the seconds it ran, which are at least the 2 s asked for; a
+            // level of n images per request answers whole requests.
+            for level in report.endToEnd + [report.naiveServe].compactMap({ $0 }) {
+                #expect(level.seconds >= 2, "\(level)")
+                let rate = Double(level.images) / level.seconds
+                #expect(abs(level.imagesPerSecond - rate) <= 1e-12 * rate, "\(level)")
+                #expect(level.images % level.imagesPerRequest == 0, "\(level)")
+            }
             // The naive application is removed afterwards; the batched service keeps running.
             let apps = try await cluster.withConnection { try await $0.serveStatus().applications }
             #expect(apps["shapes-yolo11n-naive"] == nil)

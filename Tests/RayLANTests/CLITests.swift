@@ -57,9 +57,10 @@ extension RayClusterTests.Main {
             #expect(result.status == 0, "\(result)")
             let report = try JSONDecoder().decode(DoctorReport.self, from: Data(result.stdout.utf8))
             #expect(report.passed)
-            #expect(report.checks[4].status == .pass, "\(report.checks[4])")
-            #expect(report.checks[5].summary.contains("1 node(s) alive"))
-            #expect(report.checks[6].status == .warn && report.checks[6].summary.contains("logical GPUs only"), "\(report.checks[6])")
+            #expect(report[.versions]?.status == .pass, "\(String(describing: report[.versions]))")
+            #expect(report[.nodes]?.summary.contains("1 node(s) alive") == true)
+            let gpus = try #require(report[.gpus])
+            #expect(gpus.status == .warn && gpus.summary.contains("logical GPUs only"), "\(gpus)")
 
             let bad = try await CommandRunner.raylan(["doctor", "--address", "http://[bad"])
             #expect(bad.status == 2, "\(bad)")

@@ -99,16 +99,16 @@ extension RayClusterTests {
                 #expect(healthy.report.passed)
                 #expect(healthy.report.checks.map(\.number) == Array(1...8))
                 #expect(healthy.report.checks.filter { $0.status == .fail }.isEmpty, "\(healthy.report.checks)")
-                #expect(healthy.report.checks[4].summary.contains("2 node(s)"), "\(healthy.report.checks[4])")
-                #expect(healthy.report.checks[6].status == .warn)
-                #expect(healthy.report.checks[6].summary.contains(worker.address) && healthy.report.checks[6].summary.contains("nvidia-smi"))
+                #expect(healthy.report[.versions]?.summary.contains("2 node(s)") == true, "\(healthy.report.checks)")
+                #expect(healthy.report[.gpus]?.status == .warn)
+                #expect(healthy.report[.gpus].map { $0.summary.contains(worker.address) && $0.summary.contains("nvidia-smi") } == true)
 
                 // The seed's ray://HOST:6379 form: FAIL with the right address as remedy.
                 let seed = try await Self.doctor(
                     lab, ["--address", "ray://\(head.address):6379", "--token-file", tokenFile], home: home("client"))
                 #expect(seed.result.status == 2, "\(seed.result)")
-                #expect(seed.report.checks[0].status == .fail)
-                #expect(seed.report.checks[0].remedy?.contains("--address \(head.address)") == true, "\(seed.report.checks[0])")
+                #expect(seed.report[.address]?.status == .fail)
+                #expect(seed.report[.address]?.remedy?.contains("--address \(head.address)") == true, "\(seed.report.checks)")
 
                 // A firewall on the head drops the dashboard port and rejects the Ray Client port: FAIL, and
                 // the two are told apart.
@@ -124,7 +124,7 @@ extension RayClusterTests {
                 }
                 let walled = try await Self.doctor(lab, auth, home: home("client"))
                 #expect(walled.result.status == 2)
-                let portsCheck = walled.report.checks[1]
+                let portsCheck = try #require(walled.report[.ports])
                 #expect(portsCheck.status == .fail)
                 #expect(portsCheck.summary.contains("8265") && portsCheck.summary.contains("dropped"), "\(portsCheck)")
                 #expect(portsCheck.remedy?.contains("firewall on \(head.address) for port 8265") == true, "\(portsCheck)")
@@ -144,8 +144,8 @@ extension RayClusterTests {
                 #expect(dead)
                 let broken = try await Self.doctor(lab, auth, home: home("client"))
                 #expect(broken.result.status == 2)
-                #expect(broken.report.checks[5].status == .fail)
-                #expect(broken.report.checks[5].summary.contains("dead: \(worker.address)"), "\(broken.report.checks[5])")
+                #expect(broken.report[.nodes]?.status == .fail)
+                #expect(broken.report[.nodes]?.summary.contains("dead: \(worker.address)") == true, "\(broken.report.checks)")
 
                 // `raylan down` on the head ends RayLAN's head and leaves an unrelated Ray on the same host running.
                 let other = try await lab.run(

@@ -45,82 +45,164 @@ public struct Benchmark: Sendable {
         self.servePort = servePort
     }
 
-    /// Runs every measurement. `progress` gets one line per step.
-    public func run(code: ClusterCode? = nil, progress: @Sendable (String) -> Void = { _ in }) async throws -> BenchmarkReport {
+    /// Runs every measurement: the references as Ray jobs, RayLAN end to end at every level, then naive
+    /// Ray Serve. The detection service stays deployed afterwards; the naive one is removed.
+    ///
+    /// - Parameters:
+    ///   - code: RayLAN's cluster code. Default nil: ``ClusterCode/locate()``.
+    ///   - progress: Gets one line per step.
+    /// - Returns: Every figure with its ratio to RayLAN's best end-to-end rate.
+    /// - Throws: ``BenchError`` when there are no images or every request at a level failed; ``ClusterError``,
+    ///   ``ServeError`` or ``JobError`` as the cluster, a deploy or a reference job fails.
+    public func run(
+        code: ClusterCode? = nil, progress: @Sendable (String) -> Void = { _ in }
+    ) async throws -> BenchmarkReport {
         let rssStart = Self.residentMiB()
         let code = try code ?? ClusterCode.locate()
-        let deployment = configuration.deployment
         let info = try await cluster.serverInfo()
-        let images = try configuration.images.map { try Data(contentsOf: $0) }
-        guard !images.isEmpty else { throw ServeError(.invalidModel, "No images to benchmark with.") }
-        let bytesPerImage = Double(images.reduce(0) { $0 + $1.count }) / Double(images.count)
+        let images = try loadImages()
+        // The references first, as Ray jobs, before the services hold the GPU.
+        let references = try await measureReferences(code: code, progress: progress)
+        let endToEnd = try await measureEndToEnd(images, code: code, progress: progress)
+        let naive = try await measureNaiveServe(images, inFlight: endToEnd.best, code: code, progress: progress)
+        return makeReport(
+            info: info, images: images, references: references, endToEnd: endToEnd, naive: naive, rssStart: rssStart)
+    }
 
-        // 1. The references, as Ray jobs (before the services hold the GPU).
-        let extra = configuration.images.enumerated().map { ($0.element, "bench_images/\(String(format: "%05d", $0.offset)).\($0.element.pathExtension)") }
+    /// The configuration's images, read.
+    func loadImages() throws -> [Data] {
+        let images = try configuration.images.map { try Data(contentsOf: $0) }
+        guard !images.isEmpty else { throw BenchError.noImages() }
+        return images
+    }
+
+    /// What the `raylan_bench.run` jobs printed: (2) the model alone, (3) Ultralytics' loop, (4) the seed's
+    /// pattern.
+    struct References {
+        var modelOnly: JSONValue
+        var ultralytics: JSONValue
+        var seed: JSONValue
+    }
+
+    /// Stages the cluster code with the model and images, and runs the three reference jobs.
+    func measureReferences(code: ClusterCode, progress: @Sendable (String) -> Void) async throws -> References {
+        let deployment = configuration.deployment
+        let extra = configuration.images.enumerated().map {
+            ($0.element, "bench_images/\(String(format: "%05d", $0.offset)).\($0.element.pathExtension)")
+        }
         let staged = try code.stage(model: deployment.isLocalFile ? deployment.model : nil, extra: extra)
         defer { try? FileManager.default.removeItem(at: staged.folder) }
-        let modelArgument = staged.modelArgument ?? deployment.model
-        let imgsz = deployment.imageSize.map { " --imgsz \($0)" } ?? ""
-        let seconds = Double(configuration.duration.components.seconds)
-        let gpu = deployment.gpusPerReplica > 0
+        let model = staged.modelArgument ?? deployment.model
+        let run = "python -m raylan_bench.run --model \(model)" + (deployment.imageSize.map { " --imgsz \($0)" } ?? "")
+        let seconds = configuration.duration.seconds
+        let gpus: Double = deployment.gpusPerReplica > 0 ? 1 : 0
         let batches = Set([1, deployment.maxBatch, 32, 128]).sorted().map(String.init).joined(separator: ",")
         progress("Model-only limit (forward pass alone)…")
         let modelOnly = try await reference(
-            "python -m raylan_bench.run --mode model_only --model \(modelArgument)\(imgsz) --batches \(batches) --seconds \(max(seconds / 4, 2))",
-            folder: staged.folder, gpus: gpu ? 1 : 0)
+            "\(run) --mode model_only --batches \(batches) --seconds \(max(seconds / 4, 2))", folder: staged.folder,
+            gpus: gpus)
         progress("Ultralytics' own predict loop…")
         let ultralytics = try await reference(
-            "python -m raylan_bench.run --mode ultralytics --model \(modelArgument)\(imgsz) --batch \(deployment.maxBatch) --seconds \(seconds)",
-            folder: staged.folder, gpus: gpu ? 1 : 0)
+            "\(run) --mode ultralytics --batch \(deployment.maxBatch) --seconds \(seconds)", folder: staged.folder,
+            gpus: gpus)
         progress("The seed's pattern (a Ray task per image, loading the model each time)…")
         let seed = try await reference(
-            "python -m raylan_bench.run --mode seed --model \(modelArgument)\(imgsz) --limit \(configuration.seedImages) --gpus \(gpu ? 1 : 0)",
-            folder: staged.folder, gpus: 0)
+            "\(run) --mode seed --limit \(configuration.seedImages) --gpus \(Int(gpus))", folder: staged.folder,
+            gpus: 0)
+        return References(modelOnly: modelOnly, ultralytics: ultralytics, seed: seed)
+    }
 
-        // 2. RayLAN end to end, per concurrency level.
+    /// RayLAN end to end: every level, the best of them, and the stage split measured at the best.
+    struct EndToEnd {
+        var levels: [BenchmarkReport.Level]
+        var best: BenchmarkReport.Level?
+        /// Mean milliseconds per image by stage at the best level, with `transport`.
+        var stageSplitMs: [String: Double]
+    }
+
+    /// Deploys the detection service and drives it at every concurrency level and request size.
+    func measureEndToEnd(
+        _ images: [Data], code: ClusterCode, progress: @Sendable (String) -> Void
+    ) async throws -> EndToEnd {
         progress("Deploying the detection service…")
-        try await cluster.deploy(deployment, code: code, httpPort: servePort)
-        let client = try await DetectionClient(cluster: cluster, application: deployment.name)
+        try await cluster.deploy(configuration.deployment, code: code, httpPort: servePort)
+        let client = try await DetectionClient(cluster: cluster, application: configuration.deployment.name)
         var levels: [BenchmarkReport.Level] = []
-        var stageSums: [String: Double] = [:]
-        var clientLatency = 0.0
-        var stageCount = 0
+        var atBest: Measured?
         for perRequest in configuration.imagesPerRequest {
-        for concurrency in configuration.concurrencyLevels {
-            progress("RayLAN end to end, \(concurrency) in flight\(perRequest > 1 ? " × \(perRequest) images per request" : "")…")
-            let measured = try await Self.drive(
-                client, images: images, concurrency: concurrency, imagesPerRequest: perRequest, duration: configuration.duration)
-            levels.append(measured.level)
-            if measured.level.imagesPerSecond >= (levels.map(\.imagesPerSecond).max() ?? 0) {
-                stageSums = measured.stageSums
-                clientLatency = measured.meanLatency
-                stageCount = measured.level.images
+            for concurrency in configuration.concurrencyLevels {
+                let per = perRequest > 1 ? " × \(perRequest) images per request" : ""
+                progress("RayLAN end to end, \(concurrency) in flight\(per)…")
+                let measured = try await Self.drive(
+                    client, images: images, concurrency: concurrency, imagesPerRequest: perRequest,
+                    duration: configuration.duration)
+                levels.append(measured.level)
+                if measured.level.imagesPerSecond >= (levels.map(\.imagesPerSecond).max() ?? 0) { atBest = measured }
             }
         }
-        }
         let best = levels.max { $0.imagesPerSecond < $1.imagesPerSecond }
+        return EndToEnd(levels: levels, best: best, stageSplitMs: atBest.map(Self.stageSplit) ?? [:])
+    }
 
-        // 3. Naive Ray Serve with as many images in flight as the best level.
+    /// Mean milliseconds per image by stage; `transport` is the client's mean latency minus the replica's total.
+    static func stageSplit(_ measured: Measured) -> [String: Double] {
+        let count = measured.level.images
+        guard count > 0 else { return [:] }
+        var split = measured.stageSums.mapValues { $0 / Double(count) }
+        if let total = split["total"] { split["transport"] = max(measured.meanLatency - total, 0) }
+        return split
+    }
+
+    /// Naive Ray Serve (one image per request, no batching) with as many images in flight as `best` had;
+    /// the naive application is removed afterwards.
+    func measureNaiveServe(
+        _ images: [Data], inFlight best: BenchmarkReport.Level?, code: ClusterCode,
+        progress: @Sendable (String) -> Void
+    ) async throws -> BenchmarkReport.Level {
         progress("Naive Ray Serve (one image per request, no batching)…")
-        var naive = deployment
-        naive.name = deployment.name + "-naive"
+        var naive = configuration.deployment
+        naive.name = configuration.deployment.name + "-naive"
         naive.isNaive = true
         try await cluster.deploy(naive, code: code, httpPort: servePort)
-        let naiveClient = try await DetectionClient(cluster: cluster, application: naive.name)
-        let naiveLevel = try await Self.drive(
-            naiveClient, images: images, concurrency: (best?.concurrency ?? 1) * (best?.imagesPerRequest ?? 1),
+        let client = try await DetectionClient(cluster: cluster, application: naive.name)
+        let level = try await Self.drive(
+            client, images: images, concurrency: (best?.concurrency ?? 1) * (best?.imagesPerRequest ?? 1),
             duration: configuration.duration
         ).level
         try await cluster.deleteServeApplication(naive.name)
+        return level
+    }
 
-        let rate = best?.imagesPerSecond ?? 0
+    /// The report: every figure, each reference's ratio to the best end-to-end rate, and the setting.
+    func makeReport(
+        info: ServerInfo, images: [Data], references: References, endToEnd: EndToEnd, naive: BenchmarkReport.Level,
+        rssStart: Double
+    ) -> BenchmarkReport {
+        let deployment = configuration.deployment
+        let bytesPerImage = Double(images.reduce(0) { $0 + $1.count }) / Double(images.count)
+        let rate = endToEnd.best?.imagesPerSecond ?? 0
         func ratio(_ value: Double) -> Double? { rate > 0 ? value / rate : nil }
         func make(_ answer: JSONValue, _ key: String) -> BenchmarkReport.Reference {
             let value = answer[key]?.doubleValue ?? 0
             return .init(imagesPerSecond: value, ratioToRayLAN: ratio(value), details: answer)
         }
-        var split = stageCount > 0 ? stageSums.mapValues { $0 / Double(stageCount) } : [:]
-        if let total = split["total"] { split["transport"] = max(clientLatency - total, 0) }
+        return BenchmarkReport(
+            date: ISO8601DateFormatter().string(from: Date()), model: deployment.model,
+            imageSize: deployment.imageSize ?? references.modelOnly["imgsz"]?.doubleValue.map { Int($0) },
+            images: images.count, bytesPerImage: bytesPerImage,
+            clusterDevice: references.modelOnly["device"]?.stringValue, rayVersion: info.rayVersion.description,
+            pythonVersion: info.pythonVersion, clientCPUs: ProcessInfo.processInfo.activeProcessorCount,
+            knobs: Self.knobs(deployment), endToEnd: endToEnd.levels, bestEndToEnd: endToEnd.best,
+            modelOnly: make(references.modelOnly, "best_images_per_second"),
+            ultralyticsLoop: make(references.ultralytics, "images_per_second"),
+            seedPattern: make(references.seed, "images_per_second"), naiveServe: naive,
+            naiveServeRatio: ratio(naive.imagesPerSecond), stageSplitMs: endToEnd.stageSplitMs,
+            lanBoundImagesPerSecond: ["1GbE": 125_000_000 / bytesPerImage, "10GbE": 1_250_000_000 / bytesPerImage],
+            clientRSSStartMiB: rssStart, clientRSSEndMiB: Self.residentMiB())
+    }
+
+    /// The deployment's settings as the report shows them.
+    static func knobs(_ deployment: DetectionDeployment) -> [String: String] {
         var knobs = [
             "max_batch": String(deployment.maxBatch), "batch_wait_ms": String(deployment.batchWaitMilliseconds),
             "gpus_per_replica": String(deployment.gpusPerReplica),
@@ -129,18 +211,7 @@ public struct Benchmark: Sendable {
         case .fixed(let count): knobs["replicas"] = String(count)
         case .auto(let low, let high): knobs["replicas"] = "auto \(low)-\(high)"
         }
-        let formatter = ISO8601DateFormatter()
-        return BenchmarkReport(
-            date: formatter.string(from: Date()), model: deployment.model,
-            imageSize: deployment.imageSize ?? modelOnly["imgsz"]?.doubleValue.map { Int($0) },
-            images: images.count, bytesPerImage: bytesPerImage, clusterDevice: modelOnly["device"]?.stringValue,
-            rayVersion: info.rayVersion.description, pythonVersion: info.pythonVersion,
-            clientCPUs: ProcessInfo.processInfo.activeProcessorCount, knobs: knobs, endToEnd: levels, bestEndToEnd: best,
-            modelOnly: make(modelOnly, "best_images_per_second"), ultralyticsLoop: make(ultralytics, "images_per_second"),
-            seedPattern: make(seed, "images_per_second"), naiveServe: naiveLevel, naiveServeRatio: ratio(naiveLevel.imagesPerSecond),
-            stageSplitMs: split,
-            lanBoundImagesPerSecond: ["1GbE": 125_000_000 / bytesPerImage, "10GbE": 1_250_000_000 / bytesPerImage],
-            clientRSSStartMiB: rssStart, clientRSSEndMiB: Self.residentMiB())
+        return knobs
     }
 
     /// Runs a `raylan_bench.run` job and returns its `RAYLAN_BENCH` JSON.
@@ -169,11 +240,11 @@ public struct Benchmark: Sendable {
             var failed = 0
             var largestBatch = 0
             var stageSums: [String: Double] = [:]
-            var firstError: String?
+            var firstError: (any Error)?
 
             mutating func fail(_ count: Int, _ error: any Error) {
                 failed += count
-                if firstError == nil { firstError = "\(error)" }
+                if firstError == nil { firstError = error }
             }
 
             mutating func add(_ result: DetectionResult) {
@@ -232,9 +303,7 @@ public struct Benchmark: Sendable {
         }
         let seconds = start.duration(to: clock.now).seconds
         if total.ok == 0, let error = total.firstError {
-            throw ServeError(
-                .rejected, "Every request failed at \(concurrency) in flight: \(error)",
-                remedy: "See 'raylan serve status' and the replica's log; 'raylan detect' on one image shows the same error.")
+            throw BenchError.everyRequestFailed(concurrency: concurrency, imagesPerRequest: perRequest, first: error)
         }
         let latencies = total.latencies.sorted()
         func percentile(_ p: Double) -> Double {
@@ -242,8 +311,8 @@ public struct Benchmark: Sendable {
         }
         let level = BenchmarkReport.Level(
             concurrency: concurrency, imagesPerRequest: perRequest, images: total.ok, failures: total.failed,
-            imagesPerSecond: Double(total.ok) / seconds, latencyP50Ms: percentile(0.5), latencyP95Ms: percentile(0.95),
-            latencyP99Ms: percentile(0.99), largestBatch: total.largestBatch)
+            seconds: seconds, imagesPerSecond: Double(total.ok) / seconds, latencyP50Ms: percentile(0.5),
+            latencyP95Ms: percentile(0.95), latencyP99Ms: percentile(0.99), largestBatch: total.largestBatch)
         // Transport is judged per image: a request's latency is shared by its images.
         let meanLatency = latencies.isEmpty ? 0 : latencies.reduce(0, +) / Double(latencies.count)
         return Measured(level: level, stageSums: total.stageSums, meanLatency: meanLatency)

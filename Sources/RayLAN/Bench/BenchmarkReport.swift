@@ -3,13 +3,18 @@ import Foundation
 /// What `raylan bench` measured, with every figure's ratio to RayLAN's end-to-end rate.
 public struct BenchmarkReport: Sendable, Codable {
     /// One concurrency level of a Serve measurement.
-    public struct Level: Sendable, Codable {
+    public struct Level: Sendable, Hashable, Codable {
         /// Requests in flight.
         public var concurrency: Int
         /// Images per request (1: `/detect`; more: `/detect/batch`).
         public var imagesPerRequest: Int
+        /// Images answered.
         public var images: Int
+        /// Images whose request failed.
         public var failures: Int
+        /// Wall-clock seconds the level ran: the configured duration, plus the requests in flight at its end.
+        public var seconds: Double
+        /// `images / seconds`.
         public var imagesPerSecond: Double
         public var latencyP50Ms: Double
         public var latencyP95Ms: Double

@@ -5,9 +5,7 @@ extension Doctor {
     // MARK: 5. Versions
 
     func checkVersions(_ info: ServerInfo, probe: Result<NodeProbe, any Error>) -> DoctorCheck {
-        func check(_ status: DoctorCheck.Status, _ summary: String, remedy: String? = nil, details: [String] = []) -> DoctorCheck {
-            DoctorCheck(number: 5, name: "versions", status: status, summary: summary, remedy: remedy, details: details)
-        }
+        let check = DoctorCheck.Builder(.versions)
         let head = "Ray \(info.rayVersion), Python \(info.pythonVersion ?? "?")"
         var tested: String?
         if info.rayVersion.isNewerThanTested {
@@ -43,9 +41,7 @@ extension Doctor {
     // MARK: 6. Nodes
 
     func checkNodes(_ state: Result<ClusterState, any Error>, probe: Result<NodeProbe, any Error>) -> DoctorCheck {
-        func check(_ status: DoctorCheck.Status, _ summary: String, remedy: String? = nil, details: [String] = []) -> DoctorCheck {
-            DoctorCheck(number: 6, name: "nodes", status: status, summary: summary, remedy: remedy, details: details)
-        }
+        let check = DoctorCheck.Builder(.nodes)
         let listed: [NodeInfo]
         switch state {
         case .success(let value): listed = value.nodes
@@ -57,16 +53,16 @@ extension Doctor {
         let nodes = listed.map { node -> NodeInfo in
             guard node.isAlive, let gcsAlive, !gcsAlive.contains(node.nodeID) else { return node }
             var stale = node
-            stale.state = "DEAD"
+            stale.state = .dead
             return stale
         }
         let alive = nodes.filter(\.isAlive)
         // A node that died and came back is listed twice: only the dead entries without a live twin count.
         let dead = nodes.filter { node in !node.isAlive && !alive.contains { $0.ip == node.ip } }
         let details = nodes.map { node in
-            "\(node.ip) \(node.isHead ? "head" : "worker") \(node.state): \(LocalRay.number(node.cpus.total)) CPU, \(LocalRay.number(node.gpus.total)) GPU"
+            "\(node.ip) \(node.isHead ? "head" : "worker") \(node.state): \(Formatting.number(node.cpus.total)) CPU, \(Formatting.number(node.gpus.total)) GPU"
         }
-        let aliveText = alive.map { "\($0.ip) (\($0.isHead ? "head, " : "")\(LocalRay.number($0.gpus.total)) GPU)" }.joined(separator: ", ")
+        let aliveText = alive.map { "\($0.ip) (\($0.isHead ? "head, " : "")\(Formatting.number($0.gpus.total)) GPU)" }.joined(separator: ", ")
         if !dead.isEmpty {
             return check(
                 .fail,
@@ -83,9 +79,7 @@ extension Doctor {
     // MARK: 7. GPUs
 
     func checkGPUs(_ state: Result<ClusterState, any Error>, probe: Result<NodeProbe, any Error>) -> DoctorCheck {
-        func check(_ status: DoctorCheck.Status, _ summary: String, remedy: String? = nil, details: [String] = []) -> DoctorCheck {
-            DoctorCheck(number: 7, name: "gpus", status: status, summary: summary, remedy: remedy, details: details)
-        }
+        let check = DoctorCheck.Builder(.gpus)
         let alive = ((try? state.get())?.nodes ?? []).filter(\.isAlive)
         let probed: NodeProbe
         switch probe {
@@ -100,11 +94,11 @@ extension Doctor {
                 remedy: "Run raylan from the RayLAN checkout (it uploads cluster/raylan_doctor), then run 'raylan doctor' again.")
         }
         var status = DoctorCheck.Status.pass
-        var findings: [String] = []
+        var findings: [Finding] = []
         var remedies: [String] = []
         func note(_ level: DoctorCheck.Status, _ text: String, _ remedy: String? = nil) {
             status = max(status, level)
-            findings.append(text)
+            findings.append(Finding(status: level, text: text))
             if let remedy, level != .pass { remedies.append(remedy) }
         }
         for node in probed.nodes.sorted(by: { ($0.ip ?? "") < ($1.ip ?? "") }) {
@@ -124,7 +118,7 @@ extension Doctor {
                 }
                 continue
             }
-            let gpuText = LocalRay.number(declared)
+            let gpuText = Formatting.number(declared)
             guard let smi, smi.found else {
                 note(
                     .warn, "\(ip) declares \(gpuText) GPU(s), but has no nvidia-smi: logical GPUs only; work that asks for a GPU runs on its CPU.",
@@ -135,7 +129,7 @@ extension Doctor {
                 note(.fail, "\(ip): nvidia-smi fails: \(error).", "Fix the NVIDIA driver on \(ip): 'nvidia-smi' must list the GPUs.")
                 continue
             }
-            let names = physical.map { "\($0.name ?? "GPU") (\(LocalRay.number($0.memory_total_mib ?? 0)) MiB)" }.joined(separator: ", ")
+            let names = physical.map { "\($0.name ?? "GPU") (\(Formatting.number($0.memory_total_mib ?? 0)) MiB)" }.joined(separator: ", ")
             guard let torch = node.torch, torch.installed else {
                 note(.warn, "\(ip): \(names); torch is not installed in the cluster's Python, so the detection service cannot run there.", "Install cluster/requirements.txt in the Python environment Ray runs from on \(ip).")
                 continue
@@ -154,13 +148,22 @@ extension Doctor {
             note(.pass, "\(ip): \(names); torch \(torch.version ?? "?") ran on CUDA\(reserved).")
         }
         let gpuNodes = probed.nodes.filter { ($0.gpus_declared ?? 0) > 0 }
+        let details = findings.map(\.text)
         if gpuNodes.isEmpty && status == .pass {
-            return check(.warn, "CPU-only cluster: no node declares a GPU.", remedy: Self.cpuOnlyRemedy, details: findings)
+            return check(
+                .warn, "CPU-only cluster: no node declares a GPU.", remedy: Self.cpuOnlyRemedy, details: details)
         }
-        let summary = status == .pass
-            ? "GPUs usable on \(gpuNodes.count) node(s): " + findings.joined(separator: " ")
-            : findings.filter { !$0.contains("ran on CUDA") }.joined(separator: " ")
-        return check(status, summary, remedy: remedies.first, details: findings)
+        // With a problem, the summary names only the problems; every finding stays in the details.
+        let shown = status == .pass ? findings : findings.filter { $0.status != .pass }
+        let summary = (status == .pass ? "GPUs usable on \(gpuNodes.count) node(s): " : "")
+            + shown.map(\.text).joined(separator: " ")
+        return check(status, summary, remedy: remedies.first, details: details)
+    }
+
+    /// One node's GPU finding: how it fared and the sentence that says so.
+    struct Finding: Hashable {
+        var status: DoctorCheck.Status
+        var text: String
     }
 
     static let cpuOnlyRemedy =
@@ -169,9 +172,7 @@ extension Doctor {
     // MARK: 8. Serve
 
     func checkServe(_ address: ClusterAddress, cluster: RayCluster, ports: Ports) async -> DoctorCheck {
-        func check(_ status: DoctorCheck.Status, _ summary: String, remedy: String? = nil, details: [String] = []) -> DoctorCheck {
-            DoctorCheck(number: 8, name: "serve", status: status, summary: summary, remedy: remedy, details: details)
-        }
+        let check = DoctorCheck.Builder(.serve)
         let serve: ServeStatus
         do {
             // Check 2 read it already (to learn Serve's port); ask again only when that failed.
@@ -187,17 +188,16 @@ extension Doctor {
         var status = DoctorCheck.Status.pass
         var lines: [String] = []
         var remedy: String?
-        var details = proxies.values.map { "proxy on \($0.nodeIP ?? "?"): \($0.status ?? "?")" }.sorted()
-        let unhealthy = proxies.values.filter { $0.status != "HEALTHY" }
+        var details = proxies.values.map { "proxy on \($0.nodeIP ?? "?"): \($0.status?.rawValue ?? "?")" }.sorted()
+        let unhealthy = proxies.values.filter { $0.status != .healthy }
         if !unhealthy.isEmpty {
             status = .warn
-            lines.append("Serve proxies not healthy: \(unhealthy.map { "\($0.nodeIP ?? "?") \($0.status ?? "?")" }.joined(separator: ", ")).")
+            lines.append("Serve proxies not healthy: \(unhealthy.map { "\($0.nodeIP ?? "?") \($0.status?.rawValue ?? "?")" }.joined(separator: ", ")).")
             remedy = "Wait a few seconds after a node joins; if it stays, see the proxy's log on that node."
         }
         let proxy = ServeEndpoint(address: address, port: port)
         let health = try? await cluster.send(.GET, to: proxy, "/-/healthz", timeout: .seconds(5))
-        // With no application yet the proxy answers 503 "Route table is not populated yet": it is up.
-        let noRoutes = health?.status == 503 && serve.applications.isEmpty && (health?.text.contains("not populated") ?? false)
+        let noRoutes = serve.applications.isEmpty && health.map(Self.isEmptyRouteTable) == true
         if health?.status == 200 || noRoutes {
             lines.append("The Serve proxy answers at \(address.host):\(port)\(noRoutes ? " (no routes yet)" : "").")
         } else {
@@ -225,5 +225,13 @@ extension Doctor {
         if serve.applications.isEmpty { lines.append("No detection service is deployed.") }
         return check(status, lines.joined(separator: " "), remedy: remedy, details: details)
     }
-}
 
+    /// Whether Serve's proxy answered `/-/healthz` with its 503 "Route table is not populated yet": no
+    /// application is deployed, and the proxy itself is up.
+    ///
+    /// Ray marks this answer with nothing but its text (no code, no header), so this protocol string is
+    /// matched here and nowhere else.
+    static func isEmptyRouteTable(_ response: RayCluster.Response) -> Bool {
+        response.status == 503 && response.text.contains("not populated")
+    }
+}

@@ -43,8 +43,6 @@ public struct Doctor: Sendable {
         self.configuration = configuration
     }
 
-    static let names = ["address", "ports", "dashboard", "authentication", "versions", "nodes", "gpus", "serve"]
-
     /// Runs the checks in order; `progress` gets each as it finishes. Checks that cannot run after a
     /// FAIL (an unreachable dashboard, a refused token) are SKIPped with the reason.
     public func run(progress: @Sendable (DoctorCheck) -> Void = { _ in }) async -> DoctorReport {
@@ -69,8 +67,8 @@ public struct Doctor: Sendable {
     }
 
     static func skipRest(_ reason: String, _ checks: inout [DoctorCheck], _ progress: @Sendable (DoctorCheck) -> Void) {
-        for number in (checks.count + 1)...names.count {
-            add(DoctorCheck(number: number, name: names[number - 1], status: .skip, summary: "Not run: \(reason)."), to: &checks, progress)
+        for kind in DoctorCheck.Kind.allCases.dropFirst(checks.count) {
+            add(DoctorCheck(kind, status: .skip, summary: "Not run: \(reason)."), to: &checks, progress)
         }
     }
 
@@ -123,9 +121,7 @@ public struct Doctor: Sendable {
     // MARK: 1. Address
 
     func checkAddress() -> (ClusterAddress?, DoctorCheck) {
-        func check(_ status: DoctorCheck.Status, _ summary: String, remedy: String? = nil, details: [String] = []) -> DoctorCheck {
-            DoctorCheck(number: 1, name: "address", status: status, summary: summary, remedy: remedy, details: details)
-        }
+        let check = DoctorCheck.Builder(.address)
         guard let text = configuration.address else {
             let address = configuration.local?.address
             return (
@@ -166,6 +162,7 @@ public struct Doctor: Sendable {
     }
 
     func checkPorts(_ address: ClusterAddress, cluster: RayCluster) async -> (Ports, DoctorCheck) {
+        let check = DoctorCheck.Builder(.ports)
         let local = configuration.local?.ports
         // Serve's port is Serve's to say; ask the dashboard first when it answers quickly.
         let serve = try? await cluster.serveStatus()
@@ -229,8 +226,7 @@ public struct Doctor: Sendable {
         let open = probes[0]?.outcome == .open
         return (
             Ports(dashboardOpen: open, serve: serve, servePort: servePort),
-            DoctorCheck(
-                number: 2, name: "ports", status: status, summary: summary, remedy: remedies.first, details: details)
+            check(status, summary, remedy: remedies.first, details: details)
         )
     }
 
@@ -238,9 +234,7 @@ public struct Doctor: Sendable {
 
     /// Returns whether the dashboard is reachable from other hosts.
     func checkDashboard(_ address: ClusterAddress, cluster: RayCluster) async -> (Bool, DoctorCheck) {
-        func check(_ status: DoctorCheck.Status, _ summary: String, remedy: String? = nil, details: [String] = []) -> DoctorCheck {
-            DoctorCheck(number: 3, name: "dashboard", status: status, summary: summary, remedy: remedy, details: details)
-        }
+        let check = DoctorCheck.Builder(.dashboard)
         // Any HTTP answer counts, 401 included: authentication is check 4.
         let answers: Bool
         do {
@@ -292,9 +286,7 @@ public struct Doctor: Sendable {
     func checkAuthentication(
         _ address: ClusterAddress, cluster: RayCluster, exposed: Bool, serve: ServeStatus?
     ) async -> (ServerInfo?, DoctorCheck) {
-        func check(_ status: DoctorCheck.Status, _ summary: String, remedy: String? = nil, details: [String] = []) -> DoctorCheck {
-            DoctorCheck(number: 4, name: "authentication", status: status, summary: summary, remedy: remedy, details: details)
-        }
+        let check = DoctorCheck.Builder(.authentication)
         let mode = await cluster.authenticationMode()
         let modeText = mode.map { "mode \($0)" } ?? "no token mode in this Ray"
         let info: ServerInfo
@@ -308,7 +300,7 @@ public struct Doctor: Sendable {
         var status = DoctorCheck.Status.pass
         var lines: [String] = []
         var remedy: String?
-        if mode == "token" {
+        if mode == .token {
             lines.append("Token authentication is on; the \(configuration.token?.description ?? "token") is accepted.")
         } else if exposed {
             status = .warn
@@ -327,28 +319,5 @@ public struct Doctor: Sendable {
             remedy = remedy ?? "Open port \(port) only to trusted hosts ('raylan up --head' prints firewall rules for its subnet)."
         }
         return (info, check(status, lines.joined(separator: " "), remedy: remedy))
-    }
-}
-
-extension Duration {
-    /// The duration in seconds.
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
-
-extension DoctorCheck {
-    func taking(_ seconds: Double) -> DoctorCheck {
-        var copy = self
-        copy.seconds = seconds
-        return copy
-    }
-}
-
-extension Result where Failure == any Error {
-    init(catching body: () async throws -> Success) async {
-        do {
-            self = .success(try await body())
-        } catch {
-            self = .failure(error)
-        }
     }
 }

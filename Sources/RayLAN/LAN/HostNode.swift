@@ -203,7 +203,7 @@ public struct HostNode: Sendable, Codable {
         try checkFree(nodePorts(ports), on: address)
         let (plan, environment) = try await gpuSetup(configuration, progress: progress)
         let warnings = plan.logicalOnly ? [plan.summary] : []
-        let usesToken = mode == "token"
+        let usesToken = mode == .token
         if usesToken && token == nil {
             throw ClusterError(
                 .unauthorized, "The head at \(headAddress) uses token authentication, and no token was found here",

@@ -237,9 +237,7 @@ public struct LocalRay: Sendable, Codable, Hashable {
     /// Where Ray's output is kept after a failed start.
     var keptLogFile: String { temporaryDirectory + "-ray-start.log" }
 
-    static func number(_ value: Double) -> String {
-        value == value.rounded() ? String(Int(value)) : String(value)
-    }
+    static func number(_ value: Double) -> String { Formatting.number(value) }
 }
 
 extension RayCluster {

@@ -73,14 +73,14 @@ extension RayCluster {
     ) async throws -> ServeStatus.Application {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
-        var last = ""
+        var last: ServeStatus.ApplicationStatus?
         // Right after a PUT, Serve may still report the old state for a moment.
         try await Task.sleep(for: .milliseconds(500))
         while true {
             if let app = try await serveStatus().applications[name] {
-                if app.status.rawValue != last {
+                if app.status != last {
                     progress("Application '\(name)': \(app.status)")
-                    last = app.status.rawValue
+                    last = app.status
                 }
                 switch app.status {
                 case .running: return app

@@ -18,8 +18,8 @@ public struct ServeStatus: Sendable, Hashable, Codable {
     /// One deployment of an application.
     public struct Deployment: Sendable, Hashable, Codable {
         public var name: String
-        /// UPDATING, HEALTHY, UNHEALTHY, DEPLOY_FAILED, UPSCALING, DOWNSCALING.
-        public var status: String?
+        /// The deployment's health; nil where Ray did not report one.
+        public var status: DeploymentStatus?
         public var message: String?
         public var targetNumReplicas: Int?
         public var replicas: [Replica]?
@@ -35,8 +35,8 @@ public struct ServeStatus: Sendable, Hashable, Codable {
     public struct Application: Sendable, Hashable, Codable {
         public var name: String
         public var routePrefix: String?
-        /// NOT_STARTED, DEPLOYING, DEPLOY_FAILED, RUNNING, UNHEALTHY, DELETING.
-        public var status: ServeApplicationStatus
+        /// Where the application is in its life (RUNNING once every deployment is healthy).
+        public var status: ApplicationStatus
         /// Ray's message; the traceback when a deploy failed.
         public var message: String?
         public var deployments: [String: Deployment]?
@@ -60,8 +60,8 @@ public struct ServeStatus: Sendable, Hashable, Codable {
     /// Serve's HTTP proxy on one node.
     public struct Proxy: Sendable, Hashable, Codable {
         public var nodeIP: String?
-        /// STARTING, HEALTHY, UNHEALTHY, DRAINING, DRAINED.
-        public var status: String?
+        /// The proxy's health; nil where Ray did not report one.
+        public var status: ProxyStatus?
 
         enum CodingKeys: String, CodingKey {
             case nodeIP = "node_ip"
@@ -82,20 +82,101 @@ public struct ServeStatus: Sendable, Hashable, Codable {
 
     /// Whether Serve runs at all.
     public var isRunning: Bool { !applications.isEmpty }
-}
 
-/// TEMPORARY (replaced at merge by the typed states branch).
-public struct ServeApplicationStatus: Sendable, Hashable, Codable, CustomStringConvertible, RawRepresentable {
-    public var rawValue: String
-    public init(rawValue: String) { self.rawValue = rawValue }
-    public static let running = ServeApplicationStatus(rawValue: "RUNNING")
-    public static let deploying = ServeApplicationStatus(rawValue: "DEPLOYING")
-    public static let deployFailed = ServeApplicationStatus(rawValue: "DEPLOY_FAILED")
-    public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
+    /// An application's state as Ray Serve reports it. A struct, so a state that a newer Ray adds still
+    /// decodes; it encodes as Ray's own string.
+    public struct ApplicationStatus: Sendable, Hashable, Codable, CustomStringConvertible, RawRepresentable {
+        /// Ray's own spelling, such as `RUNNING`.
+        public var rawValue: String
+        /// A state by Ray's spelling; any string is accepted.
+        public init(rawValue: String) { self.rawValue = rawValue }
+
+        /// Not deployed yet.
+        public static let notStarted = ApplicationStatus(rawValue: "NOT_STARTED")
+        /// Its deployments are starting or updating.
+        public static let deploying = ApplicationStatus(rawValue: "DEPLOYING")
+        /// A deployment could not start; the application's `message` has Ray's traceback.
+        public static let deployFailed = ApplicationStatus(rawValue: "DEPLOY_FAILED")
+        /// Every deployment is healthy: requests are served.
+        public static let running = ApplicationStatus(rawValue: "RUNNING")
+        /// A deployment failed its health checks after it had run.
+        public static let unhealthy = ApplicationStatus(rawValue: "UNHEALTHY")
+        /// Being removed.
+        public static let deleting = ApplicationStatus(rawValue: "DELETING")
+
+        public init(from decoder: any Decoder) throws {
+            rawValue = try decoder.singleValueContainer().decode(String.self)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            try container.encode(rawValue)
+        }
+
+        public var description: String { rawValue }
     }
-    public var description: String { rawValue }
-}
 
+    /// A deployment's state as Ray Serve reports it. A struct, so a state that a newer Ray adds still
+    /// decodes; it encodes as Ray's own string.
+    public struct DeploymentStatus: Sendable, Hashable, Codable, CustomStringConvertible, RawRepresentable {
+        /// Ray's own spelling, such as `RUNNING`.
+        public var rawValue: String
+        /// A state by Ray's spelling; any string is accepted.
+        public init(rawValue: String) { self.rawValue = rawValue }
+
+        /// Replicas are starting or being replaced.
+        public static let updating = DeploymentStatus(rawValue: "UPDATING")
+        /// Every replica runs and passes its health check.
+        public static let healthy = DeploymentStatus(rawValue: "HEALTHY")
+        /// A replica failed its health check.
+        public static let unhealthy = DeploymentStatus(rawValue: "UNHEALTHY")
+        /// The deployment could not start (its constructor raised, or no node fits its resources).
+        public static let deployFailed = DeploymentStatus(rawValue: "DEPLOY_FAILED")
+        /// The autoscaler is adding replicas.
+        public static let upscaling = DeploymentStatus(rawValue: "UPSCALING")
+        /// The autoscaler is removing replicas.
+        public static let downscaling = DeploymentStatus(rawValue: "DOWNSCALING")
+
+        public init(from decoder: any Decoder) throws {
+            rawValue = try decoder.singleValueContainer().decode(String.self)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            try container.encode(rawValue)
+        }
+
+        public var description: String { rawValue }
+    }
+
+    /// The state of Serve's HTTP proxy on one node. A struct, so a state that a newer Ray adds still
+    /// decodes; it encodes as Ray's own string.
+    public struct ProxyStatus: Sendable, Hashable, Codable, CustomStringConvertible, RawRepresentable {
+        /// Ray's own spelling, such as `RUNNING`.
+        public var rawValue: String
+        /// A state by Ray's spelling; any string is accepted.
+        public init(rawValue: String) { self.rawValue = rawValue }
+
+        /// Starting on its node.
+        public static let starting = ProxyStatus(rawValue: "STARTING")
+        /// The proxy answers.
+        public static let healthy = ProxyStatus(rawValue: "HEALTHY")
+        /// The proxy failed its health check.
+        public static let unhealthy = ProxyStatus(rawValue: "UNHEALTHY")
+        /// Finishing the requests in flight and taking no new ones (its node is going away).
+        public static let draining = ProxyStatus(rawValue: "DRAINING")
+        /// Drained; about to stop.
+        public static let drained = ProxyStatus(rawValue: "DRAINED")
+
+        public init(from decoder: any Decoder) throws {
+            rawValue = try decoder.singleValueContainer().decode(String.self)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            try container.encode(rawValue)
+        }
+
+        public var description: String { rawValue }
+    }
+}

@@ -23,9 +23,10 @@ public struct NodeInfo: Sendable, Hashable, Codable {
     public var ip: String
     public var hostname: String?
     public var isHead: Bool
-    /// `ALIVE` or `DEAD`.
-    public var state: String
-    public var isAlive: Bool { state == "ALIVE" }
+    /// ALIVE or DEAD.
+    public var state: State
+    /// Whether the node is ALIVE.
+    public var isAlive: Bool { state == .alive }
     /// Logical CPUs.
     public var cpus: Usage
     /// Logical GPUs.
@@ -40,4 +41,31 @@ public struct NodeInfo: Sendable, Hashable, Codable {
     /// automatic `node:…` and `accelerator_type:…` markers.
     public var customResources: [String: Usage]
     public var gpuDevices: [GPU]
+
+    /// A node's state as Ray's State API reports it. A struct, so a state that a newer Ray adds still
+    /// decodes; it encodes as Ray's own string.
+    public struct State: Sendable, Hashable, Codable, CustomStringConvertible, RawRepresentable {
+        /// Ray's own spelling, such as `ALIVE`.
+        public var rawValue: String
+        /// A state by Ray's spelling; any string is accepted.
+        public init(rawValue: String) { self.rawValue = rawValue }
+
+        /// Running and heartbeating to the GCS.
+        public static let alive = State(rawValue: "ALIVE")
+        /// Stopped or lost (no heartbeat).
+        public static let dead = State(rawValue: "DEAD")
+        /// RayLAN's own: the State API listed the node without a state.
+        public static let unknown = State(rawValue: "UNKNOWN")
+
+        public init(from decoder: any Decoder) throws {
+            rawValue = try decoder.singleValueContainer().decode(String.self)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            try container.encode(rawValue)
+        }
+
+        public var description: String { rawValue }
+    }
 }

@@ -29,10 +29,11 @@ extension RayCluster {
         from node: StateNodesResponse.Node, summary: NodeSummaryResponse.Entry?, usage: [String: [Double]]
     ) -> NodeInfo {
         let totals = node.resources_total ?? [:]
+        let state = node.state.map(NodeInfo.State.init(rawValue:)) ?? .unknown
         func resource(_ name: String) -> NodeInfo.Usage {
             let pair = usage[name] ?? usage[camelCased(name)]
             let total = totals[name] ?? (pair?.count == 2 ? pair![1] : 0)
-            return NodeInfo.Usage(used: node.state == "ALIVE" ? (pair?.first ?? 0) : 0, total: total)
+            return NodeInfo.Usage(used: state == .alive ? (pair?.first ?? 0) : 0, total: total)
         }
         let standard: Set<String> = ["CPU", "GPU", "memory", "object_store_memory"]
         var custom: [String: NodeInfo.Usage] = [:]
@@ -47,7 +48,7 @@ extension RayCluster {
         }
         return NodeInfo(
             nodeID: node.node_id, ip: node.node_ip ?? summary?.ip ?? "?", hostname: summary?.hostname,
-            isHead: node.is_head_node ?? false, state: node.state ?? "UNKNOWN",
+            isHead: node.is_head_node ?? false, state: state,
             cpus: resource("CPU"), gpus: resource("GPU"), memory: resource("memory"), hostMemory: hostMemory,
             cpuPercent: summary?.cpu, customResources: custom,
             gpuDevices: (summary?.gpus ?? []).map {
