@@ -57,7 +57,10 @@ let package = Package(
         ),
         .testTarget(
             name: "RayLANTests",
-            dependencies: ["RayLAN", "RayLANTesting", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "RayLAN", "RayLANTesting", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

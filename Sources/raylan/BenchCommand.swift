@@ -64,7 +64,7 @@ struct BenchCommand: AsyncParsableCommand {
             let files = try imageFiles()
             try await Connection.with(cluster) { (connection: Connection) in
                 let configuration = Benchmark.Configuration(
-                    deployment: await deployment.make(model: model, name: nil, on: connection.cluster), images: files,
+                    deployment: try await deployment.make(model: model, name: nil, on: connection.cluster), images: files,
                     duration: .seconds(duration), concurrencyLevels: concurrency.values, seedImages: seedImages,
                     imagesPerRequest: imagesPerRequest.values)
                 let port = deployment.servePort(for: connection)

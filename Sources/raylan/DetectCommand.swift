@@ -73,7 +73,7 @@ struct DetectCommand: AsyncParsableCommand {
                     service = .running(DetectionDeployment.defaultName(for: model))
                 } else {
                     service = .deployIfNeeded(
-                        await deployment.make(model: model, name: nil, on: connection.cluster),
+                        try await deployment.make(model: model, name: nil, on: connection.cluster),
                         httpPort: deployment.servePort(for: connection))
                 }
                 var outputs: DetectionRun.Outputs = []
@@ -84,7 +84,8 @@ struct DetectCommand: AsyncParsableCommand {
                 let run = DetectionRun(
                     inputs: paths, output: URL(fileURLWithPath: out), service: service,
                     options: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), outputs: outputs,
-                    concurrency: concurrency, imagesPerRequest: imagesPerRequest, resume: resume)
+                    concurrency: concurrency, imagesPerRequest: imagesPerRequest, resume: resume,
+                    key: try deployment.key())
                 let display = DetectProgressDisplay()
                 summary = try await run.run(on: connection.cluster, events: { display.show($0) })
                 display.finish()

@@ -72,7 +72,22 @@ struct DeploymentOptions: ParsableArguments {
             valueName: "port"))
     var port: Int?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A file with the service key to deploy with and send (default: a random key kept in the deployment, "
+                + "read over the dashboard).",
+            valueName: "file"))
+    var keyFile: String?
+
+    @Flag(
+        name: .long,
+        help: "Deploy without a service key: anyone who reaches Serve's port can use the service (not recommended).")
+    var `public` = false
+
     func validate() throws {
+        if keyFile != nil && `public` { throw ValidationError("Give --key-file or --public, not both.") }
+        if let keyFile { _ = try ServiceKey.read(file: keyFile) }
         if let gpusPerReplica, !(gpusPerReplica >= 0 && gpusPerReplica.isFinite) {
             throw ValidationError("--gpus-per-replica must be a number of 0 or more, not '\(gpusPerReplica)'.")
         }
@@ -84,13 +99,22 @@ struct DeploymentOptions: ParsableArguments {
         if let port, !(1...65535).contains(port) { throw ValidationError("--port must be from 1 to 65535, not \(port).") }
     }
 
+    /// `--key-file`'s key, when given.
+    func key() throws -> ServiceKey? { try keyFile.map { try ServiceKey.read(file: $0) } }
+
     /// The deployment for `model`, GPUs per replica defaulting to 1 where an alive node has a GPU, else 0.
-    func make(model: String, name: String?, on cluster: RayCluster) async -> DetectionDeployment {
+    func make(model: String, name: String?, on cluster: RayCluster) async throws -> DetectionDeployment {
         let gpus: Double
         if let gpusPerReplica { gpus = gpusPerReplica } else { gpus = await cluster.defaultGPUsPerReplica() }
-        return DetectionDeployment(
+        var deployment = DetectionDeployment(
             model: model, name: name, gpusPerReplica: gpus, replicas: replicas.replicas, maxBatch: maxBatch,
             batchWaitMilliseconds: batchWaitMs, imageSize: imgsz)
+        if let key = try key() {
+            deployment.access = .givenKey(key)
+        } else if `public` {
+            deployment.access = .open
+        }
+        return deployment
     }
 
     /// The Serve port to deploy with: `--port`, else the embedded cluster's reserved port, else Serve's default.
@@ -101,11 +125,16 @@ struct DeploymentOptions: ParsableArguments {
         Terminal.error(
             "Deploying '\(deployment.name)' (model \(deployment.model), \(Terminal.number(deployment.gpusPerReplica)) GPU "
                 + "per replica, batches up to \(deployment.maxBatch))…")
+        if deployment.access == .open {
+            Terminal.error(
+                "Warning: '\(deployment.name)' is deployed with --public: anyone who reaches Serve's port can use it "
+                    + "(and its GPU). Deploy without --public to require the service key.")
+        }
     }
 
     /// Deploys `model` (see ``make(model:name:on:)``) and says what happens.
     func deploy(model: String, name: String?, on connection: Connection) async throws -> ServeStatus.Application {
-        let deployment = await make(model: model, name: name, on: connection.cluster)
+        let deployment = try await make(model: model, name: name, on: connection.cluster)
         Self.announce(deployment)
         return try await connection.cluster.deploy(
             deployment, httpPort: servePort(for: connection), progress: { Terminal.error("  \($0)") })

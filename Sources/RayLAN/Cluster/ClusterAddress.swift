@@ -115,4 +115,11 @@ public struct ClusterAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { url.absoluteString }
+
+    /// Whether the host is this machine's loopback (`localhost`, `127.x.x.x`, `::1`): a cluster reached there
+    /// is private to this machine.
+    public var isLoopback: Bool {
+        let host = host.lowercased()
+        return host == "localhost" || host.hasPrefix("127.") || host == "::1"
+    }
 }

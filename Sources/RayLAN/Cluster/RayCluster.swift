@@ -123,7 +123,8 @@ public final class RayCluster: Sendable {
         timeout: Duration? = nil, maxResponseBytes: Int = 64 << 20
     ) async throws -> Response {
         try await execute(
-            method, url: address.url.absoluteString + path, server: .dashboard, body: body, contentType: contentType,
+            method, url: address.url.absoluteString + path, server: .dashboard, key: nil, body: body,
+            contentType: contentType,
             timeout: timeout, maxResponseBytes: maxResponseBytes)
     }
 
@@ -135,7 +136,7 @@ public final class RayCluster: Sendable {
         contentType: String = "application/json", timeout: Duration? = nil, maxResponseBytes: Int = 64 << 20
     ) async throws -> Response {
         try await execute(
-            method, url: endpoint.url(path), server: .serveProxy(endpoint.address), body: body,
+            method, url: endpoint.url(path), server: .serveProxy(endpoint.address), key: endpoint.key, body: body,
             contentType: contentType, timeout: timeout, maxResponseBytes: maxResponseBytes)
     }
 
@@ -146,15 +147,21 @@ public final class RayCluster: Sendable {
     }
 
     private func execute(
-        _ method: HTTPMethod, url: String, server: Server, body: Data?, contentType: String, timeout: Duration?,
+        _ method: HTTPMethod, url: String, server: Server, key: ServiceKey?, body: Data?, contentType: String,
+        timeout: Duration?,
         maxResponseBytes: Int
     ) async throws -> Response {
         var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers.add(name: "User-Agent", value: configuration.userAgent)
         request.headers.add(name: "Accept", value: "application/json")
-        if case .dashboard = server, let token = configuration.token {
-            request.headers.add(name: "Authorization", value: "Bearer \(token.value)")
+        // Each server gets its own credential only: the dashboard's token never goes to Serve's proxy, and an
+        // application's service key never to the dashboard.
+        switch server {
+        case .dashboard:
+            if let token = configuration.token { request.headers.add(name: "Authorization", value: "Bearer \(token.value)") }
+        case .serveProxy:
+            if let key { request.headers.add(name: "Authorization", value: "Bearer \(key.value)") }
         }
         if let body {
             request.headers.add(name: "Content-Type", value: contentType)

@@ -20,10 +20,14 @@ public struct DetectionClient: Sendable {
         self.endpoint = endpoint
     }
 
-    /// A client for a running application, its port and route read from Serve.
+    /// A client for a running application, its port, route and service key read from Serve (over the
+    /// dashboard, so the key is exactly as protected as the dashboard).
+    /// - Parameter key: a key to send instead of the one the application was deployed with. Default nil.
     /// - Throws: ``ServeError`` (`notDeployed`) when Serve does not run `application`.
-    public init(cluster: RayCluster, application: String) async throws {
-        self.init(cluster: cluster, endpoint: try await cluster.serveEndpoint(for: application))
+    public init(cluster: RayCluster, application: String, key: ServiceKey? = nil) async throws {
+        var endpoint = try await cluster.serveEndpoint(for: application)
+        if let key { endpoint.key = key }
+        self.init(cluster: cluster, endpoint: endpoint)
     }
 
     /// Detects objects in one encoded image (JPEG, PNG, WebP or BMP bytes).
@@ -33,7 +37,7 @@ public struct DetectionClient: Sendable {
         let response = try await post("/detect" + options.query, body: image)
         switch response.status {
         case 200: return try decodeResult(response.body)
-        case 422, 400: throw serverError(response)
+        case 422, 400, 401, 413: throw serverError(response)
         default: throw DetectionError(.unavailable, "HTTP \(response.status): \(RayMessage.extract(from: response.text))")
         }
     }
@@ -169,7 +173,10 @@ public struct DetectionClient: Sendable {
 
     private func serverError(_ response: RayCluster.Response) -> DetectionError {
         struct Failure: Decodable { var error: DetectionError }
-        if let failure = try? JSONDecoder().decode(Failure.self, from: response.body) { return failure.error }
+        if var error = try? JSONDecoder().decode(Failure.self, from: response.body).error {
+            if error.code == .unauthorized { error.message += " (sent: \(endpoint.key?.description ?? "no key"))" }
+            return error
+        }
         return DetectionError(.unavailable, "HTTP \(response.status): \(RayMessage.extract(from: response.text))")
     }
 }

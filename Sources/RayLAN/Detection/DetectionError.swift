@@ -22,6 +22,8 @@ public struct DetectionError: RayLANError, Sendable, Codable, Hashable {
         public static let decodeFailed = Code(rawValue: "decode_failed")
         /// The service refused the request itself (e.g. an invalid query value).
         public static let badRequest = Code(rawValue: "bad_request")
+        /// The service refused the request's key (HTTP 401).
+        public static let unauthorized = Code(rawValue: "unauthorized")
         /// The local file could not be read.
         public static let unreadable = Code(rawValue: "unreadable")
         /// The service could not be reached or kept failing.

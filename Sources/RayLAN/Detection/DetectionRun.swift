@@ -115,11 +115,16 @@ public struct DetectionRun: Sendable {
     public var imagesPerRequest: Int
     /// Keep the journal's complete lines and send only the inputs it lacks. Default false: a new journal.
     public var resume: Bool
+    /// The service key to send instead of the one the application was deployed with (read from Serve's
+    /// status over the dashboard). Default nil.
+    public var key: ServiceKey?
 
     public init(
         inputs: [String], output: URL, service: Service, options: DetectionOptions = DetectionOptions(),
-        outputs: Outputs = [], concurrency: Int = 8, imagesPerRequest: Int = 8, resume: Bool = false
+        outputs: Outputs = [], concurrency: Int = 8, imagesPerRequest: Int = 8, resume: Bool = false,
+        key: ServiceKey? = nil
     ) {
+        self.key = key
         self.inputs = inputs
         self.output = output
         self.service = service
@@ -185,7 +190,8 @@ public struct DetectionRun: Sendable {
     /// A client for the service, deploying it first when ``service`` says so and it is not RUNNING.
     func ensureService(on cluster: RayCluster, events: @Sendable (Event) -> Void) async throws -> DetectionClient {
         let status = try await cluster.serveStatus()
-        if let endpoint = try? cluster.serveEndpoint(for: service.application, in: status) {
+        if var endpoint = try? cluster.serveEndpoint(for: service.application, in: status) {
+            if let key { endpoint.key = key }
             return DetectionClient(cluster: cluster, endpoint: endpoint)
         }
         guard case .deployIfNeeded(let deployment, let httpPort) = service else {
@@ -193,7 +199,7 @@ public struct DetectionRun: Sendable {
         }
         events(.deploying(deployment))
         try await cluster.deploy(deployment, httpPort: httpPort, progress: { events(.deployStep($0)) })
-        return try await DetectionClient(cluster: cluster, application: deployment.name)
+        return try await DetectionClient(cluster: cluster, application: deployment.name, key: key)
     }
 
     /// The journal line for one answer, after writing its per-input outputs (annotated image, YOLO labels).

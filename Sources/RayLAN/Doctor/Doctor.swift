@@ -310,14 +310,46 @@ public struct Doctor: Sendable {
         } else {
             lines.append("No authentication (\(modeText)); the dashboard is reachable from this machine only.")
         }
-        let deployed = (serve?.applications ?? [:]).keys.sorted()
-        if exposed && !deployed.isEmpty {
-            status = max(status, .warn)
-            let port = serve?.httpOptions?.port ?? LocalRay.Ports.defaultServe
-            lines.append(
-                "The detection service (\(deployed.joined(separator: ", "))) on port \(port) answers anyone who reaches it: Ray Serve's HTTP proxy has no authentication.")
-            remedy = remedy ?? "Open port \(port) only to trusted hosts ('raylan up --head' prints firewall rules for its subnet)."
+        if let serve {
+            let services = await probeServices(serve, cluster: cluster)
+            let port = serve.httpOptions?.port ?? LocalRay.Ports.defaultServe
+            if !services.open.isEmpty {
+                status = .fail
+                lines.append(
+                    "The detection service \(services.open.joined(separator: ", ")) on port \(port) answered an anonymous "
+                        + "request: anyone who reaches the port can use it and its GPU.")
+                remedy = "Redeploy without --public ('raylan serve deploy --model …'): it then requires the service key."
+            }
+            if !services.keyed.isEmpty {
+                lines.append(
+                    "The detection service \(services.keyed.joined(separator: ", ")) refused an anonymous request (HTTP 401): "
+                        + "it requires its service key.")
+                if mode != .token && exposed {
+                    status = max(status, .warn)
+                    lines.append(
+                        "Its key is kept in the deployment, readable through the dashboard, which has no authentication: "
+                            + "the key is as open as the dashboard.")
+                    remedy = remedy ?? "Restart the head with 'raylan up --head' (token authentication, Ray ≥ 2.52)."
+                }
+            }
         }
         return (info, check(status, lines.joined(separator: " "), remedy: remedy))
+    }
+
+    /// Sends an anonymous request (no key) to each running RayLAN detection service: the names that refused it
+    /// (401) and those that answered (200).
+    func probeServices(_ serve: ServeStatus, cluster: RayCluster) async -> (keyed: [String], open: [String]) {
+        var keyed: [String] = []
+        var open: [String] = []
+        for app in serve.applications.values.sorted(by: { $0.name < $1.name }) where app.isRayLANDetection {
+            guard let endpoint = try? cluster.serveEndpoint(for: app.name, in: serve) else { continue }
+            let answer = try? await cluster.send(.GET, to: endpoint.anonymous, "/models", timeout: .seconds(5))
+            switch answer?.status {
+            case 401: keyed.append("'\(app.name)'")
+            case 200: open.append("'\(app.name)'")
+            default: continue
+            }
+        }
+        return (keyed, open)
     }
 }

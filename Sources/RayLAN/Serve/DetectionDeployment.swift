@@ -2,6 +2,17 @@ import Foundation
 
 /// A detection service to deploy: one model, as one Ray Serve application running `raylan_detect`.
 public struct DetectionDeployment: Sendable, Hashable {
+    /// Who may use the service.
+    public enum Access: Sendable, Hashable {
+        /// Callers with the application's service key: the key it already has when it is redeployed, else a
+        /// new random one. The default.
+        case key
+        /// Callers with this key.
+        case givenKey(ServiceKey)
+        /// Anyone who reaches Serve's port (`--public`).
+        case open
+    }
+
     /// Replicas: a fixed number, or Serve's autoscaling between bounds.
     public enum Replicas: Sendable, Hashable {
         case fixed(Int)
@@ -27,6 +38,8 @@ public struct DetectionDeployment: Sendable, Hashable {
     public var imageSize: Int?
     /// Largest accepted image in pixels (width × height). Default 50,000,000.
     public var maxPixels: Int
+    /// Who may use the service. Default ``Access/key``.
+    public var access: Access = .key
     /// The naive form (one image per request, no dynamic batching), for benchmarks. Default false.
     public var isNaive: Bool = false
 
@@ -84,7 +97,7 @@ public struct DetectionDeployment: Sendable, Hashable {
     }
 
     /// The Serve application config (`ServeApplicationSchema`) for a package at `workingDirectoryURI`.
-    func applicationConfig(workingDirectoryURI: String, modelArgument: String) -> JSONValue {
+    func applicationConfig(workingDirectoryURI: String, modelArgument: String, key: ServiceKey?) -> JSONValue {
         var deployment: [String: JSONValue] = [
             "name": .string(isNaive ? "NaiveDetector" : "Detector"),
             // Let batches fill: at least twice the batch in flight per replica (Serve's default, 5, for the naive form).
@@ -108,6 +121,7 @@ public struct DetectionDeployment: Sendable, Hashable {
             args["batch_wait_ms"] = .number(batchWaitMilliseconds)
         }
         if let imageSize { args["imgsz"] = .number(Double(imageSize)) }
+        if let key { args["api_key"] = .string(key.value) }
         return .object([
             "name": .string(name),
             "route_prefix": .string(routePrefix),

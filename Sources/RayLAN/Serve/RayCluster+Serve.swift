@@ -21,6 +21,8 @@ extension RayCluster {
     ///   - deployment: the model and knobs.
     ///   - code: where `raylan_detect` is. Default ``ClusterCode/locate(environment:executablePath:)``.
     ///   - httpPort: the Serve proxy's port when Serve is not running yet. Default 8000.
+    ///   - httpHost: the address Serve's proxy binds to when Serve is not running yet. Default nil: 127.0.0.1
+    ///     for a cluster reached through loopback (the embedded one: private to this machine), else 0.0.0.0.
     ///   - timeout: how long to wait for RUNNING. Default 10 minutes (a replica may download weights).
     ///   - progress: called with each status while waiting.
     /// - Returns: the application as Serve reports it once RUNNING.
@@ -28,7 +30,7 @@ extension RayCluster {
     ///   ``PackageError`` (a model file over the 100 MiB cap), ``ClusterError``.
     @discardableResult
     public func deploy(
-        _ deployment: DetectionDeployment, code: ClusterCode? = nil, httpPort: Int = 8000,
+        _ deployment: DetectionDeployment, code: ClusterCode? = nil, httpPort: Int = 8000, httpHost: String? = nil,
         timeout: Duration = .seconds(600), progress: @Sendable (String) -> Void = { _ in }
     ) async throws -> ServeStatus.Application {
         try deployment.validate()
@@ -51,11 +53,18 @@ extension RayCluster {
         var applications = current.applications.values
             .filter { $0.name != deployment.name }
             .compactMap(\.deployedAppConfig)
+        let key: ServiceKey?
+        switch deployment.access {
+        case .key: key = current.applications[deployment.name].flatMap(ServiceKey.deployed(in:)) ?? .generate()
+        case .givenKey(let given): key = given
+        case .open: key = nil
+        }
         applications.append(
             deployment.applicationConfig(
-                workingDirectoryURI: upload.uri, modelArgument: staged.modelArgument ?? deployment.model))
+                workingDirectoryURI: upload.uri, modelArgument: staged.modelArgument ?? deployment.model, key: key))
         try await writeServeConfig(
-            applications, httpPort: current.httpOptions?.port ?? httpPort, what: "Deploying '\(deployment.name)' to Serve")
+            applications, http: proxyOptions(current, port: httpPort, host: httpHost),
+            what: "Deploying '\(deployment.name)' to Serve")
         return try await waitUntilRunning(deployment.name, timeout: timeout, progress: progress)
     }
 
@@ -103,8 +112,8 @@ extension RayCluster {
 
     /// Starts Serve with no application and its HTTP proxy at `httpPort` on every node (host 0.0.0.0),
     /// so that later deploys, from any machine, keep that port.
-    public func startServe(httpPort: Int) async throws {
-        try await writeServeConfig([], httpPort: httpPort, what: "Starting Serve")
+    public func startServe(httpPort: Int, host: String = "0.0.0.0") async throws {
+        try await writeServeConfig([], http: (host, httpPort), what: "Starting Serve")
     }
 
     /// Removes one application, keeping the others (Serve itself keeps running), and
@@ -117,7 +126,8 @@ extension RayCluster {
         // The last one goes too by a PUT with no applications: Serve keeps running with its HTTP options,
         // so that the port `raylan up` chose survives.
         try await writeServeConfig(
-            others, httpPort: current.httpOptions?.port, what: "Deleting the Serve application '\(name)'")
+            others, http: current.httpOptions?.port.map { (current.httpOptions?.host ?? "0.0.0.0", $0) },
+            what: "Deleting the Serve application '\(name)'")
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: .seconds(120))
         while try await serveStatus().applications[name] != nil && clock.now < deadline {
@@ -140,16 +150,27 @@ extension RayCluster {
         return parts.joined(separator: " ")
     }
 
-    /// PUTs Serve's whole declarative config: `applications`, a proxy on every node, and the proxy's port
-    /// (nil: Serve's own default). The one place the config body is written.
+    /// The proxy's host and port to write: Serve's own while it runs (Ray ignores new ones then), else
+    /// `port` and `host` (nil: loopback for a cluster reached through loopback, else every address).
+    private func proxyOptions(_ current: ServeStatus, port: Int, host: String?) -> (host: String, port: Int) {
+        if let running = current.httpOptions?.port, current.isRunning || !(current.proxies ?? [:]).isEmpty {
+            return (current.httpOptions?.host ?? "0.0.0.0", running)
+        }
+        return (host ?? (address.isLoopback ? "127.0.0.1" : "0.0.0.0"), port)
+    }
+
+    /// PUTs Serve's whole declarative config: `applications`, a proxy on every node, and the proxy's host and
+    /// port (nil: Serve's own defaults). The one place the config body is written.
     /// - Throws: ``ServeError`` (`rejected`) when Ray refuses the config, ``ClusterError``.
-    private func writeServeConfig(_ applications: [JSONValue], httpPort: Int?, what: String) async throws {
+    private func writeServeConfig(
+        _ applications: [JSONValue], http: (host: String, port: Int)?, what: String
+    ) async throws {
         var body: [String: JSONValue] = [
             "proxy_location": .string("EveryNode"),
             "applications": .array(applications),
         ]
-        if let httpPort {
-            body["http_options"] = .object(["host": .string("0.0.0.0"), "port": .number(Double(httpPort))])
+        if let http {
+            body["http_options"] = .object(["host": .string(http.host), "port": .number(Double(http.port))])
         }
         let response = try await send(
             .PUT, "/api/serve/applications/", body: try JSONEncoder().encode(JSONValue.object(body)))

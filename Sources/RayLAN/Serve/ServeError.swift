@@ -18,6 +18,8 @@ public struct ServeError: RayLANError, Sendable {
         public static let notDeployed = Code("notDeployed")
         /// A local model file is missing or too large.
         public static let invalidModel = Code("invalidModel")
+        /// A service key file could not be read or holds no usable key.
+        public static let keyUnreadable = Code("keyUnreadable")
         /// RayLAN's cluster-side code (the `cluster/` folder) was not found.
         public static let clusterCodeMissing = Code("clusterCodeMissing")
     }
@@ -40,5 +42,5 @@ public struct ServeError: RayLANError, Sendable {
             .notDeployed, "The detection service '\(name)' is not running on \(address)",
             remedy: "Deploy it with 'raylan serve deploy --model …' (or let 'raylan detect' deploy it).")
     }
-    public var isUsageError: Bool { code == .invalidModel }
+    public var isUsageError: Bool { code == .invalidModel || code == .keyUnreadable }
 }

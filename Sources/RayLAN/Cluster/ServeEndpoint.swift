@@ -20,13 +20,19 @@ public struct ServeEndpoint: Sendable, Hashable, CustomStringConvertible {
     public var port: Int
     /// The application's route prefix, e.g. `/raylan/shapes-yolo11n`; empty for the proxy itself.
     public var routePrefix: String
+    /// The application's service key, sent as `Authorization: Bearer` with every request to this endpoint;
+    /// nil sends none (a public application, or the proxy's own routes).
+    public var key: ServiceKey?
 
     /// An endpoint on `address`'s host at Serve's `port`, under `routePrefix` (empty: the proxy's own routes,
     /// such as `/-/healthz`).
-    public init(address: ClusterAddress, port: Int = ServeEndpoint.defaultPort, routePrefix: String = "") {
+    public init(
+        address: ClusterAddress, port: Int = ServeEndpoint.defaultPort, routePrefix: String = "", key: ServiceKey? = nil
+    ) {
         self.host = address.host
         self.port = port
         self.routePrefix = Self.normalized(routePrefix)
+        self.key = key
     }
 
     /// The proxy's address as a ``ClusterAddress`` (scheme, host and port), for messages and probes.
@@ -38,10 +44,18 @@ public struct ServeEndpoint: Sendable, Hashable, CustomStringConvertible {
     /// The URL of `path` (starting with `/`, query allowed) under the route prefix.
     public func url(_ path: String) -> String { baseURL + path }
 
-    /// The same proxy without a route prefix.
+    /// The same proxy without a route prefix or key.
     public var proxy: ServeEndpoint {
         var copy = self
         copy.routePrefix = ""
+        copy.key = nil
+        return copy
+    }
+
+    /// The same endpoint without its key: what an anonymous caller reaches.
+    public var anonymous: ServeEndpoint {
+        var copy = self
+        copy.key = nil
         return copy
     }
 
@@ -53,28 +67,5 @@ public struct ServeEndpoint: Sendable, Hashable, CustomStringConvertible {
         while prefix.hasSuffix("/") { prefix.removeLast() }
         if !prefix.isEmpty && !prefix.hasPrefix("/") { prefix = "/" + prefix }
         return prefix
-    }
-}
-
-extension RayCluster {
-    /// Serve's proxy on this cluster's host, at the port Serve reports (its default when Serve is not running).
-    public func serveProxyEndpoint(_ status: ServeStatus) -> ServeEndpoint {
-        ServeEndpoint(address: address, port: status.httpOptions?.port ?? ServeEndpoint.defaultPort)
-    }
-
-    /// Where the running application `name` answers: Serve's port and the route prefix from Serve's status.
-    /// - Throws: ``ServeError`` (`notDeployed`) when Serve does not run `name`, ``ClusterError``.
-    public func serveEndpoint(for name: String) async throws -> ServeEndpoint {
-        try serveEndpoint(for: name, in: try await serveStatus())
-    }
-
-    /// Like ``serveEndpoint(for:)`` with a status already read.
-    public func serveEndpoint(for name: String, in status: ServeStatus) throws -> ServeEndpoint {
-        guard let application = status.applications[name], application.status == .running else {
-            throw ServeError.notDeployed(name, on: address)
-        }
-        var endpoint = serveProxyEndpoint(status)
-        endpoint.routePrefix = ServeEndpoint.normalized(application.routePrefix ?? "/\(name)")
-        return endpoint
     }
 }
