@@ -52,6 +52,10 @@ public final class NetworkLab: Sendable {
         #endif
     }()
 
+    /// Whether a lab must be built: the environment variable `CI` is set (CI runs as root, with namespaces
+    /// allowed), so a test that cannot build one fails there with ``unavailableReason`` instead of skipping.
+    public static var isRequired: Bool { !(ProcessInfo.processInfo.environment["CI"] ?? "").isEmpty }
+
     /// Builds a lab with one host per name (addresses .1, .2, … in name order), runs `body`, and tears
     /// the lab down, also when `body` throws.
     public static func with<Result: Sendable>(

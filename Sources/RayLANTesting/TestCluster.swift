@@ -16,57 +16,47 @@ public struct TestCluster: Sendable {
     public let kind: Kind
     public let ray: LocalRay
     /// The token, for ``Kind/tokenAuth``.
-    public let token: String?
+    public var token: AuthToken? { configuration.authToken }
+    /// The configuration the cluster was started with.
+    public let configuration: LocalRayConfiguration
     /// The Python environment the cluster runs from.
-    public let environment: RayEnvironment
+    public var environment: RayEnvironment { configuration.environment }
 
     public var address: ClusterAddress { ray.address }
 
-    /// The configuration the tests start `kind` with.
-    public static func configuration(_ kind: Kind) throws -> (LocalRayConfiguration, token: String?) {
+    /// The configuration the tests start `kind` with; for ``Kind/tokenAuth`` with a new random token.
+    public static func configuration(_ kind: Kind) throws -> LocalRayConfiguration {
         switch kind {
         case .main:
-            return (
-                LocalRayConfiguration(
-                    environment: try TestEnvironment.environment(.current), cpus: 4, gpus: 1, resources: ["special": 2],
-                    objectStoreBytes: 200 << 20),
-                nil
-            )
+            return LocalRayConfiguration(
+                environment: try TestEnvironment.environment(.current), cpus: 4, gpus: 1, resources: ["special": 2],
+                objectStoreBytes: 200 << 20)
         case .tokenAuth:
-            let token = (0..<4).map { _ in UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased() }.joined()
-            return (
-                LocalRayConfiguration(
-                    environment: try TestEnvironment.environment(.current), cpus: 2, objectStoreBytes: 200 << 20,
-                    authToken: token),
-                token
-            )
+            return LocalRayConfiguration(
+                environment: try TestEnvironment.environment(.current), cpus: 2, objectStoreBytes: 200 << 20,
+                authToken: AuthToken.generate(source: .inline("the test cluster")))
         case .ray245:
-            return (
-                LocalRayConfiguration(
-                    environment: try TestEnvironment.environment(.ray245), cpus: 2, objectStoreBytes: 200 << 20),
-                nil
-            )
+            return LocalRayConfiguration(
+                environment: try TestEnvironment.environment(.ray245), cpus: 2, objectStoreBytes: 200 << 20)
         }
     }
 
     /// Starts a cluster of `kind`, runs `body`, and stops the cluster, also on failure.
     public static func with(_ kind: Kind, _ body: (TestCluster) async throws -> Void) async throws {
-        let (configuration, token) = try configuration(kind)
+        let configuration = try Self.configuration(kind)
         try await LocalRay.withLocalCluster(configuration) { ray in
-            try await body(TestCluster(kind: kind, ray: ray, token: token, environment: configuration.environment))
+            try await body(TestCluster(kind: kind, ray: ray, configuration: configuration))
         }
     }
 
     /// A connection with the cluster's token (if any).
     public func connect(token override: AuthToken?? = .none) -> RayCluster {
-        let token: AuthToken? = override ?? self.token.map { AuthToken(value: $0, source: "the test cluster") }
-        return RayCluster(address: address, configuration: .init(token: token))
+        RayCluster(address: address, configuration: .init(token: override ?? token))
     }
 
     /// Runs `body` with a connection and shuts it down afterwards.
     public func withConnection<R: Sendable>(_ body: (RayCluster) async throws -> R) async throws -> R {
-        let token = self.token.map { AuthToken(value: $0, source: "the test cluster") }
-        return try await RayCluster.withConnection(to: address, configuration: .init(token: token), body)
+        try await RayCluster.withConnection(to: address, configuration: .init(token: token), body)
     }
 }
 

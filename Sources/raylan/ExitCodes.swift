@@ -26,8 +26,10 @@ enum ExitCodes {
         if let error = error as? ClusterError {
             if error.code == .unreachable { return unreachable }
             if error.code == .unauthorized || error.code == .forbidden { return authentication }
+        }
+        if let error = error as? HostNodeError {
             if error.code == .versionMismatch { return versionMismatch }
-            if error.code == .alreadyRunning { return alreadyRunning }
+            if error.code == .alreadyRunning || error.code == .portInUse { return alreadyRunning }
         }
         if let error = error as? any RayLANError, error.isUsageError { return usage }
         return 1

@@ -80,10 +80,12 @@ struct UpCommand: AsyncParsableCommand {
         try await reportingErrors {
             var environment = ProcessInfo.processInfo.environment
             if let python { environment["RAYLAN_PYTHON"] = python }
+            // A head keeps its token in --token-file (made when missing); a joining host reads the head's.
             let configuration = HostNodeConfiguration(
                 role: join.map { .join(head: $0) } ?? .head, environment: try RayEnvironment.locateForNode(environment: environment),
                 bind: bind, gpus: try GPUSelection(parsing: gpus), cpus: cpus, gcsPort: port, dashboardPort: dashboardPort,
-                servePort: servePort, insecure: insecure, tokenFile: tokenFile)
+                servePort: servePort, insecure: insecure, tokenFile: head ? tokenFile : nil,
+                token: head ? nil : try AuthToken.resolve(tokenFile: tokenFile))
             let node = try await HostNode.up(configuration) { Terminal.error($0) }
             if json {
                 try Terminal.json(

@@ -1,3 +1,10 @@
+#if canImport(Darwin)
+import Darwin
+#elseif canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import Foundation
 import RayLANTesting
 import Testing
@@ -17,7 +24,7 @@ extension RayClusterTests {
             #expect(none?.status == 401)
             #expect(none?.description.contains("--token-file") == true)
 
-            let wrong = RayCluster.Configuration(token: AuthToken(value: "not-the-token", source: "a test"))
+            let wrong = RayCluster.Configuration(token: AuthToken(value: "not-the-token", source: .inline("a test")))
             let refused = await #expect(throws: ClusterError.self) {
                 try await RayCluster.withConnection(to: cluster.address, configuration: wrong) { try await $0.jobs() }
             }
@@ -58,16 +65,92 @@ extension RayClusterTests {
             #expect(wrong.stderr.contains("HTTP 403"))
 
             let viaEnvironment = try await CommandRunner.raylan(
-                ["status", "--address", address], environment: ["HOME": home.path, "RAY_AUTH_TOKEN": cluster.token])
+                ["status", "--address", address],
+                environment: ["HOME": home.path, "RAY_AUTH_TOKEN": cluster.token?.value])
             #expect(viaEnvironment.status == 0, "\(viaEnvironment)")
 
             let rightFile = home.appendingPathComponent("token")
-            try Data((cluster.token ?? "") .utf8).write(to: rightFile)
+            try Data((cluster.token?.value ?? "").utf8).write(to: rightFile)
             let viaFile = try await CommandRunner.raylan(
                 ["job", "submit", "--address", address, "--token-file", rightFile.path, "--", "echo", "token-file-ok"],
                 environment: ["HOME": home.path])
             #expect(viaFile.status == 0, "\(viaFile)")
             #expect(viaFile.stdout.contains("token-file-ok"))
         }
+    }
+}
+
+/// The token file that `raylan up --head` makes (``AuthToken/loadOrCreate(at:via:)``), without Ray.
+@Suite("Token files: made private in one step, read again, never overwritten", .serialized)
+struct AuthTokenFileTests {
+    static func mode(_ path: String) throws -> Int {
+        try #require(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+    }
+
+    @Test("A new token file is mode 0600 under umask 022, holds the token, and a second call loads the same token")
+    func createdPrivate() throws {
+        let root = try TestEnvironment.makeTemporaryDirectory("raylan-token")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let path = root.appendingPathComponent("state/cluster-token").path
+        // umask is process-wide; 022 is the usual default, so tests running meanwhile see no change.
+        let saved = umask(0o022)
+        defer { umask(saved) }
+
+        let token = try AuthToken.loadOrCreate(at: path, via: "--token-file")
+        #expect(try Self.mode(path) == 0o600)
+        #expect(token.value.count == 64 && token.value.allSatisfy(\.isHexDigit), "\(token.value)")
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == token.value + "\n")
+        #expect(token.source == .file(path, via: "--token-file"))
+        #expect(token.source.path == path)
+        #expect(token.source.description == "--token-file \(path)")
+        #expect(!token.description.contains(token.value))
+
+        let again = try AuthToken.loadOrCreate(at: path)
+        #expect(again.value == token.value)
+        #expect(try Self.mode(path) == 0o600)
+        let other = try AuthToken.loadOrCreate(at: root.appendingPathComponent("other-token").path)
+        #expect(other.value != token.value)
+    }
+
+    @Test("An existing file is read as it is; an empty one or one that cannot be made is an error with a remedy")
+    func existing() throws {
+        let root = try TestEnvironment.makeTemporaryDirectory("raylan-token")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let given = root.appendingPathComponent("given").path
+        try Data("  copied-from-the-head \n".utf8).write(to: URL(fileURLWithPath: given))
+        #expect(try AuthToken.loadOrCreate(at: given).value == "copied-from-the-head")
+        #expect(try String(contentsOfFile: given, encoding: .utf8) == "  copied-from-the-head \n")
+
+        let empty = root.appendingPathComponent("empty").path
+        try Data().write(to: URL(fileURLWithPath: empty))
+        let unreadable = #expect(throws: ClusterError.self) { try AuthToken.loadOrCreate(at: empty) }
+        #expect(unreadable?.code == .tokenUnreadable)
+        #expect(unreadable?.remedy?.contains("remove the file") == true)
+        #expect(FileManager.default.contents(atPath: empty)?.isEmpty == true)
+
+        let impossible = "/proc/raylan-no-such-folder/token"
+        let unwritable = #expect(throws: ClusterError.self) { try AuthToken.loadOrCreate(at: impossible) }
+        #expect(unwritable?.code == .tokenUnwritable)
+        #expect(unwritable?.message.contains(impossible) == true)
+        #expect(unwritable?.isUsageError == true)
+    }
+
+    @Test("load(from:) reads a file or a variable again; an inline token cannot be read again")
+    func reload() throws {
+        let root = try TestEnvironment.makeTemporaryDirectory("raylan-token")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let path = root.appendingPathComponent("token").path
+        let made = try AuthToken.loadOrCreate(at: path)
+        #expect(try AuthToken.load(from: made.source) == made)
+
+        let variable = AuthToken.Source.environment("RAY_AUTH_TOKEN")
+        #expect(try AuthToken.load(from: variable, environment: ["RAY_AUTH_TOKEN": " secret\n"])?.value == "secret")
+        #expect(try AuthToken.load(from: variable, environment: [:]) == nil)
+        #expect(try AuthToken.load(from: .inline("a test")) == nil)
+
+        // The source travels in records (local-cluster.json, node.json): it round-trips and holds no secret.
+        let data = try JSONEncoder().encode(made.source)
+        #expect(try JSONDecoder().decode(AuthToken.Source.self, from: data) == made.source)
+        #expect(!String(decoding: data, as: UTF8.self).contains(made.value))
     }
 }

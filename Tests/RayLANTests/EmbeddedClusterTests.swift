@@ -62,6 +62,42 @@ extension RayClusterTests {
             _ = try? await embedded.stop()
         }
 
+        @Test("A token from a file: recorded by its file, never its value, and the cluster is found again with it")
+        func tokenSourceRecorded() async throws {
+            let home = try TestEnvironment.makeTemporaryDirectory("raylan-home")
+            defer { try? FileManager.default.removeItem(at: home) }
+            let token = try AuthToken.loadOrCreate(at: home.appendingPathComponent("local-token").path)
+            let configuration = LocalRayConfiguration(
+                environment: try TestEnvironment.environment(.current), cpus: 1, objectStoreBytes: 100 << 20,
+                authToken: token)
+            let embedded = EmbeddedCluster(stateDirectory: home.path)
+            do {
+                let first = try await embedded.findOrStart(configuration: { configuration })
+                #expect(first.started)
+                #expect(first.ray.tokenSource == token.source)
+                let record = try String(
+                    contentsOfFile: home.appendingPathComponent("local-cluster.json").path, encoding: .utf8)
+                #expect(!record.contains(token.value), "the secret is in local-cluster.json")
+                #expect(embedded.recorded()?.tokenSource == token.source)
+
+                // The cluster really wants the token, so finding it again proves the recorded source was used
+                // (this process's environment has no RAY_AUTH_TOKEN for it).
+                let refused = await #expect(throws: ClusterError.self) {
+                    try await RayCluster.withConnection(to: first.ray.address) { try await $0.jobs() }
+                }
+                #expect(refused?.code == .unauthorized)
+
+                let second = try await embedded.findOrStart(configuration: { configuration })
+                #expect(!second.started, "the running cluster was not recognised with its recorded token")
+                #expect(second.ray.pid == first.ray.pid)
+            } catch {
+                _ = try? await embedded.stop()
+                throw error
+            }
+            let stopped = try await embedded.stop()
+            #expect(stopped?.isRunning == false)
+        }
+
         @Test("A missing Python environment says which command creates it")
         func missingPython() async throws {
             let home = try TestEnvironment.makeTemporaryDirectory("raylan-home")

@@ -21,7 +21,8 @@ struct LANUnitTests {
         #expect(try GPUSelection(parsing: "0,1") == .devices([0, 1]))
         #expect(try GPUSelection(parsing: "1,") == .devices([1]))
         for bad in ["", "two", "-1", "0,x", "1.5"] {
-            let error = #expect(throws: ClusterError.self) { try GPUSelection(parsing: bad) }
+            let error = #expect(throws: HostNodeError.self) { try GPUSelection(parsing: bad) }
+            #expect(error?.code == .invalidArgument)
             #expect(error?.isUsageError == true)
             #expect(error?.remedy?.contains("--gpus all") == true)
         }
@@ -41,8 +42,12 @@ struct LANUnitTests {
         #expect(none.count == 0 && none.visibleDevices == "")
         let logical = try GPUSelection.count(1).plan(detected: [])
         #expect(logical.count == 1 && logical.logicalOnly)
-        #expect(throws: ClusterError.self) { try GPUSelection.count(3).plan(detected: Self.twoGPUs) }
-        #expect(throws: ClusterError.self) { try GPUSelection.devices([0, 5]).plan(detected: Self.twoGPUs) }
+        let tooMany = #expect(throws: HostNodeError.self) { try GPUSelection.count(3).plan(detected: Self.twoGPUs) }
+        #expect(tooMany?.code == .invalidArgument)
+        let missing = #expect(throws: HostNodeError.self) {
+            try GPUSelection.devices([0, 5]).plan(detected: Self.twoGPUs)
+        }
+        #expect(missing?.code == .invalidArgument)
     }
 
     @Test("The pinned layout follows --port, and the firewall rules cover exactly its LAN-facing ports")

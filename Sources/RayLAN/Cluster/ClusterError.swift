@@ -25,20 +25,12 @@ public struct ClusterError: RayLANError, Sendable {
         public static let serverError = Code("serverError")
         /// The server's answer could not be understood.
         public static let invalidResponse = Code("invalidResponse")
-        /// A token file could not be read.
+        /// A token file could not be read, or is empty.
         public static let tokenUnreadable = Code("tokenUnreadable")
-        /// The local Python environment with Ray is missing.
-        public static let pythonMissing = Code("pythonMissing")
-        /// The embedded local Ray did not start.
-        public static let localStartFailed = Code("localStartFailed")
+        /// A new token file could not be written.
+        public static let tokenUnwritable = Code("tokenUnwritable")
         /// The request needs a feature the cluster's Ray version lacks.
         public static let unsupportedFeature = Code("unsupportedFeature")
-        /// A command-line value is not valid (a usage error).
-        public static let invalidArgument = Code("invalidArgument")
-        /// This host's Ray or Python version differs from the cluster's.
-        public static let versionMismatch = Code("versionMismatch")
-        /// RayLAN already runs a Ray node on this host.
-        public static let alreadyRunning = Code("alreadyRunning")
     }
 
     /// What kind of failure this is.
@@ -67,7 +59,11 @@ public struct ClusterError: RayLANError, Sendable {
     }
 
     public var description: String { sentence(message, remedy: remedy) }
-    public var isUsageError: Bool { code == .invalidAddress || code == .tokenUnreadable || code == .invalidArgument }
+    /// True for an address that does not parse and a token file that cannot be read or written: the
+    /// input was wrong, not the cluster.
+    public var isUsageError: Bool {
+        code == .invalidAddress || code == .tokenUnreadable || code == .tokenUnwritable
+    }
 
     static func invalidAddress(_ text: String, reason: String) -> ClusterError {
         ClusterError(
@@ -99,7 +95,7 @@ public struct ClusterError: RayLANError, Sendable {
             status: 401, responseBody: body)
     }
 
-    static func forbidden(_ address: ClusterAddress, tokenSource: String?, body: String) -> ClusterError {
+    static func forbidden(_ address: ClusterAddress, tokenSource: AuthToken.Source?, body: String) -> ClusterError {
         let source = tokenSource.map { " (from \($0))" } ?? ""
         return ClusterError(
             .forbidden,

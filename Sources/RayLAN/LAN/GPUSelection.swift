@@ -16,7 +16,7 @@ public enum GPUSelection: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses `all`, `N`, or a comma-separated list of indices (`0,1`; one index is written `2,`).
     ///
-    /// - Throws: ``ClusterError`` (`invalidArgument`) naming the accepted forms.
+    /// - Throws: ``HostNodeError`` (`invalidArgument`) naming the accepted forms.
     public init(parsing text: String) throws {
         let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
         if trimmed == "all" {
@@ -26,7 +26,7 @@ public enum GPUSelection: Sendable, Hashable, CustomStringConvertible {
         } else {
             let parts = trimmed.split(separator: ",", omittingEmptySubsequences: true).map { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard trimmed.contains(","), !parts.isEmpty, parts.allSatisfy({ ($0 ?? -1) >= 0 }) else {
-                throw ClusterError(
+                throw HostNodeError(
                     .invalidArgument, "Invalid GPU selection '\(text)'",
                     remedy: "Use --gpus all, a count such as --gpus 2 (0 for a CPU node), or device indices such as --gpus 0,1.")
             }
@@ -88,7 +88,7 @@ public enum GPUSelection: Sendable, Hashable, CustomStringConvertible {
 
     /// Turns the selection into Ray's settings for the GPUs found.
     ///
-    /// - Throws: ``ClusterError`` (`invalidArgument`) when more GPUs or other indices are asked for than
+    /// - Throws: ``HostNodeError`` (`invalidArgument`) when more GPUs or other indices are asked for than
     ///   `nvidia-smi` shows.
     public func plan(detected: [DetectedGPU]) throws -> Plan {
         let found = detected.isEmpty
@@ -109,7 +109,7 @@ public enum GPUSelection: Sendable, Hashable, CustomStringConvertible {
                     summary: "\(count) logical GPU(s) declared, but \(found): tasks that ask for a GPU run here without one.")
             }
             guard count <= detected.count else {
-                throw ClusterError(
+                throw HostNodeError(
                     .invalidArgument, "--gpus \(count) asks for more GPUs than this host has (\(found))",
                     remedy: "Use --gpus all, or a count up to \(detected.count).")
             }
@@ -125,7 +125,7 @@ public enum GPUSelection: Sendable, Hashable, CustomStringConvertible {
             }
             let missing = indices.filter { index in !detected.contains { $0.index == index } }
             guard missing.isEmpty else {
-                throw ClusterError(
+                throw HostNodeError(
                     .invalidArgument, "--gpus \(description) names GPU \(missing.map(String.init).joined(separator: ", ")), which this host lacks (\(found))",
                     remedy: "Use indices from nvidia-smi's list, or --gpus all.")
             }

@@ -22,8 +22,9 @@ public struct HostNode: Sendable, Codable {
     /// The network the node is on, e.g. `192.168.1.0/24` (for firewall rules).
     public var subnet: String
     public var gpus: GPUSelection.Plan
-    /// The cluster token file; nil without token authentication.
-    public var tokenFile: String?
+    /// Where the cluster token came from (the head's token file, or what a joining node was given);
+    /// nil without token authentication. Never the token itself.
+    public var tokenSource: AuthToken.Source?
     public var versions: RayEnvironment.Versions
     /// The `ray` executable the node runs.
     public var rayExecutable: String
@@ -32,6 +33,8 @@ public struct HostNode: Sendable, Codable {
     public var startedAt: Date
 
     public var ports: LocalRay.Ports { ray.ports }
+    /// The cluster token file, when the token is kept in one.
+    public var tokenFile: String? { tokenSource?.path }
     /// The dashboard, which RayLAN connects to.
     public var dashboardURL: String { "http://\(headAddress):\(ports.dashboard)" }
 
@@ -73,9 +76,11 @@ public struct HostNode: Sendable, Codable {
     /// Starts a head, or joins a head, with the pinned ports, and records the node.
     ///
     /// - Parameter progress: one line per step, for the user.
-    /// - Throws: ``ClusterError``: `alreadyRunning` when RayLAN's node here still runs, `versionMismatch`
-    ///   naming both versions, `invalidArgument` for a bad address or GPU selection, `unreachable` or
-    ///   `unauthorized` for the head, `localStartFailed` with Ray's output. Nothing is left running.
+    /// - Throws: ``HostNodeError``: `alreadyRunning` when RayLAN's node here still runs, `portInUse`,
+    ///   `versionMismatch` naming both versions, `invalidArgument` for a bad address or GPU selection;
+    ///   ``ClusterError``: `unreachable` or `unauthorized` for the head, `tokenUnwritable` for the head's
+    ///   token file; ``LocalRayError``: `pythonMissing`, `exitedDuringStart` or `startTimedOut` with Ray's
+    ///   output. Nothing is left running.
     public static func up(
         _ configuration: HostNodeConfiguration, progress: @Sendable (String) -> Void = { _ in }
     ) async throws -> HostNode {
@@ -84,7 +89,7 @@ public struct HostNode: Sendable, Codable {
         let lock = try FileLock(path: directory + "/node.lock")
         defer { lock.unlock() }
         if let running = recorded(in: directory), running.ray.isRunning {
-            throw ClusterError(
+            throw HostNodeError(
                 .alreadyRunning,
                 "RayLAN already runs a Ray \(running.role.rawValue) on this host (\(running.nodeAddress), dashboard \(running.dashboardURL))",
                 remedy: "Stop it first with 'raylan down'.")
@@ -132,15 +137,13 @@ public struct HostNode: Sendable, Codable {
         let (plan, environment) = try await gpuSetup(configuration, progress: progress)
         var warnings = plan.logicalOnly ? [plan.summary] : []
 
-        var token: String?
-        var tokenFile: String?
+        var token: AuthToken?
         if configuration.insecure {
             warnings.append(
                 "No authentication (--insecure): anyone who reaches port \(ports.dashboard) can run code on this cluster.")
         } else if let version = RayVersion(versions.ray), version >= RayVersion(2, 52, 0) {
             let path = configuration.tokenFile ?? configuration.stateDirectory + "/cluster-token"
-            token = try loadOrCreateToken(at: path)
-            tokenFile = path
+            token = try AuthToken.loadOrCreate(at: path, via: configuration.tokenFile == nil ? nil : "--token-file")
         } else {
             warnings.append(
                 "Ray \(versions.ray) has no token authentication (Ray 2.52 added it): the dashboard on port \(ports.dashboard) is open to everyone on the LAN. Upgrade Ray, or open the port only to trusted hosts.")
@@ -156,7 +159,7 @@ public struct HostNode: Sendable, Codable {
         do {
             try await RayCluster.withConnection(
                 to: ClusterAddress(host: address, port: ports.dashboard),
-                configuration: .init(token: token.map { AuthToken(value: $0, source: tokenFile ?? "the cluster token") })
+                configuration: .init(token: token)
             ) { cluster in
                 try await cluster.startServe(httpPort: ports.serve)
             }
@@ -166,7 +169,7 @@ public struct HostNode: Sendable, Codable {
         }
         return HostNode(
             role: .head, ray: ray, nodeAddress: address, headAddress: address,
-            subnet: interface?.subnet ?? address + "/32", gpus: plan, tokenFile: tokenFile, versions: versions,
+            subnet: interface?.subnet ?? address + "/32", gpus: plan, tokenSource: token?.source, versions: versions,
             rayExecutable: configuration.environment.rayExecutable, warnings: warnings, startedAt: Date())
     }
 
@@ -177,18 +180,18 @@ public struct HostNode: Sendable, Codable {
         progress: @Sendable (String) -> Void
     ) async throws -> HostNode {
         guard let headAddress = HostNetwork.resolve(head) else {
-            throw ClusterError(
+            throw HostNodeError(
                 .invalidArgument, "Cannot resolve the head '\(head)'",
                 remedy: "Pass the head's IPv4 address, as 'raylan up --head' printed it.")
         }
         let dashboard = ClusterAddress(host: headAddress, port: configuration.dashboardPort)
-        let token = try AuthToken.resolve(tokenFile: configuration.tokenFile)
+        let token = configuration.token
         let (info, mode) = try await RayCluster.withConnection(to: dashboard, configuration: .init(token: token)) { cluster in
             (try await cluster.serverInfo(), await cluster.authenticationMode())
         }
         let headPython = info.pythonVersion ?? "?"
         if info.rayVersion.description != versions.ray || (info.pythonVersion != nil && headPython != versions.python) {
-            throw ClusterError(
+            throw HostNodeError(
                 .versionMismatch,
                 "The head at \(headAddress) runs Ray \(info.rayVersion) on Python \(headPython), but this host's environment (\(configuration.environment.python)) has Ray \(versions.ray) on Python \(versions.python); Ray refuses nodes whose versions differ",
                 remedy: "Install Python \(headPython) with ray[default,serve]==\(info.rayVersion) here (e.g. with uv), and point RAYLAN_PYTHON or --python at it.")
@@ -211,7 +214,7 @@ public struct HostNode: Sendable, Codable {
         }
         let local = LocalRayConfiguration(
             environment: configuration.environment, cpus: configuration.cpus, gpus: Double(plan.count),
-            authToken: usesToken ? token?.value : nil, extraEnvironment: environment, dashboardHost: headAddress,
+            authToken: usesToken ? token : nil, extraEnvironment: environment, dashboardHost: headAddress,
             startTimeout: configuration.startTimeout, ports: ports, joinAddress: "\(headAddress):\(ports.gcs)",
             nodeAddress: address)
         progress("Joining \(headAddress):\(ports.gcs) as \(address)…")
@@ -219,7 +222,7 @@ public struct HostNode: Sendable, Codable {
         return HostNode(
             role: .worker, ray: ray, nodeAddress: address, headAddress: headAddress,
             subnet: interface?.subnet ?? address + "/32", gpus: plan,
-            tokenFile: usesToken ? configuration.tokenFile : nil, versions: versions,
+            tokenSource: usesToken ? token?.source : nil, versions: versions,
             rayExecutable: configuration.environment.rayExecutable, warnings: warnings, startedAt: Date())
     }
 
@@ -241,7 +244,7 @@ public struct HostNode: Sendable, Codable {
         let addresses = HostNetwork.interfaces().map(\.address)
         if let bind {
             guard addresses.contains(bind) else {
-                throw ClusterError(
+                throw HostNodeError(
                     .invalidArgument, "--bind \(bind) is not an address of this host (it has \(addresses.joined(separator: ", ")))",
                     remedy: "Pass one of this host's LAN addresses, or leave --bind out.")
             }
@@ -249,7 +252,7 @@ public struct HostNode: Sendable, Codable {
         }
         let found = peer.flatMap(HostNetwork.sourceAddress(toward:)) ?? HostNetwork.lanAddress()
         guard let found, !HostNetwork.isLoopback(found) else {
-            throw ClusterError(
+            throw HostNodeError(
                 .invalidArgument,
                 peer.map { "No route from this host to \($0)" } ?? "This host has no LAN address (only \(addresses.joined(separator: ", ")))",
                 remedy: "Connect the host to the LAN, or pass --bind with its address.")
@@ -265,27 +268,10 @@ public struct HostNode: Sendable, Codable {
     static func checkFree(_ ports: [Int], on address: String) throws {
         let taken = ports.filter { !FreePort.isFree($0, on: address) }
         guard taken.isEmpty else {
-            throw ClusterError(
-                .alreadyRunning,
+            throw HostNodeError(
+                .portInUse,
                 "Port\(taken.count > 1 ? "s" : "") \(taken.map(String.init).joined(separator: ", ")) on \(address) \(taken.count > 1 ? "are" : "is") in use (another Ray or another program)",
                 remedy: "Stop what listens there, or move RayLAN's ports with --port (the node ports follow it), --dashboard-port and --serve-port.")
         }
-    }
-
-    /// Reads the token at `path`, or makes a new random one there (mode 600).
-    static func loadOrCreateToken(at path: String) throws -> String {
-        if let existing = try? String(contentsOfFile: path, encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines), !existing.isEmpty
-        {
-            return existing
-        }
-        var generator = SystemRandomNumberGenerator()
-        let token = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
-        try FileManager.default.createDirectory(
-            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw ClusterError(.tokenUnreadable, "Cannot write the cluster token to \(path)", remedy: "Check the permissions of its folder, or pass --token-file.")
-        }
-        return token
     }
 }

@@ -25,10 +25,12 @@ public struct HostNodeConfiguration: Sendable {
     public var servePort: Int
     /// No token authentication. Default false: on (Ray ≥ 2.52).
     public var insecure: Bool
-    /// Head: where the cluster token is kept (made when missing). Default nil: `$RAYLAN_HOME/cluster-token`.
-    /// Joining node: the file to read it from. Default nil: `RAY_AUTH_TOKEN`, `RAY_AUTH_TOKEN_PATH`,
-    /// `~/.ray/auth_token`.
+    /// Head: where the cluster token is kept, made with mode 0600 when missing (see
+    /// ``AuthToken/loadOrCreate(at:via:)``). Default nil: `$RAYLAN_HOME/cluster-token`. Not used when joining.
     public var tokenFile: String?
+    /// Joining node: the head's token (e.g. from ``AuthToken/resolve(tokenFile:environment:)``). Default nil:
+    /// none, for a head without token authentication. Not used by a head.
+    public var token: AuthToken?
     /// Where the node is recorded. Default `$RAYLAN_HOME` (`~/.raylan`).
     public var stateDirectory: String
     /// How long to wait for the node to come up. Default 180 s.
@@ -38,7 +40,7 @@ public struct HostNodeConfiguration: Sendable {
         role: Role, environment: RayEnvironment, bind: String? = nil, gpus: GPUSelection = .all, cpus: Int? = nil,
         gcsPort: Int = LocalRay.Ports.defaultGCS, dashboardPort: Int = LocalRay.Ports.defaultDashboard,
         servePort: Int = LocalRay.Ports.defaultServe, insecure: Bool = false, tokenFile: String? = nil,
-        stateDirectory: String = RayLANHome.path(), startTimeout: Duration = .seconds(180)
+        token: AuthToken? = nil, stateDirectory: String = RayLANHome.path(), startTimeout: Duration = .seconds(180)
     ) {
         self.role = role
         self.environment = environment
@@ -50,6 +52,7 @@ public struct HostNodeConfiguration: Sendable {
         self.servePort = servePort
         self.insecure = insecure
         self.tokenFile = tokenFile
+        self.token = token
         self.stateDirectory = stateDirectory
         self.startTimeout = startTimeout
     }

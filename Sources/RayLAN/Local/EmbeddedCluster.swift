@@ -67,9 +67,15 @@ public struct EmbeddedCluster: Sendable {
         return ray
     }
 
+    /// Whether the recorded cluster answers, asked with the token it was started with (read again from
+    /// its recorded source). A token handed over in code (``AuthToken/Source/inline(_:)``) cannot be read
+    /// again: such a cluster never answers here and is started anew, so give the embedded cluster a token
+    /// from a file or an environment variable.
     static func answers(_ ray: LocalRay) async -> Bool {
-        let token = ray.usesToken ? (try? AuthToken.resolve()) ?? nil : nil
-        let configuration = RayCluster.Configuration(token: token, timeouts: .init(connect: .seconds(1), request: .seconds(5)))
+        let token = ray.tokenSource.flatMap { try? AuthToken.load(from: $0) }
+        if ray.usesToken && token == nil { return false }
+        let configuration = RayCluster.Configuration(
+            token: token, timeouts: .init(connect: .seconds(1), request: .seconds(5)))
         return (try? await RayCluster.withConnection(to: ray.address, configuration: configuration) { cluster in
             await cluster.isReady()
         }) ?? false
@@ -83,7 +89,9 @@ struct FileLock {
     init(path: String) throws {
         descriptor = open(path, O_CREAT | O_RDWR, 0o644)
         guard descriptor >= 0 else {
-            throw ClusterError(.localStartFailed, "Cannot open the lock file \(path)", remedy: "Check the permissions of its folder.")
+            throw LocalRayError(
+                .stateUnavailable, "Cannot open the lock file \(path): \(String(cString: strerror(errno)))",
+                remedy: "Check the permissions of its folder (RAYLAN_HOME).")
         }
         flock(descriptor, LOCK_EX)
     }

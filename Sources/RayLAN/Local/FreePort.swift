@@ -16,7 +16,9 @@ enum FreePort {
         var ports: [Int] = []
         while ports.count < count {
             guard let (fd, port) = bindSocket(address: "127.0.0.1", port: 0) else {
-                throw ClusterError(.localStartFailed, "Cannot bind a socket to find a free port")
+                throw LocalRayError(
+                    .noFreePort, "Cannot bind a socket on 127.0.0.1 to find a free port",
+                    remedy: "Check that the loopback interface is up and that this process may open sockets.")
             }
             sockets.append(fd)
             // Ray's worker ports default to 10002-19999: keep ours out of that range.

@@ -60,8 +60,9 @@ public struct LocalRay: Sendable, Codable, Hashable {
     public var dashboardHost: String
     /// Ray's own output (`ray start` stdout and stderr).
     public var logFile: String
-    /// Whether the cluster wants a token.
-    public var usesToken: Bool
+    /// Where the cluster's token came from (never the token itself); nil: no authentication. Read the
+    /// token again with ``AuthToken/load(from:environment:)``.
+    public var tokenSource: AuthToken.Source?
     /// For a node that joined another cluster: the head's GCS (`HOST:PORT`). Nil for a head.
     public var joinedAddress: String?
     /// The node's own address (`--node-ip-address`), where one was given.
@@ -70,9 +71,13 @@ public struct LocalRay: Sendable, Codable, Hashable {
     /// The dashboard address to connect to.
     public var address: ClusterAddress { ClusterAddress(host: dashboardHost, port: ports.dashboard) }
 
+    /// Whether the cluster wants a token.
+    public var usesToken: Bool { tokenSource != nil }
+
     /// Starts a cluster and waits until its dashboard and job agent answer.
     ///
-    /// - Throws: ``ClusterError`` (`localStartFailed`) with the end of Ray's output; nothing is left running.
+    /// - Throws: ``LocalRayError``: `exitedDuringStart` (after three tries) or `startTimedOut` with the end
+    ///   of Ray's output, `spawnFailed`, `noFreePort`; nothing is left running.
     public static func start(_ configuration: LocalRayConfiguration) async throws -> LocalRay {
         // On a busy machine Ray can miss its own start-up deadlines (the node's 30 s registration; Ray
         // 2.45's dashboard must answer within 20 s) and 'ray start' exits; another try usually succeeds.
@@ -80,7 +85,7 @@ public struct LocalRay: Sendable, Codable, Hashable {
         while true {
             do {
                 return try await startOnce(configuration)
-            } catch let error as ClusterError where error.code == .localStartFailed && error.message.contains("exited") && attempt < 3 {
+            } catch let error as LocalRayError where error.code == .exitedDuringStart && attempt < 3 {
                 attempt += 1
             }
         }
@@ -146,7 +151,7 @@ public struct LocalRay: Sendable, Codable, Hashable {
         if let port = ports.dashboardMetrics { environment["DASHBOARD_METRIC_PORT"] = String(port) }
         if let token = configuration.authToken {
             environment["RAY_AUTH_MODE"] = "token"
-            environment["RAY_AUTH_TOKEN"] = token
+            environment["RAY_AUTH_TOKEN"] = token.value
         } else {
             environment["RAY_AUTH_MODE"] = "disabled"
             environment["RAY_AUTH_TOKEN"] = nil
@@ -156,7 +161,7 @@ public struct LocalRay: Sendable, Codable, Hashable {
         let pid = try ProcessGroup.spawn(arguments, environment: environment, logFile: logFile)
         let ray = LocalRay(
             pid: pid, temporaryDirectory: temporary, ports: ports, dashboardHost: configuration.dashboardHost,
-            logFile: logFile, usesToken: configuration.authToken != nil, joinedAddress: configuration.joinAddress,
+            logFile: logFile, tokenSource: configuration.authToken?.source, joinedAddress: configuration.joinAddress,
             nodeAddress: configuration.nodeAddress)
         do {
             try await ray.waitUntilReady(token: configuration.authToken, timeout: configuration.startTimeout)
@@ -202,35 +207,34 @@ public struct LocalRay: Sendable, Codable, Hashable {
     }
 
     /// Polls until the dashboard answers and the head's job agent is registered.
-    func waitUntilReady(token: String?, timeout: Duration) async throws {
+    func waitUntilReady(token: AuthToken?, timeout: Duration) async throws {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         let configuration = RayCluster.Configuration(
-            token: token.map { AuthToken(value: $0, source: "the local cluster") },
-            timeouts: .init(connect: .seconds(1), request: .seconds(5)))
+            token: token, timeouts: .init(connect: .seconds(1), request: .seconds(5)))
         try await RayCluster.withConnection(to: address, configuration: configuration) { cluster in
             while true {
                 if ProcessGroup.hasExited(pid) {
-                    throw startFailure("'ray start' exited")
+                    throw startFailure(.exitedDuringStart, "'ray start' exited")
                 }
                 if await cluster.isReady(node: joinedAddress == nil ? nil : nodeAddress) { return }
                 if clock.now >= deadline {
-                    throw startFailure("it did not answer within \(timeout)")
+                    throw startFailure(.startTimedOut, "it did not answer within \(timeout)")
                 }
                 try await Task.sleep(for: .milliseconds(300))
             }
         }
     }
 
-    func startFailure(_ reason: String) -> ClusterError {
+    func startFailure(_ code: LocalRayError.Code, _ reason: String) -> LocalRayError {
         let output = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
         let lines = output.split(separator: "\n")
         let telling = lines.filter { line in
             ["Error", "error:", "Exception", "timed out", "Traceback"].contains { line.contains($0) }
         }
         let tail = (telling.suffix(6) + lines.suffix(3)).map { String($0.prefix(400)) }.joined(separator: "\n")
-        return ClusterError(
-            .localStartFailed, "The local Ray did not start: \(reason). Ray said:\n\(tail)",
+        return LocalRayError(
+            code, "The local Ray did not start: \(reason). Ray said:\n\(tail)",
             remedy: "Ray's whole output is in \(keptLogFile); the Python environment comes from \(RayEnvironment.setupCommand).")
     }
 

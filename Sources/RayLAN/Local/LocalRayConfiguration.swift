@@ -11,9 +11,10 @@ public struct LocalRayConfiguration: Sendable {
     public var resources: [String: Double]
     /// Object store size in bytes. Default nil: Ray's default (30% of memory).
     public var objectStoreBytes: Int?
-    /// With a token, the cluster runs with `RAY_AUTH_MODE=token` (Ray 2.52+). Default nil: no
-    /// authentication (`RAY_AUTH_MODE=disabled`, so a stray ~/.ray/auth_token does not switch it on).
-    public var authToken: String?
+    /// With a token, the cluster runs with `RAY_AUTH_MODE=token` (Ray 2.52+); the started ``LocalRay``
+    /// records the token's source, never its value. Default nil: no authentication
+    /// (`RAY_AUTH_MODE=disabled`, so a stray ~/.ray/auth_token does not switch it on).
+    public var authToken: AuthToken?
     /// Extra environment variables for Ray. Default none.
     public var extraEnvironment: [String: String]
     /// The address the dashboard binds to. Default 127.0.0.1: the embedded cluster is private.
@@ -32,7 +33,7 @@ public struct LocalRayConfiguration: Sendable {
 
     public init(
         environment: RayEnvironment, cpus: Int? = nil, gpus: Double? = nil, resources: [String: Double] = [:],
-        objectStoreBytes: Int? = nil, authToken: String? = nil, extraEnvironment: [String: String] = [:],
+        objectStoreBytes: Int? = nil, authToken: AuthToken? = nil, extraEnvironment: [String: String] = [:],
         dashboardHost: String = "127.0.0.1", temporaryParent: String = "/tmp", startTimeout: Duration = .seconds(120),
         ports: LocalRay.Ports? = nil, joinAddress: String? = nil, nodeAddress: String? = nil
     ) {

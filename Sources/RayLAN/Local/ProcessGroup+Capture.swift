@@ -19,7 +19,7 @@ extension ProcessGroup {
     /// Runs a short command (its own process group, stdin from /dev/null) and returns its output. At the
     /// timeout its group is killed and `status` is nil.
     ///
-    /// - Throws: a `ClusterError` (`localStartFailed`) when it cannot be started at all.
+    /// - Throws: a ``LocalRayError`` (`spawnFailed`) when it cannot be started at all.
     static func capture(
         _ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
         timeout: Duration = .seconds(30)

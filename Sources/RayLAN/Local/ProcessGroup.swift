@@ -25,7 +25,7 @@ public enum ProcessGroup {
     /// Starts `arguments` with `environment` in a new process group (its id is the returned pid), with
     /// stdin from /dev/null, stdout appended to `logFile` and stderr to `errorFile` (default: `logFile`).
     ///
-    /// - Throws: a `ClusterError` (`localStartFailed`) naming the command and errno.
+    /// - Throws: a ``LocalRayError`` (`spawnFailed`) naming the command and errno.
     public static func spawn(
         _ arguments: [String], environment: [String: String], logFile: String, errorFile: String? = nil
     ) throws -> pid_t {
@@ -60,8 +60,8 @@ public enum ProcessGroup {
         var pid: pid_t = 0
         let result = posix_spawn(&pid, arguments[0], &fileActions, &attributes, argv, envp)
         guard result == 0 else {
-            throw ClusterError(
-                .localStartFailed,
+            throw LocalRayError(
+                .spawnFailed,
                 "Could not start '\(arguments[0])': \(String(cString: strerror(result)))",
                 remedy: "Check that the Python environment exists and is executable.")
         }

@@ -18,7 +18,7 @@ public struct RayEnvironment: Sendable, Hashable {
     /// `bin/ray` in the folder of `executablePath` or any folder above it, else in the current directory
     /// or above.
     ///
-    /// - Throws: ``ClusterError`` (`pythonMissing`) saying where it looked and which command creates it.
+    /// - Throws: ``LocalRayError`` (`pythonMissing`) saying where it looked and which command creates it.
     public static func locate(
         environment: [String: String] = ProcessInfo.processInfo.environment,
         executablePath: String? = CommandLine.arguments.first
@@ -30,7 +30,7 @@ public struct RayEnvironment: Sendable, Hashable {
             let bin = isDirectory.boolValue ? given + "/bin" : (given as NSString).deletingLastPathComponent
             let ray = bin + "/ray"
             if exists, fileManager.isExecutableFile(atPath: ray) { return RayEnvironment(rayExecutable: ray) }
-            throw ClusterError(
+            throw LocalRayError(
                 .pythonMissing, "RAYLAN_PYTHON is '\(given)', but there is no Ray at \(ray)",
                 remedy: "Point RAYLAN_PYTHON at a Python (or venv) with ray[default,serve]==\(RayVersion.newestTested), or run \(setupCommand) in the RayLAN checkout.")
         }
@@ -38,7 +38,7 @@ public struct RayEnvironment: Sendable, Hashable {
         if let folder = ProjectSearch.findUpward(from: starts, where: { fileManager.isExecutableFile(atPath: $0 + "/.venv/bin/ray") }) {
             return RayEnvironment(rayExecutable: folder + "/.venv/bin/ray")
         }
-        throw ClusterError(
+        throw LocalRayError(
             .pythonMissing,
             "No Python environment with Ray found for the local cluster (looked for .venv/bin/ray in \(starts.joined(separator: " and ")) and above)",
             remedy: "Create it with '\(setupCommand)' in the RayLAN checkout, or set RAYLAN_PYTHON to a Python with ray[default,serve]==\(RayVersion.newestTested); or pass --address of a running cluster.")
@@ -54,13 +54,13 @@ extension RayEnvironment {
 
     /// Asks the environment's Python for its Ray and Python versions.
     ///
-    /// - Throws: ``ClusterError`` (`pythonMissing`) when Python or Ray cannot be run.
+    /// - Throws: ``LocalRayError`` (`pythonMissing`) when Python or Ray cannot be run.
     public func versions() async throws -> Versions {
         let script = "import sys, ray; print('RAYLAN_VERSIONS', ray.__version__, sys.version.split()[0])"
         let result = try await ProcessGroup.capture([python, "-c", script], timeout: .seconds(60))
         let line = result.output.split(separator: "\n").last { $0.hasPrefix("RAYLAN_VERSIONS ") }
         guard result.status == 0, let parts = line?.split(separator: " "), parts.count == 3 else {
-            throw ClusterError(
+            throw LocalRayError(
                 .pythonMissing, "Cannot read the Ray version of \(python): \(result.output.split(separator: "\n").last ?? "no output")",
                 remedy: "Point RAYLAN_PYTHON (or --python) at a Python environment with ray[default] installed.")
         }
@@ -75,7 +75,9 @@ extension RayEnvironment {
     ) throws -> RayEnvironment {
         do {
             return try locate(environment: environment, executablePath: executablePath)
-        } catch let error as ClusterError where environment["RAYLAN_PYTHON"].map(\.isEmpty) ?? true {
+        } catch let error as LocalRayError
+            where error.code == .pythonMissing && environment["RAYLAN_PYTHON"].map(\.isEmpty) ?? true
+        {
             guard let ray = ProcessGroup.executable(named: "ray", path: environment["PATH"]) else { throw error }
             return RayEnvironment(rayExecutable: ray)
         }
