@@ -61,7 +61,7 @@ struct ClusterOptions: ParsableArguments {
                 startedLocal: false)
         }
         let (ray, started) = try await Self.embedded()
-        let cluster = RayCluster(address: ray.address, configuration: .init(token: ray.usesToken ? token : nil))
+        let cluster = RayCluster(address: ray.address, configuration: .init(token: try ray.token()))
         return Connection(cluster: cluster, local: ray, startedLocal: started)
     }
 }

@@ -33,11 +33,11 @@ struct DoctorCommand: AsyncParsableCommand {
         var passed = false
         try await reportingErrors {
             let given = ClusterOptions.addressText(address)
-            let token = try AuthToken.resolve(tokenFile: tokenFile)
             let local = given == nil ? try await ClusterOptions.embedded().ray : nil
+            let token = try local.map { try $0.token() } ?? AuthToken.resolve(tokenFile: tokenFile)
             let doctor = Doctor(
                 Doctor.Configuration(
-                    address: given, token: local.map { $0.usesToken ? token : nil } ?? token, local: local,
+                    address: given, token: token, local: local,
                     code: try? ClusterCode.locate()))
             let json = output.json
             let verbose = self.verbose

@@ -72,18 +72,23 @@ public struct ClusterError: RayLANError, Sendable {
     }
 
     static func unreachable(
-        _ address: ClusterAddress, reason: String, underlying: (any Error & Sendable)?, isDashboard: Bool = true
+        _ address: ClusterAddress, reason: String, underlying: (any Error & Sendable)?
     ) -> ClusterError {
-        guard isDashboard else {
-            return ClusterError(
-                .unreachable, "Cannot reach the Serve proxy at \(address.host):\(address.port) (\(reason))",
-                remedy: "Is the service deployed ('raylan serve status'), and is port \(address.port) open in the firewall on \(address.host)?",
-                underlying: underlying)
-        }
-        return ClusterError(
+        ClusterError(
             .unreachable,
             "Cannot reach the Ray dashboard at \(address.host):\(address.port) (\(reason))",
             remedy: "Is Ray running there with --dashboard-host=0.0.0.0, and is port \(address.port) open in the firewall on \(address.host)?",
+            underlying: underlying)
+    }
+
+    /// Serve's HTTP proxy (not the dashboard) could not be reached.
+    static func serveProxyUnreachable(
+        _ proxy: ClusterAddress, reason: String, underlying: (any Error & Sendable)?
+    ) -> ClusterError {
+        ClusterError(
+            .unreachable, "Cannot reach the Serve proxy at \(proxy.host):\(proxy.port) (\(reason))",
+            remedy:
+                "Is the service deployed ('raylan serve status'), and is port \(proxy.port) open in the firewall on \(proxy.host)?",
             underlying: underlying)
     }
 

@@ -86,16 +86,3 @@ enum ConnectionFailure: Equatable {
         }
     }
 }
-
-extension ClusterError {
-    /// Serve's HTTP proxy (not the dashboard) could not be reached.
-    static func serveProxyUnreachable(
-        _ proxy: ClusterAddress, reason: String, underlying: (any Error & Sendable)?
-    ) -> ClusterError {
-        ClusterError(
-            .unreachable, "Cannot reach the Serve proxy at \(proxy.host):\(proxy.port) (\(reason))",
-            remedy:
-                "Is the service deployed ('raylan serve status'), and is port \(proxy.port) open in the firewall on \(proxy.host)?",
-            underlying: underlying)
-    }
-}

@@ -161,7 +161,8 @@ public struct HostNode: Sendable, Codable {
                 to: ClusterAddress(host: address, port: ports.dashboard),
                 configuration: .init(token: token)
             ) { cluster in
-                try await cluster.startServe(httpPort: ports.serve)
+                // Every address: the proxy runs on every node, so one node's --bind address cannot be its host.
+                try await cluster.startServe(httpPort: ports.serve, host: "0.0.0.0")
             }
             progress("Serve's HTTP proxy listens on port \(ports.serve).")
         } catch {

@@ -74,6 +74,13 @@ public struct LocalRay: Sendable, Codable, Hashable {
     /// Whether the cluster wants a token.
     public var usesToken: Bool { tokenSource != nil }
 
+    /// The token this cluster was started with, read again from where it came from; nil without one.
+    /// - Throws: ``ClusterError`` (`tokenUnreadable`) when its file is gone or empty.
+    public func token() throws -> AuthToken? {
+        guard let tokenSource else { return nil }
+        return try AuthToken.load(from: tokenSource)
+    }
+
     /// Starts a cluster and waits until its dashboard and job agent answer.
     ///
     /// - Throws: ``LocalRayError``: `exitedDuringStart` (after three tries) or `startTimedOut` with the end
