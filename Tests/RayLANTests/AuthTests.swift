@@ -6,6 +6,7 @@ import Glibc
 import Musl
 #endif
 import Foundation
+import NIOHTTP1
 import RayLANTesting
 import Testing
 
@@ -43,6 +44,40 @@ extension RayClusterTests {
                 #expect(info.status == .succeeded)
                 #expect(try await ray.logs(of: job.submissionID).contains("authenticated"))
             }
+        }
+
+        @Test("The service key reaches 'raylan detect' with the cluster's token and no flag; anonymous callers get 401")
+        func serviceKeyThroughTheDashboard() async throws {
+            let cluster = try requireCluster()
+            let home = try TestEnvironment.makeTemporaryDirectory("raylan-home")
+            defer { try? FileManager.default.removeItem(at: home) }
+            let tokenFile = home.appendingPathComponent("token")
+            try Data(try #require(cluster.token).value.utf8).write(to: tokenFile)
+            let out = home.appendingPathComponent("out")
+            let detect = try await CommandRunner.raylan(
+                [
+                    "detect", RayClusterTests.Main.DetectionTests.samples.path, "--address", cluster.address.description, "--token-file",
+                    tokenFile.path, "--out", out.path, "--port", String(cluster.ray.ports.serve),
+                ], environment: ["HOME": home.path], timeout: .seconds(600))
+            #expect(detect.status == 0, "\(detect)")
+            #expect(DetectionJournal.read(out.appendingPathComponent("detections.jsonl")).filter(\.succeeded).count == 12)
+
+            try await cluster.withConnection { ray in
+                let endpoint = try await ray.serveEndpoint(for: "shapes-yolo11n")
+                #expect(endpoint.key != nil)
+                let anonymous = try await ray.send(.GET, to: endpoint.anonymous, "/models")
+                #expect(anonymous.status == 401, "\(anonymous.text)")
+                // The dashboard's token is no key for the service.
+                var withToken = endpoint
+                withToken.key = ServiceKey(value: try #require(cluster.token).value, source: "the cluster token")
+                #expect(try await ray.send(.GET, to: withToken, "/models").status == 401)
+                #expect(try await ray.send(.GET, to: endpoint, "/models").status == 200)
+                _ = try await ray.deleteServeApplication("shapes-yolo11n")
+            }
+            // Without the cluster's token the key cannot be read.
+            let status = try await CommandRunner.raylan(
+                ["serve", "status", "--address", cluster.address.description], environment: ["HOME": home.path])
+            #expect(status.status == 77, "\(status)")
         }
 
         @Test("CLI: exit 77 without or with a wrong token; the right token from RAY_AUTH_TOKEN or --token-file works")

@@ -155,3 +155,55 @@ extension RayClusterTests.Main {
         }
     }
 }
+
+/// Which credential goes to which server, against two plain HTTP servers that record the `Authorization`
+/// header they get (stand-ins for the dashboard and Serve's proxy: what is checked is RayLAN's client).
+@Suite("Credentials per server")
+struct CredentialRoutingTests {
+    @Test("The dashboard gets only the cluster's token, Serve's proxy only the service key")
+    func eachServerItsOwnCredential() async throws {
+        let python = try TestEnvironment.environment(.current).python
+        let ports = try FreePort.pick(2)
+        let folder = try TestEnvironment.makeTemporaryDirectory("raylan-headers")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let script = """
+            import http.server, sys
+            log = open(sys.argv[2], "a", buffering=1)
+            class Recorder(http.server.BaseHTTPRequestHandler):
+                def answer(self):
+                    log.write(repr(self.headers.get("Authorization")) + "\\n")
+                    body = b'{"version": "4", "ray_version": "2.60.0"}'
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                do_GET = do_POST = answer
+                def log_message(self, *args): pass
+            http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Recorder).serve_forever()
+            """
+        let logs = ["dashboard", "proxy"].map { folder.appendingPathComponent($0 + ".log").path }
+        let servers = try zip(ports, logs).map { port, log in try RunningCommand(python, ["-c", script, String(port), log]) }
+        defer { servers.forEach { kill(-$0.pid, SIGKILL); kill($0.pid, SIGKILL) } }
+
+        let token = AuthToken(value: "dashboard-token-1234", source: .inline("a test"))
+        let key = ServiceKey(value: "service-key-abcdefgh", source: "a test")
+        let dashboard = ClusterAddress(host: "127.0.0.1", port: ports[0])
+        let endpoint = ServeEndpoint(address: dashboard, port: ports[1], routePrefix: "/raylan/x", key: key)
+        try await RayCluster.withConnection(to: dashboard, configuration: .init(token: token)) { cluster in
+            let ready = await eventually(timeout: .seconds(30)) {
+                let dashboardUp = (try? await cluster.send(.GET, "/api/version").status) == 200
+                let proxyUp = (try? await cluster.send(.GET, to: endpoint, "/models").status) == 200
+                return dashboardUp && proxyUp
+            }
+            try #require(ready, "the recording servers did not start")
+            _ = try await cluster.send(.GET, "/api/serve/applications/")
+            _ = try await cluster.send(.POST, to: endpoint, "/detect", body: Data([1, 2, 3]))
+            _ = try await cluster.send(.GET, to: endpoint.anonymous, "/healthz")
+        }
+        let seen = try logs.map { try String(contentsOfFile: $0, encoding: .utf8).split(separator: "\n").map(String.init) }
+        #expect(!seen[0].isEmpty && seen[0].allSatisfy { $0 == "'Bearer dashboard-token-1234'" }, "\(seen[0])")
+        #expect(seen[1].filter { $0 == "'Bearer service-key-abcdefgh'" }.count >= 2, "\(seen[1])")
+        #expect(seen[1].allSatisfy { $0 == "'Bearer service-key-abcdefgh'" || $0 == "None" }, "\(seen[1])")
+        #expect(seen[1].last == "None", "the anonymous endpoint sent a key: \(seen[1])")
+    }
+}
