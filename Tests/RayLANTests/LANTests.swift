@@ -100,6 +100,33 @@ extension RayClusterTests {
                 #expect(job.status == 0, "\(job)")
                 #expect(job.stdout.contains("NODE \(worker.address)"), "\(job.stdout)")
 
+                // The detection service, deployed from the client: it gets a service key, which the client reads
+                // over the token-protected dashboard; an anonymous request from the same host is refused.
+                let samples = TestEnvironment.packageRoot.appendingPathComponent("samples").path
+                let out = root.appendingPathComponent("client-out").path
+                let detect = try await lab.raylan(
+                    on: "client", ["detect", samples, "--out", out, "--gpus-per-replica", "0"] + auth, home: home("client"))
+                #expect(detect.status == 0, "\(detect)")
+                let python = try TestEnvironment.environment(.current).python
+                let post = """
+                    import sys, urllib.request, urllib.error
+                    request = urllib.request.Request(sys.argv[1], data=open(sys.argv[2], "rb").read(), method="POST")
+                    if len(sys.argv) > 3: request.add_header("Authorization", "Bearer " + sys.argv[3])
+                    try: print(urllib.request.urlopen(request, timeout=60).status)
+                    except urllib.error.HTTPError as error: print(error.code)
+                    """
+                let url = "http://\(head.address):8000/raylan/shapes-yolo11n/detect"
+                let image = samples + "/shapes_00.jpg"
+                let anonymous = try await lab.run(on: "client", python, ["-c", post, url, image])
+                #expect(anonymous.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "401", "\(anonymous)")
+                let withToken = try await lab.run(on: "client", python, ["-c", post, url, image, token])
+                #expect(withToken.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "401", "\(withToken)")
+                let serve = try await lab.raylan(on: "client", ["serve", "status", "--json"] + auth, home: home("client"))
+                let status = try JSONDecoder().decode(ServeStatus.self, from: Data(serve.stdout.utf8))
+                let key = try #require(status.applications["shapes-yolo11n"]?.deployedAppConfig?["args"]?["api_key"]?.stringValue)
+                let keyed = try await lab.run(on: "client", python, ["-c", post, url, image, key])
+                #expect(keyed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "200", "\(keyed)")
+
                 // doctor passes on the healthy cluster; the logical GPU is a WARN, not a FAIL.
                 let healthy = try await Self.doctor(lab, auth, home: home("client"))
                 #expect(healthy.result.status == 0, "\(healthy.result)")
@@ -109,6 +136,7 @@ extension RayClusterTests {
                 #expect(healthy.report[.versions]?.summary.contains("2 node(s)") == true, "\(healthy.report.checks)")
                 #expect(healthy.report[.gpus]?.status == .warn)
                 #expect(healthy.report[.gpus].map { $0.summary.contains(worker.address) && $0.summary.contains("nvidia-smi") } == true)
+                #expect(healthy.report[.authentication]?.summary.contains("refused an anonymous request") == true)
 
                 // The seed's ray://HOST:6379 form: FAIL with the right address as remedy.
                 let seed = try await Self.doctor(
