@@ -198,11 +198,14 @@ extension Doctor {
         let proxy = ServeEndpoint(address: address, port: port)
         let health = try? await cluster.send(.GET, to: proxy, "/-/healthz", timeout: .seconds(5))
         let noRoutes = serve.applications.isEmpty && health.map(Self.isEmptyRouteTable) == true
-        if health?.status == 200 || noRoutes {
-            lines.append("The Serve proxy answers at \(address.host):\(port)\(noRoutes ? " (no routes yet)" : "").")
+        if let health {
+            // Any HTTP answer means the port is open: a non-200 is Serve's state (see the applications below),
+            // never the firewall's doing.
+            let note = health.status == 200 ? "" : noRoutes ? " (no routes yet)" : " (/-/healthz: HTTP \(health.status))"
+            lines.append("The Serve proxy answers at \(address.host):\(port)\(note).")
         } else {
             status = .fail
-            lines.append("The Serve proxy at \(address.host):\(port) does not answer /-/healthz (\(health.map { "HTTP \($0.status)" } ?? "no connection")).")
+            lines.append("The Serve proxy at \(address.host):\(port) does not answer (no connection).")
             remedy = "Check the firewall on \(address.host) for port \(port), and that Serve's proxy runs there ('raylan serve status')."
         }
         for app in serve.applications.values.sorted(by: { $0.name < $1.name }) {
@@ -217,9 +220,11 @@ extension Doctor {
                 lines.append("'\(app.name)' is still DEPLOYING.")
                 remedy = remedy ?? "Wait for it ('raylan serve status'); a replica waiting for a GPU stays DEPLOYING."
             default:
+                // Ray's own error (the replica's exception for DEPLOY_FAILED) is the finding, not the network.
                 status = .fail
-                lines.append("'\(app.name)' is \(app.status): \((app.message ?? "").split(separator: "\n").last ?? "").")
-                remedy = remedy ?? "See 'raylan serve status', fix the cause, and deploy again ('raylan serve deploy')."
+                lines.append("'\(app.name)' is \(app.status): \(RayCluster.failureSummary(app))")
+                remedy = "Fix the cause Ray gives ('raylan serve status' shows the whole traceback) and deploy again "
+                    + "('raylan serve deploy')."
             }
         }
         if serve.applications.isEmpty { lines.append("No detection service is deployed.") }
