@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates the Python environments RayLAN runs Ray from (idempotent):
 #   .venv         ray[default,serve]==2.60.0 (cluster/requirements.txt) — the embedded cluster and the cluster side
-#   .venv-ray245  ray[default]==2.45.0 (cluster/requirements-ray245.txt) — compatibility tests only (--with-ray245)
+#   .venv-ray245  ray[default,serve]==2.45.0 with the detection service's dependencies (cluster/requirements-ray245.txt) — compatibility tests (--with-ray245)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,4 +1,5 @@
 import Foundation
+import NIOHTTP1
 import RayLANTesting
 import Testing
 
@@ -37,6 +38,33 @@ extension RayClusterTests {
             let failed = try await CommandRunner.raylan(["job", "submit", "--address", address, "--", "false"])
             #expect(failed.status == 3, "\(failed)")
             #expect(failed.stderr.contains("FAILED"))
+        }
+
+        @Test("The detection service deploys and answers on Ray 2.45 with today's FastAPI, behind its key")
+        func detection() async throws {
+            let cluster = try requireCluster()
+            // The environment holds a FastAPI whose app Serve 2.45 cannot pickle as it is (a threading lock).
+            let version = try await CommandRunner.run(
+                cluster.environment.python, ["-c", "import fastapi; print(fastapi.__version__)"])
+            let parts = version.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").compactMap { Int($0) }
+            #expect(parts.count >= 2 && (parts[0] > 0 || parts[1] >= 137), "FastAPI \(version.stdout)")
+
+            let out = try TestEnvironment.makeTemporaryDirectory("raylan-245-detect")
+            defer { try? FileManager.default.removeItem(at: out) }
+            let detect = try await CommandRunner.raylan(
+                [
+                    "detect", RayClusterTests.Main.DetectionTests.samples.path, "--address", cluster.address.description,
+                    "--out", out.path, "--port", String(cluster.ray.ports.serve), "--gpus-per-replica", "0",
+                ], timeout: .seconds(600))
+            #expect(detect.status == 0, "\(detect)")
+            let records = DetectionJournal.read(out.appendingPathComponent("detections.jsonl"))
+            #expect(records.count == 12 && records.allSatisfy(\.succeeded), "\(records.compactMap(\.error))")
+            #expect(records.allSatisfy { ($0.result?.detections.count ?? 0) > 0 })
+            try await cluster.withConnection { ray in
+                let endpoint = try await ray.serveEndpoint(for: "shapes-yolo11n")
+                #expect(try await ray.send(.GET, to: endpoint.anonymous, "/models").status == 401)
+                _ = try await ray.deleteServeApplication("shapes-yolo11n")
+            }
         }
     }
 }
