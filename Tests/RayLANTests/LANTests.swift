@@ -127,6 +127,17 @@ extension RayClusterTests {
                 let keyed = try await lab.run(on: "client", python, ["-c", post, url, image, key])
                 #expect(keyed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "200", "\(keyed)")
 
+                // Two replicas, one per node: both serve, and Serve's status places them on both hosts.
+                let spread = try await lab.raylan(
+                    on: "client",
+                    ["serve", "deploy", "--replicas", "2", "--max-replicas-per-node", "1", "--gpus-per-replica", "0"] + auth,
+                    home: home("client"))
+                #expect(spread.status == 0, "\(spread)")
+                let placed = try await lab.raylan(on: "client", ["serve", "status", "--json"] + auth, home: home("client"))
+                let replicas = try JSONDecoder().decode(ServeStatus.self, from: Data(placed.stdout.utf8))
+                    .applications["shapes-yolo11n"]?.deployments?.values.flatMap { $0.replicas ?? [] } ?? []
+                #expect(Set(replicas.compactMap(\.nodeIP)) == [head.address, worker.address], "\(replicas)")
+
                 // doctor passes on the healthy cluster; the logical GPU is a WARN, not a FAIL.
                 let healthy = try await Self.doctor(lab, auth, home: home("client"))
                 #expect(healthy.result.status == 0, "\(healthy.result)")
@@ -167,8 +178,28 @@ extension RayClusterTests {
                 #expect(walled.report.checks[2...].allSatisfy { $0.status == .skip })
                 _ = try await lab.run(on: "head", nft, ["delete", "table", "inet", "rltest"])
 
-                // The worker stops: its node is dead, and doctor says so.
+                // The worker stops in the middle of a run that uses its replica: the run still answers every input
+                // (retries reach the head's replica), at most after one --resume. Its node is dead, and doctor says so.
+                let many = try Self.images(200, in: root.appendingPathComponent("many"))
+                let lostOut = root.appendingPathComponent("lost-out")
+                let lostRun = ["detect", many.path, "--out", lostOut.path, "--no-deploy", "--concurrency", "4"] + auth
+                let clientHome = home("client")
+                async let during = lab.raylan(on: "client", lostRun, home: clientHome, timeout: .seconds(900))
+                let going = await eventually(timeout: .seconds(180)) {
+                    DetectionJournal.read(lostOut.appendingPathComponent("detections.jsonl")).count >= 20
+                }
+                #expect(going, "the run did not get going")
                 let workerDown = try await lab.raylan(on: "worker", ["down"], home: home("worker"))
+                let lostFirst = try await during
+                var lost = DetectionJournal.read(lostOut.appendingPathComponent("detections.jsonl"))
+                print("LAN worker lost mid-run: exit \(lostFirst.status), \(lost.filter { !$0.succeeded }.count) of 200 failed")
+                if lost.contains(where: { !$0.succeeded }) {
+                    let again = try await lab.raylan(
+                        on: "client", lostRun + ["--resume"], home: home("client"), timeout: .seconds(900))
+                    #expect(again.status == 0, "\(again)")
+                    lost = DetectionJournal.read(lostOut.appendingPathComponent("detections.jsonl"))
+                }
+                #expect(lost.count == 200 && Set(lost.map { $0.path }).count == 200 && lost.allSatisfy { $0.succeeded })
                 #expect(workerDown.status == 0, "\(workerDown)")
                 #expect(workerDown.stdout.contains("Stopped the Ray worker"))
                 let dead = try await eventually(timeout: .seconds(90)) {
@@ -210,7 +241,49 @@ extension RayClusterTests {
                 let after = try await lab.run(on: "head", "/bin/ps", ["-eo", "args"])
                 #expect(!after.stdout.contains("--gcs_server_port=6379"), "RayLAN's head survived:\n\(after.stdout)")
                 #expect(!FileManager.default.fileExists(atPath: home("head") + "/node.json"))
+
+                // Head restart: a run is cut off by 'raylan down' on the head; after 'raylan up --head' a
+                // --resume redeploys the service (Serve's state went with the head) and answers the rest once.
+                _ = try await lab.run(on: "head", "/bin/kill", ["-9"] + otherProcesses.keys.map(String.init))
+                let up2 = try await lab.raylan(on: "head", ["up", "--head", "--bind", head.address], home: home("head"))
+                try #require(up2.status == 0, "\(up2)")
+                let restartOut = root.appendingPathComponent("restart-out")
+                let restartRun = ["detect", many.path, "--out", restartOut.path, "--concurrency", "2", "--gpus-per-replica", "0"]
+                    + auth
+                async let cut = lab.raylan(on: "client", restartRun, home: clientHome, timeout: .seconds(900))
+                let begun = await eventually(timeout: .seconds(300)) {
+                    DetectionJournal.read(restartOut.appendingPathComponent("detections.jsonl")).count >= 20
+                }
+                #expect(begun, "the run did not get going")
+                let down2 = try await lab.raylan(on: "head", ["down"], home: home("head"))
+                #expect(down2.status == 0, "\(down2)")
+                _ = try await cut
+                let before = DetectionJournal.read(restartOut.appendingPathComponent("detections.jsonl")).filter(\.succeeded)
+                let up3 = try await lab.raylan(on: "head", ["up", "--head", "--bind", head.address], home: home("head"))
+                try #require(up3.status == 0, "\(up3)")
+                let resumed = try await lab.raylan(
+                    on: "client", restartRun + ["--resume"], home: home("client"), timeout: .seconds(900))
+                #expect(resumed.status == 0, "\(resumed)")
+                #expect(resumed.stderr.contains("Deploying"), "the service was not redeployed: \(resumed.stderr)")
+                let final = DetectionJournal.read(restartOut.appendingPathComponent("detections.jsonl"))
+                #expect(final.count == 200 && Set(final.map { $0.path }).count == 200 && final.allSatisfy { $0.succeeded })
+                #expect(before.count < 200, "the head went down after the run had finished")
+                print("LAN head restart: \(before.count) of 200 answered before, the rest after --resume")
+                _ = try await lab.raylan(on: "head", ["down"], home: home("head"))
             }
+        }
+
+        /// `count` distinct image files (copies of the samples) in `folder`.
+        static func images(_ count: Int, in folder: URL) throws -> URL {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            let samples = TestEnvironment.packageRoot.appendingPathComponent("samples")
+            let names = try FileManager.default.contentsOfDirectory(atPath: samples.path).filter { $0.hasSuffix(".jpg") }.sorted()
+            for index in 0..<count {
+                try FileManager.default.copyItem(
+                    at: samples.appendingPathComponent(names[index % names.count]),
+                    to: folder.appendingPathComponent(String(format: "image_%04d.jpg", index)))
+            }
+            return folder
         }
 
         struct UpOutput: Decodable {
