@@ -1,28 +1,49 @@
 """The detection service as a Ray Serve application (import path `raylan_detect.app:build`).
 
 HTTP API (under the application's route prefix, e.g. /raylan/<app>):
-  POST /detect          body: one encoded image (JPEG, PNG, WebP, BMP). Query: conf, iou, classes (comma
-                        separated class ids), annotate (1 to get the annotated JPEG, base64).
-                        200 → one result; 400 or 422 → {"error": {"code", "message"}}.
+  POST /detect          body: one encoded image (JPEG, PNG, WebP, BMP; an animated one on its first frame).
+                        Query: conf and iou (numbers from 0 to 1), classes (comma-separated class ids,
+                        0 ≤ id < 2**31), annotate (1/true/yes or 0/false/no: the annotated JPEG, base64).
+                        200 → one result; 4xx → {"error": {"code", "message"}}.
   POST /detect/batch    body: several images, each a 4-byte big-endian length then its bytes; same query.
                         200 → {"results": [...]}, one per image in order, each a result or an error;
-                        400 → {"error": {"code": "bad_request", "message"}}.
-  GET  /models          the model this application serves.
-  GET  /healthz         200 once the model is loaded and warmed up.
-Status codes of a refusal, the same in both forms: 400 for a malformed request (code `bad_request`: a bad
-query parameter or batch framing), 422 for a well-formed request whose image is unusable (`empty`,
-`unsupported_format`, `decode_failed`, `too_large`). In a batch, an unusable image is an error item of its
-own in the 200 answer; only a bad request refuses the whole batch.
+                        4xx → {"error": {"code", "message"}} for the whole request.
+  GET  /models          the model this application serves (its file name, never a path on the cluster).
+  GET  /healthz         200 once the model is loaded and warmed up; never needs the key.
+Service key: with the deploy arg `api_key` (a non-empty string), every route but GET /healthz requires
+`Authorization: Bearer <api_key>`, unknown paths and wrong methods included; anything else is answered 401
+`unauthorized` with `WWW-Authenticate: Bearer`, before the body is read. Without it the service is open.
+Status codes of a refusal, the same in both forms:
+  400 bad_request       a query value out of range or unparsable, batch framing cut short or a frame
+                        length past the body's end;
+  401 unauthorized      no or a wrong service key;
+  413 body_too_large    a body over max_body_bytes (Content-Length, or counted while reading);
+  413 too_many_frames   /detect/batch with more than max_frames images;
+  413 too_large         an image over max_pixels, or whose decoding (read from its header) would take the
+                        request over max_decoded_bytes;
+  422 empty, unsupported_format, decode_failed, inference_failed (the model failed on this image alone).
+In a batch, an image's own refusal (too_large, the 422 codes) is an error item in the 200 answer; only a
+refusal of the request (400, 401, 413 body_too_large / too_many_frames) refuses the whole batch.
+Limits (deploy args, each checked before the work it guards): max_frames=64 images per batch request,
+max_body_bytes=64 MiB per request, max_decoded_bytes=512 MiB per request (sum over its images of what
+decoding holds, from each header: width × height × 4 to 12 bytes by mode, see codec.Header), max_pixels=50 MP
+per image. Animated images are decoded on their first frame.
 A result: {"model", "image": {"width", "height", "format"}, "detections": [{"box": [x1, y1, x2, y2] in
 original pixels, "score", "class_id", "class_name"}], "batch_size", "timings_ms": {"queue", "decode",
 "preprocess", "inference", "postprocess", "total"}}.
 """
 import asyncio
 import base64
+import ctypes
+import hmac
+import logging
+import math
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -30,12 +51,100 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from .backend import Backend, Options, Prediction
-from .codec import DEFAULT_MAX_PIXELS, DecodedImage, ImageError, decode, split_frames
+from .codec import (DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, Header, ImageError, configure_pil,
+                    decode, inspect, split_frames, too_large)
 
-api = FastAPI(title="RayLAN detection service")
+logger = logging.getLogger("ray.serve")
 
 #: The error code of a malformed request (query or batch framing), answered with HTTP 400.
 BAD_REQUEST = "bad_request"
+#: HTTP status of each refusal code; any other code (an unusable image) is 422.
+STATUS = {BAD_REQUEST: 400, "unauthorized": 401, "body_too_large": 413, "too_many_frames": 413, "too_large": 413}
+#: Most images one /detect/batch request may hold. Override with the deployment's max_frames.
+DEFAULT_MAX_FRAMES = 64
+#: Largest request body, in bytes. Override with the deployment's max_body_bytes.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+#: Largest class id accepted in `classes` (exclusive).
+CLASS_ID_LIMIT = 2**31
+
+
+class ServiceKey:
+    """Pure ASGI middleware: with a key, every request but GET /healthz needs `Authorization: Bearer <key>`,
+    checked before routing (so unknown paths and wrong methods are 401 too) and before the body is read.
+    `key_of` returns the replica's key, None or "" for an open service."""
+
+    def __init__(self, app: Callable, key_of: Callable[[], str | None] = lambda: replica_service_key()):
+        self.app = app
+        self.key_of = key_of
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        key = self.key_of()
+        if not key or (scope["type"] == "http" and scope["method"] == "GET" and route_path(scope) == "/healthz"):
+            return await self.app(scope, receive, send)
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, token = given.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), key.encode()):
+            return await self.app(scope, receive, send)
+        if scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008})
+        why = "no Authorization header" if not given else (
+            "the key is wrong" if scheme.lower() == b"bearer" else "only the Bearer scheme is accepted")
+        await send_json(send, 401, {"error": {"code": "unauthorized", "message": (
+            f"this service needs its key as 'Authorization: Bearer <key>' ({why}); raylan reads the key from "
+            f"the application's config on the Ray dashboard, or pass --key-file")}},
+            extra_headers=[(b"www-authenticate", b"Bearer")])
+
+
+def replica_service_key() -> str | None:
+    """The key of the deployment this replica runs (Serve's replica context holds the instance)."""
+    return getattr(serve.get_replica_context().servable_object, "service_key", None)
+
+
+def route_path(scope: dict) -> str:
+    """The path under the application's route prefix (Serve puts the prefix in root_path)."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+async def send_json(send: Callable, status: int, content: dict, extra_headers: list | None = None) -> None:
+    body = JSONResponse(content).body
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        *(extra_headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def forget_ray_auth_token() -> None:
+    """Removes Ray's cluster token (RAY_AUTH_TOKEN) from this replica's environment: code running here
+    decodes images from the network and has no use for it. Ray's core worker has read it once at start
+    (C++ AuthenticationTokenLoader, cached), so tasks, actors and objects keep working. The bytes are
+    zeroed in place too, so /proc/<pid>/environ no longer shows them."""
+    if not os.environ.get("RAY_AUTH_TOKEN"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.getenv.restype = ctypes.c_void_p
+        address = libc.getenv(b"RAY_AUTH_TOKEN")
+        if address:
+            ctypes.memset(address, 0, len(ctypes.string_at(address)))
+    except (OSError, AttributeError):  # no libc getenv here: os.environ alone
+        pass
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+
+
+def service_key(value: Any) -> str | None:
+    """The `api_key` arg: a string, or None/"" for an open service. The value is never repeated."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"api_key must be a string, not {type(value).__name__}")
+    return value
+
+
+api = FastAPI(title="RayLAN detection service")
+api.add_middleware(ServiceKey)
 
 
 class Decoded(NamedTuple):
@@ -54,7 +163,7 @@ class BatchItem(NamedTuple):
 
 class Inferred(NamedTuple):
     """What the dynamic batch hands back for one image."""
-    prediction: Prediction
+    prediction: Prediction | ImageError  # ImageError(inference_failed) if the model failed on it alone
     queue_s: float  # from decoded to the batch's start
     batch_size: int  # how many images shared the batch
 
@@ -75,28 +184,140 @@ def make_answer(model_id: str, image: DecodedImage, prediction: Prediction, batc
 
 
 def error_answer(error: ImageError) -> JSONResponse:
-    """A refused request: 400 for a malformed one (`bad_request`), 422 for an unusable image."""
-    return JSONResponse({"error": error.as_dict()}, status_code=400 if error.code == BAD_REQUEST else 422)
+    """A refused request: 400 bad_request, 413 for a limit, 422 for an unusable image (see STATUS)."""
+    return JSONResponse({"error": error.as_dict()}, status_code=STATUS.get(error.code, 422))
+
+
+def bad_query(name: str, value: str, expected: str) -> ImageError:
+    shown = value if len(value) <= 40 else value[:40] + "…"
+    return ImageError(BAD_REQUEST, f"invalid query parameter {name}={shown!r}: {expected}")
+
+
+def unit_interval(query: Any, name: str, default: float) -> float:
+    value = query.get(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+        raise bad_query(name, value, "expected a number from 0 to 1")
+    return number
+
+
+def class_ids(value: str | None) -> tuple[int, ...] | None:
+    if not value:
+        return None
+    ids = []
+    for item in (item.strip() for item in value.split(",")):
+        if not item:
+            continue
+        if not re.fullmatch(r"[0-9]{1,10}", item) or int(item) >= CLASS_ID_LIMIT:
+            raise bad_query("classes", value, f"expected comma-separated class ids from 0 to {CLASS_ID_LIMIT - 1}")
+        ids.append(int(item))
+    return tuple(ids) or None
+
+
+def flag(query: Any, name: str) -> bool:
+    value = query.get(name, "0")
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise bad_query(name, value, "expected 1, true, yes, 0, false or no")
 
 
 def parse_options(request: Request) -> Options:
-    """The query's options. Raises ImageError(bad_request) for a value that does not parse."""
+    """The query's options, each checked, so that no bad value reaches the shared batch. Raises
+    ImageError(bad_request) naming the parameter."""
     query = request.query_params
-    classes = query.get("classes")
-    try:
-        return Options(
-            conf=float(query.get("conf", 0.25)), iou=float(query.get("iou", 0.7)),
-            classes=tuple(int(c) for c in classes.split(",") if c.strip()) if classes else None,
-            annotate=query.get("annotate", "0") in ("1", "true", "yes"))
-    except ValueError as error:
-        raise ImageError(BAD_REQUEST, f"invalid query parameter: {error}")
+    return Options(conf=unit_interval(query, "conf", 0.25), iou=unit_interval(query, "iou", 0.7),
+                   classes=class_ids(query.get("classes")), annotate=flag(query, "annotate"))
 
 
-def timed_decode(data: bytes, max_pixels: int) -> tuple[DecodedImage, float]:
+async def read_body(request: Request, limit: int) -> bytearray:
+    """The body, refused with body_too_large as soon as it is known to exceed `limit` bytes: from its
+    Content-Length before reading, and while reading (a chunked body has none)."""
+    declared = request.headers.get("content-length")
+    refusal = ImageError("body_too_large", f"the body is over {limit} bytes ({limit / 2**20:.0f} MiB), the most "
+                                           f"one request may send; send fewer or smaller images per request")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ImageError(BAD_REQUEST, "Content-Length is not a number")
+        if int(declared) > limit:
+            raise refusal
+    body = bytearray()
+    async for chunk in request.stream():
+        if len(body) + len(chunk) > limit:
+            raise refusal
+        body += chunk
+    return body
+
+
+def budget(headers: list[Header | ImageError], max_decoded_bytes: int) -> list[Header | ImageError]:
+    """The request's decoded-memory budget: images in order, each admitted while the sum of their
+    decoded_bytes stays within max_decoded_bytes; one that does not fit becomes too_large."""
+    used, out = 0, []
+    for header in headers:
+        if isinstance(header, Header):
+            if used + header.decoded_bytes > max_decoded_bytes:
+                header = too_large(header.width, header.height, (
+                    f"decoding it takes {header.decoded_bytes / 2**20:.0f} MiB, and the request's images before "
+                    f"it {used / 2**20:.0f} MiB, over the budget of {max_decoded_bytes / 2**20:.0f} MiB per request"))
+            else:
+                used += header.decoded_bytes
+        out.append(header)
+    return out
+
+
+def inspect_all(frames: list[memoryview], max_pixels: int) -> list[Header | ImageError]:
+    out: list[Header | ImageError] = []
+    for frame in frames:
+        try:
+            out.append(inspect(frame, max_pixels))
+        except ImageError as error:
+            out.append(error)
+    return out
+
+
+def timed_decode(data: bytes | bytearray | memoryview, max_pixels: int,
+                 max_decoded_bytes: int) -> tuple[DecodedImage, float]:
     """decode() and the seconds it took, measured in the decoding thread."""
     start = time.perf_counter()
-    image = decode(data, max_pixels)
+    image = decode(data, max_pixels, max_decoded_bytes)
     return image, time.perf_counter() - start
+
+
+def inference_failed(error: Exception) -> ImageError:
+    return ImageError("inference_failed", f"the model failed on this image: {type(error).__name__}: "
+                                          f"{str(error)[:200]}")
+
+
+async def predict_each(backend: Any, pixels: list[np.ndarray], options: Options) -> list[Prediction | ImageError]:
+    """Predicts the images together; if that raises, each on its own, so that one image the model cannot
+    take fails alone (inference_failed) and the others still get their detections."""
+    try:
+        return await asyncio.to_thread(backend.predict, pixels, options)
+    except Exception as error:  # noqa: BLE001 - answered per image below
+        if len(pixels) == 1:
+            return [inference_failed(error)]
+        logger.warning("A batch of %d images failed (%s); predicting them one by one.", len(pixels),
+                       type(error).__name__)
+    outcomes: list[Prediction | ImageError] = []
+    for one in pixels:
+        try:
+            outcomes.append((await asyncio.to_thread(backend.predict, [one], options))[0])
+        except Exception as error:  # noqa: BLE001 - this image's own error
+            outcomes.append(inference_failed(error))
+    return outcomes
+
+
+def positive(args: dict, name: str, default: int) -> int:
+    value = int(args.get(name, default))
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+    return value
 
 
 @serve.deployment(name="Detector")
@@ -104,8 +325,16 @@ def timed_decode(data: bytes, max_pixels: int) -> tuple[DecodedImage, float]:
 class Detector:
     def __init__(self, model: str, imgsz: int | None = None, max_batch: int = 8, batch_wait_ms: float = 10.0,
                  max_pixels: int = DEFAULT_MAX_PIXELS, device: str | None = None, half: bool | None = None,
-                 decode_threads: int | None = None):
+                 decode_threads: int | None = None, max_frames: int = DEFAULT_MAX_FRAMES,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+                 api_key: str | None = None):
+        forget_ray_auth_token()
+        self.service_key = service_key(api_key)
         self.max_pixels = max_pixels
+        self.max_frames = max_frames
+        self.max_body_bytes = max_body_bytes
+        self.max_decoded_bytes = max_decoded_bytes
+        configure_pil(max_pixels, max_decoded_bytes)
         # Decoding gets its own small pool (default: half the host's cores, at least 1). Python's default
         # pool would decode every image of a multi-image request at once and, on a CPU host, take the
         # cores inference needs.
@@ -125,36 +354,39 @@ class Detector:
     def models(self) -> dict:
         backend = self.backend
         return {"models": [{
-            "id": backend.model_id, "source": backend.source, "imgsz": backend.imgsz, "device": backend.device,
-            "half": backend.half, "max_batch": self.max_batch, "decode_threads": self.decode_threads,
-            "classes": backend.names}]}
+            "id": backend.model_id, "source": Path(backend.source).name, "imgsz": backend.imgsz,
+            "device": backend.device, "half": backend.half, "max_batch": self.max_batch,
+            "decode_threads": self.decode_threads, "classes": backend.names}]}
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def infer(self, items: list[BatchItem]) -> list[Inferred]:
-        """One dynamic batch: images from concurrent requests, predicted together per option set."""
+        """One dynamic batch: images from concurrent requests, predicted together per option set. It never
+        raises for one image: @serve.batch would fail every request of the batch with it."""
         started = time.perf_counter()
         groups: dict[tuple, list[int]] = {}
         for index, item in enumerate(items):
             groups.setdefault(item.options.key(), []).append(index)
         results: list[Inferred | None] = [None] * len(items)
         for indices in groups.values():
-            predictions = await asyncio.to_thread(
-                self.backend.predict, [items[i].pixels for i in indices], items[indices[0]].options)
-            for i, prediction in zip(indices, predictions):
-                results[i] = Inferred(prediction, queue_s=started - items[i].ready, batch_size=len(items))
+            outcomes = await predict_each(self.backend, [items[i].pixels for i in indices], items[indices[0]].options)
+            for i, outcome in zip(indices, outcomes):
+                results[i] = Inferred(outcome, queue_s=started - items[i].ready, batch_size=len(items))
         return results
 
-    async def decode_frame(self, data: bytes) -> Decoded:
+    async def decode_frame(self, data: bytes | bytearray | memoryview) -> Decoded:
         """Decodes on the decode pool. Time spent waiting for a decode thread counts as queueing, not
         decoding: `ready` is when decoding would have ended without that wait."""
         waiting = time.perf_counter()
         image, decode_s = await asyncio.get_running_loop().run_in_executor(
-            self.decoder, timed_decode, data, self.max_pixels)
+            self.decoder, timed_decode, data, self.max_pixels, self.max_decoded_bytes)
         return Decoded(image, decode_s, ready=waiting + decode_s)
 
     async def finish(self, decoded: Decoded, options: Options, received: float) -> dict:
-        """Predicts one decoded image (in a dynamic batch) and builds its answer."""
+        """Predicts one decoded image (in a dynamic batch) and builds its answer. Raises
+        ImageError(inference_failed) if the model failed on this image."""
         inferred = await self.infer(BatchItem(decoded.image.pixels, options, decoded.ready))
+        if isinstance(inferred.prediction, ImageError):
+            raise inferred.prediction
         return make_answer(
             self.backend.model_id, decoded.image, inferred.prediction, batch_size=inferred.batch_size,
             queue_ms=inferred.queue_s * 1000, decode_ms=decoded.decode_s * 1000, received=received)
@@ -164,7 +396,8 @@ class Detector:
         received = time.perf_counter()
         try:
             options = parse_options(request)
-            return await self.finish(await self.decode_frame(await request.body()), options, received)
+            body = await read_body(request, self.max_body_bytes)
+            return await self.finish(await self.decode_frame(body), options, received)
         except ImageError as error:
             return error_answer(error)
 
@@ -173,13 +406,16 @@ class Detector:
         received = time.perf_counter()
         try:
             options = parse_options(request)
-            frames = split_frames(await request.body())
+            frames = split_frames(await read_body(request, self.max_body_bytes), self.max_frames)
         except ImageError as error:
             return error_answer(error)
-        except ValueError as error:
-            return error_answer(ImageError(BAD_REQUEST, str(error)))
+        # The request's decoded-memory budget, from the headers alone: nothing is decoded yet.
+        headers = budget(await asyncio.get_running_loop().run_in_executor(
+            self.decoder, inspect_all, frames, self.max_pixels), self.max_decoded_bytes)
 
-        async def decoded(frame: bytes) -> Decoded | ImageError:
+        async def decoded(frame: memoryview, header: Header | ImageError) -> Decoded | ImageError:
+            if isinstance(header, ImageError):
+                return header
             try:
                 return await self.decode_frame(frame)
             except ImageError as error:
@@ -187,55 +423,78 @@ class Detector:
 
         # Decode every frame first, then hand them to the batcher together, so that one request's images
         # share a batch instead of trickling in one decode apart.
-        images = await asyncio.gather(*(decoded(frame) for frame in frames))
+        images = await asyncio.gather(*(decoded(frame, header) for frame, header in zip(frames, headers)))
 
         async def one(image: Decoded | ImageError) -> dict:
             if isinstance(image, ImageError):
                 return {"error": image.as_dict()}
-            return await self.finish(image, options, received)
+            try:
+                return await self.finish(image, options, received)
+            except ImageError as error:
+                return {"error": error.as_dict()}
 
         return {"results": await asyncio.gather(*(one(image) for image in images))}
 
 
 def build(args: dict) -> Any:
-    """The application builder Serve calls with the config's `args`."""
+    """The application builder Serve calls with the config's `args`: model (required), imgsz, max_batch (8),
+    batch_wait_ms (10), max_pixels (50 MP), device, half, max_frames (64), max_body_bytes (64 MiB),
+    max_decoded_bytes (512 MiB), api_key (absent or empty: an open service)."""
     return Detector.bind(
-        model=args["model"], imgsz=int(args["imgsz"]) if args.get("imgsz") else None, max_batch=int(args.get("max_batch", 8)),
-        batch_wait_ms=float(args.get("batch_wait_ms", 10)), max_pixels=int(args.get("max_pixels", DEFAULT_MAX_PIXELS)),
-        device=args.get("device"), half=args.get("half"))
+        model=args["model"], imgsz=int(args["imgsz"]) if args.get("imgsz") else None,
+        max_batch=int(args.get("max_batch", 8)), batch_wait_ms=float(args.get("batch_wait_ms", 10)),
+        max_pixels=positive(args, "max_pixels", DEFAULT_MAX_PIXELS), device=args.get("device"),
+        half=args.get("half"), max_frames=positive(args, "max_frames", DEFAULT_MAX_FRAMES),
+        max_body_bytes=positive(args, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+        max_decoded_bytes=positive(args, "max_decoded_bytes", DEFAULT_MAX_DECODED_BYTES),
+        api_key=service_key(args.get("api_key")))
 
 
 naive_api = FastAPI(title="RayLAN detection service, naive form (for benchmarks)")
+naive_api.add_middleware(ServiceKey)
 
 
 @serve.deployment(name="NaiveDetector")
 @serve.ingress(naive_api)
 class NaiveDetector:
     """Ray Serve's quick-start shape, for `raylan bench` to compare against: one image per request,
-    predicted on its own, no @serve.batch. Same /detect answer (batch_size is always 1)."""
+    predicted on its own, no @serve.batch. Same /detect answer (batch_size is always 1), same key and
+    limits."""
 
     def __init__(self, model: str, imgsz: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 device: str | None = None, half: bool | None = None):
+                 device: str | None = None, half: bool | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES, api_key: str | None = None):
+        forget_ray_auth_token()
+        self.service_key = service_key(api_key)
         self.max_pixels = max_pixels
+        self.max_body_bytes = max_body_bytes
+        self.max_decoded_bytes = max_decoded_bytes
+        configure_pil(max_pixels, max_decoded_bytes)
         self.backend = Backend(model, imgsz=imgsz, device=device, half=half)
         self.backend.warm_up()
 
     @naive_api.post("/detect")
     async def detect(self, request: Request):
         received = time.perf_counter()
-        body = await request.body()
         try:
-            image = decode(body, self.max_pixels)
+            image = decode(await read_body(request, self.max_body_bytes), self.max_pixels, self.max_decoded_bytes)
         except ImageError as error:
             return error_answer(error)
         decoded = time.perf_counter()
-        prediction = self.backend.predict([image.pixels], Options())[0]
+        try:
+            prediction = self.backend.predict([image.pixels], Options())[0]
+        except Exception as error:  # noqa: BLE001 - this image's own error
+            return error_answer(inference_failed(error))
         return make_answer(self.backend.model_id, image, prediction, batch_size=1, queue_ms=0.0,
                            decode_ms=(decoded - received) * 1000, received=received)
 
 
 def build_naive(args: dict) -> Any:
-    """The naive form's application builder."""
+    """The naive form's application builder: model, imgsz, max_pixels, device, half, max_body_bytes,
+    max_decoded_bytes, api_key (as build())."""
     return NaiveDetector.bind(
         model=args["model"], imgsz=int(args["imgsz"]) if args.get("imgsz") else None,
-        max_pixels=int(args.get("max_pixels", DEFAULT_MAX_PIXELS)), device=args.get("device"), half=args.get("half"))
+        max_pixels=positive(args, "max_pixels", DEFAULT_MAX_PIXELS), device=args.get("device"),
+        half=args.get("half"), max_body_bytes=positive(args, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+        max_decoded_bytes=positive(args, "max_decoded_bytes", DEFAULT_MAX_DECODED_BYTES),
+        api_key=service_key(args.get("api_key")))

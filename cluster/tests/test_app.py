@@ -57,10 +57,17 @@ def test_a_bad_query_is_a_bad_request_answered_400(query):
     assert json.loads(response.body)["error"]["code"] == "bad_request"
 
 
-@pytest.mark.parametrize("code", ["empty", "unsupported_format", "decode_failed", "too_large"])
+@pytest.mark.parametrize("code", ["empty", "unsupported_format", "decode_failed", "inference_failed"])
 def test_an_unusable_image_is_answered_422(code):
     response = error_answer(ImageError(code, "why"))
     assert response.status_code == 422
+    assert json.loads(response.body) == {"error": {"code": code, "message": "why"}}
+
+
+@pytest.mark.parametrize("code", ["too_large", "too_many_frames", "body_too_large"])
+def test_a_limit_is_answered_413(code):
+    response = error_answer(ImageError(code, "why"))
+    assert response.status_code == 413
     assert json.loads(response.body) == {"error": {"code": code, "message": "why"}}
 
 

@@ -59,6 +59,8 @@ def test_huge_image_is_refused_before_decoding():
 def test_frames_round_trip_and_reject_truncation():
     frames = [b"a", b"", b"xyz" * 100]
     body = b"".join(len(f).to_bytes(4, "big") + f for f in frames)
-    assert split_frames(body) == frames
-    with pytest.raises(ValueError):
-        split_frames(body[:-1])
+    assert [bytes(f) for f in split_frames(body, max_frames=3)] == frames
+    for cut in (body[:-1], body + b"\0\0"):
+        with pytest.raises(ImageError) as error:
+            split_frames(cut, max_frames=4)
+        assert error.value.code == "bad_request"
