@@ -50,6 +50,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 
+from . import compat  # noqa: F401 - before any @serve.ingress: FastAPI apps picklable on Ray 2.45
 from .backend import Backend, Options, Prediction
 from .codec import (DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, Header, ImageError, configure_pil,
                     decode, inspect, split_frames, too_large)
@@ -59,7 +60,10 @@ logger = logging.getLogger("ray.serve")
 #: The error code of a malformed request (query or batch framing), answered with HTTP 400.
 BAD_REQUEST = "bad_request"
 #: HTTP status of each refusal code; any other code (an unusable image) is 422.
-STATUS = {BAD_REQUEST: 400, "unauthorized": 401, "body_too_large": 413, "too_many_frames": 413, "too_large": 413}
+STATUS = {
+    BAD_REQUEST: 400, "unauthorized": 401, "body_too_large": 413, "too_many_frames": 413, "too_large": 413,
+    "over_budget": 413,
+}
 #: Most images one /detect/batch request may hold. Override with the deployment's max_frames.
 DEFAULT_MAX_FRAMES = 64
 #: Largest request body, in bytes. Override with the deployment's max_body_bytes.
@@ -257,14 +261,20 @@ async def read_body(request: Request, limit: int) -> bytearray:
 
 def budget(headers: list[Header | ImageError], max_decoded_bytes: int) -> list[Header | ImageError]:
     """The request's decoded-memory budget: images in order, each admitted while the sum of their
-    decoded_bytes stays within max_decoded_bytes; one that does not fit becomes too_large."""
+    decoded_bytes stays within max_decoded_bytes. One that could never fit is too_large; one that fits
+    alone but not after the images before it is over_budget, for the client to send again on its own."""
     used, out = 0, []
     for header in headers:
         if isinstance(header, Header):
-            if used + header.decoded_bytes > max_decoded_bytes:
+            if header.decoded_bytes > max_decoded_bytes:
                 header = too_large(header.width, header.height, (
-                    f"decoding it takes {header.decoded_bytes / 2**20:.0f} MiB, and the request's images before "
-                    f"it {used / 2**20:.0f} MiB, over the budget of {max_decoded_bytes / 2**20:.0f} MiB per request"))
+                    f"decoding it takes {header.decoded_bytes / 2**20:.0f} MiB, over the budget of "
+                    f"{max_decoded_bytes / 2**20:.0f} MiB per request"))
+            elif used + header.decoded_bytes > max_decoded_bytes:
+                header = ImageError("over_budget", (
+                    f"decoding it takes {header.decoded_bytes / 2**20:.0f} MiB and the request's images before it "
+                    f"{used / 2**20:.0f} MiB, over the budget of {max_decoded_bytes / 2**20:.0f} MiB per request; "
+                    f"send it in a smaller request"))
             else:
                 used += header.decoded_bytes
         out.append(header)

@@ -23,6 +23,12 @@ DEFAULT_MAX_PIXELS = 50_000_000
 #: Decoded-memory budget of one request, in bytes: the sum of decoded_bytes() over its images.
 #: Override with the deployment's max_decoded_bytes.
 DEFAULT_MAX_DECODED_BYTES = 512 * 1024 * 1024
+#: A decompression bomb: an image that decodes to more than BOMB_MIN_DECODED_BYTES and to more than
+#: MAX_COMPRESSION_RATIO times its encoded size is refused from its header. A 6 KB 1-bit PNG of 7071×7071
+#: (191 MiB decoded, 33,000:1) is one; photos compress 5–50:1, and even a flat 4000×3000 PNG stays under
+#: 1000:1 at these sizes' thresholds.
+BOMB_MIN_DECODED_BYTES = 64 * 1024 * 1024
+MAX_COMPRESSION_RATIO = 1000
 #: The fewest bytes decoding holds per pixel (a 1-bit or grey image: 1 + 3; see Header.decoded_bytes).
 MIN_BYTES_PER_PIXEL = 4
 
@@ -137,12 +143,22 @@ def inspect(data: bytes | bytearray | memoryview, max_pixels: int = DEFAULT_MAX_
             raise ImageError("decode_failed", "cannot read the WebP header")
         if size[0] * size[1] > max_pixels:
             raise too_large(*size, f"over the limit of {max_pixels / 1e6:.0f} MP")
-        return Header("WEBP", size[0], size[1], "RGBA")
+        return not_a_bomb(Header("WEBP", size[0], size[1], "RGBA"), len(data))
     with open_image(data, pil_format) as image:
         width, height = image.size
         if width * height > max_pixels:
             raise too_large(width, height, f"over the limit of {max_pixels / 1e6:.0f} MP")
-        return Header(pil_format, width, height, image.mode)
+        return not_a_bomb(Header(pil_format, width, height, image.mode), len(data))
+
+
+def not_a_bomb(header: Header, encoded_bytes: int) -> Header:
+    """The header, unless it describes a decompression bomb (see MAX_COMPRESSION_RATIO): too_large then."""
+    ratio = header.decoded_bytes / max(encoded_bytes, 1)
+    if header.decoded_bytes > BOMB_MIN_DECODED_BYTES and ratio > MAX_COMPRESSION_RATIO:
+        raise too_large(header.width, header.height, (
+            f"its {encoded_bytes} bytes would decode to {header.decoded_bytes / 2**20:.0f} MiB ({ratio:,.0f}:1, over "
+            f"{MAX_COMPRESSION_RATIO}:1): a decompression bomb"))
+    return header
 
 
 def open_image(data: bytes | bytearray | memoryview, pil_format: str) -> Image.Image:

@@ -362,20 +362,25 @@ def test_an_image_over_the_decoded_budget_is_413_without_decoding(service, decod
     assert decoding.calls == 0 and instance.backend.calls == []
 
 
-def test_a_batch_over_the_decoded_budget_refuses_the_images_that_do_not_fit(service, decoding):
+def test_a_batch_over_the_decoded_budget_returns_the_images_that_do_not_fit_to_be_sent_again(service, decoding):
     client, instance = service(max_decoded_bytes=150_000)
-    results = client.post("/detect/batch", content=frames(*[png(width=100, height=100)] * 3)).json()["results"]
-    assert ["error" in r for r in results] == [False, False, True]
-    assert results[2]["error"]["code"] == "too_large"
+    big = png(width=200, height=200)  # 280,000 bytes: over the budget even alone
+    results = client.post("/detect/batch", content=frames(*[png(width=100, height=100)] * 3, big)).json()["results"]
+    assert ["error" in r for r in results] == [False, False, True, True]
+    # The third fits alone (send it again by itself); the fourth never fits.
+    assert results[2]["error"]["code"] == "over_budget" and "smaller request" in results[2]["error"]["message"]
+    assert results[3]["error"]["code"] == "too_large"
     assert decoding.calls == 2
 
 
-def test_the_bomb_png_is_refused_from_its_header(service, decoding):
+@pytest.mark.parametrize("limits", [{}, {"max_decoded_bytes": 128 * 2**20}], ids=["defaults", "small budget"])
+def test_the_bomb_png_is_refused_from_its_header(service, decoding, limits):
     """6 KB of 1-bit PNG that decodes to 7071×7071: 50 MB in PIL's 1-bit image plus the 150 MB BGR array.
-    Refused on its header alone when over the request's budget (here 128 MiB); no pixel decoded."""
+    Refused on its header alone — under the default limits by its compression ratio (33,000:1), under a
+    small budget by the budget too; no pixel decoded."""
     bomb = bomb_png()
     assert len(bomb) < 10_000
-    client, instance = service(max_decoded_bytes=128 * 2**20)
+    client, instance = service(**limits)
     response = client.post("/detect", content=bomb)
     assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
     assert "7071×7071" in response.json()["error"]["message"]
@@ -443,13 +448,16 @@ def test_every_mode_decodes_to_the_same_bgr_as_pils_rgb(mode):
 
 
 def test_decoding_the_bomb_holds_no_more_than_its_budget():
-    """Decoding itself (in a fresh process, so that its peak RSS is its own) stays within decoded_bytes."""
+    """Decoding itself (in a fresh process, so that its peak RSS is its own) stays within decoded_bytes
+    (with the ratio check off, so that the bomb is decoded at all)."""
     import subprocess
     import sys
     script = (
         "import resource, sys; sys.path[:0] = sys.argv[1:3]\n"
         "from test_service import bomb_png\n"
+        "from raylan_detect import codec\n"
         "from raylan_detect.codec import decode, inspect\n"
+        "codec.MAX_COMPRESSION_RATIO = 10**9\n"
         "bomb = bomb_png(); budget = inspect(bomb).decoded_bytes\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
         "decode(bomb)\n"
@@ -460,3 +468,19 @@ def test_decoding_the_bomb_holds_no_more_than_its_budget():
     growth, budget = int(out[-2]), int(out[-1])
     assert budget == 7071 * 7071 * 4
     assert growth <= budget
+
+
+def test_a_large_photo_like_image_is_not_taken_for_a_bomb():
+    """A big image that compresses like a photo (noise: about 1:1) passes the ratio check; the same size
+    flat and tiny on disk does not."""
+    import numpy as np
+    noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (3000, 3400, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    noisy.save(buffer, format="JPEG", quality=90)
+    header = codec.inspect(buffer.getvalue())
+    assert header.decoded_bytes > codec.BOMB_MIN_DECODED_BYTES
+    flat = io.BytesIO()
+    Image.new("RGB", (3000, 3400), (255, 255, 255)).save(flat, format="PNG")
+    with pytest.raises(ImageError) as error:
+        codec.inspect(flat.getvalue())
+    assert error.value.code == "too_large" and "decompression bomb" in error.value.message
