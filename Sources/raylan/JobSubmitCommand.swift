@@ -13,7 +13,9 @@ struct JobSubmitCommand: AsyncParsableCommand {
             .gitignore and .rayignore honoured, .git/.venv/venv/__pycache__ left out, 100 MiB cap), and only \
             when the cluster does not have it yet. Without --no-wait the job's log streams to stdout (stderr \
             with --json) until it ends. Ctrl-C asks whether to stop the job (or stops it with \
-            --stop-on-interrupt; without a terminal it leaves the job running).
+            --stop-on-interrupt; without a terminal it leaves the job running). The submission id is made before \
+            sending (unless --id gives one), so a submission whose answer was lost is sent again without a second \
+            job, and Ctrl-C while submitting prints the id to look the job up with 'raylan job status ID'.
 
             Exit codes: \(ExitCodes.summary)
             """)
@@ -52,7 +54,8 @@ struct JobSubmitCommand: AsyncParsableCommand {
         help: ArgumentHelp("A gitignore-style pattern left out of the upload (repeatable).", valueName: "pattern"))
     var exclude: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Your own submission id (default: Ray makes one).", valueName: "id"))
+    @Option(
+        name: .long, help: ArgumentHelp("Your own submission id (default: a new raysubmit_… id).", valueName: "id"))
     var id: String?
 
     @Flag(name: .long, help: "Print the submission id and return at once.") var noWait = false
@@ -118,10 +121,11 @@ struct JobSubmitCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let spec = try makeSpec()
+            var spec = try makeSpec()
+            spec.submissionID = spec.submissionID ?? JobSpec.makeSubmissionID()
             try await Connection.with(cluster) { cluster in
                 try await warnAboutMissingResources(spec, cluster)
-                let submission = try await cluster.submit(spec)
+                let submission = try await submit(spec, cluster)
                 let id = submission.submissionID
                 if let upload = submission.workingDirectory {
                     Terminal.error(
@@ -139,6 +143,27 @@ struct JobSubmitCommand: AsyncParsableCommand {
                 try finish(info)
             }
         }
+    }
+
+    /// Submits `spec` (which has its id); on Ctrl-C stops waiting and prints the id, since the job may have
+    /// reached Ray already.
+    func submit(_ spec: JobSpec, _ cluster: RayCluster) async throws -> JobSubmission {
+        let id = spec.submissionID ?? ""
+        let submitting = Task { try await cluster.submit(spec) }
+        let interrupt = Interrupt { submitting.cancel() }
+        let result = await submitting.result
+        interrupt.remove()
+        guard interrupt.wasPressed else { return try result.get() }
+        if case .success = result {
+            Terminal.error(
+                "\nSubmitted job \(id); not following it. Follow it with 'raylan job logs \(id) --follow'; "
+                    + "stop it with 'raylan job stop \(id)'.")
+        } else {
+            Terminal.error(
+                "\nInterrupted while submitting job \(id); it may have reached the cluster. "
+                    + "Look it up with 'raylan job status \(id)'.")
+        }
+        throw ExitCode(ExitCodes.interrupted)
     }
 
     /// Streams the log until the job ends; on Ctrl-C asks whether to stop the job.

@@ -105,6 +105,64 @@ extension RayClusterTests.Main {
             }
         }
 
+        @Test("A submission whose answer is lost is sent again with RayLAN's own id, and makes one job")
+        func lostAnswer() async throws {
+            let cluster = try requireCluster()
+            let marker = "lost-answer-\(UUID().uuidString.prefix(8))"
+            let spec = JobSpec(entrypoint: "echo \(marker)")
+            let submission = try await FakeHTTPServer.withProxy(
+                to: cluster.address, losing: "POST /api/jobs/ ", mode: "close"
+            ) { proxy in
+                let result = try await RayCluster.withConnection(
+                    to: proxy.address, configuration: .init(token: cluster.token)
+                ) { try await $0.submit(spec) }
+                #expect(proxy.requests.filter { $0.method == "POST" && $0.path == "/api/jobs/" }.count == 2)
+                return result
+            }
+            #expect(submission.submissionID.hasPrefix("raysubmit_"))
+            try await cluster.withConnection { ray in
+                let jobs = try await ray.jobs().filter { $0.entrypoint == spec.entrypoint }
+                #expect(jobs.map(\.submissionID) == [submission.submissionID])
+                let info = try await ray.waitForCompletion(of: submission.submissionID, timeout: .seconds(120))
+                #expect(info.status == .succeeded)
+            }
+        }
+
+        @Test("CLI: Ctrl-C while the submission waits for its answer prints the id, which finds the job")
+        func interruptedSubmission() async throws {
+            let cluster = try requireCluster()
+            let marker = "interrupted-\(UUID().uuidString.prefix(8))"
+            let tokenFile = try TestEnvironment.makeTemporaryDirectory("raylan-token").appendingPathComponent("t")
+            try Data((cluster.token?.value ?? "").utf8).write(to: tokenFile)
+            let tokenArguments = cluster.token == nil ? [] : ["--token-file", tokenFile.path]
+            try await FakeHTTPServer.withProxy(to: cluster.address, losing: "POST /api/jobs/ ", mode: "hold") {
+                proxy in
+                let command = try RunningCommand(
+                    raylan: ["job", "submit", "--address", proxy.address.description] + tokenArguments + [
+                        "--", "echo", marker,
+                    ])
+                let posted = await eventually(timeout: .seconds(60)) {
+                    proxy.requests.contains { $0.method == "POST" && $0.path == "/api/jobs/" }
+                }
+                try #require(posted, "\(command.stdout)\n\(command.stderr)")
+                // The POST has reached Ray (the proxy holds only its answer); give Ray a moment to record it.
+                let recorded = try await eventually(timeout: .seconds(60)) {
+                    try await cluster.withConnection { try await $0.jobs() }.contains {
+                        $0.entrypoint == "echo \(marker)"
+                    }
+                }
+                #expect(recorded)
+                command.interrupt()
+                let result = await command.wait(timeout: .seconds(60))
+                #expect(result.status == 130, "\(result)")
+                let id = try #require(
+                    result.stderr.firstMatch(of: /job (raysubmit_[A-Za-z0-9]{16})/)?.1, "\(result)")
+                #expect(result.stderr.contains("raylan job status \(id)"), "\(result)")
+                let info = try await cluster.withConnection { try await $0.job(String(id)) }
+                #expect(info.entrypoint == "echo \(marker)")
+            }
+        }
+
         @Test("Unknown job ids and taken submission ids are clear errors; a finished job is deleted")
         func unknownAndDuplicate() async throws {
             let cluster = try requireCluster()

@@ -1,3 +1,10 @@
+#if canImport(Darwin)
+    import Darwin
+#elseif canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 import Crypto
 import Foundation
 import RayLANTesting
@@ -138,6 +145,114 @@ struct PackageHashTests {
         #expect(error.code == .tooLarge)
         #expect(error.description.contains("weights.bin"))
         #expect(error.isUsageError)
+    }
+
+    @Test("A folder far over the cap is refused, naming what its files add up to and the largest files")
+    func farOverTheCap() throws {
+        var files: [String: String] = ["main.py": "print(1)"]
+        for index in 0..<20 { files["data/part-\(index).txt"] = String(repeating: "\(index)", count: 10) }
+        let directory = try makeDirectory(files)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var random = SystemRandomNumberGenerator()
+        for (name, size) in [("big.bin", 400_000), ("bigger.bin", 600_000)] {
+            let bytes = Data((0..<size).map { _ in UInt8.random(in: 0...255, using: &random) })
+            try bytes.write(to: directory.appendingPathComponent(name))
+        }
+        let options = PackageOptions(maxPackageBytes: 100_000)
+        let package = try WorkingDirectoryPackage.scan(directory, options: options)
+        let error = try #require(throws: PackageError.self) { try package.makeZip(options: options) }
+        #expect(error.code == .tooLarge)
+        #expect(error.description.contains("bigger.bin (0.6 MiB), big.bin (0.4 MiB)"), "\(error)")
+        #expect(error.description.contains("(1.0 MiB of files)"), "\(error)")
+    }
+
+    @Test("A socket is left out of the zip and only its name hashed, as Ray does")
+    func socket() async throws {
+        let directory = try makeDirectory(["main.py": "print(1)"], emptyFolders: ["run"])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await Self.makeSocket(in: directory.appendingPathComponent("run"), named: "agent.sock")
+        let package = try WorkingDirectoryPackage.scan(directory)
+        let ray = try await Self.rayPackage(directory)
+        #expect(package.uri == ray.uri)
+        #expect(try await Self.zipEntries(package.makeZip()) == ray.entries)
+    }
+
+    @Test("A FIFO does not block: treated as Ray treats a socket of that name (Ray's SDK itself blocks on it)")
+    func fifo() async throws {
+        let directory = try makeDirectory(["main.py": "print(1)"])
+        let twin = try makeDirectory(["main.py": "print(1)"])
+        defer { [directory, twin].forEach { try? FileManager.default.removeItem(at: $0) } }
+        let fifo = directory.appendingPathComponent("pipe")
+        try #require(mkfifo(fifo.path, 0o644) == 0)
+        try await Self.makeSocket(in: twin, named: "pipe")
+        let package = try await withTimeLimit(
+            .seconds(60),
+            onTimeout: {
+                // Today's code blocks opening the FIFO for reading: a writer that comes and goes ends the wait.
+                let writer = open(fifo.path, O_WRONLY | O_NONBLOCK)
+                if writer >= 0 { close(writer) }
+            }
+        ) {
+            let package = try WorkingDirectoryPackage.scan(directory)
+            return (package, try package.makeZip())
+        }
+        let ray = try await Self.rayPackage(twin)
+        #expect(package.0.uri == ray.uri)
+        #expect(try await Self.zipEntries(package.1) == ray.entries)
+    }
+
+    @Test("A folder link back to a folder above it is a named error, not 40 nested copies")
+    func symlinkLoop() throws {
+        let directory = try makeDirectory(["main.py": "print(1)", "sub/x.py": "x"])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createSymbolicLink(
+            atPath: directory.appendingPathComponent("sub/up").path, withDestinationPath: "..")
+        let error = try #require(throws: PackageError.self) { try WorkingDirectoryPackage.scan(directory) }
+        #expect(error.code == .symlinkLoop)
+        #expect(error.description.contains("'sub/up'"), "\(error)")
+        #expect(error.isUsageError)
+    }
+
+    @Test("A folder linked twice, without a loop, is followed both times as Ray does")
+    func linkedTwice() async throws {
+        let directory = try makeDirectory(["main.py": "print(1)", "shared/x.py": "x"])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createSymbolicLink(
+            atPath: directory.appendingPathComponent("alias").path, withDestinationPath: "shared")
+        let package = try WorkingDirectoryPackage.scan(directory)
+        let ray = try await Self.rayPackage(directory)
+        #expect(package.uri == ray.uri)
+        #expect(try await Self.zipEntries(package.makeZip()) == ray.entries)
+    }
+
+    @Test("A file that cannot be read is a named error, not an empty file")
+    func unreadable() throws {
+        let directory = try makeDirectory(["main.py": "print(1)", "secret.bin": "s"])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let secret = directory.appendingPathComponent("secret.bin")
+        if geteuid() == 0 {
+            // Permissions do not stop root: a regular file whose read fails for everyone instead (reading
+            // /proc/self/mem at offset 0 fails with EIO).
+            try FileManager.default.removeItem(at: secret)
+            try FileManager.default.createSymbolicLink(atPath: secret.path, withDestinationPath: "/proc/self/mem")
+        } else {
+            try FileManager.default.setAttributes([.posixPermissions: 0], ofItemAtPath: secret.path)
+        }
+        let error = try #require(throws: PackageError.self) { try WorkingDirectoryPackage.scan(directory) }
+        #expect(error.code == .unreadable)
+        #expect(error.description.contains("'secret.bin'"), "\(error)")
+    }
+
+    /// Binds a Unix socket at `folder/name` (the file stays after the process ends).
+    static func makeSocket(in folder: URL, named name: String) async throws {
+        let python = try TestEnvironment.environment(.current).python
+        let result = try await CommandRunner.run(
+            python,
+            [
+                "-c", "import os, socket, sys; os.chdir(sys.argv[1]); socket.socket(socket.AF_UNIX).bind(sys.argv[2])",
+                folder.path, name,
+            ])
+        try #require(result.status == 0, "\(result)")
     }
 
     @Test("Missing and non-directory paths are usage errors")

@@ -31,6 +31,8 @@ public struct ClusterError: RayLANError, Sendable {
         public static let tokenUnwritable = Code("tokenUnwritable")
         /// The request needs a feature the cluster's Ray version lacks.
         public static let unsupportedFeature = Code("unsupportedFeature")
+        /// The server answered with more bytes than the request accepts.
+        public static let responseTooLarge = Code("responseTooLarge")
     }
 
     /// What kind of failure this is.
@@ -113,6 +115,13 @@ public struct ClusterError: RayLANError, Sendable {
         ClusterError(
             .serverError, "\(what) failed: HTTP \(status): \(RayMessage.extract(from: body))", remedy: remedy,
             status: status, responseBody: body)
+    }
+
+    static func responseTooLarge(_ what: String, limit: Int) -> ClusterError {
+        ClusterError(
+            .responseTooLarge,
+            "The answer to \(what) is larger than the \(limit) bytes accepted",
+            remedy: "Ask for less at once (fewer images per request), or check that the address is the right server.")
     }
 
     static func invalidResponse(_ what: String, body: String, underlying: (any Error & Sendable)?) -> ClusterError {

@@ -20,6 +20,9 @@ enum ConnectionFailure: Equatable {
     case poolExhausted
     /// Connected, but the answer did not come in time.
     case noAnswer
+    /// Connected, but nothing arrived for the read timeout: no answer, or a body that stopped midway
+    /// (a dropped link, a stuck server).
+    case stalled
     /// No route to the host or its network.
     case noRoute
     /// The host name did not resolve.
@@ -34,7 +37,8 @@ enum ConnectionFailure: Equatable {
             switch error {
             case .connectTimeout: self = .connectTimedOut
             case .getConnectionFromPoolTimeout: self = .poolExhausted
-            case .deadlineExceeded, .readTimeout, .writeTimeout: self = .noAnswer
+            case .readTimeout: self = .stalled
+            case .deadlineExceeded, .writeTimeout: self = .noAnswer
             case .remoteConnectionClosed: self = .closed
             default: self = .other(String(describing: error))
             }
@@ -72,13 +76,15 @@ enum ConnectionFailure: Equatable {
         self = .other(String(describing: error))
     }
 
-    /// A short human reason, for messages.
-    func reason(timeout: Duration) -> String {
+    /// A short human reason, for messages; `timeout` is the whole request's limit, `read` the read timeout.
+    func reason(timeout: Duration, read: Duration? = nil) -> String {
         switch self {
         case .refused: "connection refused"
         case .connectTimedOut: "no answer to the connection attempt: a firewall may drop the packets"
         case .poolExhausted: "no free connection in time: more requests in flight than connections"
         case .noAnswer: "no answer within \(timeout)"
+        case .stalled:
+            "nothing received for \(read.map { "\($0)" } ?? "the read timeout"): the link dropped or the server is stuck"
         case .noRoute: "no route to host"
         case .unresolved: "the host name could not be resolved"
         case .closed: "the server closed the connection"

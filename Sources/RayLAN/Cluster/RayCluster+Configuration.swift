@@ -2,6 +2,10 @@
 extension RayCluster {
     public struct Configuration: Sendable {
         /// Time limits for HTTP requests.
+        ///
+        /// A request ends with an error at whichever limit comes first: ``request`` (or ``upload``) for the
+        /// whole exchange, or ``read`` for silence, while waiting for the answer or in the middle of its body
+        /// (a dropped Wi-Fi link sends nothing and closes nothing: only the read limit ends such a request).
         public struct Timeouts: Sendable {
             /// Giving up on a TCP connection. Default 3 s: a LAN host answers in milliseconds, and an
             /// unreachable address should fail fast.
@@ -10,19 +14,26 @@ extension RayCluster {
             public var request: Duration
             /// A package upload (up to 100 MiB). Default 10 minutes.
             public var upload: Duration
+            /// The longest silence once the request is sent: until the answer's first byte (so it also bounds
+            /// how long the server may think, e.g. one detection request's inference) and between any two
+            /// reads of its body; also the longest a request body (an upload) may wait for the server to take more.
+            /// Default 60 s. Applies to every request of one ``RayCluster``.
+            public var read: Duration
 
             public init(
-                connect: Duration = .seconds(3), request: Duration = .seconds(60), upload: Duration = .seconds(600)
+                connect: Duration = .seconds(3), request: Duration = .seconds(60), upload: Duration = .seconds(600),
+                read: Duration = .seconds(60)
             ) {
                 self.connect = connect
                 self.request = request
                 self.upload = upload
+                self.read = read
             }
         }
 
         /// The token sent as `Authorization: Bearer`; nil sends none. Default nil.
         public var token: AuthToken?
-        /// Time limits. Default ``Timeouts/init(connect:request:upload:)``.
+        /// Time limits. Default ``Timeouts/init(connect:request:upload:read:)``.
         public var timeouts: Timeouts
         /// The `User-Agent` header. Ray refuses POSTs from agents that start with "Mozilla", so this
         /// must not. Default `RayLAN/<version>`.

@@ -33,7 +33,11 @@ public final class RayCluster: Sendable {
         self.configuration = configuration
         self.logger = logger ?? Logger(label: "raylan", factory: { _ in SwiftLogNoOpLogHandler() })
         var httpConfiguration = HTTPClient.Configuration()
-        httpConfiguration.timeout = .init(connect: .init(configuration.timeouts.connect), read: nil)
+        // The read timeout is AsyncHTTPClient's idle timer: started when the request is sent, restarted by
+        // every part of the answer (head and each body chunk), so it also ends a body that stalls midway. The
+        // write timeout is its twin for a request body the server stops taking (an upload).
+        let idle = TimeAmount(configuration.timeouts.read)
+        httpConfiguration.timeout = .init(connect: .init(configuration.timeouts.connect), read: idle, write: idle)
         httpConfiguration.redirectConfiguration = .disallow
         // Detection keeps many requests in flight to one Serve proxy; AsyncHTTPClient's default of 8
         // connections per host would queue the rest (and fail them after the connect timeout).
@@ -109,15 +113,17 @@ public final class RayCluster: Sendable {
 
     // MARK: HTTP
 
-    /// A response: status and the whole body.
+    /// A response: status, the whole body and the headers.
     struct Response: Sendable {
         var status: Int
         var body: Data
+        var headers = HTTPHeaders()
         var text: String { String(decoding: body, as: UTF8.self) }
     }
 
-    /// Sends one request to the dashboard and returns status and body. Maps connection failures to
-    /// `unreachable` and 401/403 to `unauthorized`/`forbidden`; every other status is the caller's to judge.
+    /// Sends one request to the dashboard and returns status and body. Maps connection failures (a body that
+    /// stalls for ``Configuration/Timeouts/read`` included) to `unreachable`, an answer over `maxResponseBytes`
+    /// to `responseTooLarge`, and 401/403 to `unauthorized`/`forbidden`; every other status is the caller's.
     func send(
         _ method: HTTPMethod, _ path: String, body: Data? = nil, contentType: String = "application/json",
         timeout: Duration? = nil, maxResponseBytes: Int = 64 << 20
@@ -159,7 +165,9 @@ public final class RayCluster: Sendable {
         // application's service key never to the dashboard.
         switch server {
         case .dashboard:
-            if let token = configuration.token { request.headers.add(name: "Authorization", value: "Bearer \(token.value)") }
+            if let token = configuration.token {
+                request.headers.add(name: "Authorization", value: "Bearer \(token.value)")
+            }
         case .serveProxy:
             if let key { request.headers.add(name: "Authorization", value: "Bearer \(key.value)") }
         }
@@ -175,15 +183,20 @@ public final class RayCluster: Sendable {
             bytes = try await response.body.collect(upTo: maxResponseBytes)
         } catch is CancellationError {
             throw CancellationError()
+        } catch is NIOTooManyBytesError {
+            // Thrown by `collect(upTo:)`, from the Content-Length before any byte is read or once the bytes
+            // pass the limit. The server did answer: retrying would only fetch (or compute) it again.
+            throw ClusterError.responseTooLarge("\(method) \(url)", limit: maxResponseBytes)
         } catch {
-            let reason = ConnectionFailure(error).reason(timeout: limit)
+            let reason = ConnectionFailure(error).reason(timeout: limit, read: configuration.timeouts.read)
             switch server {
             case .dashboard: throw ClusterError.unreachable(address, reason: reason, underlying: error)
             case .serveProxy(let proxy):
                 throw ClusterError.serveProxyUnreachable(proxy, reason: reason, underlying: error)
             }
         }
-        let result = Response(status: Int(response.status.code), body: Data(bytes.readableBytesView))
+        let result = Response(
+            status: Int(response.status.code), body: Data(bytes.readableBytesView), headers: response.headers)
         logger.debug("\(method) \(url) -> \(result.status)")
         guard case .dashboard = server else { return result }
         switch result.status {

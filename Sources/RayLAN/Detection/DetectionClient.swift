@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOHTTP1
 
 /// Sends images to a deployed detection service (the Serve proxy, not the dashboard).
@@ -7,12 +8,25 @@ import NIOHTTP1
 /// let client = try await DetectionClient(cluster: cluster, application: "shapes-yolo11n")
 /// let result = try await client.detect(Data(contentsOf: imageURL))
 /// ```
+///
+/// ## Retries
+/// A request is sent again, with backoff, after 503, 429 or 408 (honouring `Retry-After`, capped), after a
+/// bare 500 (Serve's answer when the replica died mid-request; Serve does not replay it), 502, 504 and
+/// connection loss, up to ``RetryPolicy/attempts`` tries. The service's own refusals (400, 401, 413, 422 with
+/// its error JSON) and an answer over the size cap are never retried. Every input ends with a result or a
+/// named ``DetectionError``. See ``RetryPolicy`` for the rules and defaults.
 public struct DetectionClient: Sendable {
     public let cluster: RayCluster
     /// Where the application answers, e.g. `http://192.168.1.130:8000/raylan/shapes-yolo11n`.
     public let endpoint: ServeEndpoint
-    /// Tries per request on 503 or connection loss, with exponential backoff. Default 5.
-    public var attempts: Int = 5
+    /// When and how often requests are sent again.
+    /// Default ``RetryPolicy/init(attempts:initialBackoff:maxBackoff:maxRetryAfter:)``.
+    public var retryPolicy = RetryPolicy()
+    /// Tries per request, the first included (``RetryPolicy/attempts``). Default 5.
+    public var attempts: Int {
+        get { retryPolicy.attempts }
+        set { retryPolicy.attempts = newValue }
+    }
 
     /// A client for the application at `endpoint` (see ``RayCluster/serveEndpoint(for:)``).
     public init(cluster: RayCluster, endpoint: ServeEndpoint) {
@@ -37,8 +51,7 @@ public struct DetectionClient: Sendable {
         let response = try await post("/detect" + options.query, body: image)
         switch response.status {
         case 200: return try decodeResult(response.body)
-        case 422, 400, 401, 413: throw serverError(response)
-        default: throw DetectionError(.unavailable, "HTTP \(response.status): \(RayMessage.extract(from: response.text))")
+        default: throw serverError(response)
         }
     }
 
@@ -86,9 +99,11 @@ public struct DetectionClient: Sendable {
 
     /// ``results(for:file:concurrency:imagesPerRequest:options:)`` for files.
     public func results(
-        for files: [URL], concurrency: Int = 8, imagesPerRequest: Int = 1, options: DetectionOptions = DetectionOptions()
+        for files: [URL], concurrency: Int = 8, imagesPerRequest: Int = 1,
+        options: DetectionOptions = DetectionOptions()
     ) -> DetectionResults<URL> {
-        results(for: files, file: { $0 }, concurrency: concurrency, imagesPerRequest: imagesPerRequest, options: options)
+        results(
+            for: files, file: { $0 }, concurrency: concurrency, imagesPerRequest: imagesPerRequest, options: options)
     }
 
     /// Several files' results with one request, never throwing: a file that cannot be read, an image the
@@ -111,7 +126,7 @@ public struct DetectionClient: Sendable {
                 let answers = try await detect(batch: sent.map(\.data), options: options)
                 for (item, answer) in zip(sent, answers) { results[item.index] = answer }
             } catch {
-                let failure = error as? DetectionError ?? DetectionError(.unavailable, "\(error)")
+                let failure = DetectionError(transport: error)
                 for item in sent { results[item.index] = .failure(failure) }
             }
         }
@@ -127,10 +142,8 @@ public struct DetectionClient: Sendable {
         }
         do {
             return .success(try await detect(data, options: options))
-        } catch let error as DetectionError {
-            return .failure(error)
         } catch {
-            return .failure(DetectionError(.unavailable, "\(error)"))
+            return .failure(DetectionError(transport: error))
         }
     }
 
@@ -143,23 +156,29 @@ public struct DetectionClient: Sendable {
 
     // MARK: -
 
+    /// POSTs `body`, sending it again as ``retryPolicy`` says; returns the last answer.
+    /// - Throws: ``DetectionError`` (`responseTooLarge`), ``ClusterError`` (`unreachable` after the last try),
+    ///   `CancellationError`.
     private func post(_ path: String, body: Data) async throws -> RayCluster.Response {
-        var delay = Duration.milliseconds(250)
         var attempt = 1
         while true {
+            let delay: Duration
             do {
                 let response = try await cluster.send(
                     .POST, to: endpoint, path, body: body, contentType: "application/octet-stream",
                     timeout: .seconds(300))
-                if response.status == 503 || response.status == 502 || response.status == 504, attempt < attempts {
-                    throw DetectionError(.unavailable, "HTTP \(response.status)")
-                }
-                return response
-            } catch let error where attempt < attempts && !(error is CancellationError) {
-                attempt += 1
-                try await Task.sleep(for: delay)
-                delay *= 2
+                guard attempt < retryPolicy.attempts, let wait = retryPolicy.delay(after: response, attempt: attempt)
+                else { return response }
+                delay = wait
+                cluster.logger.debug("POST \(path): HTTP \(response.status), try \(attempt + 1) in \(delay)")
+            } catch let error as ClusterError where error.code == .responseTooLarge {
+                throw DetectionError(transport: error)
+            } catch let error as ClusterError where error.code == .unreachable && attempt < retryPolicy.attempts {
+                delay = retryPolicy.backoff(attempt: attempt)
+                cluster.logger.debug("POST \(path): \(error.message), try \(attempt + 1) in \(delay)")
             }
+            attempt += 1
+            try await Task.sleep(for: delay)
         }
     }
 
@@ -167,7 +186,8 @@ public struct DetectionClient: Sendable {
         do {
             return try JSONDecoder().decode(DetectionResult.self, from: data)
         } catch {
-            throw DetectionError(.badResponse, "unexpected answer: \(String(decoding: data.prefix(300), as: UTF8.self))")
+            throw DetectionError(
+                .badResponse, "unexpected answer: \(String(decoding: data.prefix(300), as: UTF8.self))")
         }
     }
 

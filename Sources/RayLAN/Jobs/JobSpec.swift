@@ -31,7 +31,9 @@ public struct JobSpec: Sendable, Hashable {
 
     /// The shell command Ray runs, e.g. `python main.py --epochs 3`.
     public var entrypoint: String
-    /// Your own id (`submission_id`); Ray makes one (`raysubmit_…`) when nil. Default nil.
+    /// Your own id (`submission_id`). When nil, ``RayCluster/submit(_:)`` makes one of Ray's own form
+    /// (``makeSubmissionID()``) before sending, so that a POST whose answer was lost can be sent again without
+    /// a second job. Default nil.
     public var submissionID: String?
     /// A local folder uploaded as the job's working directory. Default nil.
     public var workingDirectory: URL?
@@ -59,6 +61,14 @@ public struct JobSpec: Sendable, Hashable {
         self.environment = environment
         self.pipPackages = pipPackages
         self.metadata = metadata
+    }
+
+    /// A new submission id of the form Ray itself makes: `raysubmit_` and 16 random letters and digits, the
+    /// easily confused `I`, `l`, `o`, `O` and `0` left out.
+    public static func makeSubmissionID() -> String {
+        let alphabet = Array("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz123456789")
+        var generator = SystemRandomNumberGenerator()
+        return "raysubmit_" + String((0..<16).map { _ in alphabet.randomElement(using: &generator)! })
     }
 
     /// Checks the spec without touching the network.

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOHTTP1
 
 /// What ``RayCluster/submit(_:)`` returns.
@@ -13,11 +14,19 @@ extension RayCluster {
     /// Submits a job: validates the spec, uploads the working directory when needed, and POSTs
     /// `/api/jobs/` with only the fields the cluster's Ray version knows.
     ///
+    /// The POST always carries a submission id (the spec's, or a new ``JobSpec/makeSubmissionID()``), so when
+    /// its answer is lost (connection closed, timed out) it is sent once more: Ray refuses a second job with
+    /// the same id, and an "already exists" for a job with this spec's entrypoint means the first POST went
+    /// through, which is a success.
+    ///
     /// - Returns: the submission id and what was uploaded.
     /// - Throws: ``JobError`` (`invalidSpec` before any traffic, `alreadyExists`, `rejected`),
     ///   ``PackageError``, ``ClusterError``.
     public func submit(_ spec: JobSpec) async throws -> JobSubmission {
         try spec.validate()
+        var spec = spec
+        let id = spec.submissionID ?? JobSpec.makeSubmissionID()
+        spec.submissionID = id
         let package = try spec.workingDirectory.map {
             try WorkingDirectoryPackage.scan($0, options: spec.packageOptions)
         }
@@ -34,8 +43,17 @@ extension RayCluster {
         // Right after start-up the head's job agent may not be registered yet ("No available agent").
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: .seconds(30))
+        var resent = false
         while true {
-            let response = try await send(.POST, "/api/jobs/", body: body)
+            let response: Response
+            do {
+                response = try await send(.POST, "/api/jobs/", body: body)
+            } catch let error as ClusterError where error.code == .unreachable && !resent {
+                // The POST may have reached Ray and only its answer been lost: send it once more with the same id.
+                logger.info("POST /api/jobs/ for '\(id)' got no answer (\(error.message)); sending it again")
+                resent = true
+                continue
+            }
             switch response.status {
             case 200:
                 struct Answer: Decodable { var submission_id: String?; var job_id: String? }
@@ -49,10 +67,12 @@ extension RayCluster {
                     .rejected, "Ray refused the job: \(RayMessage.extract(from: response.text))",
                     remedy: "Check the job's options against Ray \(info.rayVersion).", responseBody: response.text)
             case 500 where response.text.contains("already exists"):
+                if resent, (try? await job(id))?.entrypoint == spec.entrypoint {
+                    return JobSubmission(submissionID: id, workingDirectory: upload)
+                }
                 throw JobError(
-                    .alreadyExists, "A job with the id '\(spec.submissionID ?? "")' already exists",
-                    remedy:
-                        "Choose another --id, or delete the old job with 'raylan job delete \(spec.submissionID ?? "")'.",
+                    .alreadyExists, "A job with the id '\(id)' already exists",
+                    remedy: "Choose another --id, or delete the old job with 'raylan job delete \(id)'.",
                     responseBody: response.text)
             case let status
             where (status == 500 || status == 503)

@@ -18,6 +18,10 @@ public struct PackageError: RayLANError, Sendable {
         public static let zipFailed = Code("zipFailed")
         /// The cluster refused the upload.
         public static let uploadFailed = Code("uploadFailed")
+        /// A file or folder in the directory cannot be read.
+        public static let unreadable = Code("unreadable")
+        /// A folder link leads back to a folder that holds it.
+        public static let symlinkLoop = Code("symlinkLoop")
     }
 
     public let code: Code
@@ -33,5 +37,14 @@ public struct PackageError: RayLANError, Sendable {
     }
 
     public var description: String { sentence(message, remedy: remedy) }
+
+    static func unreadable(
+        _ relative: String, in directory: URL, reason: String, underlying: (any Error & Sendable)? = nil
+    ) -> PackageError {
+        PackageError(
+            .unreadable, "Cannot read '\(relative)' in the working directory '\(directory.path)' (\(reason))",
+            remedy: "Make it readable, or leave it out with --exclude '\(relative)' (or a .rayignore line).",
+            underlying: underlying)
+    }
     public var isUsageError: Bool { code != .uploadFailed && code != .zipFailed }
 }

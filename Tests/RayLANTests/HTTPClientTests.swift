@@ -1,0 +1,161 @@
+#if canImport(Darwin)
+    import Darwin
+#elseif canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+import Foundation
+import NIOHTTP1
+import RayLANTesting
+import Testing
+
+@testable import RayLAN
+
+/// The HTTP client against servers that misbehave: a fake Python server plays each (nothing here is Ray).
+@Suite("The HTTP client: read timeout, size cap and retries")
+struct HTTPClientTests {
+    static let result = """
+        {"model": "m", "image": {"width": 4, "height": 3, "format": "jpeg"}, "detections": [],
+         "batch_size": 1, "timings_ms": {"total": 1.0}}
+        """
+
+    /// A detection client for the application `/raylan/m` on the fake server.
+    static func client(_ cluster: RayCluster, _ server: FakeHTTPServer) -> DetectionClient {
+        let endpoint = ServeEndpoint(address: server.address, port: server.port, routePrefix: "/raylan/m")
+        var client = DetectionClient(cluster: cluster, endpoint: endpoint)
+        client.retryPolicy.initialBackoff = .milliseconds(50)
+        return client
+    }
+
+    @Test("A body that stalls after the head ends with a timeout naming the stall, not a hang")
+    func stalledBody() async throws {
+        let plan = [FakeHTTPServer.Answer(status: 200, body: "{\"par", contentLength: 1000, stall: true)]
+        try await FakeHTTPServer.with(plan) { server in
+            let configuration = RayCluster.Configuration(timeouts: .init(read: .seconds(1)))
+            try await RayCluster.withConnection(to: server.address, configuration: configuration) { cluster in
+                let pid = server.process.pid
+                let error = try await withTimeLimit(.seconds(30), onTimeout: { kill(pid, SIGKILL) }) {
+                    await #expect(throws: ClusterError.self) { try await cluster.send(.GET, "/api/version") }
+                }
+                #expect(error?.code == .unreachable)
+                let underlying = try #require(error?.underlying)
+                #expect(ConnectionFailure(underlying) == .stalled, "\(underlying)")
+                #expect(error?.description.contains("nothing received for 1.0 seconds") == true, "\(error!)")
+            }
+        }
+    }
+
+    @Test(
+        "An answer over the cap is its own error, and the request is not sent again",
+        arguments: [
+            FakeHTTPServer.Answer(status: 200, contentLength: 80 << 20),  // announced by Content-Length
+            FakeHTTPServer.Answer(status: 200, streamedBytes: 80 << 20),  // found while reading
+        ])
+    func tooLarge(_ answer: FakeHTTPServer.Answer) async throws {
+        try await FakeHTTPServer.with([answer]) { server in
+            try await RayCluster.withConnection(to: server.address) { cluster in
+                let client = Self.client(cluster, server)
+                let result = await client.detect(file: try Self.image())
+                guard case .failure(let error) = result else {
+                    Issue.record("expected a failure, got \(result)")
+                    return
+                }
+                #expect(error.code == .responseTooLarge, "\(error)")
+                #expect(server.requests.count == 1)
+
+                let direct = await #expect(throws: ClusterError.self) {
+                    try await cluster.send(.GET, "/api/version", maxResponseBytes: 1 << 20)
+                }
+                #expect(direct?.code == .responseTooLarge)
+            }
+        }
+    }
+
+    @Test("503 with Retry-After: 1, then 200: answered, the second request at least 1 s after the first")
+    func retryAfter() async throws {
+        let plan = [
+            FakeHTTPServer.Answer(status: 503, headers: ["Retry-After": "1"], body: "busy"),
+            FakeHTTPServer.Answer(status: 200, headers: ["Content-Type": "application/json"], body: Self.result),
+        ]
+        try await FakeHTTPServer.with(plan) { server in
+            try await RayCluster.withConnection(to: server.address) { cluster in
+                let result = try await Self.client(cluster, server).detect(Data([0xFF, 0xD8]))
+                #expect(result.model == "m")
+                let requests = server.requests
+                try #require(requests.count == 2)
+                #expect(requests[1].t >= requests[0].t + 1.0, "\(requests.map(\.t))")
+            }
+        }
+    }
+
+    @Test(
+        "Retried until answered: 429, 408, a bare 500 (a replica that died), 502, 504",
+        arguments: [429, 408, 500, 502, 504])
+    func retried(_ status: Int) async throws {
+        let plan = [
+            FakeHTTPServer.Answer(status: status, body: "Internal Server Error"),
+            FakeHTTPServer.Answer(status: 200, body: Self.result),
+        ]
+        try await FakeHTTPServer.with(plan) { server in
+            try await RayCluster.withConnection(to: server.address) { cluster in
+                let result = try await Self.client(cluster, server).detect(Data([0xFF, 0xD8]))
+                #expect(result.model == "m")
+                #expect(server.requests.count == 2)
+            }
+        }
+    }
+
+    @Test(
+        "The service's own refusals (its error JSON) are final: one request, its code",
+        arguments: [400, 401, 413, 422, 500])
+    func notRetried(_ status: Int) async throws {
+        let body = #"{"error": {"code": "bad_request", "message": "conf=high is not a number"}}"#
+        try await FakeHTTPServer.with([FakeHTTPServer.Answer(status: status, body: body)]) { server in
+            try await RayCluster.withConnection(to: server.address) { cluster in
+                let error = await #expect(throws: DetectionError.self) {
+                    try await Self.client(cluster, server).detect(Data([0xFF, 0xD8]))
+                }
+                #expect(error?.code == .badRequest)
+                #expect(server.requests.count == 1)
+            }
+        }
+    }
+
+    @Test("A service that keeps answering 503 ends named after the configured tries")
+    func exhausted() async throws {
+        try await FakeHTTPServer.with([FakeHTTPServer.Answer(status: 503, body: "busy")]) { server in
+            try await RayCluster.withConnection(to: server.address) { cluster in
+                var client = Self.client(cluster, server)
+                client.retryPolicy.attempts = 3
+                let result = await client.detect(file: try Self.image())
+                guard case .failure(let error) = result else {
+                    Issue.record("expected a failure, got \(result)")
+                    return
+                }
+                #expect(error.code == .unavailable)
+                #expect(server.requests.count == 3)
+            }
+        }
+    }
+
+    @Test("Retry-After: seconds, an HTTP date, nonsense; a long one is capped")
+    func retryAfterValues() {
+        let now = Date(timeIntervalSince1970: 1_445_412_470)  // Wed, 21 Oct 2015 07:27:50 GMT
+        #expect(DetectionClient.RetryPolicy.retryAfter("2", now: now) == .seconds(2))
+        #expect(DetectionClient.RetryPolicy.retryAfter("Wed, 21 Oct 2015 07:28:00 GMT", now: now) == .seconds(10))
+        #expect(DetectionClient.RetryPolicy.retryAfter("Wed, 21 Oct 2015 07:00:00 GMT", now: now) == .zero)
+        #expect(DetectionClient.RetryPolicy.retryAfter("soon", now: now) == nil)
+        let policy = DetectionClient.RetryPolicy()
+        var response = RayCluster.Response(status: 503, body: Data())
+        response.headers.add(name: "Retry-After", value: "3600")
+        #expect(policy.delay(after: response, attempt: 1, now: now) == .seconds(30))
+    }
+
+    /// A small file to send (the fake server does not look at it).
+    static func image() throws -> URL {
+        let file = try TestEnvironment.makeTemporaryDirectory("raylan-img").appendingPathComponent("a.jpg")
+        try Data([0xFF, 0xD8, 0xFF, 0xD9]).write(to: file)
+        return file
+    }
+}
