@@ -95,7 +95,8 @@ extension RayClusterTests {
                 throw error
             }
             let stopped = try await embedded.stop()
-            #expect(stopped?.isRunning == false)
+            #expect(stopped != nil && stopped?.stale == nil)
+            #expect(stopped?.ray.isRunning == false)
         }
 
         @Test("A missing Python environment says which command creates it")

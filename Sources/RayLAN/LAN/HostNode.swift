@@ -88,11 +88,17 @@ public struct HostNode: Sendable, Codable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let lock = try FileLock(path: directory + "/node.lock")
         defer { lock.unlock() }
-        if let running = recorded(in: directory), running.ray.isRunning {
-            throw HostNodeError(
-                .alreadyRunning,
-                "RayLAN already runs a Ray \(running.role.rawValue) on this host (\(running.nodeAddress), dashboard \(running.dashboardURL))",
-                remedy: "Stop it first with 'raylan down'.")
+        if let running = recorded(in: directory) {
+            guard var stale = running.ray.staleness() else {
+                throw HostNodeError(
+                    .alreadyRunning,
+                    "RayLAN already runs a Ray \(running.role.rawValue) on this host (\(running.nodeAddress), "
+                        + "dashboard \(running.dashboardURL))",
+                    remedy: "Stop it first with 'raylan down'.")
+            }
+            try? FileManager.default.removeItem(atPath: stateFile(in: directory))
+            stale.file = stateFile(in: directory)
+            progress(stale.description)
         }
         let versions = try await configuration.environment.versions()
         progress("Ray \(versions.ray), Python \(versions.python) from \(configuration.environment.rayExecutable)")
@@ -110,17 +116,24 @@ public struct HostNode: Sendable, Codable {
         return node
     }
 
-    /// Stops the recorded node (its process groups only; never other Ray processes) and forgets it.
-    /// Returns it, or nil when none was recorded.
+    /// Stops the recorded node, when it is proven to be RayLAN's running Ray (the same proof as the
+    /// embedded cluster's, see ``LocalRay``; its process groups only, never other Ray processes), and
+    /// forgets it.
+    ///
+    /// - Returns: the recorded node and, when its record was stale (then nothing was signalled or
+    ///   deleted), why; nil when none was recorded.
     @discardableResult
-    public static func down(in stateDirectory: String = RayLANHome.path()) async throws -> HostNode? {
+    public static func down(
+        in stateDirectory: String = RayLANHome.path()
+    ) async throws -> (node: HostNode, stale: StaleRecord?)? {
         guard FileManager.default.fileExists(atPath: stateFile(in: stateDirectory)) else { return nil }
         let lock = try FileLock(path: stateDirectory + "/node.lock")
         defer { lock.unlock() }
         guard let node = recorded(in: stateDirectory) else { return nil }
-        await node.ray.stop()
+        var stale = await node.ray.stop()
         try? FileManager.default.removeItem(atPath: stateFile(in: stateDirectory))
-        return node
+        stale?.file = stateFile(in: stateDirectory)
+        return (node, stale)
     }
 
     // MARK: Head

@@ -35,7 +35,12 @@ public struct EmbeddedCluster: Sendable {
 
     /// The recorded cluster if it answers; otherwise starts one with `configuration()` and records it.
     ///
-    /// - Parameter willStart: called just before starting, to tell the user.
+    /// A record that is not proven to be RayLAN's running Ray (see ``LocalRay``; e.g. after a restart, when
+    /// its pid names another process) is removed, and nothing is signalled or deleted for it. A proven one
+    /// that does not answer is stopped before a new one starts.
+    ///
+    /// - Parameter willStart: called with a line for the user: a stale record removed (``StaleRecord``), and
+    ///   just before starting.
     /// - Returns: the cluster and whether it was started now.
     public func findOrStart(
         configuration: () throws -> LocalRayConfiguration, willStart: (String) -> Void = { _ in }
@@ -44,8 +49,16 @@ public struct EmbeddedCluster: Sendable {
         let lock = try FileLock(path: stateDirectory + "/lock")
         defer { lock.unlock() }
         if let ray = recorded() {
-            if await Self.answers(ray) { return (ray, false) }
-            if ray.isRunning { await ray.stop() }  // a half-dead leftover: end it before starting anew
+            if var stale = ray.staleness() {
+                try? FileManager.default.removeItem(atPath: stateFile)
+                stale.file = stateFile
+                willStart(stale.description)
+            } else if await Self.answers(ray) {
+                return (ray, false)
+            } else if var stale = await ray.stop() {  // a half-dead leftover: end it before starting anew
+                stale.file = stateFile
+                willStart(stale.description)
+            }
         }
         let configuration = try configuration()
         willStart("Starting a private local Ray (\(configuration.environment.rayExecutable))…")
@@ -55,16 +68,21 @@ public struct EmbeddedCluster: Sendable {
         return (ray, true)
     }
 
-    /// Stops the recorded cluster and forgets it. Returns it, or nil when none was recorded.
+    /// Stops the recorded cluster, when it is proven to be RayLAN's running Ray (see ``LocalRay``), and
+    /// forgets it.
+    ///
+    /// - Returns: the recorded cluster and, when its record was stale (then nothing was signalled or
+    ///   deleted), why; nil when none was recorded.
     @discardableResult
-    public func stop() async throws -> LocalRay? {
+    public func stop() async throws -> (ray: LocalRay, stale: StaleRecord?)? {
         guard FileManager.default.fileExists(atPath: stateDirectory) else { return nil }
         let lock = try FileLock(path: stateDirectory + "/lock")
         defer { lock.unlock() }
         guard let ray = recorded() else { return nil }
-        await ray.stop()
+        var stale = await ray.stop()
         try? FileManager.default.removeItem(atPath: stateFile)
-        return ray
+        stale?.file = stateFile
+        return (ray, stale)
     }
 
     /// Whether the recorded cluster answers, asked with the token it was started with (read again from

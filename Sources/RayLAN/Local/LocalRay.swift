@@ -4,6 +4,11 @@ import NIOHTTP1
 /// A private Ray that RayLAN started on this machine (`ray start --head --block` in its own process group,
 /// free or pinned ports, a short private temp dir), or a node that joined another cluster. Stopped by ``stop()``, which ends exactly its processes.
 ///
+/// A record of it (decoded from `local-cluster.json` or `node.json`) is trusted only while its pid is still
+/// that `ray start`: same start time and boot (``leader``), run by this user, with the exact argument
+/// `--temp-dir=<temporaryDirectory>`, and the temp dir is one RayLAN made and this user owns. Otherwise
+/// the record is stale (``staleness()``) and nothing is signalled or deleted for it.
+///
 /// ```swift
 /// try await LocalRay.withLocalCluster(LocalRayConfiguration(environment: try .locate())) { ray in
 ///     try await RayCluster.withConnection(to: ray.address) { cluster in … }
@@ -53,6 +58,9 @@ public struct LocalRay: Sendable, Codable, Hashable {
 
     /// The `ray start` process; also its process group id.
     public var pid: Int32
+    /// When that process started, and in which boot, as recorded at start; nil in records written by older
+    /// RayLAN versions, which are never trusted.
+    public var leader: ProcessIdentity?
     /// The private `--temp-dir`.
     public var temporaryDirectory: String
     public var ports: Ports
@@ -99,7 +107,9 @@ public struct LocalRay: Sendable, Codable, Hashable {
     }
 
     static func startOnce(_ configuration: LocalRayConfiguration) async throws -> LocalRay {
-        let temporary = configuration.temporaryParent + "/rl-" + UUID().uuidString.prefix(8).lowercased()
+        // Absolute and plain (no `.`, `..` or `//`): a record's temp dir is only trusted in that form.
+        let parent = URL(fileURLWithPath: configuration.temporaryParent).standardizedFileURL.path
+        let temporary = (parent == "/" ? "" : parent) + "/rl-" + UUID().uuidString.prefix(8).lowercased()
         try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
         let logFile = temporary + "/ray-start.log"
         let ports: Ports
@@ -167,16 +177,16 @@ public struct LocalRay: Sendable, Codable, Hashable {
 
         let pid = try ProcessGroup.spawn(arguments, environment: environment, logFile: logFile)
         let ray = LocalRay(
-            pid: pid, temporaryDirectory: temporary, ports: ports, dashboardHost: configuration.dashboardHost,
-            logFile: logFile, tokenSource: configuration.authToken?.source, joinedAddress: configuration.joinAddress,
-            nodeAddress: configuration.nodeAddress)
+            pid: pid, leader: ProcessIdentity.of(pid), temporaryDirectory: temporary, ports: ports,
+            dashboardHost: configuration.dashboardHost, logFile: logFile, tokenSource: configuration.authToken?.source,
+            joinedAddress: configuration.joinAddress, nodeAddress: configuration.nodeAddress)
         do {
             try await ray.waitUntilReady(token: configuration.authToken, timeout: configuration.startTimeout)
             return ray
         } catch {
             // Keep Ray's output for the user: the temp dir goes with the cluster.
             try? FileManager.default.moveItem(atPath: logFile, toPath: ray.keptLogFile)
-            await ray.stop()
+            await ray.stop(leaderMayHaveExited: true)
             throw error
         }
     }
@@ -188,29 +198,60 @@ public struct LocalRay: Sendable, Codable, Hashable {
         let ray = try await start(configuration)
         do {
             let result = try await body(ray)
-            await ray.stop()
+            await ray.stop(leaderMayHaveExited: true)
             return result
         } catch {
-            await ray.stop()
+            await ray.stop(leaderMayHaveExited: true)
             throw error
         }
     }
 
-    /// Ends every process of this cluster (TERM, up to 10 s, then KILL) and removes its temp dir.
-    /// Other Ray clusters on the machine are not touched.
-    public func stop() async {
-        await ProcessGroup.terminateCluster(leader: pid, marker: temporaryDirectory)
-        try? FileManager.default.removeItem(atPath: temporaryDirectory)
+    /// Ends every process of this cluster (TERM, up to 10 s, then KILL) and removes its temp dir, once the
+    /// record is proven to be RayLAN's running Ray (see the type's discussion). Other processes, and other
+    /// Ray clusters on the machine, are not touched.
+    ///
+    /// - Returns: nil when the cluster was stopped; otherwise why the record is stale, and then no process
+    ///   was signalled and nothing was deleted.
+    @discardableResult
+    public func stop() async -> StaleRecord? {
+        await stop(leaderMayHaveExited: false)
     }
 
-    /// Whether any process of this cluster is still running.
-    public var isRunning: Bool {
-        !ProcessGroup.members(leader: pid, marker: temporaryDirectory).isEmpty
+    /// ``stop()``; with `leaderMayHaveExited`, for a cluster this process started: when `ray start` has
+    /// already exited (and was reaped), its leftovers are ended all the same.
+    @discardableResult
+    func stop(leaderMayHaveExited: Bool) async -> StaleRecord? {
+        switch ProcessGroup.verify(
+            leader: pid, identity: leader, temporaryDirectory: temporaryDirectory,
+            leaderMayHaveExited: leaderMayHaveExited)
+        {
+        case .stale(let reason):
+            return StaleRecord(pid: pid, reason: reason)
+        case .owned(let cluster):
+            await ProcessGroup.terminate(cluster)
+            try? FileManager.default.removeItem(atPath: cluster.temporaryDirectory)
+            return nil
+        }
     }
 
-    /// The process ids of this cluster's processes now.
+    /// Why this record no longer describes a running Ray that RayLAN started (see the type's discussion);
+    /// nil while it does.
+    public func staleness() -> StaleRecord? {
+        guard case .stale(let reason) = verdict() else { return nil }
+        return StaleRecord(pid: pid, reason: reason)
+    }
+
+    /// Whether this record is proven to be RayLAN's Ray and its `ray start` runs (``staleness()`` is nil).
+    public var isRunning: Bool { staleness() == nil }
+
+    /// The process ids of this cluster's processes now; empty when the record is stale.
     public var processIDs: [Int32] {
-        ProcessGroup.members(leader: pid, marker: temporaryDirectory).map(\.pid)
+        guard case .owned(let cluster) = verdict() else { return [] }
+        return cluster.members(in: ProcessGroup.processTable()).map(\.pid)
+    }
+
+    func verdict() -> ProcessGroup.Verdict {
+        ProcessGroup.verify(leader: pid, identity: leader, temporaryDirectory: temporaryDirectory)
     }
 
     /// Polls until the dashboard answers and the head's job agent is registered.

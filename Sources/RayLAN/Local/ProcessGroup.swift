@@ -10,16 +10,45 @@ import Foundation
 /// Starting a command in a process group of its own, and ending a whole local Ray by its groups.
 ///
 /// Ray's processes outlive SIGTERM for seconds, and some (Serve actors, job supervisors) move to groups
-/// of their own, so ``terminateCluster(leader:marker:grace:)`` ends the leader's group, every group that
-/// a descendant of the leader is in, and every process whose command line names the cluster's private
-/// temp dir (`marker`): TERM, wait, then KILL what is left. It never touches other processes.
+/// of their own, so ``terminate(_:grace:)`` ends the groups of every member of a cluster whose leader was
+/// proven to be RayLAN's (see ``Ownership``): TERM, wait, then KILL what is left. It never touches other
+/// processes: a group is signalled as a whole only when every process in it is a member, or when it is the
+/// group RayLAN made for the leader and the leader still runs.
 public enum ProcessGroup {
     /// A process seen in the process table.
     struct Entry: Hashable {
         var pid: pid_t
         var parent: pid_t
         var group: pid_t
-        var commandLine: String
+        /// Its argv (on macOS: its command line split at spaces).
+        var arguments: [String]
+        /// See ``ProcessIdentity/startTime``; nil when unreadable.
+        var startTime: UInt64?
+        /// Its effective user id; nil when unreadable.
+        var user: uid_t?
+    }
+
+    /// The fields of a Linux `/proc/<pid>/stat` line that RayLAN reads, parsed after the last `)` (the
+    /// command name before it may hold spaces and parentheses).
+    struct StatLine {
+        var state: Substring
+        var parent: pid_t
+        var group: pid_t
+        /// Field 22, clock ticks after boot.
+        var startTime: UInt64
+
+        init?(_ line: String) {
+            guard let close = line.lastIndex(of: ")") else { return nil }
+            // Fields 3 (state), 4 (ppid), 5 (pgrp), …, 22 (starttime).
+            let fields = line[line.index(after: close)...].split(separator: " ")
+            guard fields.count > 19, let parent = pid_t(fields[1]), let group = pid_t(fields[2]),
+                let startTime = UInt64(fields[19])
+            else { return nil }
+            self.state = fields[0]
+            self.parent = parent
+            self.group = group
+            self.startTime = startTime
+        }
     }
 
     /// Starts `arguments` with `environment` in a new process group (its id is the returned pid), with
@@ -104,84 +133,62 @@ public enum ProcessGroup {
         _ = waitpid(pid, &status, WNOHANG)
     }
 
-    /// Every process that belongs to the cluster led by `leader`: its descendants and every process whose
-    /// command line contains `marker`.
-    static func members(leader: pid_t, marker: String?) -> [Entry] {
-        let table = processTable()
-        var children: [pid_t: [Entry]] = [:]
-        for entry in table { children[entry.parent, default: []].append(entry) }
-        var result: [pid_t: Entry] = [:]
-        var queue = table.filter { $0.pid == leader }
-        if let marker, !marker.isEmpty {
-            queue += table.filter { $0.commandLine.contains(marker) }
-        }
-        while let entry = queue.popLast() {
-            guard result[entry.pid] == nil else { continue }
-            result[entry.pid] = entry
-            queue += children[entry.pid] ?? []
-        }
-        return Array(result.values)
-    }
-
-    /// Ends the cluster led by `leader` (see the type's discussion). Returns how many processes were
-    /// still alive after `grace` and had to be killed.
+    /// Ends the cluster whose leader was proven to be RayLAN's (see the type's discussion). Returns how many
+    /// processes were still alive after `grace` and had to be killed.
     @discardableResult
-    public static func terminateCluster(leader: pid_t, marker: String?, grace: Duration = .seconds(10)) async -> Int {
+    static func terminate(_ cluster: Ownership, grace: Duration = .seconds(10)) async -> Int {
         let ownGroup = getpgrp()
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: grace)
         var signalled = Set<pid_t>()
         // Keep sending TERM to newly seen groups while waiting: supervisors may start helpers as they go.
         while true {
-            reap(leader)
-            let members = members(leader: leader, marker: marker)
+            reap(cluster.leader)
+            let table = processTable()
+            let members = cluster.members(in: table)
             if members.isEmpty { return 0 }
-            for group in Set(members.map(\.group)) where group > 1 && group != ownGroup && !signalled.contains(group) {
-                kill(-group, SIGTERM)
-                signalled.insert(group)
-            }
-            for member in members where member.group == ownGroup && !signalled.contains(member.pid) {
-                kill(member.pid, SIGTERM)
-                signalled.insert(member.pid)
+            for target in cluster.targets(members, in: table, ownGroup: ownGroup) where !signalled.contains(target) {
+                kill(target, SIGTERM)
+                signalled.insert(target)
             }
             if clock.now >= deadline { break }
             try? await Task.sleep(for: .milliseconds(200))
         }
-        let left = members(leader: leader, marker: marker)
-        for member in left {
-            if member.group > 1 && member.group != ownGroup { kill(-member.group, SIGKILL) }
-            kill(member.pid, SIGKILL)
-        }
-        for _ in 0..<25 where !members(leader: leader, marker: marker).isEmpty {
-            reap(leader)
+        let table = processTable()
+        let left = cluster.members(in: table)
+        for target in cluster.targets(left, in: table, ownGroup: ownGroup) { kill(target, SIGKILL) }
+        for _ in 0..<25 where !cluster.members(in: processTable()).isEmpty {
+            reap(cluster.leader)
             try? await Task.sleep(for: .milliseconds(200))
         }
         return left.count
     }
 
-    /// The process table: /proc on Linux, `ps` elsewhere.
+    /// The process table: /proc on Linux, `ps` (and `sysctl` for start times) elsewhere. Zombies are left out.
     static func processTable() -> [Entry] {
         #if os(Linux)
         var entries: [Entry] = []
         let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         for name in names {
             guard let pid = pid_t(name),
-                let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
-                let close = stat.lastIndex(of: ")")
+                let text = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
+                let stat = StatLine(text), stat.state != "Z"
             else { continue }
-            // pid (comm) state ppid pgrp ...
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            guard fields.count > 3, let parent = pid_t(fields[1]), let group = pid_t(fields[2]) else { continue }
-            if fields[0] == "Z" { continue }
             let raw = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(name)/cmdline"))) ?? Data()
-            let commandLine = String(decoding: raw.map { $0 == 0 ? UInt8(ascii: " ") : $0 }, as: UTF8.self)
-            entries.append(Entry(pid: pid, parent: parent, group: group, commandLine: commandLine))
+            let arguments = raw.split(separator: 0, omittingEmptySubsequences: false).map {
+                String(decoding: $0, as: UTF8.self)
+            }
+            entries.append(
+                Entry(
+                    pid: pid, parent: stat.parent, group: stat.group,
+                    arguments: arguments.last == "" ? Array(arguments.dropLast()) : arguments,
+                    startTime: stat.startTime, user: user(of: pid)))
         }
         return entries
         #else
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/ps")
-        process.arguments = ["-axww", "-o", "pid=,ppid=,pgid=,stat=,command="]
+        process.arguments = ["-axww", "-o", "pid=,ppid=,pgid=,uid=,stat=,command="]
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
@@ -189,12 +196,26 @@ public enum ProcessGroup {
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { line in
-            let parts = line.split(separator: " ", maxSplits: 4, omittingEmptySubsequences: true)
-            guard parts.count >= 4, let pid = pid_t(parts[0]), let parent = pid_t(parts[1]),
-                let group = pid_t(parts[2]), !parts[3].hasPrefix("Z")
+            let parts = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+            guard parts.count >= 5, let pid = pid_t(parts[0]), let parent = pid_t(parts[1]),
+                let group = pid_t(parts[2]), !parts[4].hasPrefix("Z")
             else { return nil }
-            return Entry(pid: pid, parent: parent, group: group, commandLine: parts.count > 4 ? String(parts[4]) : "")
+            let arguments = parts.count > 5 ? parts[5].split(separator: " ").map(String.init) : []
+            return Entry(
+                pid: pid, parent: parent, group: group, arguments: arguments,
+                startTime: ProcessIdentity.startTime(of: pid), user: uid_t(parts[3]))
         }
         #endif
     }
+
+    #if os(Linux)
+    /// The effective user id of `pid` (the second number of `Uid:` in `/proc/<pid>/status`).
+    static func user(of pid: pid_t) -> uid_t? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") })
+        else { return nil }
+        let ids = line.dropFirst(4).split(whereSeparator: { $0 == "\t" || $0 == " " })
+        return ids.count > 1 ? uid_t(ids[1]) : nil
+    }
+    #endif
 }
