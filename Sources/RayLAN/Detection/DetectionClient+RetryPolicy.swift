@@ -26,11 +26,15 @@ extension DetectionClient {
         public var maxBackoff: Duration
         /// The longest `Retry-After` honoured; a longer one is cut to this. Default 30 s.
         public var maxRetryAfter: Duration
+        /// How long a request shed by an overloaded service (503, 429) keeps being retried past ``attempts``,
+        /// waits added up: load shedding is the service asking to come back later, not a failure. Default 120 s.
+        public var maxShedWait: Duration
 
         public init(
             attempts: Int = 5, initialBackoff: Duration = .milliseconds(250), maxBackoff: Duration = .seconds(8),
-            maxRetryAfter: Duration = .seconds(30)
+            maxRetryAfter: Duration = .seconds(30), maxShedWait: Duration = .seconds(120)
         ) {
+            self.maxShedWait = maxShedWait
             self.attempts = attempts
             self.initialBackoff = initialBackoff
             self.maxBackoff = maxBackoff
@@ -38,7 +42,7 @@ extension DetectionClient {
         }
 
         /// Sends once, never retries.
-        public static let never = RetryPolicy(attempts: 1)
+        public static let never = RetryPolicy(attempts: 1, maxShedWait: .zero)
 
         /// The wait before trying again after `response` to try number `attempt` (1 for the first), or nil
         /// when the answer is final.

@@ -124,7 +124,20 @@ public struct DetectionClient: Sendable {
         if !sent.isEmpty {
             do {
                 let answers = try await detect(batch: sent.map(\.data), options: options)
-                for (item, answer) in zip(sent, answers) { results[item.index] = answer }
+                for (item, answer) in zip(sent, answers) {
+                    // The request's decoded-memory budget was spent by the images before it: alone it fits.
+                    if case .failure(let error) = answer, error.code == .overBudget {
+                        do {
+                            results[item.index] = .success(try await detect(item.data, options: options))
+                        } catch let error as DetectionError {
+                            results[item.index] = .failure(error)
+                        } catch {
+                            results[item.index] = .failure(DetectionError(transport: error))
+                        }
+                    } else {
+                        results[item.index] = answer
+                    }
+                }
             } catch {
                 let failure = DetectionError(transport: error)
                 for item in sent { results[item.index] = .failure(failure) }
@@ -161,14 +174,19 @@ public struct DetectionClient: Sendable {
     ///   `CancellationError`.
     private func post(_ path: String, body: Data) async throws -> RayCluster.Response {
         var attempt = 1
+        var shedWaited = Duration.zero
         while true {
             let delay: Duration
             do {
                 let response = try await cluster.send(
                     .POST, to: endpoint, path, body: body, contentType: "application/octet-stream",
                     timeout: .seconds(300))
-                guard attempt < retryPolicy.attempts, let wait = retryPolicy.delay(after: response, attempt: attempt)
-                else { return response }
+                guard let wait = retryPolicy.delay(after: response, attempt: attempt) else { return response }
+                let shed = response.status == 503 || response.status == 429
+                guard attempt < retryPolicy.attempts || (shed && shedWaited + wait <= retryPolicy.maxShedWait) else {
+                    return response
+                }
+                if shed { shedWaited += wait }
                 delay = wait
                 cluster.logger.debug("POST \(path): HTTP \(response.status), try \(attempt + 1) in \(delay)")
             } catch let error as ClusterError where error.code == .responseTooLarge {

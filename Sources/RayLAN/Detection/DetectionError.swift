@@ -24,6 +24,9 @@ public struct DetectionError: RayLANError, Sendable, Codable, Hashable {
         public static let badRequest = Code(rawValue: "bad_request")
         /// The service refused the request's key (HTTP 401).
         public static let unauthorized = Code(rawValue: "unauthorized")
+        /// The image fits the service's decoded-memory budget alone, not with the request's other images
+        /// (``DetectionClient`` sends it again by itself).
+        public static let overBudget = Code(rawValue: "over_budget")
         /// The local file could not be read.
         public static let unreadable = Code(rawValue: "unreadable")
         /// The service could not be reached or kept failing.
