@@ -9,9 +9,12 @@ struct DetectCommand: AsyncParsableCommand {
         discussion: """
             PATH: image files, folders (searched recursively for .jpg .jpeg .png .webp .bmp) and globs. The \
             service is deployed first when it is not running (unless --no-deploy). Results go to --out: \
-            detections.jsonl always (one line per input: its result or a named error; also the journal that \
-            --resume reads), annotations.json with --format coco, labels/*.txt with --format yolo, \
-            annotated/*.jpg with --annotate (drawn on the cluster), report.html with --report.
+            detections.jsonl always (one line per input: its result or a named error, with the model and the \
+            options that produced it; also the journal that --resume reads; a run without --resume moves the \
+            previous one to detections.jsonl.1 once the service runs), annotations.json with --format coco, \
+            labels/*.txt with --format yolo, annotated/*.jpg with --annotate (drawn on the cluster), report.html \
+            with --report. A running service is reused only when it runs the same model (by content hash), else \
+            it is redeployed (--no-deploy: refused).
 
             Exit codes: \(someInputsFailed) some inputs failed (each named in detections.jsonl); \(ExitCodes.summary)
             """)
@@ -44,7 +47,16 @@ struct DetectCommand: AsyncParsableCommand {
             "Images per request (one request costs the Serve proxy and the service less than several).",
             valueName: "n"))
     var imagesPerRequest = 8
-    @Flag(name: .long, help: "Skip inputs already answered in --out's detections.jsonl.") var resume = false
+    @Flag(
+        name: .long,
+        help: "Skip inputs already answered in --out's detections.jsonl (failed ones that may pass are sent again).")
+    var resume = false
+    @Flag(
+        name: .long,
+        help: ArgumentHelp(
+            "With --resume: when the journal was written with another model, --conf, --iou, --classes or --imgsz, "
+                + "move it aside and start afresh instead of refusing."))
+    var force = false
     @Flag(name: .long, help: "Fail instead of deploying the service when it is not running.") var noDeploy = false
     @OptionGroup var output: OutputOptions
     @OptionGroup var deployment: DeploymentOptions
@@ -53,13 +65,16 @@ struct DetectCommand: AsyncParsableCommand {
         guard !paths.isEmpty else {
             throw ValidationError("Give at least one image, folder or glob, e.g. 'raylan detect samples/'.")
         }
-        guard (0...1).contains(conf) else { throw ValidationError("--conf must be a number from 0 to 1, not '\(conf)'.") }
+        guard (0...1).contains(conf) else {
+            throw ValidationError("--conf must be a number from 0 to 1, not '\(conf)'.")
+        }
         guard (0...1).contains(iou) else { throw ValidationError("--iou must be a number from 0 to 1, not '\(iou)'.") }
         guard concurrency >= 1 else {
             throw ValidationError("--concurrency must be a whole number of 1 or more, not '\(concurrency)'.")
         }
         guard (1...256).contains(imagesPerRequest) else {
-            throw ValidationError("--images-per-request must be a whole number from 1 to 256, not '\(imagesPerRequest)'.")
+            throw ValidationError(
+                "--images-per-request must be a whole number from 1 to 256, not '\(imagesPerRequest)'.")
         }
     }
 
@@ -70,7 +85,9 @@ struct DetectCommand: AsyncParsableCommand {
             try await Connection.with(cluster) { (connection: Connection) in
                 let service: DetectionRun.Service
                 if noDeploy {
-                    service = .running(DetectionDeployment.defaultName(for: model))
+                    service = .running(
+                        DetectionDeployment.defaultName(for: model),
+                        model: try DetectionDeployment(model: model).modelIdentity())
                 } else {
                     service = .deployIfNeeded(
                         try await deployment.make(model: model, name: nil, on: connection.cluster),
@@ -84,7 +101,7 @@ struct DetectCommand: AsyncParsableCommand {
                 let run = DetectionRun(
                     inputs: paths, output: URL(fileURLWithPath: out), service: service,
                     options: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), outputs: outputs,
-                    concurrency: concurrency, imagesPerRequest: imagesPerRequest, resume: resume,
+                    concurrency: concurrency, imagesPerRequest: imagesPerRequest, resume: resume, force: force,
                     key: try deployment.key())
                 let display = DetectProgressDisplay()
                 summary = try await run.run(on: connection.cluster, events: { display.show($0) })

@@ -244,7 +244,7 @@ extension RayClusterTests.Main {
             let labelFiles = try FileManager.default.contentsOfDirectory(atPath: labelFolder.path)
             #expect(labelFiles.count == 12)
             let stem = ((record.path as NSString).lastPathComponent as NSString).deletingPathExtension
-            let labelFile = try #require(labelFiles.first { $0.hasSuffix(stem + ".txt") })
+            let labelFile = try #require(labelFiles.first { $0.hasSuffix(stem + ".jpg.txt") })
             let rows = try String(contentsOf: labelFolder.appendingPathComponent(labelFile), encoding: .utf8)
                 .split(separator: "\n").map { $0.split(separator: " ").compactMap { Double($0) } }
             #expect(rows.count == first.detections.count)

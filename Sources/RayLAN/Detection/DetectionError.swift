@@ -35,6 +35,10 @@ public struct DetectionError: RayLANError, Sendable, Codable, Hashable {
         public static let badResponse = Code(rawValue: "bad_response")
         /// An output file for the input could not be written.
         public static let outputFailed = Code(rawValue: "output_failed")
+        /// The input is not a regular file (a FIFO, a device, a socket): it is never read.
+        public static let notAFile = Code(rawValue: "not_a_file")
+        /// `resume` found a journal written with other settings (model, conf, iou, classes, imgsz): a usage error.
+        public static let resumeMismatch = Code(rawValue: "resume_mismatch")
         /// A run's input argument matched no image file (a usage error).
         public static let noInput = Code(rawValue: "no_input")
 
@@ -59,5 +63,5 @@ public struct DetectionError: RayLANError, Sendable, Codable, Hashable {
     }
 
     public var description: String { "\(code): \(message)" }
-    public var isUsageError: Bool { code == .noInput }
+    public var isUsageError: Bool { code == .noInput || code == .resumeMismatch }
 }

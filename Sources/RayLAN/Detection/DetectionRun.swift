@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// What `raylan detect` runs, as a library value: images (files, folders, globs) through a detection service,
@@ -18,16 +19,18 @@ import Foundation
 public struct DetectionRun: Sendable {
     /// The service the run uses.
     public enum Service: Sendable, Hashable {
-        /// The running application of this name; the run fails (``ServeError`` `notDeployed`) when it is not.
-        case running(String)
-        /// This deployment's application, deployed first when it is not RUNNING, with Serve's proxy at
-        /// `httpPort` when Serve itself is not running yet.
+        /// The running application of this name; the run fails (``ServeError`` `notDeployed`) when it is not,
+        /// and with `model`, when it runs another model (``ServeError`` `modelMismatch`).
+        case running(String, model: DetectionDeployment.ModelIdentity? = nil)
+        /// This deployment's application, deployed first when it is not RUNNING or runs another model (by
+        /// ``DetectionDeployment/ModelIdentity``: a file's SHA-256 and backend), with Serve's proxy at `httpPort`
+        /// when Serve itself is not running yet.
         case deployIfNeeded(DetectionDeployment, httpPort: Int = ServeEndpoint.defaultPort)
 
         /// The Serve application's name.
         public var application: String {
             switch self {
-            case .running(let name): name
+            case .running(let name, _): name
             case .deployIfNeeded(let deployment, _): deployment.name
             }
         }
@@ -113,8 +116,15 @@ public struct DetectionRun: Sendable {
     public var concurrency: Int
     /// Images per request. Default 8.
     public var imagesPerRequest: Int
-    /// Keep the journal's complete lines and send only the inputs it lacks. Default false: a new journal.
+    /// Keep the journal's lines that stand (results, and errors that are the input's own: see
+    /// ``DetectionRecord/isFinal``) and send only the inputs it lacks. Refused (``DetectionError``
+    /// `resumeMismatch`) when the journal was written with other settings (``DetectionRecord/Settings``).
+    /// Default false: a new journal, the previous one moved aside (`detections.jsonl.1`, …) once the service
+    /// is known to run.
     public var resume: Bool
+    /// With ``resume``: a journal written with other settings is moved aside and a new one started instead of
+    /// refusing. Default false.
+    public var force: Bool
     /// The service key to send instead of the one the application was deployed with (read from Serve's
     /// status over the dashboard). Default nil.
     public var key: ServiceKey?
@@ -122,8 +132,9 @@ public struct DetectionRun: Sendable {
     public init(
         inputs: [String], output: URL, service: Service, options: DetectionOptions = DetectionOptions(),
         outputs: Outputs = [], concurrency: Int = 8, imagesPerRequest: Int = 8, resume: Bool = false,
-        key: ServiceKey? = nil
+        force: Bool = false, key: ServiceKey? = nil
     ) {
+        self.force = force
         self.key = key
         self.inputs = inputs
         self.output = output
@@ -138,14 +149,17 @@ public struct DetectionRun: Sendable {
     /// The journal, `detections.jsonl` in the output folder.
     public var journalURL: URL { output.appendingPathComponent("detections.jsonl") }
 
-    /// Runs: expands the inputs, makes sure the service runs (deploying it for ``Service/deployIfNeeded(_:httpPort:)``),
-    /// sends every input not yet answered, and writes the journal and the outputs.
+    /// Runs: expands the inputs, makes sure the service runs the model (deploying it for
+    /// ``Service/deployIfNeeded(_:httpPort:)``), sends every input not yet answered, and writes the journal and
+    /// the outputs.
     ///
     /// - Parameter events: called with each ``Event``, from the calling task, in order.
-    /// - Returns: the summary; inputs that failed are counted there, not thrown.
-    /// - Throws: ``DetectionError`` (`noInput`) when an argument matches no image file, before anything is
-    ///   sent or written; ``ServeError`` when the service is not running or cannot be deployed;
-    ///   ``ClusterError``; an error writing the output folder.
+    /// - Returns: the summary; inputs that failed are counted there, not thrown (an output file that cannot be
+    ///   written is the input's `output_failed`).
+    /// - Throws: ``DetectionError`` (`noInput`) when an argument matches no image file, (`resumeMismatch`) when
+    ///   resuming a journal written with other settings, before anything is sent or written; ``ServeError``
+    ///   when the service is not running, runs another model, or cannot be deployed; ``ClusterError``; an error
+    ///   writing the journal or the run's summary files.
     public func run(on cluster: RayCluster, events: @Sendable (Event) -> Void = { _ in }) async throws -> Summary {
         let (inputs, unmatched) = DetectionInput.expand(self.inputs)
         if let first = unmatched.first {
@@ -154,10 +168,27 @@ public struct DetectionRun: Sendable {
                 "'\(first)' matches no image file. Pass image files (.jpg .jpeg .png .webp .bmp), folders that "
                     + "hold some, or globs.")
         }
-        let client = try await ensureService(on: cluster, events: events)
+        let model = try service.model()
+        let plan = try makePlan(on: cluster, status: try await cluster.serveStatus(), model: model)
+        let settings = plan.settings(options)
+        var earlier: [DetectionRecord] = []
+        var isNewJournal = !resume
+        if resume {
+            earlier = DetectionJournal.read(journalURL)
+            if let other = earlier.first(where: { $0.settings != settings }) {
+                guard force else { throw Self.mismatch(journalURL, settings: settings, journal: other.settings) }
+                earlier = []
+                isNewJournal = true
+            }
+        }
+        let client = try await ensureService(plan, on: cluster, events: events)
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
-        let earlier = resume ? DetectionJournal.read(journalURL) : []
-        // Rewrite the journal with its complete lines only: an interrupted run may have torn the last one.
+        // The service runs: only now does the previous journal make way (kept as detections.jsonl.1).
+        if isNewJournal { try DetectionJournal.moveAside(journalURL) }
+        // Keep the lines that stand and still have their outputs; rewrite the journal with them only (an
+        // interrupted run may have torn the last line), atomically.
+        let inputPaths = Set(inputs.map(\.path))
+        earlier = earlier.filter { $0.isFinal && (!inputPaths.contains($0.path) || restoreOutputs(of: $0)) }
         try DetectionJournal.replace(journalURL, with: earlier)
         let answered = Set(earlier.map(\.path))
         let todo = inputs.filter { !answered.contains($0.path) }
@@ -169,15 +200,24 @@ public struct DetectionRun: Sendable {
         options.annotate = outputs.contains(.annotated)
         let clock = ContinuousClock()
         let started = clock.now
-        for await (input, result) in client.results(
-            for: todo, file: \.url, concurrency: concurrency, imagesPerRequest: imagesPerRequest, options: options)
-        {
-            let record = try write(result, for: input)
+        func record(_ record: DetectionRecord) throws {
+            var record = record
+            record.settings = settings
             try journal.append(record)
             progress.done += 1
             if !record.succeeded { progress.failed += 1 }
             progress.seconds = (clock.now - started).seconds
             events(.answered(record, progress))
+        }
+        // Inputs refused before reading (a FIFO, 4 GiB or more, a name that is not UTF-8) are never sent.
+        for input in todo where input.error != nil {
+            try record(DetectionRecord(path: input.path, error: input.error))
+        }
+        for await (input, result) in client.results(
+            for: todo.filter { $0.error == nil }, file: \.url, concurrency: concurrency,
+            imagesPerRequest: imagesPerRequest, options: options)
+        {
+            try record(write(result, for: input))
         }
         progress.seconds = (clock.now - started).seconds
         let records = try writeSummaryOutputs(inputs, seconds: progress.seconds)
@@ -187,38 +227,136 @@ public struct DetectionRun: Sendable {
             seconds: progress.seconds, imagesPerSecond: progress.imagesPerSecond, out: output.path)
     }
 
-    /// A client for the service, deploying it first when ``service`` says so and it is not RUNNING.
-    func ensureService(on cluster: RayCluster, events: @Sendable (Event) -> Void) async throws -> DetectionClient {
-        let status = try await cluster.serveStatus()
-        if var endpoint = try? cluster.serveEndpoint(for: service.application, in: status) {
+    /// What ``ensureService(_:on:events:)`` will do, decided from Serve's status before anything is written.
+    struct Plan {
+        /// The model the run's lines record.
+        var model: DetectionDeployment.ModelIdentity?
+        /// The running application to use, or nil to deploy `deployment`.
+        var application: ServeStatus.Application?
+        var status: ServeStatus
+        var deployment: DetectionDeployment?
+        var httpPort: Int = ServeEndpoint.defaultPort
+
+        func settings(_ options: DetectionOptions) -> DetectionRecord.Settings {
+            DetectionRecord.Settings(
+                model: model, options: options,
+                imageSize: application.map(\.deployedImageSize) ?? deployment?.imageSize)
+        }
+    }
+
+    /// Reuse the application when it runs the model; else deploy it (``Service/deployIfNeeded(_:httpPort:)``)
+    /// or refuse (``Service/running(_:model:)``).
+    func makePlan(
+        on cluster: RayCluster, status: ServeStatus, model: DetectionDeployment.ModelIdentity?
+    ) throws -> Plan {
+        let running = status.applications[service.application].flatMap { $0.status == .running ? $0 : nil }
+        switch service {
+        case .running(let name, let expected):
+            guard let running else { throw ServeError.notDeployed(name, on: cluster.address) }
+            if let expected, running.modelIdentity != expected {
+                let actual =
+                    running.modelIdentity?.description ?? "unrecorded (deployed without RayLAN's model identity)"
+                throw ServeError(
+                    .modelMismatch, "The detection service '\(name)' runs the model \(actual), not \(expected)",
+                    remedy: "Run detect without --no-deploy to redeploy it with this model, or pass the model it runs.")
+            }
+            return Plan(model: expected ?? running.modelIdentity, application: running, status: status)
+        case .deployIfNeeded(let deployment, let httpPort):
+            if let running, running.modelIdentity == model {
+                return Plan(model: model, application: running, status: status)
+            }
+            return Plan(model: model, status: status, deployment: deployment, httpPort: httpPort)
+        }
+    }
+
+    /// A client for the service, deploying it first when the plan says so.
+    func ensureService(_ plan: Plan, on cluster: RayCluster, events: @Sendable (Event) -> Void) async throws
+        -> DetectionClient
+    {
+        guard let deployment = plan.deployment else {
+            var endpoint = try cluster.serveEndpoint(for: service.application, in: plan.status)
             if let key { endpoint.key = key }
             return DetectionClient(cluster: cluster, endpoint: endpoint)
         }
-        guard case .deployIfNeeded(let deployment, let httpPort) = service else {
-            throw ServeError.notDeployed(service.application, on: cluster.address)
-        }
         events(.deploying(deployment))
-        try await cluster.deploy(deployment, httpPort: httpPort, progress: { events(.deployStep($0)) })
+        if let other = plan.status.applications[deployment.name], let model = plan.model, other.modelIdentity != model {
+            events(
+                .deployStep(
+                    "'\(deployment.name)' runs \(other.modelIdentity?.description ?? "an unrecorded model"); "
+                        + "redeploying it with \(model)."))
+        }
+        try await cluster.deploy(
+            deployment, identity: plan.model, httpPort: plan.httpPort, progress: { events(.deployStep($0)) })
         return try await DetectionClient(cluster: cluster, application: deployment.name, key: key)
     }
 
-    /// The journal line for one answer, after writing its per-input outputs (annotated image, YOLO labels).
-    func write(_ result: Result<DetectionResult, DetectionError>, for input: DetectionInput) throws -> DetectionRecord {
+    static func mismatch(
+        _ journal: URL, settings: DetectionRecord.Settings, journal earlier: DetectionRecord.Settings?
+    ) -> DetectionError {
+        let differences =
+            earlier.map { settings.differences(from: $0) } ?? ["the journal's lines record no settings"]
+        return DetectionError(
+            .resumeMismatch,
+            "Cannot resume \(journal.path): it was written with other settings "
+                + "(\(differences.joined(separator: ", "))). "
+                + "Resume with the journal's settings, or pass --force to start a new journal (the old one is moved "
+                + "to \(journal.lastPathComponent).1).")
+    }
+
+    /// Writes a resumed record's YOLO labels from the journal; false when it must be sent again (its
+    /// annotated image is missing, or its labels cannot be written).
+    func restoreOutputs(of record: DetectionRecord) -> Bool {
+        guard let result = record.result else { return true }
+        if outputs.contains(.annotated) {
+            let annotated = Self.outputPath(of: record.path, in: "annotated", extension: "jpg")
+            guard FileManager.default.fileExists(atPath: output.appendingPathComponent(annotated).path) else {
+                return false
+            }
+        }
+        if outputs.contains(.yolo) {
+            let labels = Self.outputPath(of: record.path, in: "labels", extension: "txt")
+            guard (try? writeFile(Data(DetectionExports.yolo(result).utf8), to: labels)) != nil else { return false }
+        }
+        return true
+    }
+
+    /// The journal line for one answer, after writing its per-input outputs (annotated image, YOLO labels). An
+    /// output that cannot be written makes the line that input's `output_failed`.
+    func write(_ result: Result<DetectionResult, DetectionError>, for input: DetectionInput) -> DetectionRecord {
         switch result {
         case .success(var value):
-            if let encoded = value.annotatedJPEG, let data = Data(base64Encoded: encoded) {
-                try writeFile(data, to: Self.outputPath(of: input.path, in: "annotated", extension: "jpg"))
+            var relative = ""
+            do {
+                if let encoded = value.annotatedJPEG, let data = Data(base64Encoded: encoded) {
+                    relative = Self.outputPath(of: input.path, in: "annotated", extension: "jpg")
+                    try writeFile(data, to: relative)
+                }
                 value.annotatedJPEG = nil
-            }
-            if outputs.contains(.yolo) {
-                try writeFile(
-                    Data(DetectionExports.yolo(value).utf8),
-                    to: Self.outputPath(of: input.path, in: "labels", extension: "txt"))
+                if outputs.contains(.yolo) {
+                    relative = Self.outputPath(of: input.path, in: "labels", extension: "txt")
+                    try writeFile(Data(DetectionExports.yolo(value).utf8), to: relative)
+                }
+            } catch {
+                return DetectionRecord(
+                    path: input.path,
+                    error: DetectionError(
+                        .outputFailed,
+                        "cannot write \(output.appendingPathComponent(relative).path): \(Self.reason(error))"))
             }
             return DetectionRecord(path: input.path, result: value)
         case .failure(let error):
             return DetectionRecord(path: input.path, error: error)
         }
+    }
+
+    /// The system's reason for a failed write, e.g. "Is a directory".
+    static func reason(_ error: any Error) -> String {
+        var current: any Error = error
+        while let underlying = (current as NSError).userInfo[NSUnderlyingErrorKey] as? any Error {
+            current = underlying
+        }
+        if let posix = current as? POSIXError { return String(cString: strerror(posix.code.rawValue)) }
+        return (current as NSError).localizedDescription
     }
 
     /// COCO and the report over every input of the run (earlier, resumed lines included), in input order.
@@ -250,11 +388,36 @@ public struct DetectionRun: Sendable {
         try data.write(to: url)
     }
 
-    /// Where an input's own output goes, relative to the output folder: `folder/<path with separators
-    /// folded>.<extension>`, e.g. `annotated/samples__shapes_00.jpg`.
+    /// Where an input's own output goes, relative to the output folder: `folder/<name>.<extension>`, distinct
+    /// for distinct paths.
+    ///
+    /// The name is the input's path, extension kept, with its separators folded to `__` (`samples/a.jpg` →
+    /// `samples__a.jpg.txt`; an absolute path starts with `__`). Where that fold could be ambiguous (a `..`
+    /// component, one holding `__` or starting or ending with `_`) or the name would pass 255 bytes, the name
+    /// ends instead with `___` and 12 hex digits of the path's SHA-256, after as much of the fold's end as fits
+    /// (`x__a.jpg___0f3c…txt`). Names without a hash never hold `___`, so the two kinds never meet.
     public static func outputPath(of path: String, in folder: String, extension ext: String) -> String {
-        let base = (path as NSString).deletingPathExtension
-        let flat = base.split(separator: "/").filter { $0 != "." && $0 != ".." }.joined(separator: "__")
-        return folder + "/" + (flat.isEmpty ? "image" : flat) + "." + ext
+        let components = path.split(separator: "/", omittingEmptySubsequences: true).filter { $0 != "." }
+        let fold = (path.hasPrefix("/") ? "__" : "") + components.joined(separator: "__")
+        let isLossy =
+            components.isEmpty
+            || components.contains { $0 == ".." || $0.contains("__") || $0.hasPrefix("_") || $0.hasSuffix("_") }
+        let plain = fold + "." + ext
+        if !isLossy && plain.utf8.count <= 255 { return folder + "/" + plain }
+        let digest = SHA256.hash(data: Data(path.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
+        let suffix = "___" + digest + "." + ext
+        var tail = Substring(fold)
+        while tail.utf8.count + suffix.utf8.count > 255 { tail = tail.dropFirst() }
+        return folder + "/" + String(tail) + suffix
+    }
+}
+
+extension DetectionRun.Service {
+    /// The model the service must run: the deployment's (a local file hashed), or the one `running` names.
+    func model() throws -> DetectionDeployment.ModelIdentity? {
+        switch self {
+        case .running(_, let model): model
+        case .deployIfNeeded(let deployment, _): try deployment.modelIdentity()
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// A detection service to deploy: one model, as one Ray Serve application running `raylan_detect`.
@@ -96,8 +97,28 @@ public struct DetectionDeployment: Sendable, Hashable {
         }
     }
 
-    /// The Serve application config (`ServeApplicationSchema`) for a package at `workingDirectoryURI`.
-    func applicationConfig(workingDirectoryURI: String, modelArgument: String, key: ServiceKey?) -> JSONValue {
+    /// The model's identity (see ``ModelIdentity``): a local file is hashed (SHA-256, read in 1 MiB pieces).
+    /// - Throws: ``ServeError`` (`invalidModel`) when a local model file cannot be read.
+    public func modelIdentity() throws -> ModelIdentity {
+        let backend = (model as NSString).pathExtension.lowercased()
+        guard isLocalFile else { return ModelIdentity(id: model, backend: backend) }
+        do {
+            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: model))
+            defer { try? handle.close() }
+            var hash = SHA256()
+            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hash.update(data: chunk) }
+            let hex = hash.finalize().map { String(format: "%02x", $0) }.joined()
+            return ModelIdentity(id: "sha256:" + hex, backend: backend)
+        } catch {
+            throw ServeError(.invalidModel, "The model file '\(model)' cannot be read (\(error))")
+        }
+    }
+
+    /// The Serve application config (`ServeApplicationSchema`) for a package at `workingDirectoryURI`, with the
+    /// model's `identity` in `runtime_env.env_vars` (which Serve keeps in `deployed_app_config`).
+    func applicationConfig(
+        workingDirectoryURI: String, modelArgument: String, key: ServiceKey?, identity: ModelIdentity? = nil
+    ) -> JSONValue {
         var deployment: [String: JSONValue] = [
             "name": .string(isNaive ? "NaiveDetector" : "Detector"),
             // Let batches fill: at least twice the batch in flight per replica (Serve's default, 5, for the naive form).
@@ -122,13 +143,64 @@ public struct DetectionDeployment: Sendable, Hashable {
         }
         if let imageSize { args["imgsz"] = .number(Double(imageSize)) }
         if let key { args["api_key"] = .string(key.value) }
+        var runtimeEnvironment: [String: JSONValue] = ["working_dir": .string(workingDirectoryURI)]
+        if let identity {
+            runtimeEnvironment["env_vars"] = .object([
+                ModelIdentity.idVariable: .string(identity.id),
+                ModelIdentity.backendVariable: .string(identity.backend),
+            ])
+        }
         return .object([
             "name": .string(name),
             "route_prefix": .string(routePrefix),
             "import_path": .string(isNaive ? "raylan_detect.app:build_naive" : "raylan_detect.app:build"),
-            "runtime_env": .object(["working_dir": .string(workingDirectoryURI)]),
+            "runtime_env": .object(runtimeEnvironment),
             "args": .object(args),
             "deployments": .array([.object(deployment)]),
         ])
+    }
+}
+
+extension DetectionDeployment {
+    /// Which model a service runs, whatever its application's name: what `detect` compares before reusing a
+    /// running service, and what each line of `detections.jsonl` records.
+    ///
+    /// Recorded in the application's `runtime_env.env_vars` (`RAYLAN_MODEL_ID`, `RAYLAN_MODEL_BACKEND`), which
+    /// Serve echoes in `deployed_app_config` and the service itself ignores.
+    public struct ModelIdentity: Sendable, Hashable, Codable, CustomStringConvertible {
+        /// `sha256:<hex>` of a model file on this machine; else the model as given (a path on the cluster or a
+        /// name Ultralytics downloads, e.g. `yolo11s.pt`).
+        public var id: String
+        /// The backend: the model's file extension, lower-cased (`pt`, `onnx`); empty when it has none.
+        public var backend: String
+
+        public init(id: String, backend: String) {
+            self.id = id
+            self.backend = backend
+        }
+
+        /// E.g. `sha256:3f2a… (.pt)`.
+        public var description: String { "\(id) (\(backend.isEmpty ? "no extension" : "." + backend))" }
+
+        static let idVariable = "RAYLAN_MODEL_ID"
+        static let backendVariable = "RAYLAN_MODEL_BACKEND"
+    }
+}
+
+extension ServeStatus.Application {
+    /// The model RayLAN recorded when it deployed this application; nil for one deployed otherwise (or by a
+    /// RayLAN from before identities were recorded).
+    public var modelIdentity: DetectionDeployment.ModelIdentity? {
+        let variables = deployedAppConfig?["runtime_env"]?["env_vars"]
+        typealias Identity = DetectionDeployment.ModelIdentity
+        guard let id = variables?[Identity.idVariable]?.stringValue,
+            let backend = variables?[Identity.backendVariable]?.stringValue
+        else { return nil }
+        return Identity(id: id, backend: backend)
+    }
+
+    /// The model input size the application was deployed with (`args.imgsz`); nil: the model's own.
+    var deployedImageSize: Int? {
+        deployedAppConfig?["args"]?["imgsz"]?.doubleValue.map { Int($0) }
     }
 }

@@ -33,7 +33,21 @@ extension RayCluster {
         _ deployment: DetectionDeployment, code: ClusterCode? = nil, httpPort: Int = 8000, httpHost: String? = nil,
         timeout: Duration = .seconds(600), progress: @Sendable (String) -> Void = { _ in }
     ) async throws -> ServeStatus.Application {
+        try await deploy(
+            deployment, identity: nil, code: code, httpPort: httpPort, httpHost: httpHost, timeout: timeout,
+            progress: progress)
+    }
+
+    /// ``deploy(_:code:httpPort:httpHost:timeout:progress:)`` with the model's identity when the caller has it
+    /// already (nil: computed here, hashing a local model file). The identity goes into the application's
+    /// config, and the deploy waits until Serve runs the application with that identity.
+    func deploy(
+        _ deployment: DetectionDeployment, identity: DetectionDeployment.ModelIdentity?, code: ClusterCode? = nil,
+        httpPort: Int = 8000, httpHost: String? = nil, timeout: Duration = .seconds(600),
+        progress: @Sendable (String) -> Void = { _ in }
+    ) async throws -> ServeStatus.Application {
         try deployment.validate()
+        let identity = try identity ?? deployment.modelIdentity()
         let code = try code ?? ClusterCode.locate()
         let staged = try code.stage(model: deployment.isLocalFile ? deployment.model : nil)
         defer { try? FileManager.default.removeItem(at: staged.folder) }
@@ -61,11 +75,12 @@ extension RayCluster {
         }
         applications.append(
             deployment.applicationConfig(
-                workingDirectoryURI: upload.uri, modelArgument: staged.modelArgument ?? deployment.model, key: key))
+                workingDirectoryURI: upload.uri, modelArgument: staged.modelArgument ?? deployment.model, key: key,
+                identity: identity))
         try await writeServeConfig(
             applications, http: proxyOptions(current, port: httpPort, host: httpHost),
             what: "Deploying '\(deployment.name)' to Serve")
-        return try await waitUntilRunning(deployment.name, timeout: timeout, progress: progress)
+        return try await waitUntilRunning(deployment.name, identity: identity, timeout: timeout, progress: progress)
     }
 
     /// GPUs per replica when none is asked for: 1 where an alive node has a GPU, else 0 (a CPU-only cluster,
@@ -80,6 +95,15 @@ extension RayCluster {
     public func waitUntilRunning(
         _ name: String, timeout: Duration = .seconds(600), progress: @Sendable (String) -> Void = { _ in }
     ) async throws -> ServeStatus.Application {
+        try await waitUntilRunning(name, identity: nil, timeout: timeout, progress: progress)
+    }
+
+    /// Polls until application `name` is RUNNING, and with `identity`, runs that model (a redeploy over a
+    /// RUNNING application may still show the old one's state for a moment).
+    func waitUntilRunning(
+        _ name: String, identity: DetectionDeployment.ModelIdentity?, timeout: Duration = .seconds(600),
+        progress: @Sendable (String) -> Void = { _ in }
+    ) async throws -> ServeStatus.Application {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         var last: ServeStatus.ApplicationStatus?
@@ -92,8 +116,8 @@ extension RayCluster {
                     last = app.status
                 }
                 switch app.status {
-                case .running: return app
-                case .deployFailed:
+                case .running where identity == nil || app.modelIdentity == identity: return app
+                case .deployFailed where identity == nil || app.modelIdentity == identity:
                     throw ServeError(
                         .deployFailed, "The detection service '\(name)' failed to deploy: \(Self.failureSummary(app))",
                         remedy: "Fix the cause above (model name or path, GPUs per replica) and deploy again; "

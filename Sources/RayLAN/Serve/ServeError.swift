@@ -16,6 +16,8 @@ public struct ServeError: RayLANError, Sendable {
         public static let timedOut = Code("timedOut")
         /// No such application.
         public static let notDeployed = Code("notDeployed")
+        /// The running application serves another model than the one asked for (`--no-deploy`).
+        public static let modelMismatch = Code("modelMismatch")
         /// A local model file is missing or too large.
         public static let invalidModel = Code("invalidModel")
         /// A service key file could not be read or holds no usable key.
