@@ -57,6 +57,17 @@ struct DeploymentOptions: ParsableArguments {
 
     @Option(
         name: .long, parsing: .unconditional,
+        help: ArgumentHelp(
+            "Requests that may wait for a replica; more get 503 at once (default: --max-batch).", valueName: "n"))
+    var maxQueuedRequests: Int?
+
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp("The most replicas on one node (default: Serve spreads them).", valueName: "n"))
+    var maxReplicasPerNode: Int?
+
+    @Option(
+        name: .long, parsing: .unconditional,
         help: ArgumentHelp("Longest wait for a batch to fill, in ms.", valueName: "ms"))
     var batchWaitMs: Double = 10
 
@@ -92,6 +103,12 @@ struct DeploymentOptions: ParsableArguments {
             throw ValidationError("--gpus-per-replica must be a number of 0 or more, not '\(gpusPerReplica)'.")
         }
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be 1 or more, not \(maxBatch).") }
+        if let maxQueuedRequests, maxQueuedRequests < 0 {
+            throw ValidationError("--max-queued-requests must be 0 or more, not \(maxQueuedRequests).")
+        }
+        if let maxReplicasPerNode, maxReplicasPerNode < 1 {
+            throw ValidationError("--max-replicas-per-node must be 1 or more, not \(maxReplicasPerNode).")
+        }
         guard batchWaitMs >= 0 && batchWaitMs.isFinite else {
             throw ValidationError("--batch-wait-ms must be 0 or more, not '\(batchWaitMs)'.")
         }
@@ -109,6 +126,8 @@ struct DeploymentOptions: ParsableArguments {
         var deployment = DetectionDeployment(
             model: model, name: name, gpusPerReplica: gpus, replicas: replicas.replicas, maxBatch: maxBatch,
             batchWaitMilliseconds: batchWaitMs, imageSize: imgsz)
+        deployment.maxQueuedRequests = maxQueuedRequests
+        deployment.maxReplicasPerNode = maxReplicasPerNode
         if let key = try key() {
             deployment.access = .givenKey(key)
         } else if `public` {

@@ -41,6 +41,14 @@ public struct DetectionDeployment: Sendable, Hashable {
     public var maxPixels: Int
     /// Who may use the service. Default ``Access/key``.
     public var access: Access = .key
+    /// Requests each replica works on at once. Default nil: twice the largest batch, at least 16 (1 image a
+    /// request fills a batch; several images a request fill it sooner).
+    public var maxOngoingRequests: Int?
+    /// Requests that may wait for a replica beyond those; more are shed at once with 503 (the client backs
+    /// off and sends them again) instead of queueing for seconds. Default nil: the largest batch.
+    public var maxQueuedRequests: Int?
+    /// The most replicas on one node. Default nil: Serve's choice (it spreads them where it can).
+    public var maxReplicasPerNode: Int?
     /// The naive form (one image per request, no dynamic batching), for benchmarks. Default false.
     public var isNaive: Bool = false
 
@@ -122,11 +130,14 @@ public struct DetectionDeployment: Sendable, Hashable {
         var deployment: [String: JSONValue] = [
             "name": .string(isNaive ? "NaiveDetector" : "Detector"),
             // Let batches fill: at least twice the batch in flight per replica (Serve's default, 5, for the naive form).
-            "max_ongoing_requests": .number(isNaive ? 5 : Double(max(2 * maxBatch, 16))),
+            "max_ongoing_requests": .number(Double(maxOngoingRequests ?? (isNaive ? 5 : max(2 * maxBatch, 16)))),
+            // Shed load: a request beyond these gets 503 at once rather than a place in a queue of seconds.
+            "max_queued_requests": .number(Double(maxQueuedRequests ?? maxBatch)),
             "ray_actor_options": .object(["num_cpus": .number(cpusPerReplica), "num_gpus": .number(gpusPerReplica)]),
             "health_check_period_s": .number(10),
             "health_check_timeout_s": .number(60),
         ]
+        if let maxReplicasPerNode { deployment["max_replicas_per_node"] = .number(Double(maxReplicasPerNode)) }
         switch replicas {
         case .fixed(let count):
             deployment["num_replicas"] = .number(Double(count))
