@@ -23,6 +23,8 @@ if [ "$(uname)" = Linux ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null
         apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
 fi
+echo "Format (swift format lint --strict, the repo's .swift-format)…" >&2
+swift format lint --strict --recursive Sources Tests examples Package.swift
 echo "Cluster side (pytest cluster/tests)…" >&2
 .venv/bin/python -m pytest -q cluster/tests
 echo "Building (swift build --build-tests)…" >&2

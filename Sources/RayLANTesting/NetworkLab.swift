@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 import Foundation
 import RayLAN
@@ -39,16 +39,16 @@ public final class NetworkLab: Sendable {
     /// Why a lab cannot be built here (not Linux, not root, tools missing, namespaces refused); nil when it can.
     public static let unavailableReason: String? = {
         #if os(Linux)
-        guard geteuid() == 0 else { return "network namespaces need root (CI runs as root)" }
-        for name in ["ip", "unshare", "nsenter", "nft", "ss"] where tool(name) == nil {
-            return "'\(name)' is missing (scripts/test.sh installs iproute2, util-linux and nftables)"
-        }
-        let probe = "rlprobe\(getpid())"
-        let added = run(["ip", "netns", "add", probe])
-        _ = run(["ip", "netns", "del", probe])
-        return added == 0 ? nil : "'ip netns add' failed: this machine does not allow network namespaces"
+            guard geteuid() == 0 else { return "network namespaces need root (CI runs as root)" }
+            for name in ["ip", "unshare", "nsenter", "nft", "ss"] where tool(name) == nil {
+                return "'\(name)' is missing (scripts/test.sh installs iproute2, util-linux and nftables)"
+            }
+            let probe = "rlprobe\(getpid())"
+            let added = run(["ip", "netns", "add", probe])
+            _ = run(["ip", "netns", "del", probe])
+            return added == 0 ? nil : "'ip netns add' failed: this machine does not allow network namespaces"
         #else
-        return "network namespaces are Linux only"
+            return "network namespaces are Linux only"
         #endif
     }()
 
@@ -113,19 +113,23 @@ public final class NetworkLab: Sendable {
         var started: [String: Host] = [:]
         for (name, host) in hosts {
             let launcher = try ProcessGroup.spawn(
-                [tool("ip")!, "netns", "exec", host.namespace, tool("unshare")!, "--pid", "--fork", "--kill-child",
-                 "--mount", "--mount-proc", "sleep", "infinity"],
+                [
+                    tool("ip")!, "netns", "exec", host.namespace, tool("unshare")!, "--pid", "--fork", "--kill-child",
+                    "--mount", "--mount-proc", "sleep", "infinity",
+                ],
                 environment: ProcessInfo.processInfo.environment, logFile: "/dev/null")
             var child: Int32?
             for _ in 0..<100 {
-                let text = (try? String(contentsOfFile: "/proc/\(launcher)/task/\(launcher)/children", encoding: .utf8)) ?? ""
+                let text =
+                    (try? String(contentsOfFile: "/proc/\(launcher)/task/\(launcher)/children", encoding: .utf8)) ?? ""
                 if let pid = text.split(separator: " ").first.flatMap({ Int32($0) }) {
                     child = pid
                     break
                 }
                 try? await Task.sleep(for: .milliseconds(50))
             }
-            let host = Host(name: name, address: host.address, namespace: host.namespace, initPID: child ?? 0, launcher: launcher)
+            let host = Host(
+                name: name, address: host.address, namespace: host.namespace, initPID: child ?? 0, launcher: launcher)
             started[name] = host
             guard child != nil else {
                 await NetworkLab(hosts: started, subnet: lab.subnet, bridgeNamespace: bridge).destroy()
@@ -156,7 +160,8 @@ public final class NetworkLab: Sendable {
             "RAYLAN_HOME": home, "RAYLAN_ADDRESS": nil, "RAY_AUTH_TOKEN": nil, "RAY_AUTH_TOKEN_PATH": nil,
         ]
         merged.merge(environment) { _, new in new }
-        return try await run(on: host, TestEnvironment.raylanExecutable, arguments, environment: merged, timeout: timeout)
+        return try await run(
+            on: host, TestEnvironment.raylanExecutable, arguments, environment: merged, timeout: timeout)
     }
 
     /// Ends every process of every host (by killing each PID namespace's init) and deletes the namespaces.
@@ -176,14 +181,17 @@ public final class NetworkLab: Sendable {
 
     /// The path of a system tool, or nil.
     static func tool(_ name: String) -> String? {
-        ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+        ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map { "\($0)/\(name)" }.first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        }
     }
 
     /// Runs a short system command and returns its exit status.
     @discardableResult
     static func run(_ command: [String]) -> Int32 {
         guard let path = tool(command[0]),
-            let pid = try? ProcessGroup.spawn([path] + command.dropFirst(), environment: ProcessInfo.processInfo.environment, logFile: "/dev/null")
+            let pid = try? ProcessGroup.spawn(
+                [path] + command.dropFirst(), environment: ProcessInfo.processInfo.environment, logFile: "/dev/null")
         else { return -1 }
         while true {
             if let status = ProcessGroup.exitStatus(pid) { return status }

@@ -59,4 +59,3 @@ public struct TestCluster: Sendable {
         try await RayCluster.withConnection(to: address, configuration: .init(token: token), body)
     }
 }
-

@@ -47,7 +47,8 @@ public enum TestEnvironment {
 
     /// A new empty temporary folder.
     public static func makeTemporaryDirectory(_ prefix: String = "raylan-test") throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(8))")
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "\(prefix)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }

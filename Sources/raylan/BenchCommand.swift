@@ -5,7 +5,8 @@ import RayLAN
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure the detection path against the model's own limit, Ultralytics' loop, the seed's pattern and naive Serve.",
+        abstract:
+            "Measure the detection path against the model's own limit, Ultralytics' loop, the seed's pattern and naive Serve.",
         discussion: """
             In one run, on the same cluster, model and images: (1) RayLAN end to end per concurrency level \
             (images/s, latency p50/p95/p99), (2) the model's forward pass alone, (3) Ultralytics' predict loop, \
@@ -16,12 +17,16 @@ struct BenchCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var cluster: ClusterOptions
-    @Option(name: .long, help: ArgumentHelp("The model (default: the shipped demo model).", valueName: "m")) var model: String?
-    @Option(name: .long, help: ArgumentHelp("A folder of images (default: samples/).", valueName: "dir")) var images: String?
-    @Option(name: .long, help: ArgumentHelp("Use N synthetic 640×480 BMP images instead.", valueName: "n")) var synthetic: Int?
+    @Option(name: .long, help: ArgumentHelp("The model (default: the shipped demo model).", valueName: "m")) var model:
+        String?
+    @Option(name: .long, help: ArgumentHelp("A folder of images (default: samples/).", valueName: "dir")) var images:
+        String?
+    @Option(name: .long, help: ArgumentHelp("Use N synthetic 640×480 BMP images instead.", valueName: "n"))
+    var synthetic: Int?
     @Option(name: .long, help: ArgumentHelp("Seconds per measurement.", valueName: "s")) var duration = 10
     @Option(
-        name: .long, help: ArgumentHelp("Concurrency levels: whole numbers ≥ 1, separated by commas.", valueName: "list"))
+        name: .long,
+        help: ArgumentHelp("Concurrency levels: whole numbers ≥ 1, separated by commas.", valueName: "list"))
     var concurrency = Counts([1, 4, 16, 64])
     @Option(
         name: .long,
@@ -32,7 +37,8 @@ struct BenchCommand: AsyncParsableCommand {
     var imagesPerRequest = Counts([1, 8])
     @Option(name: .long, help: ArgumentHelp("Images for the seed's pattern (each loads the model).", valueName: "n"))
     var seedImages = 8
-    @Option(name: .long, help: ArgumentHelp("Also write the report as JSON to this file.", valueName: "file")) var json: String?
+    @Option(name: .long, help: ArgumentHelp("Also write the report as JSON to this file.", valueName: "file")) var json:
+        String?
     @OptionGroup var deployment: DeploymentOptions
 
     /// Whole numbers of 1 or more separated by commas, as `--concurrency 1,4,16` takes them.
@@ -64,12 +70,15 @@ struct BenchCommand: AsyncParsableCommand {
             let files = try imageFiles()
             try await Connection.with(cluster) { (connection: Connection) in
                 let configuration = Benchmark.Configuration(
-                    deployment: try await deployment.make(model: model, name: nil, on: connection.cluster), images: files,
+                    deployment: try await deployment.make(model: model, name: nil, on: connection.cluster),
+                    images: files,
                     duration: .seconds(duration), concurrencyLevels: concurrency.values, seedImages: seedImages,
                     imagesPerRequest: imagesPerRequest.values)
                 let port = deployment.servePort(for: connection)
-                let report = try await Benchmark(cluster: connection.cluster, configuration: configuration, servePort: port)
-                    .run(progress: { Terminal.error("… \($0)") })
+                let report = try await Benchmark(
+                    cluster: connection.cluster, configuration: configuration, servePort: port
+                )
+                .run(progress: { Terminal.error("… \($0)") })
                 Self.print(report)
                 if let json {
                     let encoder = JSONEncoder()
@@ -82,7 +91,8 @@ struct BenchCommand: AsyncParsableCommand {
 
     func imageFiles() throws -> [URL] {
         if let synthetic {
-            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("raylan-bench-\(UUID().uuidString.prefix(8))")
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "raylan-bench-\(UUID().uuidString.prefix(8))")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             return try (0..<synthetic).map { index in
                 let url = folder.appendingPathComponent(String(format: "synthetic_%05d.bmp", index))
@@ -90,9 +100,13 @@ struct BenchCommand: AsyncParsableCommand {
                 return url
             }
         }
-        let folder = try images ?? ClusterCode.locate().directory.deletingLastPathComponent().appendingPathComponent("samples").path
+        let folder =
+            try images
+            ?? ClusterCode.locate().directory.deletingLastPathComponent().appendingPathComponent("samples").path
         let (inputs, missing) = DetectionInput.expand([folder])
-        if !missing.isEmpty { throw ValidationError("'\(folder)' holds no images. Pass a folder of images, or --synthetic N.") }
+        if !missing.isEmpty {
+            throw ValidationError("'\(folder)' holds no images. Pass a folder of images, or --synthetic N.")
+        }
         return inputs.map(\.url)
     }
 
@@ -104,7 +118,8 @@ struct BenchCommand: AsyncParsableCommand {
         func le32(_ value: Int) { withUnsafeBytes(of: UInt32(value).littleEndian) { data.append(contentsOf: $0) } }
         func le16(_ value: Int) { withUnsafeBytes(of: UInt16(value).littleEndian) { data.append(contentsOf: $0) } }
         data.append(contentsOf: [0x42, 0x4D]); le32(size); le32(0); le32(54)
-        le32(40); le32(width); le32(height); le16(1); le16(24); le32(0); le32(rowBytes * height); le32(2835); le32(2835); le32(0); le32(0)
+        le32(40); le32(width); le32(height); le16(1); le16(24); le32(0); le32(rowBytes * height); le32(2835);
+        le32(2835); le32(0); le32(0)
         var state = seed &* 6364136223846793005 &+ 1442695040888963407
         var row = [UInt8](repeating: 0, count: rowBytes)
         for y in 0..<height {
@@ -121,49 +136,69 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     static func print(_ report: BenchmarkReport) {
-        func f(_ value: Double) -> String { value >= 100 ? String(format: "%.0f", value) : String(format: "%.1f", value) }
+        func f(_ value: Double) -> String {
+            value >= 100 ? String(format: "%.0f", value) : String(format: "%.1f", value)
+        }
         func r(_ value: Double?) -> String { value.map { String(format: "%.2f×", $0) } ?? "—" }
         Terminal.out(
             "RayLAN bench \(report.date) · model \(report.model)\(report.imageSize.map { " (imgsz \($0))" } ?? "") · "
                 + "\(report.images) images, \(f(report.bytesPerImage / 1024)) KiB each")
         Terminal.out(
             "cluster device \(report.clusterDevice ?? "?") · Ray \(report.rayVersion) · Python \(report.pythonVersion ?? "?") · "
-                + "client \(report.clientCPUs) CPUs · " + report.knobs.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+                + "client \(report.clientCPUs) CPUs · "
+                + report.knobs.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         Terminal.out("")
         let best = report.bestEndToEnd?.imagesPerSecond ?? 0
         var rows: [[String]] = []
         for level in report.endToEnd {
             rows.append([
-                "(1) RayLAN end to end, \(level.concurrency) in flight" + (level.imagesPerRequest > 1 ? " × \(level.imagesPerRequest)" : ""), f(level.imagesPerSecond), r(best > 0 ? level.imagesPerSecond / best : nil),
+                "(1) RayLAN end to end, \(level.concurrency) in flight"
+                    + (level.imagesPerRequest > 1 ? " × \(level.imagesPerRequest)" : ""), f(level.imagesPerSecond),
+                r(best > 0 ? level.imagesPerSecond / best : nil),
                 f(level.latencyP50Ms), f(level.latencyP95Ms), f(level.latencyP99Ms),
                 "batch ≤ \(level.largestBatch)" + (level.failures > 0 ? ", \(level.failures) failed" : ""),
             ])
         }
         if let reference = report.modelOnly {
-            rows.append(["(2) model only, best batch \(reference.details["best_batch"]?.doubleValue.map { String(Int($0)) } ?? "?")",
-                         f(reference.imagesPerSecond), r(reference.ratioToRayLAN), "", "", "", ""])
+            rows.append([
+                "(2) model only, best batch \(reference.details["best_batch"]?.doubleValue.map { String(Int($0)) } ?? "?")",
+                f(reference.imagesPerSecond), r(reference.ratioToRayLAN), "", "", "", "",
+            ])
         }
         if let reference = report.ultralyticsLoop {
-            rows.append(["(3) Ultralytics predict loop, batch \(report.knobs["max_batch"] ?? "?")", f(reference.imagesPerSecond), r(reference.ratioToRayLAN), "", "", "", ""])
+            rows.append([
+                "(3) Ultralytics predict loop, batch \(report.knobs["max_batch"] ?? "?")", f(reference.imagesPerSecond),
+                r(reference.ratioToRayLAN), "", "", "", "",
+            ])
         }
         if let reference = report.seedPattern {
-            rows.append(["(4) seed's pattern (task per image)", f(reference.imagesPerSecond), r(reference.ratioToRayLAN), "", "", "", ""])
+            rows.append([
+                "(4) seed's pattern (task per image)", f(reference.imagesPerSecond), r(reference.ratioToRayLAN), "", "",
+                "", "",
+            ])
         }
         if let naive = report.naiveServe {
             rows.append([
-                "(5) naive Ray Serve, \(naive.concurrency) in flight", f(naive.imagesPerSecond), r(report.naiveServeRatio),
+                "(5) naive Ray Serve, \(naive.concurrency) in flight", f(naive.imagesPerSecond),
+                r(report.naiveServeRatio),
                 f(naive.latencyP50Ms), f(naive.latencyP95Ms), f(naive.latencyP99Ms), "",
             ])
         }
         Terminal.table(["WHAT", "IMAGES/S", "VS (1)", "P50 MS", "P95 MS", "P99 MS", ""], rows).forEach(Terminal.out)
         if let perBatch = report.modelOnly?.details["images_per_second"], case .object(let values) = perBatch {
-            Terminal.out("model only per batch size: " + values.sorted { Int($0.key) ?? 0 < Int($1.key) ?? 0 }
-                .map { "\($0.key): \(f($0.value.doubleValue ?? 0))" }.joined(separator: ", ") + " images/s")
+            Terminal.out(
+                "model only per batch size: "
+                    + values.sorted { Int($0.key) ?? 0 < Int($1.key) ?? 0 }
+                    .map { "\($0.key): \(f($0.value.doubleValue ?? 0))" }.joined(separator: ", ") + " images/s")
         }
-        Terminal.out("stage split at the best level (ms/image): " + ["queue", "decode", "preprocess", "inference", "postprocess", "transport"]
-            .compactMap { stage in report.stageSplitMs[stage].map { "\(stage) \(f($0))" } }.joined(separator: ", "))
-        Terminal.out("LAN bound at \(f(report.bytesPerImage / 1024)) KiB/image: 1 GbE ≈ \(f(report.lanBoundImagesPerSecond["1GbE"] ?? 0)) images/s, "
-            + "10 GbE ≈ \(f(report.lanBoundImagesPerSecond["10GbE"] ?? 0)) images/s")
-        Terminal.out("client RSS: \(f(report.clientRSSStartMiB)) MiB at start, \(f(report.clientRSSEndMiB)) MiB at the end")
+        Terminal.out(
+            "stage split at the best level (ms/image): "
+                + ["queue", "decode", "preprocess", "inference", "postprocess", "transport"]
+                .compactMap { stage in report.stageSplitMs[stage].map { "\(stage) \(f($0))" } }.joined(separator: ", "))
+        Terminal.out(
+            "LAN bound at \(f(report.bytesPerImage / 1024)) KiB/image: 1 GbE ≈ \(f(report.lanBoundImagesPerSecond["1GbE"] ?? 0)) images/s, "
+                + "10 GbE ≈ \(f(report.lanBoundImagesPerSecond["10GbE"] ?? 0)) images/s")
+        Terminal.out(
+            "client RSS: \(f(report.clientRSSStartMiB)) MiB at start, \(f(report.clientRSSEndMiB)) MiB at the end")
     }
 }

@@ -5,7 +5,8 @@ import RayLAN
 struct DoctorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doctor",
-        abstract: "Check a cluster for every LAN pitfall: address, ports, dashboard binding, authentication, versions, nodes, GPUs, Serve.",
+        abstract:
+            "Check a cluster for every LAN pitfall: address, ports, dashboard binding, authentication, versions, nodes, GPUs, Serve.",
         discussion: """
             Runs eight checks in order and prints PASS, WARN or FAIL with a one-line remedy for each. Checks 5 \
             and 7 run a small job with one task on every node (Ray and Python versions; nvidia-smi and \
@@ -17,15 +18,19 @@ struct DoctorCommand: AsyncParsableCommand {
 
     @Option(
         name: .long,
-        help: ArgumentHelp("The cluster as you would pass it to other commands (default: RAYLAN_ADDRESS, else the embedded local cluster).", valueName: "address"))
+        help: ArgumentHelp(
+            "The cluster as you would pass it to other commands (default: RAYLAN_ADDRESS, else the embedded local cluster).",
+            valueName: "address"))
     var address: String?
-    @Option(name: .long, help: ArgumentHelp("A file with the cluster's token.", valueName: "file")) var tokenFile: String?
+    @Option(name: .long, help: ArgumentHelp("A file with the cluster's token.", valueName: "file")) var tokenFile:
+        String?
     @Flag(name: .long, help: "Also print each check's details (per port, node, GPU).") var verbose = false
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
         if let tokenFile, !FileManager.default.isReadableFile(atPath: tokenFile) {
-            throw ValidationError("Cannot read the token file '\(tokenFile)'. Pass the path of a file that holds the cluster's token.")
+            throw ValidationError(
+                "Cannot read the token file '\(tokenFile)'. Pass the path of a file that holds the cluster's token.")
         }
     }
 

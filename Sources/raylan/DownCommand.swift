@@ -4,7 +4,8 @@ import RayLAN
 struct DownCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "down",
-        abstract: "Stop the Ray that RayLAN started on this machine: the node of 'raylan up' and the private local Ray.",
+        abstract:
+            "Stop the Ray that RayLAN started on this machine: the node of 'raylan up' and the private local Ray.",
         discussion: """
             Ends exactly the processes of what RayLAN started (their process groups: TERM, then KILL after \
             10 s). Other Ray processes on this machine are left alone; RayLAN never runs 'ray stop'. A \

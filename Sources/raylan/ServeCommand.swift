@@ -113,7 +113,9 @@ struct DeploymentOptions: ParsableArguments {
             throw ValidationError("--batch-wait-ms must be 0 or more, not '\(batchWaitMs)'.")
         }
         if let imgsz, imgsz < 32 { throw ValidationError("--imgsz must be 32 or more, not \(imgsz).") }
-        if let port, !(1...65535).contains(port) { throw ValidationError("--port must be from 1 to 65535, not \(port).") }
+        if let port, !(1...65535).contains(port) {
+            throw ValidationError("--port must be from 1 to 65535, not \(port).")
+        }
     }
 
     /// `--key-file`'s key, when given.
@@ -197,7 +199,9 @@ struct ServeDeployCommand: AsyncParsableCommand {
                 for model in models {
                     deployed.append(try await deployment.deploy(model: model, name: name, on: connection))
                 }
-                if output.json { try Terminal.json(deployed) } else {
+                if output.json {
+                    try Terminal.json(deployed)
+                } else {
                     let status = try await connection.cluster.serveStatus()
                     for app in deployed {
                         let endpoint = try connection.cluster.serveEndpoint(for: app.name, in: status)
@@ -230,9 +234,13 @@ struct ServeStatusCommand: AsyncParsableCommand {
                         message.split(separator: "\n").forEach { Terminal.out("    " + $0) }
                     }
                     for deployment in (app.deployments ?? [:]).values.sorted(by: { $0.name < $1.name }) {
-                        Terminal.out("  \(deployment.name)  \(deployment.status?.rawValue ?? "?")  replicas \(deployment.replicas?.count ?? 0)/\(deployment.targetNumReplicas ?? 0)")
+                        Terminal.out(
+                            "  \(deployment.name)  \(deployment.status?.rawValue ?? "?")  replicas \(deployment.replicas?.count ?? 0)/\(deployment.targetNumReplicas ?? 0)"
+                        )
                         for replica in deployment.replicas ?? [] {
-                            Terminal.out("    \(replica.replicaID ?? "?")  \(replica.state ?? "?")  \(replica.nodeIP ?? "?")  pid \(replica.pid.map(String.init) ?? "?")")
+                            Terminal.out(
+                                "    \(replica.replicaID ?? "?")  \(replica.state ?? "?")  \(replica.nodeIP ?? "?")  pid \(replica.pid.map(String.init) ?? "?")"
+                            )
                         }
                     }
                 }

@@ -5,7 +5,8 @@ import RayLAN
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show Ray and Python versions, every node with its CPU, GPU and memory use, Serve replicas and running jobs.",
+        abstract:
+            "Show Ray and Python versions, every node with its CPU, GPU and memory use, Serve replicas and running jobs.",
         discussion: """
             With --watch, the view refreshes every --interval seconds until Ctrl-C (with --json: one JSON \
             object per line and refresh).
@@ -15,7 +16,8 @@ struct StatusCommand: AsyncParsableCommand {
 
     @OptionGroup var cluster: ClusterOptions
     @Flag(name: .long, help: "Refresh the view until Ctrl-C.") var watch = false
-    @Option(name: .long, help: ArgumentHelp("Seconds between refreshes with --watch.", valueName: "s")) var interval = 2.0
+    @Option(name: .long, help: ArgumentHelp("Seconds between refreshes with --watch.", valueName: "s")) var interval =
+        2.0
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -63,7 +65,9 @@ struct StatusCommand: AsyncParsableCommand {
                         Terminal.jsonLine(snapshot)
                     } else {
                         if clear { Terminal.clearScreen() } else { Terminal.out("") }
-                        Terminal.out("raylan status --watch · every \(Terminal.number(interval)) s · \(Self.clock(snapshot.time)) · Ctrl-C to stop")
+                        Terminal.out(
+                            "raylan status --watch · every \(Terminal.number(interval)) s · \(Self.clock(snapshot.time)) · Ctrl-C to stop"
+                        )
                         Self.print(snapshot)
                     }
                 } catch is CancellationError {
@@ -95,7 +99,10 @@ struct StatusCommand: AsyncParsableCommand {
                 let replicas = deployment.replicas ?? []
                 let byNode = Dictionary(grouping: replicas, by: { $0.nodeIP ?? "?" })
                     .map { "\($0.value.count)×\($0.key)" }.sorted().joined(separator: ", ")
-                return [app.name, app.status.rawValue, deployment.name, deployment.status?.rawValue ?? "?", "\(replicas.count)", byNode]
+                return [
+                    app.name, app.status.rawValue, deployment.name, deployment.status?.rawValue ?? "?",
+                    "\(replicas.count)", byNode,
+                ]
             }
         }
         Terminal.table(["APPLICATION", "STATUS", "DEPLOYMENT", "HEALTH", "REPLICAS", "ON NODES"], rows)

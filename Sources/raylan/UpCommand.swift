@@ -5,7 +5,8 @@ import RayLAN
 struct UpCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "up",
-        abstract: "Start Ray on this host for the LAN: the GPU host's head (--head), or a node that joins it (--join HEAD).",
+        abstract:
+            "Start Ray on this host for the LAN: the GPU host's head (--head), or a node that joins it (--join HEAD).",
         discussion: """
             Every port Ray opens is pinned (GCS P and P+1…P+8 for node services, 8265 dashboard, 8000 Serve, \
             10001 Ray Client, 10002–10999 workers), so a firewall can be written for them; the head prints the \
@@ -20,11 +21,17 @@ struct UpCommand: AsyncParsableCommand {
 
     @Flag(name: .long, help: "Start the head (on the GPU host).") var head = false
     @Option(name: .long, help: ArgumentHelp("Join the head at this address.", valueName: "head")) var join: String?
-    @Option(name: .long, help: ArgumentHelp("This host's LAN address to use (default: the one facing the LAN or the head).", valueName: "addr"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "This host's LAN address to use (default: the one facing the LAN or the head).", valueName: "addr"))
     var bind: String?
-    @Option(name: .long, help: ArgumentHelp("GPUs for Ray: all, a count (0: none), or indices like 0,1.", valueName: "all|N|0,1"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("GPUs for Ray: all, a count (0: none), or indices like 0,1.", valueName: "all|N|0,1"))
     var gpus = "all"
-    @Option(name: .long, help: ArgumentHelp("Logical CPUs for Ray (default: every core).", valueName: "n")) var cpus: Int?
+    @Option(name: .long, help: ArgumentHelp("Logical CPUs for Ray (default: every core).", valueName: "n")) var cpus:
+        Int?
     @Option(name: .long, help: ArgumentHelp("The head's GCS port; node ports are the next eight.", valueName: "port"))
     var port = LocalRay.Ports.defaultGCS
     @Option(name: .long, help: ArgumentHelp("The head's dashboard port.", valueName: "port"))
@@ -40,7 +47,9 @@ struct UpCommand: AsyncParsableCommand {
     var tokenFile: String?
     @Option(
         name: .long,
-        help: ArgumentHelp("The Python (or venv) with Ray (default: RAYLAN_PYTHON, a .venv of the checkout, or ray on PATH).", valueName: "path"))
+        help: ArgumentHelp(
+            "The Python (or venv) with Ray (default: RAYLAN_PYTHON, a .venv of the checkout, or ray on PATH).",
+            valueName: "path"))
     var python: String?
     @Flag(name: .long, help: "Print JSON for scripts.") var json = false
 
@@ -54,7 +63,8 @@ struct UpCommand: AsyncParsableCommand {
             throw ValidationError("\(name) \(value) is not a TCP port; use 1–65535.")
         }
         if head, let tokenFile, insecure {
-            throw ValidationError("--insecure turns token authentication off; leave out --token-file \(tokenFile), or --insecure.")
+            throw ValidationError(
+                "--insecure turns token authentication off; leave out --token-file \(tokenFile), or --insecure.")
         }
     }
 
@@ -82,8 +92,10 @@ struct UpCommand: AsyncParsableCommand {
             if let python { environment["RAYLAN_PYTHON"] = python }
             // A head keeps its token in --token-file (made when missing); a joining host reads the head's.
             let configuration = HostNodeConfiguration(
-                role: join.map { .join(head: $0) } ?? .head, environment: try RayEnvironment.locateForNode(environment: environment),
-                bind: bind, gpus: try GPUSelection(parsing: gpus), cpus: cpus, gcsPort: port, dashboardPort: dashboardPort,
+                role: join.map { .join(head: $0) } ?? .head,
+                environment: try RayEnvironment.locateForNode(environment: environment),
+                bind: bind, gpus: try GPUSelection(parsing: gpus), cpus: cpus, gcsPort: port,
+                dashboardPort: dashboardPort,
                 servePort: servePort, insecure: insecure, tokenFile: head ? tokenFile : nil,
                 token: head ? nil : try AuthToken.resolve(tokenFile: tokenFile))
             let node = try await HostNode.up(configuration) { Terminal.error($0) }
@@ -93,7 +105,8 @@ struct UpCommand: AsyncParsableCommand {
                         role: node.role.rawValue, nodeAddress: node.nodeAddress, dashboardURL: node.dashboardURL,
                         rayVersion: node.versions.ray, pythonVersion: node.versions.python, gpus: node.gpus,
                         tokenFile: node.tokenFile, joinCommand: node.joinCommand, clientCommands: node.clientCommands,
-                        ports: node.ports.openings, subnet: node.subnet, ufw: node.ufwRules, firewalld: node.firewalldRules,
+                        ports: node.ports.openings, subnet: node.subnet, ufw: node.ufwRules,
+                        firewalld: node.firewalldRules,
                         warnings: node.warnings, pid: node.ray.pid))
             } else {
                 Self.print(node)
@@ -103,7 +116,9 @@ struct UpCommand: AsyncParsableCommand {
 
     static func print(_ node: HostNode) {
         let what = node.role == .head ? "head" : "node (joined \(node.headAddress))"
-        Terminal.out("Ray \(node.versions.ray) \(what) is up on \(node.nodeAddress) · Python \(node.versions.python) · \(node.gpus.summary)")
+        Terminal.out(
+            "Ray \(node.versions.ray) \(what) is up on \(node.nodeAddress) · Python \(node.versions.python) · \(node.gpus.summary)"
+        )
         Terminal.out("")
         Terminal.out("Dashboard:  \(node.dashboardURL)")
         if let tokenFile = node.tokenFile {
@@ -119,7 +134,9 @@ struct UpCommand: AsyncParsableCommand {
             node.clientCommands.forEach { Terminal.out("  \($0)") }
         }
         Terminal.out("")
-        Terminal.out("Ports (TCP) to open to \(node.subnet)\(node.role == .head ? "" : " (head-only ones are not used on this node)"):")
+        Terminal.out(
+            "Ports (TCP) to open to \(node.subnet)\(node.role == .head ? "" : " (head-only ones are not used on this node)"):"
+        )
         let rows = node.ports.openings.map { opening in
             [opening.firewalldPorts, opening.headOnly ? "head" : "every node", opening.purpose]
         }

@@ -1,9 +1,9 @@
 #if canImport(Darwin)
-import Darwin
+    import Darwin
 #elseif canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 import Foundation
 import NIOHTTP1
@@ -56,11 +56,13 @@ extension RayClusterTests {
             let out = home.appendingPathComponent("out")
             let detect = try await CommandRunner.raylan(
                 [
-                    "detect", RayClusterTests.Main.DetectionTests.samples.path, "--address", cluster.address.description, "--token-file",
+                    "detect", RayClusterTests.Main.DetectionTests.samples.path, "--address",
+                    cluster.address.description, "--token-file",
                     tokenFile.path, "--out", out.path, "--port", String(cluster.ray.ports.serve),
                 ], environment: ["HOME": home.path], timeout: .seconds(600))
             #expect(detect.status == 0, "\(detect)")
-            #expect(DetectionJournal.read(out.appendingPathComponent("detections.jsonl")).filter(\.succeeded).count == 12)
+            #expect(
+                DetectionJournal.read(out.appendingPathComponent("detections.jsonl")).filter(\.succeeded).count == 12)
 
             try await cluster.withConnection { ray in
                 let endpoint = try await ray.serveEndpoint(for: "shapes-yolo11n")
@@ -87,7 +89,8 @@ extension RayClusterTests {
             defer { try? FileManager.default.removeItem(at: home) }
             let address = cluster.address.description
             // HOME without ~/.ray/auth_token, so no token is found by default.
-            let none = try await CommandRunner.raylan(["status", "--address", address], environment: ["HOME": home.path])
+            let none = try await CommandRunner.raylan(
+                ["status", "--address", address], environment: ["HOME": home.path])
             #expect(none.status == 77, "\(none)")
             #expect(none.stderr.contains("requires a token (HTTP 401)"))
 

@@ -38,7 +38,9 @@ extension RayClusterTests.Main {
             #expect(result.status == 0, "\(result)")
             #expect(result.stdout.contains("ALIVE"))
 
-            let lines = try RunningCommand(raylan: ["status", "--watch", "--json", "--interval", "0.3", "--address", address])
+            let lines = try RunningCommand(raylan: [
+                "status", "--watch", "--json", "--interval", "0.3", "--address", address,
+            ])
             _ = await eventually(timeout: .seconds(60)) { lines.stdout.split(separator: "\n").count >= 2 }
             lines.interrupt()
             let json = await lines.wait(timeout: .seconds(30))
@@ -74,7 +76,8 @@ extension RayClusterTests.Main {
             let directory = try makeDirectory(["hello.py": "import sys\nprint('hello', sys.argv[1])\n"])
             defer { try? FileManager.default.removeItem(at: directory) }
             let result = try await CommandRunner.raylan([
-                "job", "submit", "--address", address, "--working-dir", directory.path, "--", "python", "hello.py", marker,
+                "job", "submit", "--address", address, "--working-dir", directory.path, "--", "python", "hello.py",
+                marker,
             ])
             #expect(result.status == 0, "\(result)")
             #expect(result.stdout.contains("hello \(marker)"))
@@ -103,7 +106,9 @@ extension RayClusterTests.Main {
             ])
             #expect(submitted.status == 0, "\(submitted)")
             #expect(submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == id)
-            try await requireCluster().withConnection { _ = try await $0.waitForCompletion(of: id, timeout: .seconds(120)) }
+            try await requireCluster().withConnection {
+                _ = try await $0.waitForCompletion(of: id, timeout: .seconds(120))
+            }
 
             let list = try await CommandRunner.raylan(["job", "list", "--address", address, "--json"])
             let jobs = try JSONDecoder().decode([JobInfo].self, from: Data(list.stdout.utf8))

@@ -33,12 +33,15 @@ extension RayClusterTests.Main {
                     let name = DetectionDeployment.defaultName(for: model) + (model.hasSuffix(".onnx") ? "-onnx" : "")
                     if try await ray.serveStatus().applications[name]?.status == .running { continue }
                     try await ray.deploy(
-                        DetectionDeployment(model: model, name: name, gpusPerReplica: 0), httpPort: cluster.ray.ports.serve)
+                        DetectionDeployment(model: model, name: name, gpusPerReplica: 0),
+                        httpPort: cluster.ray.ports.serve)
                 }
             }
         }
 
-        @Test("Two models are served at once; the samples' detections match the ground truth and Ultralytics' own predict")
+        @Test(
+            "Two models are served at once; the samples' detections match the ground truth and Ultralytics' own predict"
+        )
         func endToEnd() async throws {
             let cluster = try requireCluster()
             try await Self.deployBoth(cluster)
@@ -59,11 +62,13 @@ extension RayClusterTests.Main {
             for name in ["annotations.json", "report.html"] {
                 #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent(name).path))
             }
-            let annotated = try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("annotated").path)
+            let annotated = try FileManager.default.contentsOfDirectory(
+                atPath: out.appendingPathComponent("annotated").path)
             #expect(annotated.count == 12)
 
             // Ground truth: held-out recall 0.98 and precision 0.998, so ≥ 90% of both on the samples.
-            let truth = try JSONDecoder().decode(Truth.self, from: Data(contentsOf: Self.samples.appendingPathComponent("ground_truth.json")))
+            let truth = try JSONDecoder().decode(
+                Truth.self, from: Data(contentsOf: Self.samples.appendingPathComponent("ground_truth.json")))
             var found = 0, missed = 0, wrong = 0
             for record in records {
                 let result = try #require(record.result)
@@ -93,9 +98,12 @@ extension RayClusterTests.Main {
                 print(json.dumps(out))
                 """
             let local = try await CommandRunner.run(
-                cluster.environment.python, ["-c", script, Self.ptModel] + records.map(\.path), environment: ["YOLO_OFFLINE": "1"])
+                cluster.environment.python, ["-c", script, Self.ptModel] + records.map(\.path),
+                environment: ["YOLO_OFFLINE": "1"])
             try #require(local.status == 0, "\(local)")
-            let reference = try JSONDecoder().decode([String: [[Double]]].self, from: Data(local.stdout.split(separator: "\n").last.map { Data($0.utf8) } ?? Data()))
+            let reference = try JSONDecoder().decode(
+                [String: [[Double]]].self,
+                from: Data(local.stdout.split(separator: "\n").last.map { Data($0.utf8) } ?? Data()))
             // One-to-one: each of Ultralytics' boxes takes the closest unused box of the same class. Float tolerance:
             // the same weights, square letterbox and decoder give the same numbers up to batch-size rounding
             // (measured: \(Self.measuredScore) in score, \(Self.measuredBox) px), so 5× that is allowed.
@@ -106,9 +114,12 @@ extension RayClusterTests.Main {
                 #expect(mine.count == theirs.count, "\(record.path)")
                 var used = Set<Int>()
                 for detection in theirs {
-                    let candidates = mine.enumerated().filter { $0.element.classID == Int(detection[0]) && !used.contains($0.offset) }
+                    let candidates = mine.enumerated().filter {
+                        $0.element.classID == Int(detection[0]) && !used.contains($0.offset)
+                    }
                     let closest = candidates.min { a, b in
-                        Self.boxDistance(a.element.box, Array(detection[2...])) < Self.boxDistance(b.element.box, Array(detection[2...]))
+                        Self.boxDistance(a.element.box, Array(detection[2...]))
+                            < Self.boxDistance(b.element.box, Array(detection[2...]))
                     }
                     guard let closest else {
                         Issue.record("\(record.path): no box of class \(Int(detection[0])) left for \(detection)")
@@ -137,7 +148,9 @@ extension RayClusterTests.Main {
         func backendsAndBatching() async throws {
             let cluster = try requireCluster()
             try await Self.deployBoth(cluster)
-            let files = try FileManager.default.contentsOfDirectory(atPath: Self.samples.path).filter { $0.hasSuffix(".jpg") }.sorted()
+            let files = try FileManager.default.contentsOfDirectory(atPath: Self.samples.path).filter {
+                $0.hasSuffix(".jpg")
+            }.sorted()
                 .map { Self.samples.appendingPathComponent($0) }
             try await cluster.withConnection { ray in
                 let pt = try await DetectionClient(cluster: ray, application: "shapes-yolo11n")
@@ -201,15 +214,23 @@ extension RayClusterTests.Main {
             let huge = folder.appendingPathComponent("huge.png")
             let made = try await CommandRunner.run(
                 cluster.environment.python,
-                ["-c", "import sys; from PIL import Image; Image.new('RGB', (12000, 12000), (9, 9, 9)).save(sys.argv[1])", huge.path])
+                [
+                    "-c",
+                    "import sys; from PIL import Image; Image.new('RGB', (12000, 12000), (9, 9, 9)).save(sys.argv[1])",
+                    huge.path,
+                ])
             try #require(made.status == 0, "\(made)")
             let out = folder.appendingPathComponent("out")
-            let inputs = ["empty.jpg", "truncated.jpg", "text.jpg", "anim.gif", "good.jpg", "huge.png"].map { folder.appendingPathComponent($0).path }
+            let inputs = ["empty.jpg", "truncated.jpg", "text.jpg", "anim.gif", "good.jpg", "huge.png"].map {
+                folder.appendingPathComponent($0).path
+            }
             let result = try await CommandRunner.raylan(
                 ["detect"] + inputs + ["--address", cluster.address.description, "--out", out.path, "--no-deploy"])
             #expect(result.status == 5, "\(result)")
             let records = Dictionary(
-                DetectionJournal.read(out.appendingPathComponent("detections.jsonl")).map { (($0.path as NSString).lastPathComponent, $0) },
+                DetectionJournal.read(out.appendingPathComponent("detections.jsonl")).map {
+                    (($0.path as NSString).lastPathComponent, $0)
+                },
                 uniquingKeysWith: { a, _ in a })
             #expect(records.count == inputs.count)
             #expect(records["good.jpg"]?.succeeded == true)
@@ -221,7 +242,9 @@ extension RayClusterTests.Main {
 
             let emptyFolder = folder.appendingPathComponent("nothing-here")
             try FileManager.default.createDirectory(at: emptyFolder, withIntermediateDirectories: true)
-            let none = try await CommandRunner.raylan(["detect", emptyFolder.path, "--address", cluster.address.description])
+            let none = try await CommandRunner.raylan([
+                "detect", emptyFolder.path, "--address", cluster.address.description,
+            ])
             #expect(none.status == 64, "\(none)")
             #expect(none.stderr.contains("matches no image file"))
         }
@@ -266,7 +289,9 @@ extension RayClusterTests.Main {
             #expect(try String(contentsOf: journal, encoding: .utf8).split(separator: "\n").count == 12)
         }
 
-        @Test("An unknown model is a deploy error naming it with Ray's message; the other services keep running; --no-deploy on a missing service is a clear error")
+        @Test(
+            "An unknown model is a deploy error naming it with Ray's message; the other services keep running; --no-deploy on a missing service is a clear error"
+        )
         func deployErrors() async throws {
             let cluster = try requireCluster()
             try await Self.deployBoth(cluster)
@@ -277,12 +302,15 @@ extension RayClusterTests.Main {
             #expect(missing.stderr.contains("'never-deployed' is not running"))
 
             let unknown = try await CommandRunner.raylan([
-                "serve", "deploy", "--address", address, "--model", "no-such-model-raylan.pt", "--gpus-per-replica", "0",
+                "serve", "deploy", "--address", address, "--model", "no-such-model-raylan.pt", "--gpus-per-replica",
+                "0",
             ])
             #expect(unknown.status == 1, "\(unknown)")
             #expect(unknown.stderr.contains("'no-such-model-raylan' failed to deploy"), "\(unknown.stderr)")
             // Ray's message carries the replica's exception: Ultralytics could not find or fetch the weights.
-            #expect(unknown.stderr.contains("no-such-model-raylan.pt") && unknown.stderr.contains(Self.missingWeightsText), "\(unknown.stderr)")
+            #expect(
+                unknown.stderr.contains("no-such-model-raylan.pt") && unknown.stderr.contains(Self.missingWeightsText),
+                "\(unknown.stderr)")
             let status = try await cluster.withConnection { try await $0.serveStatus() }
             #expect(status.applications["shapes-yolo11n"]?.status == .running)
             #expect(status.applications["shapes-yolo11n-onnx"]?.status == .running)

@@ -24,7 +24,8 @@ extension RayClusterTests.Main {
             let serve = try #require(report[.serve])
             #expect(serve.status == .fail, "\(serve)")
             #expect(serve.summary.contains("'\(name)' is DEPLOY_FAILED"), "\(serve.summary)")
-            #expect(serve.summary.contains(DetectionTests.missingWeightsText), "Ray's error is missing: \(serve.summary)")
+            #expect(
+                serve.summary.contains(DetectionTests.missingWeightsText), "Ray's error is missing: \(serve.summary)")
             #expect(serve.remedy?.contains("firewall") == false, "\(serve.remedy ?? "")")
             #expect(report[.ports]?.status != .fail, "\(report[.ports].map(\.summary) ?? "")")
         }

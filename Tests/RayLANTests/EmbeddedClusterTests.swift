@@ -7,7 +7,8 @@ import Testing
 extension RayClusterTests {
     @Suite("The embedded local Ray (no address given)")
     struct EmbeddedClusterTests {
-        @Test("Started on first use, reused, kept running and said so, then stopped by 'raylan down' to the last process")
+        @Test(
+            "Started on first use, reused, kept running and said so, then stopped by 'raylan down' to the last process")
         func lifecycle() async throws {
             let home = try TestEnvironment.makeTemporaryDirectory("raylan-home")
             defer { try? FileManager.default.removeItem(at: home) }
@@ -28,7 +29,8 @@ extension RayClusterTests {
                 let pids = ray.processIDs
                 #expect(pids.count > 3)
 
-                let second = try await CommandRunner.raylan(["job", "submit", "--", "echo", "embedded-ok"], environment: environment)
+                let second = try await CommandRunner.raylan(
+                    ["job", "submit", "--", "echo", "embedded-ok"], environment: environment)
                 #expect(second.status == 0, "\(second)")
                 #expect(second.stdout.contains("embedded-ok"))
                 #expect(!second.stderr.contains("Starting a private local Ray"))

@@ -41,7 +41,8 @@ extension RayClusterTests {
                 let worker = lab["worker"]
 
                 // The head, bound to its LAN address, with token authentication.
-                let up = try await lab.raylan(on: "head", ["up", "--head", "--bind", head.address, "--json"], home: home("head"))
+                let up = try await lab.raylan(
+                    on: "head", ["up", "--head", "--bind", head.address, "--json"], home: home("head"))
                 try #require(up.status == 0, "\(up)")
                 let headOut = try JSONDecoder().decode(UpOutput.self, from: Data(up.stdout.utf8))
                 #expect(headOut.dashboardURL == "http://\(head.address):8265")
@@ -49,17 +50,21 @@ extension RayClusterTests {
                 #expect(headOut.ufw.contains { $0.contains("from \(lab.subnet) to any port 8265") }, "\(headOut.ufw)")
                 #expect(headOut.firewalld.contains { $0.contains("source address=\"\(lab.subnet)\"") })
                 let tokenFile = try #require(headOut.tokenFile)
-                let token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                let token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(
+                    in: .whitespacesAndNewlines)
                 #expect(token.count >= 32)
 
                 // Every port the head's Ray listens on is one of the pinned ones (a firewall can be written).
                 let listening = try await lab.run(on: "head", "/usr/bin/ss", ["-ltnH"])
                 let ports = Self.ports(listening.stdout)
                 #expect(ports.contains(8265) && ports.contains(6379) && ports.contains(8000), "\(listening.stdout)")
-                #expect(ports.subtracting(Self.pinnedPorts).isEmpty, "unpinned ports: \(ports.subtracting(Self.pinnedPorts).sorted())")
+                #expect(
+                    ports.subtracting(Self.pinnedPorts).isEmpty,
+                    "unpinned ports: \(ports.subtracting(Self.pinnedPorts).sorted())")
 
                 // The seed's version-mismatch problem: a Ray 2.45 environment is refused, naming both versions.
-                let ray245 = TestEnvironment.packageRoot.appendingPathComponent(TestEnvironment.Ray.ray245.rawValue).path
+                let ray245 = TestEnvironment.packageRoot.appendingPathComponent(TestEnvironment.Ray.ray245.rawValue)
+                    .path
                 let mismatch = try await lab.raylan(
                     on: "worker", ["up", "--join", head.address, "--token-file", tokenFile, "--python", ray245],
                     home: home("worker"))
@@ -84,7 +89,9 @@ extension RayClusterTests {
                 var nodes: [NodeInfo] = []
                 let twoAlive = try await eventually(timeout: .seconds(60)) {
                     let status = try await lab.raylan(on: "client", ["status", "--json"] + auth, home: home("client"))
-                    guard status.status == 0, let state = try? JSONDecoder().decode(ClusterState.self, from: Data(status.stdout.utf8)) else { return false }
+                    guard status.status == 0,
+                        let state = try? JSONDecoder().decode(ClusterState.self, from: Data(status.stdout.utf8))
+                    else { return false }
                     nodes = state.nodes
                     return state.nodes.filter(\.isAlive).count == 2
                 }
@@ -95,7 +102,9 @@ extension RayClusterTests {
                 // A job that needs a GPU runs on the worker's address.
                 let job = try await lab.raylan(
                     on: "client",
-                    ["job", "submit", "--gpus", "1"] + auth + ["--", "python", "-c", "import ray; ray.init(); print('NODE', ray.util.get_node_ip_address())"],
+                    ["job", "submit", "--gpus", "1"] + auth + [
+                        "--", "python", "-c", "import ray; ray.init(); print('NODE', ray.util.get_node_ip_address())",
+                    ],
                     home: home("client"))
                 #expect(job.status == 0, "\(job)")
                 #expect(job.stdout.contains("NODE \(worker.address)"), "\(job.stdout)")
@@ -105,7 +114,8 @@ extension RayClusterTests {
                 let samples = TestEnvironment.packageRoot.appendingPathComponent("samples").path
                 let out = root.appendingPathComponent("client-out").path
                 let detect = try await lab.raylan(
-                    on: "client", ["detect", samples, "--out", out, "--gpus-per-replica", "0"] + auth, home: home("client"))
+                    on: "client", ["detect", samples, "--out", out, "--gpus-per-replica", "0"] + auth,
+                    home: home("client"))
                 #expect(detect.status == 0, "\(detect)")
                 let python = try TestEnvironment.environment(.current).python
                 let post = """
@@ -121,20 +131,25 @@ extension RayClusterTests {
                 #expect(anonymous.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "401", "\(anonymous)")
                 let withToken = try await lab.run(on: "client", python, ["-c", post, url, image, token])
                 #expect(withToken.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "401", "\(withToken)")
-                let serve = try await lab.raylan(on: "client", ["serve", "status", "--json"] + auth, home: home("client"))
+                let serve = try await lab.raylan(
+                    on: "client", ["serve", "status", "--json"] + auth, home: home("client"))
                 let status = try JSONDecoder().decode(ServeStatus.self, from: Data(serve.stdout.utf8))
-                let key = try #require(status.applications["shapes-yolo11n"]?.deployedAppConfig?["args"]?["api_key"]?.stringValue)
+                let key = try #require(
+                    status.applications["shapes-yolo11n"]?.deployedAppConfig?["args"]?["api_key"]?.stringValue)
                 let keyed = try await lab.run(on: "client", python, ["-c", post, url, image, key])
                 #expect(keyed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "200", "\(keyed)")
 
                 // Two replicas, one per node: both serve, and Serve's status places them on both hosts.
                 let spread = try await lab.raylan(
                     on: "client",
-                    ["serve", "deploy", "--replicas", "2", "--max-replicas-per-node", "1", "--gpus-per-replica", "0"] + auth,
+                    ["serve", "deploy", "--replicas", "2", "--max-replicas-per-node", "1", "--gpus-per-replica", "0"]
+                        + auth,
                     home: home("client"))
                 #expect(spread.status == 0, "\(spread)")
-                let placed = try await lab.raylan(on: "client", ["serve", "status", "--json"] + auth, home: home("client"))
-                let replicas = try JSONDecoder().decode(ServeStatus.self, from: Data(placed.stdout.utf8))
+                let placed = try await lab.raylan(
+                    on: "client", ["serve", "status", "--json"] + auth, home: home("client"))
+                let replicas =
+                    try JSONDecoder().decode(ServeStatus.self, from: Data(placed.stdout.utf8))
                     .applications["shapes-yolo11n"]?.deployments?.values.flatMap { $0.replicas ?? [] } ?? []
                 #expect(Set(replicas.compactMap(\.nodeIP)) == [head.address, worker.address], "\(replicas)")
 
@@ -146,7 +161,10 @@ extension RayClusterTests {
                 #expect(healthy.report.checks.filter { $0.status == .fail }.isEmpty, "\(healthy.report.checks)")
                 #expect(healthy.report[.versions]?.summary.contains("2 node(s)") == true, "\(healthy.report.checks)")
                 #expect(healthy.report[.gpus]?.status == .warn)
-                #expect(healthy.report[.gpus].map { $0.summary.contains(worker.address) && $0.summary.contains("nvidia-smi") } == true)
+                #expect(
+                    healthy.report[.gpus].map {
+                        $0.summary.contains(worker.address) && $0.summary.contains("nvidia-smi")
+                    } == true)
                 #expect(healthy.report[.authentication]?.summary.contains("refused an anonymous request") == true)
 
                 // The seed's ray://HOST:6379 form: FAIL with the right address as remedy.
@@ -154,7 +172,9 @@ extension RayClusterTests {
                     lab, ["--address", "ray://\(head.address):6379", "--token-file", tokenFile], home: home("client"))
                 #expect(seed.result.status == 2, "\(seed.result)")
                 #expect(seed.report[.address]?.status == .fail)
-                #expect(seed.report[.address]?.remedy?.contains("--address \(head.address)") == true, "\(seed.report.checks)")
+                #expect(
+                    seed.report[.address]?.remedy?.contains("--address \(head.address)") == true,
+                    "\(seed.report.checks)")
 
                 // A firewall on the head drops the dashboard port and rejects the Ray Client port: FAIL, and
                 // the two are told apart.
@@ -163,7 +183,10 @@ extension RayClusterTests {
                     ["add", "table", "inet", "rltest"],
                     ["add", "chain", "inet", "rltest", "input", "{ type filter hook input priority 0 ; }"],
                     ["add", "rule", "inet", "rltest", "input", "tcp", "dport", "8265", "drop"],
-                    ["add", "rule", "inet", "rltest", "input", "tcp", "dport", "10001", "reject", "with", "tcp", "reset"],
+                    [
+                        "add", "rule", "inet", "rltest", "input", "tcp", "dport", "10001", "reject", "with", "tcp",
+                        "reset",
+                    ],
                 ] {
                     let added = try await lab.run(on: "head", nft, rule)
                     try #require(added.status == 0, "\(added)")
@@ -173,8 +196,11 @@ extension RayClusterTests {
                 let portsCheck = try #require(walled.report[.ports])
                 #expect(portsCheck.status == .fail)
                 #expect(portsCheck.summary.contains("8265") && portsCheck.summary.contains("dropped"), "\(portsCheck)")
-                #expect(portsCheck.remedy?.contains("firewall on \(head.address) for port 8265") == true, "\(portsCheck)")
-                #expect(portsCheck.details.contains { $0.contains("10001") && $0.contains("refused") }, "\(portsCheck.details)")
+                #expect(
+                    portsCheck.remedy?.contains("firewall on \(head.address) for port 8265") == true, "\(portsCheck)")
+                #expect(
+                    portsCheck.details.contains { $0.contains("10001") && $0.contains("refused") },
+                    "\(portsCheck.details)")
                 #expect(walled.report.checks[2...].allSatisfy { $0.status == .skip })
                 _ = try await lab.run(on: "head", nft, ["delete", "table", "inet", "rltest"])
 
@@ -192,7 +218,9 @@ extension RayClusterTests {
                 let workerDown = try await lab.raylan(on: "worker", ["down"], home: home("worker"))
                 let lostFirst = try await during
                 var lost = DetectionJournal.read(lostOut.appendingPathComponent("detections.jsonl"))
-                print("LAN worker lost mid-run: exit \(lostFirst.status), \(lost.filter { !$0.succeeded }.count) of 200 failed")
+                print(
+                    "LAN worker lost mid-run: exit \(lostFirst.status), \(lost.filter { !$0.succeeded }.count) of 200 failed"
+                )
                 if lost.contains(where: { !$0.succeeded }) {
                     let again = try await lab.raylan(
                         on: "client", lostRun + ["--resume"], home: home("client"), timeout: .seconds(900))
@@ -211,15 +239,19 @@ extension RayClusterTests {
                 let broken = try await Self.doctor(lab, auth, home: home("client"))
                 #expect(broken.result.status == 2)
                 #expect(broken.report[.nodes]?.status == .fail)
-                #expect(broken.report[.nodes]?.summary.contains("dead: \(worker.address)") == true, "\(broken.report.checks)")
+                #expect(
+                    broken.report[.nodes]?.summary.contains("dead: \(worker.address)") == true,
+                    "\(broken.report.checks)")
 
                 // `raylan down` on the head ends RayLAN's head and leaves an unrelated Ray on the same host
                 // running: every one of its processes (each names its temp dir) lives on, and it still answers.
                 let ray = try TestEnvironment.environment(.current).rayExecutable
                 let other = try await lab.run(
                     on: "head", ray,
-                    ["start", "--head", "--port=7379", "--include-dashboard=false", "--ray-client-server-port=7380",
-                     "--temp-dir=\(otherTemp)", "--num-cpus=1", "--disable-usage-stats"],
+                    [
+                        "start", "--head", "--port=7379", "--include-dashboard=false", "--ray-client-server-port=7380",
+                        "--temp-dir=\(otherTemp)", "--num-cpus=1", "--disable-usage-stats",
+                    ],
                     environment: ["RAY_AUTH_MODE": "disabled"])
                 try #require(other.status == 0, "\(other)")
                 let otherProcesses = try await Self.processes(on: "head", lab).filter { $0.value.contains(otherTemp) }
@@ -245,10 +277,12 @@ extension RayClusterTests {
                 // Head restart: a run is cut off by 'raylan down' on the head; after 'raylan up --head' a
                 // --resume redeploys the service (Serve's state went with the head) and answers the rest once.
                 _ = try await lab.run(on: "head", "/bin/kill", ["-9"] + otherProcesses.keys.map(String.init))
-                let up2 = try await lab.raylan(on: "head", ["up", "--head", "--bind", head.address], home: home("head"))
+                let up2 = try await lab.raylan(
+                    on: "head", ["up", "--head", "--bind", head.address], home: home("head"))
                 try #require(up2.status == 0, "\(up2)")
                 let restartOut = root.appendingPathComponent("restart-out")
-                let restartRun = ["detect", many.path, "--out", restartOut.path, "--concurrency", "2", "--gpus-per-replica", "0"]
+                let restartRun =
+                    ["detect", many.path, "--out", restartOut.path, "--concurrency", "2", "--gpus-per-replica", "0"]
                     + auth
                 async let cut = lab.raylan(on: "client", restartRun, home: clientHome, timeout: .seconds(900))
                 let begun = await eventually(timeout: .seconds(300)) {
@@ -258,15 +292,18 @@ extension RayClusterTests {
                 let down2 = try await lab.raylan(on: "head", ["down"], home: home("head"))
                 #expect(down2.status == 0, "\(down2)")
                 _ = try await cut
-                let before = DetectionJournal.read(restartOut.appendingPathComponent("detections.jsonl")).filter(\.succeeded)
-                let up3 = try await lab.raylan(on: "head", ["up", "--head", "--bind", head.address], home: home("head"))
+                let before = DetectionJournal.read(restartOut.appendingPathComponent("detections.jsonl")).filter(
+                    \.succeeded)
+                let up3 = try await lab.raylan(
+                    on: "head", ["up", "--head", "--bind", head.address], home: home("head"))
                 try #require(up3.status == 0, "\(up3)")
                 let resumed = try await lab.raylan(
                     on: "client", restartRun + ["--resume"], home: home("client"), timeout: .seconds(900))
                 #expect(resumed.status == 0, "\(resumed)")
                 #expect(resumed.stderr.contains("Deploying"), "the service was not redeployed: \(resumed.stderr)")
                 let final = DetectionJournal.read(restartOut.appendingPathComponent("detections.jsonl"))
-                #expect(final.count == 200 && Set(final.map { $0.path }).count == 200 && final.allSatisfy { $0.succeeded })
+                #expect(
+                    final.count == 200 && Set(final.map { $0.path }).count == 200 && final.allSatisfy { $0.succeeded })
                 #expect(before.count < 200, "the head went down after the run had finished")
                 print("LAN head restart: \(before.count) of 200 answered before, the rest after --resume")
                 _ = try await lab.raylan(on: "head", ["down"], home: home("head"))
@@ -277,7 +314,9 @@ extension RayClusterTests {
         static func images(_ count: Int, in folder: URL) throws -> URL {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             let samples = TestEnvironment.packageRoot.appendingPathComponent("samples")
-            let names = try FileManager.default.contentsOfDirectory(atPath: samples.path).filter { $0.hasSuffix(".jpg") }.sorted()
+            let names = try FileManager.default.contentsOfDirectory(atPath: samples.path).filter {
+                $0.hasSuffix(".jpg")
+            }.sorted()
             for index in 0..<count {
                 try FileManager.default.copyItem(
                     at: samples.appendingPathComponent(names[index % names.count]),
@@ -295,7 +334,9 @@ extension RayClusterTests {
             var firewalld: [String]
         }
 
-        static func doctor(_ lab: NetworkLab, _ arguments: [String], home: String) async throws -> (result: CommandResult, report: DoctorReport) {
+        static func doctor(_ lab: NetworkLab, _ arguments: [String], home: String) async throws -> (
+            result: CommandResult, report: DoctorReport
+        ) {
             let result = try await lab.raylan(on: "client", ["doctor", "--json"] + arguments, home: home)
             let report = try JSONDecoder().decode(DoctorReport.self, from: Data(result.stdout.utf8))
             return (result, report)
@@ -317,11 +358,12 @@ extension RayClusterTests {
 
         /// The TCP ports in `ss -ltnH` output.
         static func ports(_ output: String) -> Set<Int> {
-            Set(output.split(separator: "\n").compactMap { line in
-                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-                guard fields.count >= 4, let colon = fields[3].lastIndex(of: ":") else { return nil }
-                return Int(fields[3][fields[3].index(after: colon)...])
-            })
+            Set(
+                output.split(separator: "\n").compactMap { line in
+                    let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                    guard fields.count >= 4, let colon = fields[3].lastIndex(of: ":") else { return nil }
+                    return Int(fields[3][fields[3].index(after: colon)...])
+                })
         }
     }
 }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import Foundation
 import RayLAN
@@ -53,7 +53,10 @@ struct LANUnitTests {
     @Test("The pinned layout follows --port, and the firewall rules cover exactly its LAN-facing ports")
     func pinnedPorts() {
         let ports = LocalRay.Ports.pinned(gcs: 7000, dashboard: 9265, serve: 9000)
-        let node = [ports.nodeManager, ports.objectManager, ports.runtimeEnvAgent, ports.dashboardAgentGRPC, ports.dashboardAgentListen, ports.metrics]
+        let node = [
+            ports.nodeManager, ports.objectManager, ports.runtimeEnvAgent, ports.dashboardAgentGRPC,
+            ports.dashboardAgentListen, ports.metrics,
+        ]
         #expect(Set(node) == Set(7001...7006))
         #expect(ports.workers == 10002...10999)
         let opened = Set(ports.openings.flatMap { $0.first...$0.last })
@@ -64,7 +67,9 @@ struct LANUnitTests {
         #expect(ufw.contains("sudo ufw allow proto tcp from 192.168.1.0/24 to any port 10001:10999"), "\(ufw)")
         let firewalld = ports.firewalldRules(from: "192.168.1.0/24")
         #expect(firewalld.last == "sudo firewall-cmd --reload")
-        #expect(firewalld.contains { $0.contains("port port=\"9265\"") && $0.contains("source address=\"192.168.1.0/24\"") })
+        #expect(
+            firewalld.contains { $0.contains("port port=\"9265\"") && $0.contains("source address=\"192.168.1.0/24\"") }
+        )
     }
 
     @Test("Port probes tell an open port from a refused one")
@@ -76,17 +81,19 @@ struct LANUnitTests {
         for candidate in 20_000..<20_500 {
             // Close-on-exec: other tests spawn processes meanwhile, which must not inherit the listener.
             #if os(Linux)
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             #else
-            let fd = socket(AF_INET, SOCK_STREAM, 0)
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                let fd = socket(AF_INET, SOCK_STREAM, 0)
+                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             #endif
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_port = in_port_t(UInt16(candidate)).bigEndian
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
             let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
             if bound == 0 && listen(fd, 1) == 0 {
                 listener = fd
@@ -105,7 +112,8 @@ struct LANUnitTests {
 
     @Test("Subnets come from an interface's prefix")
     func subnets() {
-        let interface = HostNetwork.Interface(name: "eth0", address: "192.168.1.130", prefixLength: 24, isLoopback: false)
+        let interface = HostNetwork.Interface(
+            name: "eth0", address: "192.168.1.130", prefixLength: 24, isLoopback: false)
         #expect(interface.subnet == "192.168.1.0/24")
         let wide = HostNetwork.Interface(name: "eth0", address: "10.1.2.3", prefixLength: 16, isLoopback: false)
         #expect(wide.subnet == "10.1.0.0/16")

@@ -1,9 +1,9 @@
 #if canImport(Darwin)
-import Darwin
+    import Darwin
 #elseif canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 import Foundation
 import RayLANTesting
@@ -38,8 +38,9 @@ struct ProcessSafetyTests {
             for _ in 0..<100 {
                 if let child = ProcessGroup.processTable().first(where: { $0.parent == parent }) {
                     // Wait for the exec: a fork still runs the shell and has its start time, not sleep's.
-                    if name != nil || ProcessGroup.processTable().first(where: { $0.pid == parent })?
-                        .arguments.first == "sleep"
+                    if name != nil
+                        || ProcessGroup.processTable().first(where: { $0.pid == parent })?
+                            .arguments.first == "sleep"
                     {
                         return (parent, child.pid)
                     }

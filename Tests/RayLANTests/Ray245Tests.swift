@@ -21,7 +21,9 @@ extension RayClusterTests {
             #expect(state.nodes.first?.isAlive == true)
 
             let marker = UUID().uuidString
-            let directory = try makeDirectory(["job.py": "print('compat', open('note.txt').read())\n", "note.txt": marker])
+            let directory = try makeDirectory([
+                "job.py": "print('compat', open('note.txt').read())\n", "note.txt": marker,
+            ])
             defer { try? FileManager.default.removeItem(at: directory) }
             let id = "raylan-245-\(UUID().uuidString.prefix(8))"
             let submitted = try await CommandRunner.raylan([
@@ -46,14 +48,16 @@ extension RayClusterTests {
             // The environment holds a FastAPI whose app Serve 2.45 cannot pickle as it is (a threading lock).
             let version = try await CommandRunner.run(
                 cluster.environment.python, ["-c", "import fastapi; print(fastapi.__version__)"])
-            let parts = version.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").compactMap { Int($0) }
+            let parts = version.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").compactMap
+            { Int($0) }
             #expect(parts.count >= 2 && (parts[0] > 0 || parts[1] >= 137), "FastAPI \(version.stdout)")
 
             let out = try TestEnvironment.makeTemporaryDirectory("raylan-245-detect")
             defer { try? FileManager.default.removeItem(at: out) }
             let detect = try await CommandRunner.raylan(
                 [
-                    "detect", RayClusterTests.Main.DetectionTests.samples.path, "--address", cluster.address.description,
+                    "detect", RayClusterTests.Main.DetectionTests.samples.path, "--address",
+                    cluster.address.description,
                     "--out", out.path, "--port", String(cluster.ray.ports.serve), "--gpus-per-replica", "0",
                 ], timeout: .seconds(600))
             #expect(detect.status == 0, "\(detect)")

@@ -67,7 +67,8 @@ extension RayClusterTests.Main {
             }
             print(
                 String(
-                    format: "LOAD 8 clients x 200 images: %.1f s, %.1f images/s; server time per image p50 %.0f ms, p99 %.0f ms",
+                    format:
+                        "LOAD 8 clients x 200 images: %.1f s, %.1f images/s; server time per image p50 %.0f ms, p99 %.0f ms",
                     seconds, 1600 / seconds, Self.percentile(serverTotals, 0.5), Self.percentile(serverTotals, 0.99)))
         }
 

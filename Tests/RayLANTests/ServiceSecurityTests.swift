@@ -64,9 +64,10 @@ extension RayClusterTests.Main {
                 // /models names the model, never a path on the cluster.
                 let models = try await ray.send(.GET, to: endpoint, "/models")
                 let listed = try JSONDecoder().decode(JSONValue.self, from: models.body)
-                let sources = (listed["models"].map { value -> [JSONValue] in
-                    if case .array(let items) = value { return items } else { return [] }
-                } ?? []).compactMap { $0["source"]?.stringValue }
+                let sources =
+                    (listed["models"].map { value -> [JSONValue] in
+                        if case .array(let items) = value { return items } else { return [] }
+                    } ?? []).compactMap { $0["source"]?.stringValue }
                 #expect(!sources.isEmpty)
                 #expect(sources.allSatisfy { !$0.contains("/") }, "\(sources)")
             }
@@ -107,9 +108,12 @@ extension RayClusterTests.Main {
             let cluster = try requireCluster()
             try await DetectionTests.deployBoth(cluster)
             let port = try await cluster.withConnection { try await $0.serveStatus().httpOptions?.port }
-            let listening = try await CommandRunner.run("/usr/bin/env", ["ss", "-ltnH", "sport = :\(try #require(port))"])
+            let listening = try await CommandRunner.run(
+                "/usr/bin/env", ["ss", "-ltnH", "sport = :\(try #require(port))"])
             try #require(listening.status == 0, "\(listening)")
-            let local = listening.stdout.split(separator: "\n").compactMap { $0.split(separator: " ").dropFirst(3).first }
+            let local = listening.stdout.split(separator: "\n").compactMap {
+                $0.split(separator: " ").dropFirst(3).first
+            }
             #expect(!local.isEmpty, "nothing listens on \(port!)")
             #expect(local.allSatisfy { $0.hasPrefix("127.0.0.1:") }, "\(local)")
         }
@@ -118,8 +122,10 @@ extension RayClusterTests.Main {
         func badClientHarmsNobody() async throws {
             let cluster = try requireCluster()
             try await DetectionTests.deployBoth(cluster)
-            let files = try FileManager.default.contentsOfDirectory(atPath: Self.samples.path).filter { $0.hasSuffix(".jpg") }
-                .sorted().map { Self.samples.appendingPathComponent($0) }
+            let files = try FileManager.default.contentsOfDirectory(atPath: Self.samples.path).filter {
+                $0.hasSuffix(".jpg")
+            }
+            .sorted().map { Self.samples.appendingPathComponent($0) }
             try await cluster.withConnection { ray in
                 let client = try await DetectionClient(cluster: ray, application: Self.service)
                 let image = try Data(contentsOf: files[0])
@@ -182,8 +188,14 @@ struct CredentialRoutingTests {
             http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Recorder).serve_forever()
             """
         let logs = ["dashboard", "proxy"].map { folder.appendingPathComponent($0 + ".log").path }
-        let servers = try zip(ports, logs).map { port, log in try RunningCommand(python, ["-c", script, String(port), log]) }
-        defer { servers.forEach { kill(-$0.pid, SIGKILL); kill($0.pid, SIGKILL) } }
+        let servers = try zip(ports, logs).map { port, log in
+            try RunningCommand(python, ["-c", script, String(port), log])
+        }
+        defer {
+            servers.forEach {
+                kill(-$0.pid, SIGKILL); kill($0.pid, SIGKILL)
+            }
+        }
 
         let token = AuthToken(value: "dashboard-token-1234", source: .inline("a test"))
         let key = ServiceKey(value: "service-key-abcdefgh", source: "a test")
@@ -200,7 +212,9 @@ struct CredentialRoutingTests {
             _ = try await cluster.send(.POST, to: endpoint, "/detect", body: Data([1, 2, 3]))
             _ = try await cluster.send(.GET, to: endpoint.anonymous, "/healthz")
         }
-        let seen = try logs.map { try String(contentsOfFile: $0, encoding: .utf8).split(separator: "\n").map(String.init) }
+        let seen = try logs.map {
+            try String(contentsOfFile: $0, encoding: .utf8).split(separator: "\n").map(String.init)
+        }
         #expect(!seen[0].isEmpty && seen[0].allSatisfy { $0 == "'Bearer dashboard-token-1234'" }, "\(seen[0])")
         #expect(seen[1].filter { $0 == "'Bearer service-key-abcdefgh'" }.count >= 2, "\(seen[1])")
         #expect(seen[1].allSatisfy { $0 == "'Bearer service-key-abcdefgh'" || $0 == "None" }, "\(seen[1])")

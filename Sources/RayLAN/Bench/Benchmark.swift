@@ -1,9 +1,9 @@
 #if canImport(Darwin)
-import Darwin
+    import Darwin
 #elseif canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 import Foundation
 
@@ -321,22 +321,22 @@ public struct Benchmark: Sendable {
     /// This process's resident memory in MiB (Linux: /proc; elsewhere the peak from getrusage).
     static func residentMiB() -> Double {
         #if os(Linux)
-        if let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
-            let pages = Double(statm.split(separator: " ").dropFirst().first ?? "")
-        {
-            return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
-        }
+            if let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+                let pages = Double(statm.split(separator: " ").dropFirst().first ?? "")
+            {
+                return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
+            }
         #endif
         var usage = rusage()
         #if canImport(Darwin)
-        getrusage(RUSAGE_SELF, &usage)
-        return Double(usage.ru_maxrss) / 1_048_576
+            getrusage(RUSAGE_SELF, &usage)
+            return Double(usage.ru_maxrss) / 1_048_576
         #elseif canImport(Glibc)
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        return Double(usage.ru_maxrss) / 1024
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            return Double(usage.ru_maxrss) / 1024
         #else
-        getrusage(RUSAGE_SELF, &usage)
-        return Double(usage.ru_maxrss) / 1024
+            getrusage(RUSAGE_SELF, &usage)
+            return Double(usage.ru_maxrss) / 1024
         #endif
     }
 }

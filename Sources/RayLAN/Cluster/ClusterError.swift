@@ -70,7 +70,9 @@ public struct ClusterError: RayLANError, Sendable {
     static func invalidAddress(_ text: String, reason: String) -> ClusterError {
         ClusterError(
             .invalidAddress, "Invalid cluster address '\(text)': \(reason)",
-            remedy: "Use HOST, HOST:PORT or http://HOST:PORT of the Ray dashboard, e.g. 192.168.1.130 or 192.168.1.130:8265.")
+            remedy:
+                "Use HOST, HOST:PORT or http://HOST:PORT of the Ray dashboard, e.g. 192.168.1.130 or 192.168.1.130:8265."
+        )
     }
 
     static func unreachable(
@@ -79,7 +81,8 @@ public struct ClusterError: RayLANError, Sendable {
         ClusterError(
             .unreachable,
             "Cannot reach the Ray dashboard at \(address.host):\(address.port) (\(reason))",
-            remedy: "Is Ray running there with --dashboard-host=0.0.0.0, and is port \(address.port) open in the firewall on \(address.host)?",
+            remedy:
+                "Is Ray running there with --dashboard-host=0.0.0.0, and is port \(address.port) open in the firewall on \(address.host)?",
             underlying: underlying)
     }
 
@@ -98,7 +101,8 @@ public struct ClusterError: RayLANError, Sendable {
         ClusterError(
             .unauthorized,
             "The Ray cluster at \(address.host):\(address.port) requires a token (HTTP 401) and none was sent",
-            remedy: "Copy the head's token file to this machine (~/.raylan/cluster-token where 'raylan up --head' made it, else ~/.ray/auth_token) and pass --token-file FILE, or set RAY_AUTH_TOKEN.",
+            remedy:
+                "Copy the head's token file to this machine (~/.raylan/cluster-token where 'raylan up --head' made it, else ~/.ray/auth_token) and pass --token-file FILE, or set RAY_AUTH_TOKEN.",
             status: 401, responseBody: body)
     }
 
@@ -107,7 +111,8 @@ public struct ClusterError: RayLANError, Sendable {
         return ClusterError(
             .forbidden,
             "The Ray cluster at \(address.host):\(address.port) refused the token\(source) (HTTP 403)",
-            remedy: "Use the token the cluster was started with: run 'ray get-auth-token' on the head and pass it with --token-file or RAY_AUTH_TOKEN.",
+            remedy:
+                "Use the token the cluster was started with: run 'ray get-auth-token' on the head and pass it with --token-file or RAY_AUTH_TOKEN.",
             status: 403, responseBody: body)
     }
 

@@ -55,7 +55,9 @@ public struct Doctor: Sendable {
         }
         let cluster = RayCluster(
             address: address,
-            configuration: .init(token: configuration.token, timeouts: .init(connect: configuration.connectTimeout, request: .seconds(20))))
+            configuration: .init(
+                token: configuration.token,
+                timeouts: .init(connect: configuration.connectTimeout, request: .seconds(20))))
         await clusterChecks(address, cluster: cluster, &checks, progress)
         try? await cluster.shutdown()
         return DoctorReport(address: address.description, checks: checks)
@@ -74,17 +76,21 @@ public struct Doctor: Sendable {
 
     /// Checks 2–8, against the dashboard at `address`.
     func clusterChecks(
-        _ address: ClusterAddress, cluster: RayCluster, _ checks: inout [DoctorCheck], _ progress: @Sendable (DoctorCheck) -> Void
+        _ address: ClusterAddress, cluster: RayCluster, _ checks: inout [DoctorCheck],
+        _ progress: @Sendable (DoctorCheck) -> Void
     ) async {
         let (ports, second) = await timed { await checkPorts(address, cluster: cluster) }
         Self.add(second, to: &checks, progress)
         guard ports.dashboardOpen else {
-            Self.skipRest("the dashboard at \(address.host):\(address.port) cannot be reached (check 2)", &checks, progress)
+            Self.skipRest(
+                "the dashboard at \(address.host):\(address.port) cannot be reached (check 2)", &checks, progress)
             return
         }
         let (exposed, third) = await timed { await checkDashboard(address, cluster: cluster) }
         Self.add(third, to: &checks, progress)
-        let (info, fourth) = await timed { await checkAuthentication(address, cluster: cluster, exposed: exposed, serve: ports.serve) }
+        let (info, fourth) = await timed {
+            await checkAuthentication(address, cluster: cluster, exposed: exposed, serve: ports.serve)
+        }
         Self.add(fourth, to: &checks, progress)
         guard let info else {
             Self.skipRest("the cluster did not accept this machine (check 4)", &checks, progress)
@@ -96,9 +102,12 @@ public struct Doctor: Sendable {
         async let stateResult = Result(catching: { try await cluster.state() })
         let probe: Result<NodeProbe, any Error>
         if let code = configuration.code {
-            probe = await Result(catching: { try await cluster.probeNodes(code: code, timeout: configuration.probeTimeout) })
+            probe = await Result(catching: {
+                try await cluster.probeNodes(code: code, timeout: configuration.probeTimeout)
+            })
         } else {
-            probe = .failure(ServeError(.clusterCodeMissing, "RayLAN's cluster code (cluster/raylan_doctor) was not found"))
+            probe = .failure(
+                ServeError(.clusterCodeMissing, "RayLAN's cluster code (cluster/raylan_doctor) was not found"))
         }
         let state = await stateResult
         let shared = (clock.now - started).seconds
@@ -127,7 +136,9 @@ public struct Doctor: Sendable {
             return (
                 address,
                 address == nil
-                    ? check(.fail, "No address given and no embedded local cluster.", remedy: "Pass --address HOST of the Ray head.")
+                    ? check(
+                        .fail, "No address given and no embedded local cluster.",
+                        remedy: "Pass --address HOST of the Ray head.")
                     : check(.pass, "No address: the embedded local cluster at \(address!).")
             )
         }
@@ -137,7 +148,12 @@ public struct Doctor: Sendable {
         } catch let error as ClusterError {
             return (nil, check(.fail, error.message + ".", remedy: error.remedy))
         } catch {
-            return (nil, check(.fail, "Invalid address '\(text)': \(error).", remedy: "Use HOST, HOST:PORT or http://HOST:PORT of the Ray dashboard."))
+            return (
+                nil,
+                check(
+                    .fail, "Invalid address '\(text)': \(error).",
+                    remedy: "Use HOST, HOST:PORT or http://HOST:PORT of the Ray dashboard.")
+            )
         }
         if text.lowercased().hasPrefix("ray://") {
             return (
@@ -178,7 +194,9 @@ public struct Doctor: Sendable {
         let timeout = configuration.connectTimeout
         let probes = await withTaskGroup(of: (Int, PortProbe).self) { group in
             for (index, target) in targets.enumerated() {
-                group.addTask { (index, await PortProbe.probe(host: address.host, port: target.port, timeout: timeout)) }
+                group.addTask {
+                    (index, await PortProbe.probe(host: address.host, port: target.port, timeout: timeout))
+                }
             }
             var results: [Int: PortProbe] = [:]
             for await (index, probe) in group { results[index] = probe }
@@ -200,17 +218,21 @@ public struct Doctor: Sendable {
                 switch probe.outcome {
                 case .dropped:
                     what = "no answer in \(timeout) (packets dropped)"
-                    remedy = "Check the firewall on \(address.host) for port \(target.port): packets to it are dropped ('raylan up --head' prints the rules to add)."
+                    remedy =
+                        "Check the firewall on \(address.host) for port \(target.port): packets to it are dropped ('raylan up --head' prints the rules to add)."
                 case .refused:
                     what = "connection refused after \(time)"
-                    remedy = target.port == servePort && !serveRunning
+                    remedy =
+                        target.port == servePort && !serveRunning
                         ? "Serve is not running: 'raylan serve deploy' (or 'raylan up --head') starts its proxy."
                         : "Nothing listens on \(address.host):\(target.port), or a firewall rejects it: is Ray running there ('raylan up --head')?"
                 default:
                     what = probe.reason ?? "unreachable"
-                    remedy = "No route to \(address.host): check the address and that this machine is on the same network."
+                    remedy =
+                        "No route to \(address.host): check the address and that this machine is on the same network."
                 }
-                let severity = target.name == "Serve HTTP proxy" && !serveRunning ? DoctorCheck.Status.pass : target.required
+                let severity =
+                    target.name == "Serve HTTP proxy" && !serveRunning ? DoctorCheck.Status.pass : target.required
                 details.append("\(target.name) port \(target.port): \(what)")
                 if severity != .pass {
                     status = max(status, severity)
@@ -219,8 +241,10 @@ public struct Doctor: Sendable {
                 }
             }
         }
-        let summary = problems.isEmpty
-            ? "Reached \(address.host) on " + targets.enumerated().filter { probes[$0.offset]?.outcome == .open }
+        let summary =
+            problems.isEmpty
+            ? "Reached \(address.host) on "
+                + targets.enumerated().filter { probes[$0.offset]?.outcome == .open }
                 .map { "\($0.element.port) (\($0.element.name))" }.joined(separator: ", ") + "."
             : problems.joined(separator: "; ") + "."
         let open = probes[0]?.outcome == .open
@@ -254,10 +278,21 @@ public struct Doctor: Sendable {
             )
         }
         if configuration.address == nil {
-            return (false, check(.pass, "The embedded cluster's dashboard answers at \(address); it listens on 127.0.0.1, private to this machine by design."))
+            return (
+                false,
+                check(
+                    .pass,
+                    "The embedded cluster's dashboard answers at \(address); it listens on 127.0.0.1, private to this machine by design."
+                )
+            )
         }
         guard HostNetwork.isLocal(address.host) else {
-            return (true, check(.pass, "The dashboard answers at \(address) from this machine, so it is not bound to localhost only."))
+            return (
+                true,
+                check(
+                    .pass,
+                    "The dashboard answers at \(address) from this machine, so it is not bound to localhost only.")
+            )
         }
         guard HostNetwork.isLoopback(address.host) else {
             return (true, check(.pass, "The dashboard answers at \(address), a LAN address of this host."))
@@ -266,19 +301,27 @@ public struct Doctor: Sendable {
         let lan = HostNetwork.interfaces().filter { !$0.isLoopback }
         var reachable: [String] = []
         for interface in lan {
-            let probe = await PortProbe.probe(host: interface.address, port: address.port, timeout: configuration.connectTimeout)
+            let probe = await PortProbe.probe(
+                host: interface.address, port: address.port, timeout: configuration.connectTimeout)
             if probe.outcome == .open { reachable.append(interface.address) }
         }
         if reachable.isEmpty {
             return (
                 false,
                 check(
-                    .warn, "The dashboard listens on loopback only: other hosts and the Mac cannot reach it (the seed's localhost pitfall).",
+                    .warn,
+                    "The dashboard listens on loopback only: other hosts and the Mac cannot reach it (the seed's localhost pitfall).",
                     remedy: "Start the head with 'raylan up --head' (or ray start --dashboard-host=0.0.0.0).",
                     details: lan.map { "\($0.address):\(address.port): closed" })
             )
         }
-        return (true, check(.pass, "The dashboard answers on loopback and on \(reachable.joined(separator: ", ")), so other hosts can reach it."))
+        return (
+            true,
+            check(
+                .pass,
+                "The dashboard answers on loopback and on \(reachable.joined(separator: ", ")), so other hosts can reach it."
+            )
+        )
     }
 
     // MARK: 4. Authentication
@@ -295,7 +338,10 @@ public struct Doctor: Sendable {
         } catch let error as ClusterError {
             return (nil, check(.fail, error.message + " (\(modeText)).", remedy: error.remedy))
         } catch {
-            return (nil, check(.fail, "The dashboard's handshake failed: \(error).", remedy: "Run 'raylan status' for details."))
+            return (
+                nil,
+                check(.fail, "The dashboard's handshake failed: \(error).", remedy: "Run 'raylan status' for details.")
+            )
         }
         var status = DoctorCheck.Status.pass
         var lines: [String] = []
@@ -305,8 +351,10 @@ public struct Doctor: Sendable {
         } else if exposed {
             status = .warn
             lines.append(
-                "No authentication (\(modeText)), and the dashboard is reachable from the LAN: anyone who reaches port \(address.port) can run code on this cluster.")
-            remedy = "Restart the head with 'raylan up --head' (token authentication, Ray ≥ 2.52), or open port \(address.port) only to trusted hosts."
+                "No authentication (\(modeText)), and the dashboard is reachable from the LAN: anyone who reaches port \(address.port) can run code on this cluster."
+            )
+            remedy =
+                "Restart the head with 'raylan up --head' (token authentication, Ray ≥ 2.52), or open port \(address.port) only to trusted hosts."
         } else {
             lines.append("No authentication (\(modeText)); the dashboard is reachable from this machine only.")
         }
@@ -318,7 +366,8 @@ public struct Doctor: Sendable {
                 lines.append(
                     "The detection service \(services.open.joined(separator: ", ")) on port \(port) answered an anonymous "
                         + "request: anyone who reaches the port can use it and its GPU.")
-                remedy = "Redeploy without --public ('raylan serve deploy --model …'): it then requires the service key."
+                remedy =
+                    "Redeploy without --public ('raylan serve deploy --model …'): it then requires the service key."
             }
             if !services.keyed.isEmpty {
                 lines.append(

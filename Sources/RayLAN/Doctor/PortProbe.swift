@@ -1,9 +1,9 @@
 #if canImport(Darwin)
-import Darwin
+    import Darwin
 #elseif canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 import Dispatch
 import Foundation
@@ -42,7 +42,9 @@ public struct PortProbe: Sendable, Hashable, Codable {
     static func connectNow(host: String, port: Int, timeout: Duration) -> PortProbe {
         let start = ContinuousClock.now
         func result(_ outcome: Outcome, _ reason: String? = nil) -> PortProbe {
-            PortProbe(host: host, port: port, outcome: outcome, milliseconds: (ContinuousClock.now - start).seconds * 1000, reason: reason)
+            PortProbe(
+                host: host, port: port, outcome: outcome, milliseconds: (ContinuousClock.now - start).seconds * 1000,
+                reason: reason)
         }
         guard let address = HostNetwork.resolve(host), let number = HostNetwork.number(address) else {
             return result(.unreachable, "cannot resolve \(host)")
@@ -56,7 +58,9 @@ public struct PortProbe: Sendable, Hashable, Codable {
         peer.sin_port = in_port_t(UInt16(port)).bigEndian
         peer.sin_addr.s_addr = number.bigEndian
         let started = withUnsafePointer(to: &peer) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         var error = started == 0 ? 0 : errno
         if started != 0 && error == EINPROGRESS {

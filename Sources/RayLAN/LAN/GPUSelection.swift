@@ -24,11 +24,15 @@ public enum GPUSelection: Sendable, Hashable, CustomStringConvertible {
         } else if let count = Int(trimmed), count >= 0 {
             self = .count(count)
         } else {
-            let parts = trimmed.split(separator: ",", omittingEmptySubsequences: true).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            let parts = trimmed.split(separator: ",", omittingEmptySubsequences: true).map {
+                Int($0.trimmingCharacters(in: .whitespaces))
+            }
             guard trimmed.contains(","), !parts.isEmpty, parts.allSatisfy({ ($0 ?? -1) >= 0 }) else {
                 throw HostNodeError(
                     .invalidArgument, "Invalid GPU selection '\(text)'",
-                    remedy: "Use --gpus all, a count such as --gpus 2 (0 for a CPU node), or device indices such as --gpus 0,1.")
+                    remedy:
+                        "Use --gpus all, a count such as --gpus 2 (0 for a CPU node), or device indices such as --gpus 0,1."
+                )
             }
             self = .devices(parts.compactMap { $0 })
         }
@@ -73,7 +77,9 @@ public enum GPUSelection: Sendable, Hashable, CustomStringConvertible {
     public static func detect() async -> [DetectedGPU] {
         guard let smi = ProcessGroup.executable(named: "nvidia-smi") else { return [] }
         let query = [smi, "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"]
-        guard let result = try? await ProcessGroup.capture(query, timeout: .seconds(30)), result.status == 0 else { return [] }
+        guard let result = try? await ProcessGroup.capture(query, timeout: .seconds(30)), result.status == 0 else {
+            return []
+        }
         return parse(nvidiaSMI: result.output)
     }
 
@@ -91,22 +97,31 @@ public enum GPUSelection: Sendable, Hashable, CustomStringConvertible {
     /// - Throws: ``HostNodeError`` (`invalidArgument`) when more GPUs or other indices are asked for than
     ///   `nvidia-smi` shows.
     public func plan(detected: [DetectedGPU]) throws -> Plan {
-        let found = detected.isEmpty
+        let found =
+            detected.isEmpty
             ? "nvidia-smi shows no GPU"
             : "nvidia-smi shows \(detected.map { "\($0.index): \($0.name)" }.joined(separator: ", "))"
         switch self {
         case .all:
             if detected.isEmpty {
-                return Plan(count: 0, visibleDevices: nil, devices: [], logicalOnly: false, summary: "No GPU: \(found), so this is a CPU node.")
+                return Plan(
+                    count: 0, visibleDevices: nil, devices: [], logicalOnly: false,
+                    summary: "No GPU: \(found), so this is a CPU node.")
             }
-            return Plan(count: detected.count, visibleDevices: nil, devices: detected, logicalOnly: false, summary: "\(detected.count) GPU(s): \(found).")
+            return Plan(
+                count: detected.count, visibleDevices: nil, devices: detected, logicalOnly: false,
+                summary: "\(detected.count) GPU(s): \(found).")
         case .count(0):
-            return Plan(count: 0, visibleDevices: "", devices: [], logicalOnly: false, summary: "No GPU (--gpus 0): a CPU node.")
+            return Plan(
+                count: 0, visibleDevices: "", devices: [], logicalOnly: false, summary: "No GPU (--gpus 0): a CPU node."
+            )
         case .count(let count):
             if detected.isEmpty {
                 return Plan(
                     count: count, visibleDevices: nil, devices: [], logicalOnly: true,
-                    summary: "\(count) logical GPU(s) declared, but \(found): tasks that ask for a GPU run here without one.")
+                    summary:
+                        "\(count) logical GPU(s) declared, but \(found): tasks that ask for a GPU run here without one."
+                )
             }
             guard count <= detected.count else {
                 throw HostNodeError(
@@ -121,12 +136,15 @@ public enum GPUSelection: Sendable, Hashable, CustomStringConvertible {
             if detected.isEmpty {
                 return Plan(
                     count: indices.count, visibleDevices: nil, devices: [], logicalOnly: true,
-                    summary: "\(indices.count) logical GPU(s) declared, but \(found): tasks that ask for a GPU run here without one.")
+                    summary:
+                        "\(indices.count) logical GPU(s) declared, but \(found): tasks that ask for a GPU run here without one."
+                )
             }
             let missing = indices.filter { index in !detected.contains { $0.index == index } }
             guard missing.isEmpty else {
                 throw HostNodeError(
-                    .invalidArgument, "--gpus \(description) names GPU \(missing.map(String.init).joined(separator: ", ")), which this host lacks (\(found))",
+                    .invalidArgument,
+                    "--gpus \(description) names GPU \(missing.map(String.init).joined(separator: ", ")), which this host lacks (\(found))",
                     remedy: "Use indices from nvidia-smi's list, or --gpus all.")
             }
             let chosen = detected.filter { indices.contains($0.index) }

@@ -42,7 +42,9 @@ public struct HostNode: Sendable, Codable {
     public var joinCommand: String {
         var words = ["raylan", "up", "--join", headAddress]
         if ports.gcs != LocalRay.Ports.defaultGCS { words += ["--port", String(ports.gcs)] }
-        if ports.dashboard != LocalRay.Ports.defaultDashboard { words += ["--dashboard-port", String(ports.dashboard)] }
+        if ports.dashboard != LocalRay.Ports.defaultDashboard {
+            words += ["--dashboard-port", String(ports.dashboard)]
+        }
         if ports.serve != LocalRay.Ports.defaultServe { words += ["--serve-port", String(ports.serve)] }
         if let tokenFile { words += ["--token-file", tokenFile] }
         return words.joined(separator: " ")
@@ -153,16 +155,19 @@ public struct HostNode: Sendable, Codable {
         var token: AuthToken?
         if configuration.insecure {
             warnings.append(
-                "No authentication (--insecure): anyone who reaches port \(ports.dashboard) can run code on this cluster.")
+                "No authentication (--insecure): anyone who reaches port \(ports.dashboard) can run code on this cluster."
+            )
         } else if let version = RayVersion(versions.ray), version >= RayVersion(2, 52, 0) {
             let path = configuration.tokenFile ?? configuration.stateDirectory + "/cluster-token"
             token = try AuthToken.loadOrCreate(at: path, via: configuration.tokenFile == nil ? nil : "--token-file")
         } else {
             warnings.append(
-                "Ray \(versions.ray) has no token authentication (Ray 2.52 added it): the dashboard on port \(ports.dashboard) is open to everyone on the LAN. Upgrade Ray, or open the port only to trusted hosts.")
+                "Ray \(versions.ray) has no token authentication (Ray 2.52 added it): the dashboard on port \(ports.dashboard) is open to everyone on the LAN. Upgrade Ray, or open the port only to trusted hosts."
+            )
         }
         let local = LocalRayConfiguration(
-            environment: configuration.environment, cpus: configuration.cpus, gpus: Double(plan.count), authToken: token,
+            environment: configuration.environment, cpus: configuration.cpus, gpus: Double(plan.count),
+            authToken: token,
             extraEnvironment: environment, dashboardHost: dashboardHost, startTimeout: configuration.startTimeout,
             ports: ports, nodeAddress: address)
         progress("Starting the Ray head on \(address) (dashboard port \(ports.dashboard), GCS \(ports.gcs))…")
@@ -200,7 +205,8 @@ public struct HostNode: Sendable, Codable {
         }
         let dashboard = ClusterAddress(host: headAddress, port: configuration.dashboardPort)
         let token = configuration.token
-        let (info, mode) = try await RayCluster.withConnection(to: dashboard, configuration: .init(token: token)) { cluster in
+        let (info, mode) = try await RayCluster.withConnection(to: dashboard, configuration: .init(token: token)) {
+            cluster in
             (try await cluster.serverInfo(), await cluster.authenticationMode())
         }
         let headPython = info.pythonVersion ?? "?"
@@ -208,7 +214,9 @@ public struct HostNode: Sendable, Codable {
             throw HostNodeError(
                 .versionMismatch,
                 "The head at \(headAddress) runs Ray \(info.rayVersion) on Python \(headPython), but this host's environment (\(configuration.environment.python)) has Ray \(versions.ray) on Python \(versions.python); Ray refuses nodes whose versions differ",
-                remedy: "Install Python \(headPython) with ray[default,serve]==\(info.rayVersion) here (e.g. with uv), and point RAYLAN_PYTHON or --python at it.")
+                remedy:
+                    "Install Python \(headPython) with ray[default,serve]==\(info.rayVersion) here (e.g. with uv), and point RAYLAN_PYTHON or --python at it."
+            )
         }
         progress("The head at \(headAddress) runs Ray \(info.rayVersion) on Python \(headPython), as this host does.")
         let address = try nodeAddress(bind: configuration.bind, toward: headAddress)
@@ -224,7 +232,9 @@ public struct HostNode: Sendable, Codable {
         if usesToken && token == nil {
             throw ClusterError(
                 .unauthorized, "The head at \(headAddress) uses token authentication, and no token was found here",
-                remedy: "Copy the head's token file (raylan up --head printed its path) to this host and pass --token-file.")
+                remedy:
+                    "Copy the head's token file (raylan up --head printed its path) to this host and pass --token-file."
+            )
         }
         let local = LocalRayConfiguration(
             environment: configuration.environment, cpus: configuration.cpus, gpus: Double(plan.count),
@@ -259,7 +269,8 @@ public struct HostNode: Sendable, Codable {
         if let bind {
             guard addresses.contains(bind) else {
                 throw HostNodeError(
-                    .invalidArgument, "--bind \(bind) is not an address of this host (it has \(addresses.joined(separator: ", ")))",
+                    .invalidArgument,
+                    "--bind \(bind) is not an address of this host (it has \(addresses.joined(separator: ", ")))",
                     remedy: "Pass one of this host's LAN addresses, or leave --bind out.")
             }
             return bind
@@ -268,14 +279,18 @@ public struct HostNode: Sendable, Codable {
         guard let found, !HostNetwork.isLoopback(found) else {
             throw HostNodeError(
                 .invalidArgument,
-                peer.map { "No route from this host to \($0)" } ?? "This host has no LAN address (only \(addresses.joined(separator: ", ")))",
+                peer.map { "No route from this host to \($0)" }
+                    ?? "This host has no LAN address (only \(addresses.joined(separator: ", ")))",
                 remedy: "Connect the host to the LAN, or pass --bind with its address.")
         }
         return found
     }
 
     static func nodePorts(_ ports: LocalRay.Ports) -> [Int] {
-        [ports.nodeManager, ports.objectManager, ports.runtimeEnvAgent, ports.dashboardAgentGRPC, ports.dashboardAgentListen, ports.metrics]
+        [
+            ports.nodeManager, ports.objectManager, ports.runtimeEnvAgent, ports.dashboardAgentGRPC,
+            ports.dashboardAgentListen, ports.metrics,
+        ]
     }
 
     /// Refuses to start when a pinned port is taken (another Ray, or another program).
@@ -285,7 +300,9 @@ public struct HostNode: Sendable, Codable {
             throw HostNodeError(
                 .portInUse,
                 "Port\(taken.count > 1 ? "s" : "") \(taken.map(String.init).joined(separator: ", ")) on \(address) \(taken.count > 1 ? "are" : "is") in use (another Ray or another program)",
-                remedy: "Stop what listens there, or move RayLAN's ports with --port (the node ports follow it), --dashboard-port and --serve-port.")
+                remedy:
+                    "Stop what listens there, or move RayLAN's ports with --port (the node ports follow it), --dashboard-port and --serve-port."
+            )
         }
     }
 }

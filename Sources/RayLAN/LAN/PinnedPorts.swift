@@ -25,7 +25,9 @@ extension LocalRay.Ports {
     public static let defaultWorkers = 10002...10999
 
     /// The pinned layout around the GCS port `gcs` (see the type's table).
-    public static func pinned(gcs: Int = defaultGCS, dashboard: Int = defaultDashboard, serve: Int = defaultServe) -> Self {
+    public static func pinned(gcs: Int = defaultGCS, dashboard: Int = defaultDashboard, serve: Int = defaultServe)
+        -> Self
+    {
         Self(
             gcs: gcs, dashboard: dashboard, rayClient: defaultRayClient, dashboardAgentListen: gcs + 5,
             dashboardAgentGRPC: gcs + 4, metrics: gcs + 6, nodeManager: gcs + 1, objectManager: gcs + 2,
@@ -52,18 +54,31 @@ extension LocalRay.Ports {
     public var openings: [Opening] {
         var result = [
             Opening(first: gcs, last: gcs, purpose: "GCS (nodes join here)", headOnly: true),
-            Opening(first: dashboard, last: dashboard, purpose: "dashboard: Jobs, Serve and state REST (RayLAN connects here)", headOnly: true),
+            Opening(
+                first: dashboard, last: dashboard,
+                purpose: "dashboard: Jobs, Serve and state REST (RayLAN connects here)", headOnly: true),
             Opening(first: serve, last: serve, purpose: "Serve HTTP proxy (detection requests)", headOnly: false),
-            Opening(first: rayClient, last: rayClient, purpose: "Ray Client server (ray://; RayLAN does not need it)", headOnly: true),
+            Opening(
+                first: rayClient, last: rayClient, purpose: "Ray Client server (ray://; RayLAN does not need it)",
+                headOnly: true),
         ]
-        let nodePorts = [nodeManager, objectManager, runtimeEnvAgent, dashboardAgentGRPC, dashboardAgentListen, metrics]
+        let nodePorts = [
+            nodeManager, objectManager, runtimeEnvAgent, dashboardAgentGRPC, dashboardAgentListen, metrics,
+        ]
         if let low = nodePorts.min(), let high = nodePorts.max(), high - low == nodePorts.count - 1 {
-            result.append(Opening(first: low, last: high, purpose: "node manager, object manager, runtime-env agent, dashboard agent, metrics", headOnly: false))
+            result.append(
+                Opening(
+                    first: low, last: high,
+                    purpose: "node manager, object manager, runtime-env agent, dashboard agent, metrics",
+                    headOnly: false))
         } else {
             result += nodePorts.map { Opening(first: $0, last: $0, purpose: "node service", headOnly: false) }
         }
         if let workers {
-            result.append(Opening(first: workers.lowerBound, last: workers.upperBound, purpose: "worker processes (tasks, actors, Serve replicas)", headOnly: false))
+            result.append(
+                Opening(
+                    first: workers.lowerBound, last: workers.upperBound,
+                    purpose: "worker processes (tasks, actors, Serve replicas)", headOnly: false))
         }
         return result.sorted { $0.first < $1.first }
     }

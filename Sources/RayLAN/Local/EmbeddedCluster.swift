@@ -1,9 +1,9 @@
 #if canImport(Darwin)
-import Darwin
+    import Darwin
 #elseif canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 import Foundation
 
@@ -94,9 +94,10 @@ public struct EmbeddedCluster: Sendable {
         if ray.usesToken && token == nil { return false }
         let configuration = RayCluster.Configuration(
             token: token, timeouts: .init(connect: .seconds(1), request: .seconds(5)))
-        return (try? await RayCluster.withConnection(to: ray.address, configuration: configuration) { cluster in
-            await cluster.isReady()
-        }) ?? false
+        return
+            (try? await RayCluster.withConnection(to: ray.address, configuration: configuration) { cluster in
+                await cluster.isReady()
+            }) ?? false
     }
 }
 

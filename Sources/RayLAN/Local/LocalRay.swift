@@ -283,7 +283,9 @@ public struct LocalRay: Sendable, Codable, Hashable {
         let tail = (telling.suffix(6) + lines.suffix(3)).map { String($0.prefix(400)) }.joined(separator: "\n")
         return LocalRayError(
             code, "The local Ray did not start: \(reason). Ray said:\n\(tail)",
-            remedy: "Ray's whole output is in \(keptLogFile); the Python environment comes from \(RayEnvironment.setupCommand).")
+            remedy:
+                "Ray's whole output is in \(keptLogFile); the Python environment comes from \(RayEnvironment.setupCommand)."
+        )
     }
 
     /// Where Ray's output is kept after a failed start.

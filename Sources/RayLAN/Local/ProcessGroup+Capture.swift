@@ -1,9 +1,9 @@
 #if canImport(Darwin)
-import Darwin
+    import Darwin
 #elseif canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 import Foundation
 
@@ -24,7 +24,9 @@ extension ProcessGroup {
         _ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
         timeout: Duration = .seconds(30)
     ) async throws -> Captured {
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("raylan-\(UUID().uuidString.prefix(8)).out").path
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "raylan-\(UUID().uuidString.prefix(8)).out"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: file) }
         let pid = try spawn(arguments, environment: environment, logFile: file)
         let clock = ContinuousClock()

@@ -1,9 +1,9 @@
 #if canImport(Darwin)
-import Darwin
+    import Darwin
 #elseif canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 import Foundation
 
@@ -61,8 +61,8 @@ public enum ProcessGroup {
         var fileActions = posix_spawn_file_actions_t()
         var attributes = posix_spawnattr_t()
         #if canImport(Darwin)
-        fileActions = nil
-        attributes = nil
+            fileActions = nil
+            attributes = nil
         #endif
         posix_spawn_file_actions_init(&fileActions)
         posix_spawnattr_init(&attributes)
@@ -101,12 +101,12 @@ public enum ProcessGroup {
     public static func isAlive(_ pid: pid_t) -> Bool {
         guard kill(pid, 0) == 0 || errno == EPERM else { return false }
         #if os(Linux)
-        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")"),
-            stat[stat.index(after: close)...].split(separator: " ").first == "Z"
-        {
-            return false
-        }
+            if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")"),
+                stat[stat.index(after: close)...].split(separator: " ").first == "Z"
+            {
+                return false
+            }
         #endif
         return true
     }
@@ -167,55 +167,55 @@ public enum ProcessGroup {
     /// The process table: /proc on Linux, `ps` (and `sysctl` for start times) elsewhere. Zombies are left out.
     static func processTable() -> [Entry] {
         #if os(Linux)
-        var entries: [Entry] = []
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        for name in names {
-            guard let pid = pid_t(name),
-                let text = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
-                let stat = StatLine(text), stat.state != "Z"
-            else { continue }
-            let raw = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(name)/cmdline"))) ?? Data()
-            let arguments = raw.split(separator: 0, omittingEmptySubsequences: false).map {
-                String(decoding: $0, as: UTF8.self)
+            var entries: [Entry] = []
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            for name in names {
+                guard let pid = pid_t(name),
+                    let text = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
+                    let stat = StatLine(text), stat.state != "Z"
+                else { continue }
+                let raw = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(name)/cmdline"))) ?? Data()
+                let arguments = raw.split(separator: 0, omittingEmptySubsequences: false).map {
+                    String(decoding: $0, as: UTF8.self)
+                }
+                entries.append(
+                    Entry(
+                        pid: pid, parent: stat.parent, group: stat.group,
+                        arguments: arguments.last == "" ? Array(arguments.dropLast()) : arguments,
+                        startTime: stat.startTime, user: user(of: pid)))
             }
-            entries.append(
-                Entry(
-                    pid: pid, parent: stat.parent, group: stat.group,
-                    arguments: arguments.last == "" ? Array(arguments.dropLast()) : arguments,
-                    startTime: stat.startTime, user: user(of: pid)))
-        }
-        return entries
+            return entries
         #else
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/ps")
-        process.arguments = ["-axww", "-o", "pid=,ppid=,pgid=,uid=,stat=,command="]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return [] }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { line in
-            let parts = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
-            guard parts.count >= 5, let pid = pid_t(parts[0]), let parent = pid_t(parts[1]),
-                let group = pid_t(parts[2]), !parts[4].hasPrefix("Z")
-            else { return nil }
-            let arguments = parts.count > 5 ? parts[5].split(separator: " ").map(String.init) : []
-            return Entry(
-                pid: pid, parent: parent, group: group, arguments: arguments,
-                startTime: ProcessIdentity.startTime(of: pid), user: uid_t(parts[3]))
-        }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/ps")
+            process.arguments = ["-axww", "-o", "pid=,ppid=,pgid=,uid=,stat=,command="]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = FileHandle.nullDevice
+            guard (try? process.run()) != nil else { return [] }
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { line in
+                let parts = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+                guard parts.count >= 5, let pid = pid_t(parts[0]), let parent = pid_t(parts[1]),
+                    let group = pid_t(parts[2]), !parts[4].hasPrefix("Z")
+                else { return nil }
+                let arguments = parts.count > 5 ? parts[5].split(separator: " ").map(String.init) : []
+                return Entry(
+                    pid: pid, parent: parent, group: group, arguments: arguments,
+                    startTime: ProcessIdentity.startTime(of: pid), user: uid_t(parts[3]))
+            }
         #endif
     }
 
     #if os(Linux)
-    /// The effective user id of `pid` (the second number of `Uid:` in `/proc/<pid>/status`).
-    static func user(of pid: pid_t) -> uid_t? {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") })
-        else { return nil }
-        let ids = line.dropFirst(4).split(whereSeparator: { $0 == "\t" || $0 == " " })
-        return ids.count > 1 ? uid_t(ids[1]) : nil
-    }
+        /// The effective user id of `pid` (the second number of `Uid:` in `/proc/<pid>/status`).
+        static func user(of pid: pid_t) -> uid_t? {
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+                let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") })
+            else { return nil }
+            let ids = line.dropFirst(4).split(whereSeparator: { $0 == "\t" || $0 == " " })
+            return ids.count > 1 ? uid_t(ids[1]) : nil
+        }
     #endif
 }

@@ -1,9 +1,9 @@
 #if canImport(Darwin)
-import Darwin
+    import Darwin
 #elseif canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 import Foundation
 
@@ -31,33 +31,33 @@ public struct ProcessIdentity: Sendable, Codable, Hashable {
     /// The id of the current boot; nil when it cannot be read.
     public static var currentBootID: String? {
         #if os(Linux)
-        let text = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)) ?? ""
-        let id = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        return id.isEmpty ? nil : id
+            let text = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)) ?? ""
+            let id = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            return id.isEmpty ? nil : id
         #elseif canImport(Darwin)
-        var boot = timeval()
-        var size = MemoryLayout<timeval>.size
-        guard sysctlbyname("kern.boottime", &boot, &size, nil, 0) == 0 else { return nil }
-        return "\(boot.tv_sec).\(boot.tv_usec)"
+            var boot = timeval()
+            var size = MemoryLayout<timeval>.size
+            guard sysctlbyname("kern.boottime", &boot, &size, nil, 0) == 0 else { return nil }
+            return "\(boot.tv_sec).\(boot.tv_usec)"
         #else
-        return nil
+            return nil
         #endif
     }
 
     /// When `pid` started (see ``startTime``); nil when it does not run or cannot be read.
     static func startTime(of pid: pid_t) -> UInt64? {
         #if os(Linux)
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return nil }
-        return ProcessGroup.StatLine(stat)?.startTime
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return nil }
+            return ProcessGroup.StatLine(stat)?.startTime
         #elseif canImport(Darwin)
-        var info = kinfo_proc()
-        var size = MemoryLayout<kinfo_proc>.stride
-        var name: [Int32] = [CTL_KERN, KERN_PROC, KERN_PROC_PID, pid]
-        guard sysctl(&name, u_int(name.count), &info, &size, nil, 0) == 0, size > 0 else { return nil }
-        let start = info.kp_proc.p_un.__p_starttime
-        return UInt64(start.tv_sec) * 1_000_000 + UInt64(start.tv_usec)
+            var info = kinfo_proc()
+            var size = MemoryLayout<kinfo_proc>.stride
+            var name: [Int32] = [CTL_KERN, KERN_PROC, KERN_PROC_PID, pid]
+            guard sysctl(&name, u_int(name.count), &info, &size, nil, 0) == 0, size > 0 else { return nil }
+            let start = info.kp_proc.p_un.__p_starttime
+            return UInt64(start.tv_sec) * 1_000_000 + UInt64(start.tv_usec)
         #else
-        return nil
+            return nil
         #endif
     }
 }

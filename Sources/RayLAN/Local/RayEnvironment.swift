@@ -32,16 +32,22 @@ public struct RayEnvironment: Sendable, Hashable {
             if exists, fileManager.isExecutableFile(atPath: ray) { return RayEnvironment(rayExecutable: ray) }
             throw LocalRayError(
                 .pythonMissing, "RAYLAN_PYTHON is '\(given)', but there is no Ray at \(ray)",
-                remedy: "Point RAYLAN_PYTHON at a Python (or venv) with ray[default,serve]==\(RayVersion.newestTested), or run \(setupCommand) in the RayLAN checkout.")
+                remedy:
+                    "Point RAYLAN_PYTHON at a Python (or venv) with ray[default,serve]==\(RayVersion.newestTested), or run \(setupCommand) in the RayLAN checkout."
+            )
         }
         let starts = ProjectSearch.startFolders(executablePath: executablePath)
-        if let folder = ProjectSearch.findUpward(from: starts, where: { fileManager.isExecutableFile(atPath: $0 + "/.venv/bin/ray") }) {
+        if let folder = ProjectSearch.findUpward(
+            from: starts, where: { fileManager.isExecutableFile(atPath: $0 + "/.venv/bin/ray") })
+        {
             return RayEnvironment(rayExecutable: folder + "/.venv/bin/ray")
         }
         throw LocalRayError(
             .pythonMissing,
             "No Python environment with Ray found for the local cluster (looked for .venv/bin/ray in \(starts.joined(separator: " and ")) and above)",
-            remedy: "Create it with '\(setupCommand)' in the RayLAN checkout, or set RAYLAN_PYTHON to a Python with ray[default,serve]==\(RayVersion.newestTested); or pass --address of a running cluster.")
+            remedy:
+                "Create it with '\(setupCommand)' in the RayLAN checkout, or set RAYLAN_PYTHON to a Python with ray[default,serve]==\(RayVersion.newestTested); or pass --address of a running cluster."
+        )
     }
 }
 
@@ -61,7 +67,8 @@ extension RayEnvironment {
         let line = result.output.split(separator: "\n").last { $0.hasPrefix("RAYLAN_VERSIONS ") }
         guard result.status == 0, let parts = line?.split(separator: " "), parts.count == 3 else {
             throw LocalRayError(
-                .pythonMissing, "Cannot read the Ray version of \(python): \(result.output.split(separator: "\n").last ?? "no output")",
+                .pythonMissing,
+                "Cannot read the Ray version of \(python): \(result.output.split(separator: "\n").last ?? "no output")",
                 remedy: "Point RAYLAN_PYTHON (or --python) at a Python environment with ray[default] installed.")
         }
         return Versions(ray: String(parts[1]), python: String(parts[2]))

@@ -59,7 +59,9 @@ extension RayCluster {
             throw ServeError(
                 .invalidModel,
                 "The model '\(deployment.model)' and the service code zip to more than Ray's 100 MiB upload cap",
-                remedy: "Copy the model to the cluster and pass its path there, or use a name Ultralytics downloads (e.g. yolo11s.pt).")
+                remedy:
+                    "Copy the model to the cluster and pass its path there, or use a name Ultralytics downloads (e.g. yolo11s.pt)."
+            )
         }
         progress("Uploaded the service as \(upload.uri)\(upload.uploaded ? "" : " (already on the cluster)").")
 
@@ -165,8 +167,10 @@ extension RayCluster {
     static func failureSummary(_ app: ServeStatus.Application) -> String {
         var parts = [app.message ?? "no message from Ray"]
         for deployment in (app.deployments ?? [:]).values.sorted(by: { $0.name < $1.name }) {
-            let lines = (deployment.message ?? "").split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-                .filter { !$0.isEmpty }
+            let lines = (deployment.message ?? "").split(separator: "\n").map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
+            .filter { !$0.isEmpty }
             guard let first = lines.first else { continue }
             let exception = lines.last { !$0.hasPrefix("File ") && !$0.hasPrefix("^") && $0 != first }
             parts.append("\(deployment.name): \(first)" + (exception.map { " … \($0)" } ?? ""))
@@ -200,7 +204,8 @@ extension RayCluster {
             .PUT, "/api/serve/applications/", body: try JSONEncoder().encode(JSONValue.object(body)))
         switch response.status {
         case 200: return
-        case 400: throw ServeError(.rejected, "Ray refused the Serve config: \(RayMessage.extract(from: response.text))")
+        case 400:
+            throw ServeError(.rejected, "Ray refused the Serve config: \(RayMessage.extract(from: response.text))")
         default: throw ClusterError.server(what, status: response.status, body: response.text)
         }
     }

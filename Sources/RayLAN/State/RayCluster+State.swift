@@ -37,7 +37,8 @@ extension RayCluster {
         }
         let standard: Set<String> = ["CPU", "GPU", "memory", "object_store_memory"]
         var custom: [String: NodeInfo.Usage] = [:]
-        for name in totals.keys where !standard.contains(name) && !name.hasPrefix("node:")
+        for name in totals.keys
+        where !standard.contains(name) && !name.hasPrefix("node:")
             && !name.hasPrefix("accelerator_type:")
         {
             custom[name] = resource(name)

@@ -1,9 +1,9 @@
 #if canImport(Darwin)
-import Darwin
+    import Darwin
 #elseif canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// IPv4 sockets that child processes do not inherit: a test or a command that spawns Ray while it holds
@@ -17,12 +17,12 @@ enum Sockets {
 
     private static func make(stream: Bool) -> Int32 {
         #if canImport(Glibc)
-        let type = stream ? SOCK_STREAM : SOCK_DGRAM
-        return socket(AF_INET, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            let type = stream ? SOCK_STREAM : SOCK_DGRAM
+            return socket(AF_INET, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         #else
-        let fd = socket(AF_INET, stream ? SOCK_STREAM : SOCK_DGRAM, 0)
-        if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        return fd
+            let fd = socket(AF_INET, stream ? SOCK_STREAM : SOCK_DGRAM, 0)
+            if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            return fd
         #endif
     }
 }
