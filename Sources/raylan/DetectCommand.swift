@@ -16,7 +16,8 @@ struct DetectCommand: AsyncParsableCommand {
             with --report. A running service is reused only when it runs the same model (by content hash), else \
             it is redeployed (--no-deploy: refused).
 
-            Exit codes: \(someInputsFailed) some inputs failed (each named in detections.jsonl); \(ExitCodes.summary)
+            Exit codes: 0 every input answered; \(someInputsFailed) some inputs failed (each named in \
+            detections.jsonl); 1 other failure; \(ExitCodes.common)
             """)
 
     /// Some inputs failed; each has its named error in the journal.

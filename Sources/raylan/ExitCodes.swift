@@ -17,8 +17,13 @@ enum ExitCodes {
     static let alreadyRunning: Int32 = 75
 
     static let summary = """
-        0 success; 1 other failure; 3 the job FAILED; 4 the job was STOPPED; 64 bad input (usage); \
-        69 the cluster cannot be reached; 77 the cluster refused the token or wants one; 130 interrupted.
+        0 success; 1 other failure; 3 the job FAILED; 4 the job was STOPPED; \(common)
+        """
+
+    /// The codes every command shares, after its own.
+    static let common = """
+        64 bad input (usage); 69 the cluster cannot be reached; 77 the cluster refused the token or wants one; \
+        130 interrupted.
         """
 
     /// The exit code for an error thrown by the library.

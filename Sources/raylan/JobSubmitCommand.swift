@@ -150,9 +150,10 @@ struct JobSubmitCommand: AsyncParsableCommand {
     func submit(_ spec: JobSpec, _ cluster: RayCluster) async throws -> JobSubmission {
         let id = spec.submissionID ?? ""
         let submitting = Task { try await cluster.submit(spec) }
-        let interrupt = Interrupt { submitting.cancel() }
+        let interrupt = Interrupt.shared
+        interrupt.arm { submitting.cancel() }
         let result = await submitting.result
-        interrupt.remove()
+        interrupt.disarm()
         guard interrupt.wasPressed else { return try result.get() }
         if case .success = result {
             Terminal.error(
@@ -174,9 +175,10 @@ struct JobSubmitCommand: AsyncParsableCommand {
                 if output.json { Terminal.error(line) } else { Terminal.out(line) }
             }
         }
-        let interrupt = Interrupt { following.cancel() }
+        let interrupt = Interrupt.shared
+        interrupt.arm { following.cancel() }
         let result = await following.result
-        interrupt.remove()
+        interrupt.disarm()
         if interrupt.wasPressed {
             if stopOnInterrupt || Terminal.confirm("\nStop job \(id)?") {
                 try await cluster.stopJob(id)

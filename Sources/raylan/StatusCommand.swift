@@ -78,9 +78,9 @@ struct StatusCommand: AsyncParsableCommand {
                 try? await Task.sleep(for: .milliseconds(Int(interval * 1000)))
             }
         }
-        let interrupt = Interrupt { loop.cancel() }
+        Interrupt.shared.arm { loop.cancel() }
         await loop.value
-        interrupt.remove()
+        Interrupt.shared.disarm()
     }
 
     static func clock(_ date: Date) -> String {

@@ -154,7 +154,7 @@ extension RayClusterTests.Main {
                 (["job", "submit", "--env", "NOEQUALS", "--", "true"], "has no '='"),
                 (["job", "submit", "--gpus", "-1", "--", "true"], "--gpus must be a number of 0 or more"),
                 (["job", "submit", "--resource", "special=lots", "--", "true"], "is not a number"),
-                (["job", "submit", "--memory", "2GB", "--", "true"], "--memory must be a whole number"),
+                (["job", "submit", "--memory", "2GB", "--", "true"], "'2GB' is invalid for '--memory"),
                 (["job", "submit"], "The entrypoint is missing"),
                 (["job", "submit", "--"], "The entrypoint is missing"),
                 (["status", "--address", "gpu-box:99999"], "is not a port number"),

@@ -89,6 +89,35 @@ struct HTTPClientTests {
         }
     }
 
+    @Test("A shed request (503) is sent again past the tries while the shed-wait lasts; a 502 is not")
+    func shedPastAttempts() async throws {
+        let answers =
+            Array(repeating: FakeHTTPServer.Answer(status: 503, headers: ["Retry-After": "0"], body: "busy"), count: 4)
+            + [FakeHTTPServer.Answer(status: 200, headers: ["Content-Type": "application/json"], body: Self.result)]
+        try await FakeHTTPServer.with(answers) { server in
+            try await RayCluster.withConnection(to: server.address) { cluster in
+                var client = Self.client(cluster, server)
+                client.retryPolicy.attempts = 2
+                client.retryPolicy.maxShedWait = .seconds(30)
+                let result = try await client.detect(Data([0xFF, 0xD8]))
+                #expect(result.model == "m")
+                #expect(server.requests.count == 5)
+            }
+        }
+        let gateway =
+            Array(repeating: FakeHTTPServer.Answer(status: 502, body: "bad gateway"), count: 4)
+            + [FakeHTTPServer.Answer(status: 200, headers: ["Content-Type": "application/json"], body: Self.result)]
+        try await FakeHTTPServer.with(gateway) { server in
+            try await RayCluster.withConnection(to: server.address) { cluster in
+                var client = Self.client(cluster, server)
+                client.retryPolicy.attempts = 2
+                client.retryPolicy.initialBackoff = .milliseconds(10)
+                await #expect(throws: DetectionError.self) { _ = try await client.detect(Data([0xFF, 0xD8])) }
+                #expect(server.requests.count == 2)
+            }
+        }
+    }
+
     @Test(
         "Retried until answered: 429, 408, a bare 500 (a replica that died), 502, 504",
         arguments: [429, 408, 500, 502, 504])
@@ -122,12 +151,13 @@ struct HTTPClientTests {
         }
     }
 
-    @Test("A service that keeps answering 503 ends named after the configured tries")
+    @Test("A service that keeps answering 503 ends named after the configured tries and shed-wait")
     func exhausted() async throws {
         try await FakeHTTPServer.with([FakeHTTPServer.Answer(status: 503, body: "busy")]) { server in
             try await RayCluster.withConnection(to: server.address) { cluster in
                 var client = Self.client(cluster, server)
                 client.retryPolicy.attempts = 3
+                client.retryPolicy.maxShedWait = .zero
                 let result = await client.detect(file: try Self.image())
                 guard case .failure(let error) = result else {
                     Issue.record("expected a failure, got \(result)")

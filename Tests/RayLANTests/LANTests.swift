@@ -206,9 +206,9 @@ extension RayClusterTests {
 
                 // The worker stops in the middle of a run that uses its replica: the run still answers every input
                 // (retries reach the head's replica), at most after one --resume. Its node is dead, and doctor says so.
-                let many = try Self.images(200, in: root.appendingPathComponent("many"))
+                let many = try Self.images(Self.runImages, in: root.appendingPathComponent("many"))
                 let lostOut = root.appendingPathComponent("lost-out")
-                let lostRun = ["detect", many.path, "--out", lostOut.path, "--no-deploy", "--concurrency", "4"] + auth
+                let lostRun = ["detect", many.path, "--out", lostOut.path, "--no-deploy"] + Self.oneAtATime + auth
                 let clientHome = home("client")
                 async let during = lab.raylan(on: "client", lostRun, home: clientHome, timeout: .seconds(900))
                 let going = await eventually(timeout: .seconds(180)) {
@@ -216,18 +216,22 @@ extension RayClusterTests {
                 }
                 #expect(going, "the run did not get going")
                 let workerDown = try await lab.raylan(on: "worker", ["down"], home: home("worker"))
+                let answeredAtDown = DetectionJournal.read(lostOut.appendingPathComponent("detections.jsonl")).count
+                #expect(answeredAtDown < Self.runImages, "the run ended before the worker went down")
                 let lostFirst = try await during
                 var lost = DetectionJournal.read(lostOut.appendingPathComponent("detections.jsonl"))
                 print(
-                    "LAN worker lost mid-run: exit \(lostFirst.status), \(lost.filter { !$0.succeeded }.count) of 200 failed"
-                )
+                    "LAN worker lost mid-run: \(answeredAtDown) answered when it went down; exit \(lostFirst.status), "
+                        + "\(lost.filter { !$0.succeeded }.count) of \(Self.runImages) failed")
                 if lost.contains(where: { !$0.succeeded }) {
                     let again = try await lab.raylan(
                         on: "client", lostRun + ["--resume"], home: home("client"), timeout: .seconds(900))
                     #expect(again.status == 0, "\(again)")
                     lost = DetectionJournal.read(lostOut.appendingPathComponent("detections.jsonl"))
                 }
-                #expect(lost.count == 200 && Set(lost.map { $0.path }).count == 200 && lost.allSatisfy { $0.succeeded })
+                #expect(
+                    lost.count == Self.runImages && Set(lost.map { $0.path }).count == Self.runImages
+                        && lost.allSatisfy { $0.succeeded })
                 #expect(workerDown.status == 0, "\(workerDown)")
                 #expect(workerDown.stdout.contains("Stopped the Ray worker"))
                 let dead = try await eventually(timeout: .seconds(90)) {
@@ -282,8 +286,7 @@ extension RayClusterTests {
                 try #require(up2.status == 0, "\(up2)")
                 let restartOut = root.appendingPathComponent("restart-out")
                 let restartRun =
-                    ["detect", many.path, "--out", restartOut.path, "--concurrency", "2", "--gpus-per-replica", "0"]
-                    + auth
+                    ["detect", many.path, "--out", restartOut.path, "--gpus-per-replica", "0"] + Self.oneAtATime + auth
                 async let cut = lab.raylan(on: "client", restartRun, home: clientHome, timeout: .seconds(900))
                 let begun = await eventually(timeout: .seconds(300)) {
                     DetectionJournal.read(restartOut.appendingPathComponent("detections.jsonl")).count >= 20
@@ -303,12 +306,18 @@ extension RayClusterTests {
                 #expect(resumed.stderr.contains("Deploying"), "the service was not redeployed: \(resumed.stderr)")
                 let final = DetectionJournal.read(restartOut.appendingPathComponent("detections.jsonl"))
                 #expect(
-                    final.count == 200 && Set(final.map { $0.path }).count == 200 && final.allSatisfy { $0.succeeded })
-                #expect(before.count < 200, "the head went down after the run had finished")
-                print("LAN head restart: \(before.count) of 200 answered before, the rest after --resume")
+                    final.count == Self.runImages && Set(final.map { $0.path }).count == Self.runImages
+                        && final.allSatisfy { $0.succeeded })
+                #expect(before.count < Self.runImages, "the head went down after the run had finished")
+                print("LAN head restart: \(before.count) of \(Self.runImages) answered before, the rest after --resume")
                 _ = try await lab.raylan(on: "head", ["down"], home: home("head"))
             }
         }
+
+        /// The images of the runs that a fault interrupts, sent one image per request, one request at a time, so
+        /// that a run lasts long enough (about a minute on two cores) for the fault to land in its middle.
+        static let runImages = 600
+        static let oneAtATime = ["--concurrency", "1", "--images-per-request", "1"]
 
         /// `count` distinct image files (copies of the samples) in `folder`.
         static func images(_ count: Int, in folder: URL) throws -> URL {

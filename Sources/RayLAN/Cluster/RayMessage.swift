@@ -26,3 +26,16 @@ enum RayMessage {
         return oneLine.count > limit ? String(oneLine.prefix(limit)) + "…" : oneLine
     }
 }
+
+/// What RayLAN acts on in Ray's error answers that Ray gives only as text. Ray's Jobs API answers these
+/// cases with a status shared by other failures and a message, with no code or field to tell them apart,
+/// so their wording is matched here, in one place, and nowhere else (RayLAN's own errors are matched by
+/// their typed codes).
+enum RaySays {
+    /// `POST /api/jobs/` for a submission id that exists: 500 "Job with submission_id … already exists".
+    static func jobExists(_ body: String) -> Bool { body.contains("already exists") }
+    /// `POST /api/jobs/` before the head's job agent registered: 500/503 "No available agent to submit job".
+    static func noJobAgent(_ body: String) -> Bool { body.contains("No available agent") }
+    /// `DELETE /api/jobs/{id}` for a job still running: "… is not in a terminal state".
+    static func jobNotTerminal(_ body: String) -> Bool { body.contains("terminal") }
+}

@@ -213,11 +213,32 @@ public struct DetectionRun: Sendable {
         for input in todo where input.error != nil {
             try record(DetectionRecord(path: input.path, error: input.error))
         }
+        // A service that stopped answering (its head went down): once this many inputs in a row failed as
+        // unavailable (each request already retried), the rest are not sent but named at once, for --resume.
+        let giveUpAfter = max(8, 2 * concurrency * imagesPerRequest)
+        var unavailableInARow = 0
+        let sendable = todo.filter { $0.error == nil }
+        var recorded = Set<String>()
         for await (input, result) in client.results(
-            for: todo.filter { $0.error == nil }, file: \.url, concurrency: concurrency,
-            imagesPerRequest: imagesPerRequest, options: options)
+            for: sendable, file: \.url, concurrency: concurrency, imagesPerRequest: imagesPerRequest, options: options)
         {
             try record(write(result, for: input))
+            recorded.insert(input.path)
+            if case .failure(let error) = result, error.code == .unavailable {
+                unavailableInARow += 1
+            } else {
+                unavailableInARow = 0
+            }
+            if unavailableInARow >= giveUpAfter { break }
+        }
+        if unavailableInARow >= giveUpAfter {
+            let notSent = DetectionError(
+                .unavailable,
+                "not sent: the service stopped answering (\(unavailableInARow) inputs in a row failed); run again "
+                    + "with --resume once it is back")
+            for input in sendable where !recorded.contains(input.path) {
+                try record(DetectionRecord(path: input.path, error: notSent))
+            }
         }
         progress.seconds = (clock.now - started).seconds
         let records = try writeSummaryOutputs(inputs, seconds: progress.seconds)

@@ -66,7 +66,7 @@ extension RayCluster {
                 throw JobError(
                     .rejected, "Ray refused the job: \(RayMessage.extract(from: response.text))",
                     remedy: "Check the job's options against Ray \(info.rayVersion).", responseBody: response.text)
-            case 500 where response.text.contains("already exists"):
+            case 500 where RaySays.jobExists(response.text):
                 if resent, (try? await job(id))?.entrypoint == spec.entrypoint {
                     return JobSubmission(submissionID: id, workingDirectory: upload)
                 }
@@ -76,7 +76,7 @@ extension RayCluster {
                     responseBody: response.text)
             case let status
             where (status == 500 || status == 503)
-                && response.text.contains("No available agent") && clock.now < deadline:
+                && RaySays.noJobAgent(response.text) && clock.now < deadline:
                 try await Task.sleep(for: .milliseconds(500))
             default:
                 throw ClusterError.server("Submitting the job", status: response.status, body: response.text)
@@ -133,7 +133,7 @@ extension RayCluster {
     public func deleteJob(_ id: String) async throws -> Bool {
         struct Answer: Decodable { var deleted: Bool }
         return try await jobRequest(.DELETE, id, what: "Deleting job '\(id)'", as: Answer.self) { response in
-            if [400, 500].contains(response.status) && response.text.contains("terminal") {
+            if [400, 500].contains(response.status) && RaySays.jobNotTerminal(response.text) {
                 throw JobError(
                     .notTerminal, "Job '\(id)' is still running and cannot be deleted",
                     remedy: "Stop it first with 'raylan job stop \(id)'.", responseBody: response.text)

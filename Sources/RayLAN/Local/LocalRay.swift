@@ -302,7 +302,20 @@ extension RayCluster {
         // The job agent registers a little after the dashboard; /api/jobs/ answers once the head is known.
         guard let jobs = try? await send(.GET, "/api/jobs/"), jobs.status == 200 else { return false }
         guard let nodes = try? await send(.GET, "/nodes?view=summary"), nodes.status == 200 else { return false }
-        guard let node else { return nodes.text.contains("ALIVE") }
+        guard let node else {
+            struct Summary: Decodable {
+                struct Data: Decodable {
+                    struct Node: Decodable {
+                        struct Raylet: Decodable { var state: NodeInfo.State? }
+                        var raylet: Raylet?
+                    }
+                    var summary: [Node]
+                }
+                var data: Data
+            }
+            let summary = try? JSONDecoder().decode(Summary.self, from: nodes.body)
+            return summary?.data.summary.contains { $0.raylet?.state == .alive } ?? false
+        }
         guard let state = try? await state() else { return false }
         return state.nodes.contains { $0.ip == node && $0.isAlive }
     }
