@@ -1,9 +1,11 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// MemberImportVisibility is left off: on Linux the members of C structs such as `struct stat` belong to
+// whichever clang module first included the header (Glibc, CDispatch or CoreFoundation), which changed
+// from build to build, so a file's imports could not satisfy it reliably.
 let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
-    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("ExistentialAny")
 ]
 
 let package = Package(

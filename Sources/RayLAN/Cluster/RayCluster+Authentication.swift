@@ -4,7 +4,7 @@ import NIOHTTP1
 extension RayCluster {
     /// How a cluster's dashboard authenticates requests, as `GET /api/authentication_mode` reports it.
     /// A struct, so a mode that a newer Ray adds still decodes; it encodes as Ray's own string.
-    public struct AuthenticationMode: Sendable, Hashable, Codable, CustomStringConvertible, RawRepresentable {
+    public struct AuthenticationMode: StringValue {
         /// Ray's own spelling, such as `token`.
         public var rawValue: String
         /// A mode by Ray's spelling; any string is accepted.
@@ -15,16 +15,6 @@ extension RayCluster {
         /// No authentication: anyone who reaches the dashboard can use it.
         public static let disabled = AuthenticationMode(rawValue: "disabled")
 
-        public init(from decoder: any Decoder) throws {
-            rawValue = try decoder.singleValueContainer().decode(String.self)
-        }
-
-        public func encode(to encoder: any Encoder) throws {
-            var container = encoder.singleValueContainer()
-            try container.encode(rawValue)
-        }
-
-        public var description: String { rawValue }
     }
 
     /// The cluster's authentication mode from `GET /api/authentication_mode` (open without a token).

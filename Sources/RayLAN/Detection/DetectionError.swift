@@ -8,7 +8,7 @@ import Foundation
 public struct DetectionError: RayLANError, Sendable, Codable, Hashable {
     /// What kind of failure this is. Open, so a code a newer service sends still decodes; compare with
     /// `error.code == .decodeFailed`. Encodes as its string (`decode_failed`).
-    public struct Code: Sendable, Hashable, Codable, CustomStringConvertible, RawRepresentable {
+    public struct Code: StringValue {
         public var rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
 
@@ -42,16 +42,6 @@ public struct DetectionError: RayLANError, Sendable, Codable, Hashable {
         /// A run's input argument matched no image file (a usage error).
         public static let noInput = Code(rawValue: "no_input")
 
-        public init(from decoder: any Decoder) throws {
-            rawValue = try decoder.singleValueContainer().decode(String.self)
-        }
-
-        public func encode(to encoder: any Encoder) throws {
-            var container = encoder.singleValueContainer()
-            try container.encode(rawValue)
-        }
-
-        public var description: String { rawValue }
     }
 
     public var code: Code

@@ -1,7 +1,6 @@
 #if canImport(Darwin)
     import Darwin
 #elseif canImport(Glibc)
-    import Dispatch  // `struct stat`'s members resolve through CDispatch (MemberImportVisibility)
     import Glibc
 #elseif canImport(Musl)
     import Musl

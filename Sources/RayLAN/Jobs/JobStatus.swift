@@ -1,5 +1,5 @@
 /// A job's state as Ray reports it. A struct, so a state that a newer Ray adds still decodes.
-public struct JobStatus: Sendable, Hashable, Codable, CustomStringConvertible, RawRepresentable {
+public struct JobStatus: StringValue {
     public var rawValue: String
     public init(rawValue: String) { self.rawValue = rawValue }
 
@@ -12,14 +12,4 @@ public struct JobStatus: Sendable, Hashable, Codable, CustomStringConvertible, R
     /// STOPPED, SUCCEEDED and FAILED are final.
     public var isTerminal: Bool { self == .stopped || self == .succeeded || self == .failed }
 
-    public init(from decoder: any Decoder) throws {
-        rawValue = try decoder.singleValueContainer().decode(String.self)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
-
-    public var description: String { rawValue }
 }

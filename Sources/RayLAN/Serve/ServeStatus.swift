@@ -85,7 +85,7 @@ public struct ServeStatus: Sendable, Hashable, Codable {
 
     /// An application's state as Ray Serve reports it. A struct, so a state that a newer Ray adds still
     /// decodes; it encodes as Ray's own string.
-    public struct ApplicationStatus: Sendable, Hashable, Codable, CustomStringConvertible, RawRepresentable {
+    public struct ApplicationStatus: StringValue {
         /// Ray's own spelling, such as `RUNNING`.
         public var rawValue: String
         /// A state by Ray's spelling; any string is accepted.
@@ -104,21 +104,11 @@ public struct ServeStatus: Sendable, Hashable, Codable {
         /// Being removed.
         public static let deleting = ApplicationStatus(rawValue: "DELETING")
 
-        public init(from decoder: any Decoder) throws {
-            rawValue = try decoder.singleValueContainer().decode(String.self)
-        }
-
-        public func encode(to encoder: any Encoder) throws {
-            var container = encoder.singleValueContainer()
-            try container.encode(rawValue)
-        }
-
-        public var description: String { rawValue }
     }
 
     /// A deployment's state as Ray Serve reports it. A struct, so a state that a newer Ray adds still
     /// decodes; it encodes as Ray's own string.
-    public struct DeploymentStatus: Sendable, Hashable, Codable, CustomStringConvertible, RawRepresentable {
+    public struct DeploymentStatus: StringValue {
         /// Ray's own spelling, such as `RUNNING`.
         public var rawValue: String
         /// A state by Ray's spelling; any string is accepted.
@@ -137,21 +127,11 @@ public struct ServeStatus: Sendable, Hashable, Codable {
         /// The autoscaler is removing replicas.
         public static let downscaling = DeploymentStatus(rawValue: "DOWNSCALING")
 
-        public init(from decoder: any Decoder) throws {
-            rawValue = try decoder.singleValueContainer().decode(String.self)
-        }
-
-        public func encode(to encoder: any Encoder) throws {
-            var container = encoder.singleValueContainer()
-            try container.encode(rawValue)
-        }
-
-        public var description: String { rawValue }
     }
 
     /// The state of Serve's HTTP proxy on one node. A struct, so a state that a newer Ray adds still
     /// decodes; it encodes as Ray's own string.
-    public struct ProxyStatus: Sendable, Hashable, Codable, CustomStringConvertible, RawRepresentable {
+    public struct ProxyStatus: StringValue {
         /// Ray's own spelling, such as `RUNNING`.
         public var rawValue: String
         /// A state by Ray's spelling; any string is accepted.
@@ -168,15 +148,5 @@ public struct ServeStatus: Sendable, Hashable, Codable {
         /// Drained; about to stop.
         public static let drained = ProxyStatus(rawValue: "DRAINED")
 
-        public init(from decoder: any Decoder) throws {
-            rawValue = try decoder.singleValueContainer().decode(String.self)
-        }
-
-        public func encode(to encoder: any Encoder) throws {
-            var container = encoder.singleValueContainer()
-            try container.encode(rawValue)
-        }
-
-        public var description: String { rawValue }
     }
 }

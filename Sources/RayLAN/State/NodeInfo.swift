@@ -44,7 +44,7 @@ public struct NodeInfo: Sendable, Hashable, Codable {
 
     /// A node's state as Ray's State API reports it. A struct, so a state that a newer Ray adds still
     /// decodes; it encodes as Ray's own string.
-    public struct State: Sendable, Hashable, Codable, CustomStringConvertible, RawRepresentable {
+    public struct State: StringValue {
         /// Ray's own spelling, such as `ALIVE`.
         public var rawValue: String
         /// A state by Ray's spelling; any string is accepted.
@@ -57,15 +57,5 @@ public struct NodeInfo: Sendable, Hashable, Codable {
         /// RayLAN's own: the State API listed the node without a state.
         public static let unknown = State(rawValue: "UNKNOWN")
 
-        public init(from decoder: any Decoder) throws {
-            rawValue = try decoder.singleValueContainer().decode(String.self)
-        }
-
-        public func encode(to encoder: any Encoder) throws {
-            var container = encoder.singleValueContainer()
-            try container.encode(rawValue)
-        }
-
-        public var description: String { rawValue }
     }
 }
