@@ -130,7 +130,7 @@ struct JobSubmitCommand: AsyncParsableCommand {
                 if let upload = submission.workingDirectory {
                     Terminal.error(
                         upload.uploaded
-                            ? "Uploaded \(spec.workingDirectory?.path ?? "") as \(upload.uri) (\(Terminal.bytes(Double(upload.bytes))))."
+                            ? "Uploaded \(spec.workingDirectory?.path ?? "") as \(upload.uri) (\(Formatting.bytes(Double(upload.bytes))))."
                             : "The cluster already has \(spec.workingDirectory?.path ?? "") as \(upload.uri); nothing uploaded."
                     )
                 }

@@ -120,8 +120,8 @@ struct StatusCommand: AsyncParsableCommand {
                 node.ip, node.isHead ? "head" : "worker", node.state.rawValue,
                 "\(Terminal.number(node.cpus.used))/\(Terminal.number(node.cpus.total))",
                 "\(Terminal.number(node.gpus.used))/\(Terminal.number(node.gpus.total))",
-                node.hostMemory.map { "\(Terminal.bytes($0.used))/\(Terminal.bytes($0.total))" }
-                    ?? Terminal.bytes(node.memory.total),
+                node.hostMemory.map { "\(Formatting.bytes($0.used))/\(Formatting.bytes($0.total))" }
+                    ?? Formatting.bytes(node.memory.total),
                 node.customResources.sorted { $0.key < $1.key }
                     .map { "\($0.key) \(Terminal.number($0.value.used))/\(Terminal.number($0.value.total))" }
                     .joined(separator: ", "),

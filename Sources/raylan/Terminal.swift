@@ -60,9 +60,6 @@ enum Terminal {
         return [line(header)] + rows.map(line)
     }
 
-    /// A byte count in binary units (``Formatting/bytes(_:)``).
-    static func bytes(_ value: Double) -> String { Formatting.bytes(value) }
-
     /// A measured number for a table: whole, else two significant digits.
     static func number(_ value: Double) -> String { Formatting.number(value, significantDigits: 2) }
 

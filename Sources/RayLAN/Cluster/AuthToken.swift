@@ -73,9 +73,7 @@ public struct AuthToken: Sendable, Hashable, CustomStringConvertible {
     ///
     /// - Parameter source: where the token will be kept, for messages.
     public static func generate(source: Source) -> AuthToken {
-        var generator = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        return AuthToken(value: bytes.map { String(format: "%02x", $0) }.joined(), source: source)
+        AuthToken(value: randomHex(), source: source)
     }
 
     /// Reads the token file at `path`, or, when there is none, makes one with a new random token.

@@ -25,8 +25,6 @@ public struct ServiceKey: Sendable, Hashable, CustomStringConvertible {
 
     /// A new random key: 32 bytes from the system's generator, as 64 hex digits.
     public static func generate() -> ServiceKey {
-        var generator = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-        return ServiceKey(value: bytes.map { String(format: "%02x", $0) }.joined(), source: "a new random key")
+        ServiceKey(value: randomHex(), source: "a new random key")
     }
 }

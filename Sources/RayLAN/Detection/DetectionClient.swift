@@ -66,15 +66,26 @@ public struct DetectionClient: Sendable {
         }
         let response = try await post("/detect/batch" + options.query, body: body)
         guard response.status == 200 else { throw serverError(response) }
-        struct Answer: Decodable { var results: [JSONValue] }
-        let answer = try JSONDecoder().decode(Answer.self, from: response.body)
-        return try answer.results.map { item in
-            let data = try JSONEncoder().encode(item)
-            if item["error"] != nil {
-                struct Failure: Decodable { var error: DetectionError }
-                return .failure(try JSONDecoder().decode(Failure.self, from: data).error)
+        struct Answer: Decodable { var results: [BatchItem] }
+        do {
+            return try JSONDecoder().decode(Answer.self, from: response.body).results.map(\.result)
+        } catch {
+            throw DetectionError(
+                .badResponse, "unexpected answer: \(String(decoding: response.body.prefix(300), as: UTF8.self))")
+        }
+    }
+
+    /// One item of a `/detect/batch` answer, decoded once: the image's named error, else its result.
+    private struct BatchItem: Decodable {
+        var result: Result<DetectionResult, DetectionError>
+
+        init(from decoder: any Decoder) throws {
+            struct Failure: Decodable { var error: DetectionError }
+            if let failure = try? Failure(from: decoder) {
+                result = .failure(failure.error)
+            } else {
+                result = .success(try DetectionResult(from: decoder))
             }
-            return .success(try decodeResult(data))
         }
     }
 

@@ -150,7 +150,7 @@ public struct LocalRay: Sendable, Codable, Hashable {
             "--disable-usage-stats",
         ]
         if let cpus = configuration.cpus { arguments.append("--num-cpus=\(cpus)") }
-        if let gpus = configuration.gpus { arguments.append("--num-gpus=\(Self.number(gpus))") }
+        if let gpus = configuration.gpus { arguments.append("--num-gpus=\(Formatting.number(gpus))") }
         if let bytes = configuration.objectStoreBytes { arguments.append("--object-store-memory=\(bytes)") }
         if !configuration.resources.isEmpty,
             let json = try? JSONSerialization.data(withJSONObject: configuration.resources, options: [.sortedKeys])
@@ -291,7 +291,6 @@ public struct LocalRay: Sendable, Codable, Hashable {
     /// Where Ray's output is kept after a failed start.
     var keptLogFile: String { temporaryDirectory + "-ray-start.log" }
 
-    static func number(_ value: Double) -> String { Formatting.number(value) }
 }
 
 extension RayCluster {
