@@ -57,6 +57,13 @@ let package = Package(
             path: "examples/detect",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "gateway-example",
+            dependencies: ["RayLAN"],
+            path: "examples/gateway",
+            exclude: ["python"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "RayLANTests",
             dependencies: [

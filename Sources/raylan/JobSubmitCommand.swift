@@ -22,37 +22,7 @@ struct JobSubmitCommand: AsyncParsableCommand {
 
     @OptionGroup var cluster: ClusterOptions
 
-    @Option(
-        name: .long, help: ArgumentHelp("A local folder uploaded as the job's working directory.", valueName: "dir"))
-    var workingDir: String?
-
-    @Option(
-        name: .long, parsing: .unconditional,
-        help: ArgumentHelp("GPUs reserved for the entrypoint (fractions allowed).", valueName: "n"))
-    var gpus: Double?
-
-    @Option(
-        name: .long, parsing: .unconditional, help: ArgumentHelp("CPUs reserved for the entrypoint.", valueName: "n"))
-    var cpus: Double?
-
-    @Option(
-        name: .long, parsing: .unconditional,
-        help: ArgumentHelp("Memory reserved for the entrypoint, in bytes.", valueName: "bytes"))
-    var memory: Int?
-
-    @Option(name: .long, help: ArgumentHelp("A custom resource for the entrypoint (repeatable).", valueName: "name=n"))
-    var resource: [String] = []
-
-    @Option(name: .long, help: ArgumentHelp("A pip package installed for the job (repeatable).", valueName: "pkg"))
-    var pip: [String] = []
-
-    @Option(name: .long, help: ArgumentHelp("An environment variable for the job (repeatable).", valueName: "k=v"))
-    var env: [String] = []
-
-    @Option(
-        name: .long,
-        help: ArgumentHelp("A gitignore-style pattern left out of the upload (repeatable).", valueName: "pattern"))
-    var exclude: [String] = []
+    @OptionGroup var runtime: RuntimeOptions
 
     @Option(
         name: .long, help: ArgumentHelp("Your own submission id (default: a new raysubmit_… id).", valueName: "id"))
@@ -72,42 +42,11 @@ struct JobSubmitCommand: AsyncParsableCommand {
                 "The entrypoint is missing. Put the command after '--', e.g. 'raylan job submit -- python main.py'.")
         }
         var spec = JobSpec(entrypoint: Self.shellJoin(entrypoint), submissionID: id)
-        spec.resources.gpus = try Self.amount(gpus, flag: "--gpus")
-        spec.resources.cpus = try Self.amount(cpus, flag: "--cpus")
-        if let memory {
-            guard memory >= 0 else {
-                throw ValidationError(
-                    "--memory must be a whole number of bytes, 0 or more, not '\(memory)'. Example: --memory 2000000000."
-                )
-            }
-            spec.resources.memoryBytes = memory
-        }
-        for item in resource {
-            let (name, value) = try Self.pair(item, flag: "--resource", example: "--resource special=1")
-            guard let amount = Double(value), amount >= 0, amount.isFinite else {
-                throw ValidationError(
-                    "--resource \(item): '\(value)' is not a number of 0 or more. Example: --resource special=1.")
-            }
-            spec.resources.custom[name] = amount
-        }
-        for item in env {
-            let (name, value) = try Self.pair(item, flag: "--env", example: "--env MODEL=yolo11s.pt")
-            spec.environment[name] = value
-        }
-        spec.pipPackages = pip
-        spec.packageOptions.excludes = exclude
-        if let workingDir {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: workingDir, isDirectory: &isDirectory) else {
-                throw ValidationError(
-                    "The working directory '\(workingDir)' does not exist. Pass an existing folder to --working-dir.")
-            }
-            guard isDirectory.boolValue else {
-                throw ValidationError(
-                    "'\(workingDir)' is not a directory. Pass the folder that holds your script to --working-dir.")
-            }
-            spec.workingDirectory = URL(fileURLWithPath: workingDir)
-        }
+        spec.resources = try runtime.resources()
+        spec.environment = try runtime.environment()
+        spec.pipPackages = runtime.pip
+        spec.packageOptions = runtime.packageOptions
+        spec.workingDirectory = try runtime.workingDirectory()
         if let id, id.trimmingCharacters(in: .whitespaces).isEmpty {
             throw ValidationError("--id is empty. Give an id or leave --id out.")
         }
@@ -172,7 +111,7 @@ struct JobSubmitCommand: AsyncParsableCommand {
         let json = output.json
         let following = Task {
             for try await line in cluster.logLines(of: id, follow: true) {
-                if output.json { Terminal.error(line) } else { Terminal.out(line) }
+                if json { Terminal.error(line) } else { Terminal.out(line) }
             }
         }
         let interrupt = Interrupt.shared
@@ -234,22 +173,6 @@ struct JobSubmitCommand: AsyncParsableCommand {
                         + "the job will wait until such a node joins. Check with 'raylan status'.")
             }
         }
-    }
-
-    static func amount(_ value: Double?, flag: String) throws -> Double? {
-        guard let value else { return nil }
-        guard value >= 0, value.isFinite else {
-            throw ValidationError(
-                "\(flag) must be a number of 0 or more, not '\(value)'. Example: \(flag) 1 or \(flag) 0.5.")
-        }
-        return value
-    }
-
-    static func pair(_ item: String, flag: String, example: String) throws -> (String, String) {
-        guard let equals = item.firstIndex(of: "="), equals != item.startIndex else {
-            throw ValidationError("\(flag) '\(item)' has no '='. Use \(flag) NAME=VALUE, e.g. \(example).")
-        }
-        return (String(item[..<equals]), String(item[item.index(after: equals)...]))
     }
 
     /// Joins arguments into one shell command, quoting where needed; a single argument is taken as is.

@@ -17,9 +17,10 @@ struct RayLANCommand: AsyncParsableCommand {
             """,
         version: RayLANVersion.current,
         subcommands: [
-            StatusCommand.self, JobCommand.self, ServeCommand.self, DetectCommand.self, BenchCommand.self,
-            UpCommand.self,
-            DownCommand.self, DoctorCommand.self,
+            StatusCommand.self, JobCommand.self, ServeCommand.self, DetectCommand.self, CallCommand.self,
+            PutCommand.self, GetCommand.self, ObjectsCommand.self, FreeCommand.self, ActorCommand.self,
+            TaskCommand.self, GatewayCommand.self, BenchCommand.self, UpCommand.self, DownCommand.self,
+            DoctorCommand.self,
         ]
     )
 
@@ -33,7 +34,8 @@ struct RayLANCommand: AsyncParsableCommand {
                 try command.run()
             }
         } catch {
-            if exitCode(for: error) == .validationFailure {
+            // An ExitCode(64) was thrown after its message was printed (a library's usage error): exit with it.
+            if !(error is ExitCode), exitCode(for: error) == .validationFailure {
                 let message = message(for: error).split(separator: "\n").joined(separator: " ")
                 Terminal.error("Error: \(message)")
                 Foundation.exit(ExitCodes.usage)

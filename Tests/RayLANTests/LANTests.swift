@@ -109,6 +109,20 @@ extension RayClusterTests {
                 #expect(job.status == 0, "\(job)")
                 #expect(job.stdout.contains("NODE \(worker.address)"), "\(job.stdout)")
 
+                // The seed's gpu_task through the gateway, from the client: it runs on the worker, the node with the
+                // GPU, and sees the GPU Ray gave it.
+                let gatewayCode = TestEnvironment.packageRoot.appendingPathComponent("examples/gateway/python").path
+                let gpuTask = try await lab.raylan(
+                    on: "client", ["call", "--working-dir", gatewayCode, "--gpus", "1"] + auth + ["gpu:gpu_task"],
+                    home: home("client"))
+                #expect(gpuTask.status == 0 && gpuTask.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "true", "\(gpuTask)")
+                let gpuWhere = try await lab.raylan(
+                    on: "client", ["call", "--working-dir", gatewayCode, "--gpus", "1", "--json"] + auth + ["gpu:where"],
+                    home: home("client"))
+                #expect(gpuWhere.stdout.contains(#""node" : "\#(worker.address)""#), "\(gpuWhere)")
+                let gatewayDown = try await lab.raylan(on: "client", ["gateway", "down"] + auth, home: home("client"))
+                #expect(gatewayDown.status == 0, "\(gatewayDown)")
+
                 // The detection service, deployed from the client: it gets a service key, which the client reads
                 // over the token-protected dashboard; an anonymous request from the same host is refused.
                 let samples = TestEnvironment.packageRoot.appendingPathComponent("samples").path

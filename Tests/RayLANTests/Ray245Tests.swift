@@ -70,5 +70,33 @@ extension RayClusterTests {
                 _ = try await ray.deleteServeApplication("shapes-yolo11n")
             }
         }
+
+        @Test("The gateway on Ray 2.45: calls, errors, objects and actors; a GPU call on a CPU-only cluster is refused")
+        func gateway() async throws {
+            let test = try requireCluster()
+            try await test.withConnection { cluster in
+                let tasks = try await GatewayFixture.gateway(cluster)
+                let sum: Int = try await tasks.call("tasks:add", 1, keywords: ["b": 2])
+                #expect(sum == 3)
+                let noGPU = await GatewayFixture.gatewayError {
+                    let _: Bool = try await tasks.call("tasks:cuda", resources: .gpus(1))
+                }
+                #expect(noGPU?.code == .infeasible)
+                #expect(noGPU?.message.contains("no node has a GPU") == true, "\(String(describing: noGPU))")
+                let raised = await GatewayFixture.gatewayError { let _: Int = try await tasks.call("tasks:boom", "x") }
+                #expect(raised?.code == .remoteException && raised?.remote?.type == "ValueError")
+
+                let data = Data((0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+                let ref = try await tasks.put(data)
+                #expect(try await tasks.get(ref) == data)
+                let digest: GatewayFixture.Digest = try await tasks.call("tasks:digest", ref)
+                #expect(digest == .init(size: data.count, sha256: GatewayFixture.sha256(data)))
+
+                let counter = try await tasks.actor("tasks:Counter", 1, resources: .cpus(0))
+                let count: Int = try await counter.call("add", 41)
+                #expect(count == 42)
+                #expect(try await cluster.removeGateway())
+            }
+        }
     }
 }

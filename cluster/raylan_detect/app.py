@@ -34,8 +34,6 @@ original pixels, "score", "class_id", "class_name"}], "batch_size", "timings_ms"
 """
 import asyncio
 import base64
-import ctypes
-import hmac
 import logging
 import math
 import os
@@ -43,14 +41,17 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 
-from . import compat  # noqa: F401 - before any @serve.ingress: FastAPI apps picklable on Ray 2.45
+from raylan_common import compat  # noqa: F401 - before any @serve.ingress: FastAPI apps picklable on Ray 2.45
+from raylan_common.http import BadContentLength, BodyTooLarge, ServiceKey, forget_ray_auth_token, service_key
+from raylan_common.http import read_body as common_read_body
+
 from .backend import Backend, Options, Prediction
 from .codec import (DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, Header, ImageError, configure_pil,
                     decode, inspect, split_frames, too_large)
@@ -70,81 +71,6 @@ DEFAULT_MAX_FRAMES = 64
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 #: Largest class id accepted in `classes` (exclusive).
 CLASS_ID_LIMIT = 2**31
-
-
-class ServiceKey:
-    """Pure ASGI middleware: with a key, every request but GET /healthz needs `Authorization: Bearer <key>`,
-    checked before routing (so unknown paths and wrong methods are 401 too) and before the body is read.
-    `key_of` returns the replica's key, None or "" for an open service."""
-
-    def __init__(self, app: Callable, key_of: Callable[[], str | None] = lambda: replica_service_key()):
-        self.app = app
-        self.key_of = key_of
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            return await self.app(scope, receive, send)
-        key = self.key_of()
-        if not key or (scope["type"] == "http" and scope["method"] == "GET" and route_path(scope) == "/healthz"):
-            return await self.app(scope, receive, send)
-        given = dict(scope.get("headers") or []).get(b"authorization", b"")
-        scheme, _, token = given.partition(b" ")
-        if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), key.encode()):
-            return await self.app(scope, receive, send)
-        if scope["type"] == "websocket":
-            return await send({"type": "websocket.close", "code": 1008})
-        why = "no Authorization header" if not given else (
-            "the key is wrong" if scheme.lower() == b"bearer" else "only the Bearer scheme is accepted")
-        await send_json(send, 401, {"error": {"code": "unauthorized", "message": (
-            f"this service needs its key as 'Authorization: Bearer <key>' ({why}); raylan reads the key from "
-            f"the application's config on the Ray dashboard, or pass --key-file")}},
-            extra_headers=[(b"www-authenticate", b"Bearer")])
-
-
-def replica_service_key() -> str | None:
-    """The key of the deployment this replica runs (Serve's replica context holds the instance)."""
-    return getattr(serve.get_replica_context().servable_object, "service_key", None)
-
-
-def route_path(scope: dict) -> str:
-    """The path under the application's route prefix (Serve puts the prefix in root_path)."""
-    path, root = scope.get("path", ""), scope.get("root_path", "")
-    return path[len(root):] if root and path.startswith(root) else path
-
-
-async def send_json(send: Callable, status: int, content: dict, extra_headers: list | None = None) -> None:
-    body = JSONResponse(content).body
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        *(extra_headers or [])]})
-    await send({"type": "http.response.body", "body": body})
-
-
-def forget_ray_auth_token() -> None:
-    """Removes Ray's cluster token (RAY_AUTH_TOKEN) from this replica's environment: code running here
-    decodes images from the network and has no use for it. Ray's core worker has read it once at start
-    (C++ AuthenticationTokenLoader, cached), so tasks, actors and objects keep working. The bytes are
-    zeroed in place too, so /proc/<pid>/environ no longer shows them."""
-    if not os.environ.get("RAY_AUTH_TOKEN"):
-        return
-    try:
-        libc = ctypes.CDLL(None)
-        libc.getenv.restype = ctypes.c_void_p
-        address = libc.getenv(b"RAY_AUTH_TOKEN")
-        if address:
-            ctypes.memset(address, 0, len(ctypes.string_at(address)))
-    except (OSError, AttributeError):  # no libc getenv here: os.environ alone
-        pass
-    os.environ.pop("RAY_AUTH_TOKEN", None)
-
-
-def service_key(value: Any) -> str | None:
-    """The `api_key` arg: a string, or None/"" for an open service. The value is never repeated."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"api_key must be a string, not {type(value).__name__}")
-    return value
 
 
 api = FastAPI(title="RayLAN detection service")
@@ -241,22 +167,14 @@ def parse_options(request: Request) -> Options:
 
 
 async def read_body(request: Request, limit: int) -> bytearray:
-    """The body, refused with body_too_large as soon as it is known to exceed `limit` bytes: from its
-    Content-Length before reading, and while reading (a chunked body has none)."""
-    declared = request.headers.get("content-length")
-    refusal = ImageError("body_too_large", f"the body is over {limit} bytes ({limit / 2**20:.0f} MiB), the most "
-                                           f"one request may send; send fewer or smaller images per request")
-    if declared is not None:
-        if not declared.isdigit():
-            raise ImageError(BAD_REQUEST, "Content-Length is not a number")
-        if int(declared) > limit:
-            raise refusal
-    body = bytearray()
-    async for chunk in request.stream():
-        if len(body) + len(chunk) > limit:
-            raise refusal
-        body += chunk
-    return body
+    """The body, refused with body_too_large as soon as it is known to exceed `limit` bytes."""
+    try:
+        return await common_read_body(request, limit)
+    except BadContentLength as error:
+        raise ImageError(BAD_REQUEST, str(error)) from None
+    except BodyTooLarge:
+        raise ImageError("body_too_large", f"the body is over {limit} bytes ({limit / 2**20:.0f} MiB), the most "
+                                           f"one request may send; send fewer or smaller images per request") from None
 
 
 def budget(headers: list[Header | ImageError], max_decoded_bytes: int) -> list[Header | ImageError]:

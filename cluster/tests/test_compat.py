@@ -13,7 +13,7 @@ RAY245 = os.path.join(os.path.dirname(ROOT), ".venv-ray245", "bin", "python")
 def test_a_lock_round_trips_as_a_fresh_unlocked_lock():
     import ray.cloudpickle as cp
 
-    import raylan_detect.compat  # noqa: F401
+    import raylan_common.compat  # noqa: F401
     lock = threading.Lock()
     lock.acquire()
     assert cp.loads(cp.dumps(lock)).acquire(blocking=False)
@@ -22,7 +22,7 @@ def test_a_lock_round_trips_as_a_fresh_unlocked_lock():
 
 def lock_pickles_on_ray_245(import_compat: bool) -> subprocess.CompletedProcess:
     script = (f"import sys; sys.path.insert(0, {ROOT!r})\n"
-              + ("import raylan_detect.compat\n" if import_compat else "")
+              + ("import raylan_common.compat\n" if import_compat else "")
               + "import threading, ray, ray.cloudpickle as cp\n"
               "assert ray.__version__ == '2.45.0', ray.__version__\n"
               "cp.loads(cp.dumps(threading.Lock())); print('pickled')\n")

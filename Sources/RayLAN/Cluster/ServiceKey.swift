@@ -28,3 +28,14 @@ public struct ServiceKey: Sendable, Hashable, CustomStringConvertible {
         ServiceKey(value: randomHex(), source: "a new random key")
     }
 }
+
+/// Who may use one of RayLAN's Serve applications.
+public enum ServiceAccess: Sendable, Hashable {
+    /// Callers with the application's service key: the key it already has when it is redeployed, else a
+    /// new random one. The default.
+    case key
+    /// Callers with this key.
+    case givenKey(ServiceKey)
+    /// Anyone who reaches Serve's port (`--public`).
+    case open
+}

@@ -9,25 +9,10 @@ import Foundation
 /// let job = try await cluster.submit(spec)
 /// ```
 public struct JobSpec: Sendable, Hashable {
-    /// Resources the entrypoint (the driver) reserves; Ray places it on a node that has them.
-    public struct Resources: Sendable, Hashable, Codable {
-        /// `entrypoint_num_cpus`. Default nil (Ray's default: 0 reserved).
-        public var cpus: Double?
-        /// `entrypoint_num_gpus`, fractions allowed. Default nil. With 1 on a one-GPU host, tasks that also
-        /// ask for a GPU wait forever: request GPUs in the job's tasks instead where the job starts them.
-        public var gpus: Double?
-        /// `entrypoint_memory` in bytes. Default nil.
-        public var memoryBytes: Int?
-        /// `entrypoint_resources`, custom logical resources. Default none.
-        public var custom: [String: Double]
-
-        public init(cpus: Double? = nil, gpus: Double? = nil, memoryBytes: Int? = nil, custom: [String: Double] = [:]) {
-            self.cpus = cpus
-            self.gpus = gpus
-            self.memoryBytes = memoryBytes
-            self.custom = custom
-        }
-    }
+    /// Resources the entrypoint (the driver) reserves; Ray places it on a node that has them. With 1 GPU on a
+    /// one-GPU host, tasks that also ask for a GPU wait forever: request GPUs in the job's tasks instead where the
+    /// job starts them.
+    public typealias Resources = ResourceRequest
 
     /// The shell command Ray runs, e.g. `python main.py --epochs 3`.
     public var entrypoint: String
@@ -79,20 +64,8 @@ public struct JobSpec: Sendable, Hashable {
             throw JobError.invalidSpec(
                 "The entrypoint is empty", remedy: "Give the command to run, e.g. 'python main.py'.")
         }
-        for (name, value) in [("CPUs", resources.cpus), ("GPUs", resources.gpus)] {
-            if let value, !(value >= 0 && value.isFinite) {
-                throw JobError.invalidSpec(
-                    "The number of \(name) must be 0 or more, not \(value)", remedy: "Pass e.g. 1 or 0.5.")
-            }
-        }
-        if let memory = resources.memoryBytes, memory < 0 {
-            throw JobError.invalidSpec(
-                "Memory must be 0 or more bytes, not \(memory)", remedy: "Pass bytes, e.g. 2000000000.")
-        }
-        for (name, value) in resources.custom where name.isEmpty || !(value >= 0 && value.isFinite) {
-            throw JobError.invalidSpec(
-                "The resource '\(name)=\(value)' is invalid",
-                remedy: "Use NAME=N with a name and a number of 0 or more.")
+        if let problem = resources.problem {
+            throw JobError.invalidSpec(problem.message, remedy: problem.remedy)
         }
         for name in environment.keys where name.isEmpty || name.contains("=") {
             throw JobError.invalidSpec("The environment variable name '\(name)' is invalid", remedy: "Use K=V.")

@@ -35,7 +35,8 @@ public struct ClusterCode: Sendable, Hashable {
             remedy: "Run raylan from the RayLAN checkout, or set RAYLAN_CLUSTER_DIR to its cluster/ folder.")
     }
 
-    /// A folder holding what a working directory on the cluster needs: the Python packages (`raylan_detect/`,
+    /// A folder holding what a working directory on the cluster needs: the Python packages (`raylan_common/`,
+    /// `raylan_detect/`, `raylan_gateway/`,
     /// `raylan_bench/`), `models/<file>` when the model is a local file, and `extra` files at the given
     /// relative paths. The caller removes it.
     func stage(model: String?, extra: [(source: URL, path: String)] = []) throws -> (
@@ -45,7 +46,7 @@ public struct ClusterCode: Sendable, Hashable {
         let folder = fileManager.temporaryDirectory.appendingPathComponent(
             "raylan-serve-\(UUID().uuidString.prefix(8))")
         try fileManager.createDirectory(at: folder, withIntermediateDirectories: true)
-        for package in ["raylan_detect", "raylan_bench", "raylan_doctor"] {
+        for package in ["raylan_common", "raylan_detect", "raylan_gateway", "raylan_bench", "raylan_doctor"] {
             let source = directory.appendingPathComponent(package)
             guard fileManager.fileExists(atPath: source.path) else { continue }
             let target = folder.appendingPathComponent(package)

@@ -4,15 +4,7 @@ import Foundation
 /// A detection service to deploy: one model, as one Ray Serve application running `raylan_detect`.
 public struct DetectionDeployment: Sendable, Hashable {
     /// Who may use the service.
-    public enum Access: Sendable, Hashable {
-        /// Callers with the application's service key: the key it already has when it is redeployed, else a
-        /// new random one. The default.
-        case key
-        /// Callers with this key.
-        case givenKey(ServiceKey)
-        /// Anyone who reaches Serve's port (`--public`).
-        case open
-    }
+    public typealias Access = ServiceAccess
 
     /// Replicas: a fixed number, or Serve's autoscaling between bounds.
     public enum Replicas: Sendable, Hashable {

@@ -65,24 +65,37 @@ extension RayCluster {
         }
         progress("Uploaded the service as \(upload.uri)\(upload.uploaded ? "" : " (already on the cluster)").")
 
+        try await writeApplication(
+            deployment.name, access: deployment.access, httpPort: httpPort, httpHost: httpHost
+        ) { key in
+            deployment.applicationConfig(
+                workingDirectoryURI: upload.uri, modelArgument: staged.modelArgument ?? deployment.model, key: key,
+                identity: identity)
+        }
+        return try await waitUntilRunning(deployment.name, identity: identity, timeout: timeout, progress: progress)
+    }
+
+    /// Writes application `name` into Serve's config, every other application kept as deployed (Serve's PUT is
+    /// declarative: an application left out would be removed). `config` builds the application from its key:
+    /// for ``ServiceAccess/key`` the one it already has when redeployed, else a new random one.
+    func writeApplication(
+        _ name: String, access: ServiceAccess, httpPort: Int, httpHost: String?,
+        config: (ServiceKey?) -> JSONValue
+    ) async throws {
         let current = try await serveStatus()
         var applications = current.applications.values
-            .filter { $0.name != deployment.name }
+            .filter { $0.name != name }
             .compactMap(\.deployedAppConfig)
         let key: ServiceKey?
-        switch deployment.access {
-        case .key: key = current.applications[deployment.name].flatMap(ServiceKey.deployed(in:)) ?? .generate()
+        switch access {
+        case .key: key = current.applications[name].flatMap(ServiceKey.deployed(in:)) ?? .generate()
         case .givenKey(let given): key = given
         case .open: key = nil
         }
-        applications.append(
-            deployment.applicationConfig(
-                workingDirectoryURI: upload.uri, modelArgument: staged.modelArgument ?? deployment.model, key: key,
-                identity: identity))
+        applications.append(config(key))
         try await writeServeConfig(
             applications, http: proxyOptions(current, port: httpPort, host: httpHost),
-            what: "Deploying '\(deployment.name)' to Serve")
-        return try await waitUntilRunning(deployment.name, identity: identity, timeout: timeout, progress: progress)
+            what: "Deploying '\(name)' to Serve")
     }
 
     /// GPUs per replica when none is asked for: 1 where an alive node has a GPU, else 0 (a CPU-only cluster,
@@ -121,7 +134,7 @@ extension RayCluster {
                 case .running where identity == nil || app.modelIdentity == identity: return app
                 case .deployFailed where identity == nil || app.modelIdentity == identity:
                     throw ServeError(
-                        .deployFailed, "The detection service '\(name)' failed to deploy: \(Self.failureSummary(app))",
+                        .deployFailed, "The Serve application '\(name)' failed to deploy: \(Self.failureSummary(app))",
                         remedy: "Fix the cause above (model name or path, GPUs per replica) and deploy again; "
                             + "'raylan serve status' shows Ray's whole traceback.")
                 default: break
@@ -129,7 +142,7 @@ extension RayCluster {
             }
             if clock.now >= deadline {
                 throw ServeError(
-                    .timedOut, "The detection service '\(name)' is not RUNNING after \(timeout)",
+                    .timedOut, "The Serve application '\(name)' is not RUNNING after \(timeout)",
                     remedy: "See 'raylan serve status' for the replicas' state (GPUs free? weights downloading?).")
             }
             try await Task.sleep(for: .seconds(1))

@@ -1,0 +1,57 @@
+import Foundation
+
+/// The gateway as a Ray Serve application running `raylan_gateway`: one ingress replica in front of the owner
+/// actor that submits the tasks, creates the actors and holds the objects.
+public struct GatewayDeployment: Sendable, Hashable {
+    /// The application's name unless told otherwise.
+    public static let defaultName = "raylan-gateway"
+
+    /// The Serve application name. Default ``defaultName``.
+    public var name: String
+    /// Who may call it. Default ``ServiceAccess/key``. ``ServiceAccess/open`` is refused unless the cluster and
+    /// its Serve proxy listen on loopback only: the gateway runs code.
+    public var access: ServiceAccess
+    /// Largest ``Gateway/put(_:)``, in bytes. Default 2 GiB.
+    public var maxPutBytes: Int
+    /// Largest JSON request (a call's inline arguments), in bytes. Default 64 MiB.
+    public var maxJSONBytes: Int
+
+    public init(
+        name: String = GatewayDeployment.defaultName, access: ServiceAccess = .key, maxPutBytes: Int = 2 << 30,
+        maxJSONBytes: Int = 64 << 20
+    ) {
+        self.name = name
+        self.access = access
+        self.maxPutBytes = maxPutBytes
+        self.maxJSONBytes = maxJSONBytes
+    }
+
+    /// `/raylan/<name>`.
+    public var routePrefix: String { "/raylan/\(name)" }
+
+    /// The application in Serve's declarative config.
+    func applicationConfig(workingDirectoryURI: String, key: ServiceKey?) -> JSONValue {
+        var args: [String: JSONValue] = [
+            "max_put_bytes": .number(Double(maxPutBytes)), "max_json_bytes": .number(Double(maxJSONBytes)),
+            "code_uri": .string(workingDirectoryURI),
+        ]
+        if let key { args["api_key"] = .string(key.value) }
+        return .object([
+            "name": .string(name),
+            "route_prefix": .string(routePrefix),
+            "import_path": .string("raylan_gateway.app:build"),
+            "runtime_env": .object(["working_dir": .string(workingDirectoryURI)]),
+            "args": .object(args),
+            "deployments": .array([
+                .object([
+                    "name": .string("Gateway"),
+                    "num_replicas": .number(1),
+                    // Requests mostly wait on the owner (a call waits up to 60 s for its result): many at once.
+                    "max_ongoing_requests": .number(4096),
+                    // The ingress reserves no CPU, so that it never takes one from the calls it forwards.
+                    "ray_actor_options": .object(["num_cpus": .number(0)]),
+                ])
+            ]),
+        ])
+    }
+}

@@ -1,0 +1,1 @@
+"""Code shared by RayLAN's cluster-side packages."""

@@ -1,0 +1,237 @@
+"""The gateway's HTTP face, a Ray Serve application (import path `raylan_gateway.app:build`).
+
+Serve's replicas own nothing: each request goes to the detached owner actor (owner.py), which submits the
+tasks, creates the actors and holds the objects, so they survive a replica's restart.
+
+HTTP API (under the application's route prefix, e.g. /raylan/gateway); JSON unless said:
+  POST /call                  {"function": "module:function", "args": [...], "kwargs": {...},
+                               "resources": {"cpus", "gpus", "memory" (bytes), "custom": {name: n}},
+                               "runtime_env": {"working_dir": "gcs://…", "pip": [...], "env_vars": {...}},
+                               "max_retries", "timeout" (s), "wait" (s to wait now, ≤ 60), "keep", "id" (yours)}
+                              → 200 {"id", "state": "finished", "value"} | {"state": "failed"|"cancelled"|
+                                "timed_out", "error"}; 202 {"id", "state": "running"} when not done within wait.
+  GET  /tasks                 every task the owner holds.
+  GET  /tasks/{id}            its state; /tasks/{id}/result?wait=S its value (as /call); POST /tasks/{id}/cancel.
+  POST /objects               body: raw bytes → {"ref", "size"}.
+  GET  /objects               {"objects": [{"id", "size", "kind", …}], "total_bytes"}.
+  GET  /objects/{id}?wait=S   raw bytes (application/octet-stream) for bytes, else {"value": JSON}.
+  DELETE /objects/{id}        frees it (a put, or a task's result).
+  POST /actors                {"class": "module:Class", "args", "kwargs", "resources", "runtime_env", "name",
+                               "wait"} → 200 {"id", "state": "alive"|"failed", …}; 202 while it starts.
+  GET  /actors, GET /actors/{id or name}?wait=S, POST /actors/{id}/call {"method", "args", "kwargs",
+                               "timeout", "wait", "keep", "id"} (answered as /call), DELETE /actors/{id}.
+  GET  /info                  the owner's generation and counts.  DELETE /owner  ends the owner (and all it holds).
+  GET  /healthz               200; never needs the key.
+Arguments are JSON values; {"$bytes": base64} is bytes and {"$ref": id} an object on the cluster (a put, or a
+task's result), resolved there, so data crosses the LAN once. Results: JSON values, bytes as {"$bytes"}.
+No pickle crosses the wire.
+Errors: {"error": {"code", "message"}} with 400 bad_request, 401 unauthorized, 404 unknown_object /
+unknown_task / unknown_actor, 409 name_taken, 413 body_too_large, 422 infeasible (no node could ever run it),
+503 owner_died. A task's own failure is a 200 answer with its state and error {"code", "message", "type",
+"traceback"}: remote_exception, missing_module, missing_function, unserializable_result, timeout, cancelled,
+out_of_memory, worker_died, node_died, actor_died, object_lost, runtime_env_failed, ray_error.
+"""
+import json
+import logging
+import math
+from typing import Any
+
+import ray
+import ray.exceptions
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from ray import serve
+
+from raylan_common import compat  # noqa: F401 - before any @serve.ingress: FastAPI apps picklable on Ray 2.45
+from raylan_common.http import BadContentLength, BodyTooLarge, ServiceKey, read_body, service_key
+
+from .owner import NAMESPACE, OWNER_NAME, Owner
+
+logger = logging.getLogger("ray.serve")
+
+#: Largest JSON request (a call's arguments), in bytes. Larger data goes by `put` and a ref.
+DEFAULT_MAX_JSON_BYTES = 64 * 1024 * 1024
+#: Largest `put`, in bytes.
+DEFAULT_MAX_PUT_BYTES = 2 * 1024 * 1024 * 1024
+#: Longest a request waits for a result before answering 202 (clients poll again).
+MAX_WAIT_SECONDS = 60.0
+
+OwnerActor = ray.remote(Owner)
+
+api = FastAPI(title="RayLAN gateway")
+api.add_middleware(ServiceKey)
+
+
+def refusal(code: str, message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def render(answer: tuple[int, Any]) -> Response:
+    status, body = answer
+    if isinstance(body, (bytes, bytearray)):
+        return Response(bytes(body), status_code=status, media_type="application/octet-stream")
+    return JSONResponse(body, status_code=status)
+
+
+def wait_of(value: str | None) -> float:
+    try:
+        wait = float(value) if value is not None else 0.0
+    except ValueError:
+        wait = 0.0
+    return min(max(wait, 0.0), MAX_WAIT_SECONDS) if math.isfinite(wait) else 0.0
+
+
+@serve.deployment(name="Gateway")
+@serve.ingress(api)
+class Gateway:
+    def __init__(self, api_key: str | None = None, max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
+                 max_put_bytes: int = DEFAULT_MAX_PUT_BYTES, code_uri: str | None = None):
+        self.service_key = service_key(api_key)
+        self.max_json_bytes = max_json_bytes
+        self.max_put_bytes = max_put_bytes
+        # The owner runs RayLAN's cluster code too: the working directory this application was deployed with.
+        self.code_uri = code_uri or (ray.get_runtime_context().runtime_env or {}).get("working_dir")
+        self._owner = None
+        self.owner()
+
+    def owner(self):
+        """The owner actor: the running one, or a new one when there is none (first start, or it died)."""
+        if self._owner is None:
+            options: dict[str, Any] = {"name": OWNER_NAME, "namespace": NAMESPACE, "lifetime": "detached",
+                                       "get_if_exists": True, "num_cpus": 0, "max_concurrency": 10_000}
+            if self.code_uri:
+                options["runtime_env"] = {"working_dir": self.code_uri}
+            self._owner = OwnerActor.options(**options).remote()
+        return self._owner
+
+    async def ask(self, method: str, *args: Any) -> Response:
+        owner = self.owner()
+        try:
+            return render(await getattr(owner, method).remote(*args))
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as error:
+            if self._owner is owner:
+                self._owner = None  # the next request starts a new owner
+            logger.warning("The gateway's owner is gone: %s", str(error).splitlines()[0] if str(error) else error)
+            return refusal("owner_died", (
+                "the gateway's owner actor died while handling this request: the objects, results and actors it "
+                "held are lost. Send the request again (a new owner starts) and put or create what it needs again"),
+                503)
+
+    async def json_body(self, request: Request) -> dict | Response:
+        try:
+            body = await read_body(request, self.max_json_bytes)
+        except BadContentLength as error:
+            return refusal("bad_request", str(error), 400)
+        except BodyTooLarge:
+            return refusal("body_too_large", (
+                f"the request is over {self.max_json_bytes / 2**20:.0f} MiB: pass large data with put and a "
+                f"ref rather than inline"), 413)
+        try:
+            spec = json.loads(body)
+        except ValueError as error:
+            return refusal("bad_request", f"the body is not JSON: {error}", 400)
+        if not isinstance(spec, dict):
+            return refusal("bad_request", "the body must be a JSON object", 400)
+        return spec
+
+    @api.get("/healthz")
+    def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @api.get("/info")
+    async def info(self) -> Response:
+        return await self.ask("info")
+
+    @api.post("/call")
+    async def call(self, request: Request) -> Response:
+        spec = await self.json_body(request)
+        if isinstance(spec, Response):
+            return spec
+        spec["wait"] = wait_of(str(spec.get("wait", 0)))
+        return await self.ask("call", spec)
+
+    @api.get("/tasks")
+    async def tasks(self) -> Response:
+        return await self.ask("list_tasks")
+
+    @api.get("/tasks/{task_id}")
+    async def task(self, task_id: str) -> Response:
+        return await self.ask("task_status", task_id)
+
+    @api.get("/tasks/{task_id}/result")
+    async def result(self, task_id: str, wait: str | None = None) -> Response:
+        return await self.ask("task_result", task_id, wait_of(wait))
+
+    @api.post("/tasks/{task_id}/cancel")
+    async def cancel(self, task_id: str) -> Response:
+        return await self.ask("cancel", task_id)
+
+    @api.post("/objects")
+    async def put(self, request: Request) -> Response:
+        try:
+            body = await read_body(request, self.max_put_bytes)
+        except BadContentLength as error:
+            return refusal("bad_request", str(error), 400)
+        except BodyTooLarge:
+            return refusal("body_too_large", (
+                f"the object is over {self.max_put_bytes / 2**30:.1f} GiB, the most one put may send: split it, "
+                f"or read it on the cluster"), 413)
+        return await self.ask("put", bytes(body))
+
+    @api.get("/objects")
+    async def objects(self) -> Response:
+        return await self.ask("list_objects")
+
+    @api.get("/objects/{object_id}")
+    async def get(self, object_id: str, wait: str | None = None) -> Response:
+        return await self.ask("get", object_id, wait_of(wait))
+
+    @api.delete("/objects/{object_id}")
+    async def free(self, object_id: str) -> Response:
+        return await self.ask("free", object_id)
+
+    @api.post("/actors")
+    async def create_actor(self, request: Request) -> Response:
+        spec = await self.json_body(request)
+        if isinstance(spec, Response):
+            return spec
+        spec["wait"] = wait_of(str(spec.get("wait", 0)))
+        return await self.ask("create_actor", spec)
+
+    @api.get("/actors")
+    async def actors(self) -> Response:
+        return await self.ask("list_actors")
+
+    @api.get("/actors/{actor_id}")
+    async def actor(self, actor_id: str, wait: str | None = None) -> Response:
+        return await self.ask("actor_status", actor_id, wait_of(wait))
+
+    @api.post("/actors/{actor_id}/call")
+    async def call_actor(self, actor_id: str, request: Request) -> Response:
+        spec = await self.json_body(request)
+        if isinstance(spec, Response):
+            return spec
+        spec["wait"] = wait_of(str(spec.get("wait", 0)))
+        return await self.ask("call_actor", actor_id, spec)
+
+    @api.delete("/actors/{actor_id}")
+    async def kill_actor(self, actor_id: str) -> Response:
+        return await self.ask("kill_actor", actor_id)
+
+    @api.delete("/owner")
+    async def end_owner(self) -> Response:
+        """Ends the owner: every object, result and actor it holds goes with it (`raylan gateway down`)."""
+        owner = self.owner()
+        ray.kill(owner, no_restart=True)
+        self._owner = None
+        return JSONResponse({"ended": OWNER_NAME})
+
+
+def build(args: dict) -> Any:
+    """The application builder Serve calls with the config's `args`: api_key (absent or empty: open),
+    max_json_bytes (64 MiB), max_put_bytes (2 GiB), code_uri (default: this application's working_dir)."""
+    return Gateway.bind(
+        api_key=service_key(args.get("api_key")),
+        max_json_bytes=int(args.get("max_json_bytes") or DEFAULT_MAX_JSON_BYTES),
+        max_put_bytes=int(args.get("max_put_bytes") or DEFAULT_MAX_PUT_BYTES),
+        code_uri=args.get("code_uri"))

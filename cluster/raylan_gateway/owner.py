@@ -1,0 +1,559 @@
+"""The gateway's owner: one detached actor that submits every task, creates every actor and holds every object.
+
+A Ray object lives as long as its owner does, and Ray cannot recover an object whose owner died. Serve's
+replicas come and go (a crash, a redeploy, autoscaling), so they own nothing: they pass each request to this
+actor, which outlives them. Ids carry the owner's generation (`<generation>-<hex>`): an id from an owner
+that died is answered `owner_died` rather than `unknown`.
+
+Every method returns (HTTP status, body): a dict for JSON, bytes for a raw answer. The ingress only renders it.
+"""
+import asyncio
+import base64
+import binascii
+import math
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+import ray.cloudpickle
+import ray.exceptions
+
+from . import runner
+
+#: The owner's actor name and namespace (one owner per cluster).
+OWNER_NAME = "raylan_gateway_owner"
+NAMESPACE = "raylan_gateway"
+
+#: HTTP status of each refusal; the answers of finished work are 200 with a state.
+STATUS = {
+    "bad_request": 400, "unknown_object": 404, "unknown_task": 404, "unknown_actor": 404, "name_taken": 409,
+    "infeasible": 422, "owner_died": 503, "actor_not_ready": 409, "body_too_large": 413,
+}
+
+#: How long the outcome of a call that waits stays when nobody collects it.
+UNCOLLECTED_SECONDS = 600
+
+#: Ray's exceptions → the gateway's error codes, most specific first.
+RAY_ERRORS = [
+    ("TaskCancelledError", "cancelled"),
+    ("OutOfMemoryError", "out_of_memory"),
+    ("NodeDiedError", "node_died"),
+    ("WorkerCrashedError", "worker_died"),
+    ("OwnerDiedError", "owner_died"),
+    ("ObjectLostError", "object_lost"),
+    ("RuntimeEnvSetupError", "runtime_env_failed"),
+    ("ActorDiedError", "actor_died"),
+    ("ActorUnavailableError", "actor_died"),
+    ("RayActorError", "actor_died"),
+    ("GetTimeoutError", "timeout"),
+]
+
+# Workers run the user's working directory, where raylan_gateway is not importable: send the runner by value.
+ray.cloudpickle.register_pickle_by_value(runner)
+
+
+class Refused(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def answer(self) -> tuple[int, dict]:
+        return STATUS.get(self.code, 400), {"error": {"code": self.code, "message": self.message}}
+
+
+def ray_error(error: BaseException) -> dict:
+    """One of Ray's exceptions as the gateway's error: a named code and Ray's own first line."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    code = next((code for name, code in RAY_ERRORS if name in names), "ray_error")
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if code == "runtime_env_failed":
+        message = "the call's runtime environment (working directory, pip packages) could not be set up: " + str(
+            error).strip()[-2000:]
+    return {"code": code, "message": message, "type": f"ray.exceptions.{type(error).__name__}", "traceback": ""}
+
+
+@dataclass
+class Task:
+    id: str
+    function: str
+    status_ref: Any
+    value_ref: Any
+    submitted: float
+    timeout: float | None
+    actor: bool = False
+    keep: bool = True  # False: forgotten once an answer carried its outcome (a call that waits)
+    state: str = "running"  # running → finished | failed | cancelled | timed_out
+    error: dict | None = None
+    size: int | None = None
+    ended: float | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def view(self) -> dict:
+        out = {"id": self.id, "function": self.function, "state": self.state, "submitted": self.submitted,
+               "ended": self.ended}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass
+class Stored:
+    id: str
+    ref: Any
+    size: int
+    created: float
+
+
+@dataclass
+class Actor:
+    id: str
+    cls: str
+    name: str | None
+    handle: Any
+    created: float
+    resources: dict
+    state: str = "starting"  # starting → alive | failed | dead
+    error: dict | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def view(self) -> dict:
+        out = {"id": self.id, "class": self.cls, "name": self.name, "state": self.state, "created": self.created,
+               "resources": self.resources}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def number(spec: dict, key: str, low: float = 0) -> float | None:
+    value = spec.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < low:
+        raise Refused("bad_request", f"'{key}' must be a number of {low:g} or more, not {value!r}")
+    return value
+
+
+def target_of(spec: dict, key: str) -> str:
+    target = spec.get(key)
+    if not isinstance(target, str) or ":" not in target or not target.partition(":")[0] or not target.partition(
+            ":")[2]:
+        raise Refused("bad_request", f"'{key}' must be 'module:name', e.g. 'tasks:gpu_task', not {target!r}")
+    return target
+
+
+class Owner:
+    """The detached owner actor (async: thousands of calls wait on it at once)."""
+
+    def __init__(self):
+        self.generation = secrets.token_hex(4)
+        self.started = time.time()
+        self.tasks: dict[str, Task] = {}
+        self.aliases: dict[str, str] = {}  # a client's own call id → task id
+        self.objects: dict[str, Stored] = {}
+        self.actors: dict[str, Actor] = {}
+        self.names: dict[str, str] = {}  # actor name → actor id
+        self.run = ray.remote(runner.run)
+        self.host = ray.remote(runner.Host)
+        self.nodes_read = 0.0
+        self.node_resources: list[dict] = []
+
+    async def info(self) -> tuple[int, dict]:
+        return 200, {"generation": self.generation, "started": self.started, "tasks": len(self.tasks),
+                     "objects": len(self.objects), "actors": len(self.actors)}
+
+    # MARK: ids and arguments
+
+    def new_id(self, hex_id: str) -> str:
+        return f"{self.generation}-{hex_id}"
+
+    def check_generation(self, given: str, what: str) -> None:
+        generation, dash, _ = given.partition("-")
+        if dash and len(generation) == 8 and generation != self.generation:
+            raise Refused("owner_died", (
+                f"the {what} '{given}' was held by an earlier gateway owner, which is gone (this owner started "
+                f"{time.strftime('%H:%M:%S', time.localtime(self.started))}): objects, results and actors it "
+                f"held are lost; put or create them again"))
+
+    def ref_of(self, given: str) -> Any:
+        """An object id (a put, or a task's result) → its ObjectRef."""
+        if not isinstance(given, str):
+            raise Refused("bad_request", f"a ref must be a string id, not {given!r}")
+        given = self.aliases.get(given, given)
+        if given in self.objects:
+            return self.objects[given].ref
+        if given in self.tasks:
+            return self.tasks[given].value_ref
+        self.check_generation(given, "object")
+        raise Refused("unknown_object", f"no object '{given}' here: it was freed, or never existed")
+
+    def decode(self, value: Any) -> Any:
+        """A JSON argument → Python: {"$bytes": b64} → bytes, {"$ref": id} → the ObjectRef."""
+        if isinstance(value, dict):
+            if len(value) == 1 and runner.REF in value:
+                return self.ref_of(value[runner.REF])
+            if len(value) == 1 and runner.BYTES in value:
+                try:
+                    return base64.b64decode(value[runner.BYTES], validate=True)
+                except (binascii.Error, TypeError, ValueError):
+                    raise Refused("bad_request", "a {\"$bytes\": …} argument is not valid base64") from None
+            return {key: self.decode(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.decode(item) for item in value]
+        return value
+
+    def arguments(self, spec: dict) -> tuple[int, list, list]:
+        args, kwargs = spec.get("args", []), spec.get("kwargs", {})
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise Refused("bad_request", "'args' must be a JSON array and 'kwargs' a JSON object")
+        return len(args), list(kwargs), [self.decode(value) for value in [*args, *kwargs.values()]]
+
+    # MARK: resources
+
+    def options(self, spec: dict, actor: bool) -> dict:
+        """Ray's options for a call or actor from its spec, checked against the nodes: a request no alive node
+        could ever satisfy is refused now (`infeasible`) rather than left pending forever."""
+        resources = {} if spec.get("resources") is None else spec["resources"]
+        if not isinstance(resources, dict):
+            raise Refused("bad_request", "'resources' must be a JSON object")
+        cpus, gpus, memory = number(resources, "cpus"), number(resources, "gpus"), number(resources, "memory")
+        custom = {} if resources.get("custom") is None else resources["custom"]
+        if not isinstance(custom, dict):
+            raise Refused("bad_request", "'resources.custom' must be a JSON object of numbers")
+        for name in custom:
+            number(custom, name)
+        options: dict[str, Any] = {"num_cpus": 1 if cpus is None else cpus}
+        if gpus:
+            options["num_gpus"] = gpus
+        if memory:
+            options["memory"] = memory
+        if custom:
+            options["resources"] = dict(custom)
+        if not actor:
+            retries = number(spec, "max_retries", low=-1)
+            options["max_retries"] = 0 if retries is None else int(retries)
+            options["num_returns"] = 2
+        environment = {} if spec.get("runtime_env") is None else spec["runtime_env"]
+        if not isinstance(environment, dict):
+            raise Refused("bad_request", "'runtime_env' must be a JSON object")
+        allowed = {"working_dir", "pip", "env_vars", "py_modules"}
+        if set(environment) - allowed:
+            raise Refused("bad_request", f"'runtime_env' may hold {sorted(allowed)}, not {sorted(set(environment) - allowed)}")
+        working_dir = environment.get("working_dir")
+        if working_dir is not None and (not isinstance(working_dir, str) or "://" not in working_dir):
+            raise Refused("bad_request", (
+                f"'runtime_env.working_dir' must be the URI of an uploaded package (gcs://_ray_pkg_….zip), not "
+                f"{working_dir!r}: raylan uploads a local folder for you (--working-dir)"))
+        if environment:
+            options["runtime_env"] = environment
+        self.check_feasible(options)
+        return options
+
+    def check_feasible(self, options: dict) -> None:
+        wanted = {"CPU": options.get("num_cpus") or 0, "GPU": options.get("num_gpus") or 0,
+                  "memory": options.get("memory") or 0, **(options.get("resources") or {})}
+        wanted = {name: amount for name, amount in wanted.items() if amount}
+        if not wanted:
+            return
+        if time.monotonic() - self.nodes_read > 2:
+            self.node_resources = [node.get("Resources") or {} for node in ray.nodes() if node.get("Alive")]
+            self.nodes_read = time.monotonic()
+        if any(all(node.get(name, 0) >= amount for name, amount in wanted.items()) for node in self.node_resources):
+            return
+        asked = ", ".join(f"{name} {amount:g}" for name, amount in wanted.items())
+        have = "; ".join(", ".join(f"{name} {node.get(name, 0):g}" for name in wanted) for node in self.node_resources)
+        if "GPU" in wanted and not any(node.get("GPU", 0) for node in self.node_resources):
+            what, remedy = "a GPU", "add a GPU host ('raylan up --join' on it), or call without --gpus"
+        else:
+            what, remedy = f"all of {asked} at once", "add a node that has them, or ask for less"
+        raise Refused("infeasible", (
+            f"no node has {what} (the alive nodes have: {have or 'none'}), so the call would wait forever: {remedy}"))
+
+    # MARK: calls
+
+    async def call(self, spec: dict) -> tuple[int, dict]:
+        """Submits `module:function` and waits up to spec["wait"] seconds for its result. A call whose `id` the
+        owner knows already is not submitted again: its answer is the running (or ended) task's, so a client
+        may send a call again after a lost connection."""
+        if (again := self.known_call(spec)) is not None:
+            return await again
+        try:
+            target = target_of(spec, "function")
+            options = self.options(spec, actor=False)
+            number(spec, "timeout")  # checked here; track() reads it
+            wait = number(spec, "wait") or 0
+            n_args, names, values = self.arguments(spec)
+        except Refused as refused:
+            return refused.answer()
+        try:
+            status_ref, value_ref = self.run.options(**options).remote(target, n_args, names, *values)
+        except (ValueError, TypeError) as error:  # Ray refused the options (e.g. a runtime_env it cannot use)
+            return Refused("bad_request", f"Ray refused the call's options: {error}").answer()
+        task = self.track(target, status_ref, value_ref, spec, actor=False)
+        return await self.answer(task, wait)
+
+    def known_call(self, spec: dict):
+        alias = spec.get("id")
+        if isinstance(alias, str) and alias in self.aliases and self.aliases[alias] in self.tasks:
+            return self.answer(self.tasks[self.aliases[alias]], number(spec, "wait") or 0)
+        return None
+
+    def track(self, function: str, status_ref, value_ref, spec: dict, actor: bool) -> Task:
+        """Registers a submitted task; spec["keep"] (default: true unless the call waits) keeps its result
+        after an answer carried it, for `get`, `ref:` arguments and `task result`."""
+        keep = spec.get("keep")
+        keep = not spec.get("wait") if keep is None else bool(keep)
+        task = Task(self.new_id(value_ref.hex()), function, status_ref, value_ref, time.time(),
+                    number(spec, "timeout"), actor, keep)
+        alias = spec.get("id")
+        self.tasks[task.id] = task
+        if isinstance(alias, str) and alias:
+            self.aliases[alias] = task.id
+        asyncio.get_running_loop().create_task(self.watch(task))
+        return task
+
+    async def watch(self, task: Task) -> None:
+        """Waits for the task's outcome, or ends it at its timeout."""
+        try:
+            outcome = await asyncio.wait_for(task.status_ref, task.timeout) if task.timeout else await task.status_ref
+            if outcome.get("ok"):
+                task.state, task.size = "finished", outcome.get("size")
+            else:
+                task.state, task.error = "failed", outcome.get("error")
+        except asyncio.TimeoutError:
+            ray.cancel(task.status_ref, force=not task.actor)
+            task.state = "timed_out"
+            task.error = {"code": "timeout", "message": f"{task.function} ran past its timeout of {task.timeout:g} s "
+                                                          f"and was cancelled", "type": "", "traceback": ""}
+        except Exception as error:  # Ray's: cancelled, worker or node died, out of memory, runtime env
+            task.error = ray_error(error)
+            task.state = "cancelled" if task.error["code"] == "cancelled" else "failed"
+        task.ended = time.time()
+        task.done.set()
+        if not task.keep:  # a call whose caller went away without collecting its outcome
+            await asyncio.sleep(UNCOLLECTED_SECONDS)
+            self.forget_task(task)
+
+    async def outcome(self, task: Task, wait: float) -> tuple[int, dict, Any]:
+        """Waits up to `wait` seconds for the task → (status, its view, its wire value or None). 202 while it
+        runs. A task that is not kept is forgotten once its outcome is handed out."""
+        if wait > 0 and not task.done.is_set():
+            try:
+                await asyncio.wait_for(task.done.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+        if not task.done.is_set():
+            return 202, task.view(), None
+        if not task.keep:
+            self.forget_task(task)
+        if task.state != "finished":
+            return 200, task.view(), None
+        try:
+            return 200, task.view(), await task.value_ref
+        except Exception as error:  # the value was lost (its node died) after the task ended
+            return 200, {**task.view(), "state": "failed", "error": ray_error(error)}, None
+
+    async def answer(self, task: Task, wait: float) -> tuple[int, dict]:
+        """The task's state; with its value once finished (within `wait` seconds)."""
+        status, view, value = await self.outcome(task, wait)
+        if view["state"] == "finished":
+            view["value"] = to_json(value)
+        return status, view
+
+    def forget_task(self, task: Task) -> None:
+        self.tasks.pop(task.id, None)
+        for alias in [alias for alias, target in self.aliases.items() if target == task.id]:
+            del self.aliases[alias]
+
+    def task_of(self, given: str) -> Task:
+        given = self.aliases.get(given, given)
+        if given in self.tasks:
+            return self.tasks[given]
+        self.check_generation(given, "task")
+        raise Refused("unknown_task", f"no task '{given}' here: its result was freed, or it never existed")
+
+    async def task_status(self, given: str) -> tuple[int, dict]:
+        try:
+            return 200, self.task_of(given).view()
+        except Refused as refused:
+            return refused.answer()
+
+    async def task_result(self, given: str, wait: float) -> tuple[int, dict]:
+        try:
+            task = self.task_of(given)
+        except Refused as refused:
+            return refused.answer()
+        return await self.answer(task, max(0.0, wait))
+
+    async def cancel(self, given: str) -> tuple[int, dict]:
+        """Cancels a task (a normal task's worker is killed, which frees its CPUs and GPUs at once)."""
+        try:
+            task = self.task_of(given)
+        except Refused as refused:
+            return refused.answer()
+        if not task.done.is_set():
+            ray.cancel(task.status_ref, force=not task.actor)
+            try:
+                await asyncio.wait_for(task.done.wait(), 10)
+            except asyncio.TimeoutError:
+                pass
+        return 200, task.view()
+
+    async def list_tasks(self) -> tuple[int, dict]:
+        return 200, {"tasks": [task.view() for task in self.tasks.values()]}
+
+    # MARK: objects
+
+    async def put(self, data: bytes) -> tuple[int, dict]:
+        ref = ray.put(bytes(data))
+        stored = Stored(self.new_id(ref.hex()), ref, len(data), time.time())
+        self.objects[stored.id] = stored
+        return 200, {"ref": stored.id, "size": stored.size}
+
+    async def get(self, given: str, wait: float) -> tuple[int, Any]:
+        """An object's value: raw bytes, or {"value": JSON}. A task's result waits up to `wait` seconds."""
+        try:
+            given = self.aliases.get(given, given)
+            if given in self.tasks:
+                status, view, value = await self.outcome(self.tasks[given], wait)
+                if view["state"] != "finished":
+                    return status, view
+                return 200, value if isinstance(value, bytes) else {"value": to_json(value)}
+            ref = self.ref_of(given)
+        except Refused as refused:
+            return refused.answer()
+        try:
+            value = await ref
+        except Exception as error:
+            return 200, {"id": given, "state": "failed", "error": ray_error(error)}
+        return 200, value if isinstance(value, bytes) else {"value": to_json(value)}
+
+    async def free(self, given: str) -> tuple[int, dict]:
+        given = self.aliases.get(given, given)
+        if self.objects.pop(given, None):
+            return 200, {"freed": given}
+        if given in self.tasks:
+            self.forget_task(self.tasks[given])
+            return 200, {"freed": given}
+        try:
+            self.check_generation(given, "object")
+        except Refused as refused:
+            return refused.answer()
+        return Refused("unknown_object", f"no object '{given}' here: it was freed, or never existed").answer()
+
+    async def list_objects(self) -> tuple[int, dict]:
+        objects = [{"id": item.id, "size": item.size, "kind": "put", "created": item.created}
+                   for item in self.objects.values()]
+        objects += [{"id": task.id, "size": task.size, "kind": "result", "created": task.submitted,
+                     "function": task.function, "state": task.state} for task in self.tasks.values()]
+        return 200, {"objects": objects, "total_bytes": sum(item["size"] or 0 for item in objects)}
+
+    # MARK: actors
+
+    async def create_actor(self, spec: dict) -> tuple[int, dict]:
+        try:
+            target = target_of(spec, "class")
+            options = self.options(spec, actor=True)
+            n_args, names, values = self.arguments(spec)
+            name = spec.get("name")
+            if name is not None and (not isinstance(name, str) or not name):
+                raise Refused("bad_request", "'name' must be a non-empty string")
+            if name in self.names:
+                raise Refused("name_taken", f"an actor named '{name}' exists already ({self.names[name]}); kill it "
+                                            f"first or pick another name")
+            wait = number(spec, "wait") or 0
+        except Refused as refused:
+            return refused.answer()
+        if name:
+            options.update(name=name, namespace=NAMESPACE)
+        try:
+            handle = self.host.options(**options).remote(target, n_args, names, *values)
+        except ValueError as error:  # the name is taken in Ray (created elsewhere), or options Ray refused
+            code = "name_taken" if name and "already" in str(error) else "bad_request"
+            return Refused(code, f"Ray refused the actor: {error}").answer()
+        actor = Actor(self.new_id(handle._actor_id.hex()), target, name, handle, time.time(),
+                      {key: options[key] for key in ("num_cpus", "num_gpus", "memory", "resources") if key in options})
+        self.actors[actor.id] = actor
+        if name:
+            self.names[name] = actor.id
+        asyncio.get_running_loop().create_task(self.watch_actor(actor))
+        return await self.actor_answer(actor, wait)
+
+    async def watch_actor(self, actor: Actor) -> None:
+        try:
+            error = await actor.handle.ready.remote()
+            actor.state, actor.error = ("failed", error) if error else ("alive", None)
+        except Exception as error:
+            actor.state, actor.error = "failed", ray_error(error)
+        if actor.state == "failed":
+            self.forget_actor(actor, kill=True)
+        actor.ready.set()
+
+    async def actor_answer(self, actor: Actor, wait: float) -> tuple[int, dict]:
+        if wait > 0 and not actor.ready.is_set():
+            try:
+                await asyncio.wait_for(actor.ready.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+        return (200 if actor.ready.is_set() else 202), actor.view()
+
+    def actor_of(self, given: str) -> Actor:
+        given = self.names.get(given, given)
+        if given in self.actors:
+            return self.actors[given]
+        self.check_generation(given, "actor")
+        raise Refused("unknown_actor", f"no actor '{given}' here: it was killed, or never existed")
+
+    def forget_actor(self, actor: Actor, kill: bool) -> None:
+        self.actors.pop(actor.id, None)
+        if actor.name and self.names.get(actor.name) == actor.id:
+            del self.names[actor.name]
+        if kill:
+            ray.kill(actor.handle)
+
+    async def actor_status(self, given: str, wait: float) -> tuple[int, dict]:
+        try:
+            return await self.actor_answer(self.actor_of(given), wait)
+        except Refused as refused:
+            return refused.answer()
+
+    async def call_actor(self, given: str, spec: dict) -> tuple[int, dict]:
+        if (again := self.known_call(spec)) is not None:
+            return await again
+        try:
+            actor = self.actor_of(given)
+            method = spec.get("method")
+            if not isinstance(method, str) or not method or method.startswith("_"):
+                raise Refused("bad_request", f"'method' must name a public method, not {method!r}")
+            number(spec, "timeout")  # checked here; track() reads it
+            wait = number(spec, "wait") or 0
+            n_args, names, values = self.arguments(spec)
+        except Refused as refused:
+            return refused.answer()
+        status_ref, value_ref = actor.handle.call.options(num_returns=2).remote(method, n_args, names, *values)
+        task = self.track(f"{actor.cls}.{method}", status_ref, value_ref, spec, actor=True)
+        return await self.answer(task, wait)
+
+    async def kill_actor(self, given: str) -> tuple[int, dict]:
+        try:
+            actor = self.actor_of(given)
+        except Refused as refused:
+            return refused.answer()
+        self.forget_actor(actor, kill=True)
+        return 200, {"killed": actor.id}
+
+    async def list_actors(self) -> tuple[int, dict]:
+        return 200, {"actors": [actor.view() for actor in self.actors.values()]}
+
+
+def to_json(value: Any) -> Any:
+    """A wire value → JSON: bytes become {"$bytes": base64}."""
+    if isinstance(value, bytes):
+        return {runner.BYTES: base64.b64encode(value).decode()}
+    if isinstance(value, list):
+        return [to_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: to_json(item) for key, item in value.items()}
+    return value
