@@ -34,6 +34,7 @@ out_of_memory, worker_died, node_died, actor_died, object_lost, runtime_env_fail
 import json
 import logging
 import math
+import time
 from typing import Any
 
 import ray
@@ -45,7 +46,8 @@ from ray import serve
 from raylan_common import compat  # noqa: F401 - before any @serve.ingress: FastAPI apps picklable on Ray 2.45
 from raylan_common.http import BadContentLength, BodyTooLarge, ServiceKey, read_body, service_key
 
-from .owner import NAMESPACE, OWNER_NAME, Owner
+from . import runner
+from .owner import NAMESPACE, OWNER_NAME, Calls, Located, Owner, ray_error, to_json
 
 logger = logging.getLogger("ray.serve")
 
@@ -73,6 +75,15 @@ def render(answer: tuple[int, Any]) -> Response:
     return JSONResponse(body, status_code=status)
 
 
+def holds_ref(value: Any) -> bool:
+    """Whether a JSON argument tree holds a {"$ref": …} (which only the owner can resolve)."""
+    if isinstance(value, dict):
+        return (len(value) == 1 and runner.REF in value) or any(holds_ref(item) for item in value.values())
+    if isinstance(value, list):
+        return any(holds_ref(item) for item in value)
+    return False
+
+
 def wait_of(value: str | None) -> float:
     try:
         wait = float(value) if value is not None else 0.0
@@ -92,7 +103,25 @@ class Gateway:
         # The owner runs RayLAN's cluster code too: the working directory this application was deployed with.
         self.code_uri = code_uri or (ray.get_runtime_context().runtime_env or {}).get("working_dir")
         self._owner = None
-        self.owner()
+        owner = self.owner()
+        # An owner left by an earlier version of the gateway runs other code: end it (with what it held).
+        try:
+            _, info = ray.get(owner.info.remote(), timeout=60)
+            if info.get("code") != self.code_uri:
+                logger.warning("Ending the gateway's owner from other code (%s)", info.get("code"))
+                ray.kill(owner, no_restart=True)
+                for _ in range(100):  # until Ray has freed the name
+                    try:
+                        ray.get_actor(OWNER_NAME, namespace=NAMESPACE)
+                    except ValueError:
+                        break
+                    time.sleep(0.1)
+                self._owner = None
+                self.owner()
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            self._owner = None
+        # Calls that wait for their value and pass no refs run from here: nothing of theirs outlives the request.
+        self.local = Calls()
 
     def owner(self):
         """The owner actor: the running one, or a new one when there is none (first start, or it died)."""
@@ -101,21 +130,26 @@ class Gateway:
                                        "get_if_exists": True, "num_cpus": 0, "max_concurrency": 10_000}
             if self.code_uri:
                 options["runtime_env"] = {"working_dir": self.code_uri}
-            self._owner = OwnerActor.options(**options).remote()
+            self._owner = OwnerActor.options(**options).remote(self.code_uri)
         return self._owner
 
-    async def ask(self, method: str, *args: Any) -> Response:
+    async def ask(self, method: str, *args: Any) -> Response | Located:
+        """Asks the owner; its answer rendered (a Located as it is, for the caller to read)."""
         owner = self.owner()
         try:
-            return render(await getattr(owner, method).remote(*args))
+            status, body = await getattr(owner, method).remote(*args)
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as error:
-            if self._owner is owner:
-                self._owner = None  # the next request starts a new owner
-            logger.warning("The gateway's owner is gone: %s", str(error).splitlines()[0] if str(error) else error)
-            return refusal("owner_died", (
-                "the gateway's owner actor died while handling this request: the objects, results and actors it "
-                "held are lost. Send the request again (a new owner starts) and put or create what it needs again"),
-                503)
+            return self.owner_gone(owner, error)
+        return body if isinstance(body, Located) else render((status, body))
+
+    def owner_gone(self, owner, error: Exception) -> Response:
+        if self._owner is owner:
+            self._owner = None  # the next request starts a new owner
+        logger.warning("The gateway's owner is gone: %s", str(error).splitlines()[0] if str(error) else error)
+        return refusal("owner_died", (
+            "the gateway's owner actor died while handling this request: the objects, results and actors it "
+            "held are lost. Send the request again (a new owner starts) and put or create what it needs again"),
+            503)
 
     async def json_body(self, request: Request) -> dict | Response:
         try:
@@ -148,22 +182,35 @@ class Gateway:
         if isinstance(spec, Response):
             return spec
         spec["wait"] = wait_of(str(spec.get("wait", 0)))
+        if spec["wait"] > 0 and spec.get("keep") is False and not holds_ref(spec.get("args")) and not holds_ref(
+                spec.get("kwargs")):
+            return render(await self.local.call(spec))
         return await self.ask("call", spec)
 
     @api.get("/tasks")
     async def tasks(self) -> Response:
-        return await self.ask("list_tasks")
+        owned = await self.ask("list_tasks")
+        if owned.status_code != 200:
+            return owned
+        _, local = await self.local.list_tasks()
+        return JSONResponse({"tasks": local["tasks"] + json.loads(owned.body)["tasks"]})
 
     @api.get("/tasks/{task_id}")
     async def task(self, task_id: str) -> Response:
+        if self.local.knows(task_id):
+            return render(await self.local.task_status(task_id))
         return await self.ask("task_status", task_id)
 
     @api.get("/tasks/{task_id}/result")
     async def result(self, task_id: str, wait: str | None = None) -> Response:
+        if self.local.knows(task_id):
+            return render(await self.local.task_result(task_id, wait_of(wait)))
         return await self.ask("task_result", task_id, wait_of(wait))
 
     @api.post("/tasks/{task_id}/cancel")
     async def cancel(self, task_id: str) -> Response:
+        if self.local.knows(task_id):
+            return render(await self.local.cancel(task_id))
         return await self.ask("cancel", task_id)
 
     @api.post("/objects")
@@ -176,6 +223,7 @@ class Gateway:
             return refusal("body_too_large", (
                 f"the object is over {self.max_put_bytes / 2**30:.1f} GiB, the most one put may send: split it, "
                 f"or read it on the cluster"), 413)
+        # The owner puts it (Ray ≥ 2.56 has no ray.put(…, _owner=…)), so that it outlives this replica.
         return await self.ask("put", bytes(body))
 
     @api.get("/objects")
@@ -184,7 +232,17 @@ class Gateway:
 
     @api.get("/objects/{object_id}")
     async def get(self, object_id: str, wait: str | None = None) -> Response:
-        return await self.ask("get", object_id, wait_of(wait))
+        """The value read here from the object store (the owner hands out the ref, not the bytes)."""
+        answer = await self.ask("locate", object_id, wait_of(wait))
+        if not isinstance(answer, Located):
+            return answer
+        try:
+            value = await answer.ref
+        except Exception as error:  # lost with its node, or the owner died meanwhile
+            return JSONResponse({"id": object_id, "state": "failed", "error": ray_error(error)})
+        if isinstance(value, bytes):
+            return Response(value, media_type="application/octet-stream")
+        return JSONResponse({"value": to_json(value)})
 
     @api.delete("/objects/{object_id}")
     async def free(self, object_id: str) -> Response:

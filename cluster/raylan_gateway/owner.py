@@ -144,8 +144,17 @@ def target_of(spec: dict, key: str) -> str:
     return target
 
 
-class Owner:
-    """The detached owner actor (async: thousands of calls wait on it at once)."""
+@dataclass
+class Located:
+    """An object's ref handed to the ingress unresolved (a ref inside a returned object stays a ref), so that
+    the ingress reads the value from the object store itself rather than through the owner's memory."""
+    ref: Any
+
+
+class Calls:
+    """Submits calls and follows them: the owner's core, which the ingress also uses by itself for calls that
+    wait for their value and pass no refs (their results are not kept, so nothing needs to outlive the ingress;
+    one actor hop fewer)."""
 
     def __init__(self):
         self.generation = secrets.token_hex(4)
@@ -153,16 +162,17 @@ class Owner:
         self.tasks: dict[str, Task] = {}
         self.aliases: dict[str, str] = {}  # a client's own call id → task id
         self.objects: dict[str, Stored] = {}
-        self.actors: dict[str, Actor] = {}
-        self.names: dict[str, str] = {}  # actor name → actor id
         self.run = ray.remote(runner.run)
-        self.host = ray.remote(runner.Host)
         self.nodes_read = 0.0
         self.node_resources: list[dict] = []
 
+    def knows(self, given: str) -> bool:
+        return given in self.aliases or given in self.tasks
+
     async def info(self) -> tuple[int, dict]:
         return 200, {"generation": self.generation, "started": self.started, "tasks": len(self.tasks),
-                     "objects": len(self.objects), "actors": len(self.actors)}
+                     "objects": len(self.objects), "actors": len(getattr(self, "actors", {})),
+                     "code": getattr(self, "code", None)}
 
     # MARK: ids and arguments
 
@@ -404,31 +414,43 @@ class Owner:
     async def list_tasks(self) -> tuple[int, dict]:
         return 200, {"tasks": [task.view() for task in self.tasks.values()]}
 
+
+class Owner(Calls):
+    """The detached owner actor (async: thousands of calls wait on it at once)."""
+
+    def __init__(self, code: str | None = None):
+        super().__init__()
+        self.code = code  # the RayLAN cluster code it runs (the gateway's working_dir URI)
+        self.actors: dict[str, Actor] = {}
+        self.names: dict[str, str] = {}  # actor name → actor id
+        self.host = ray.remote(runner.Host)
+
     # MARK: objects
 
     async def put(self, data: bytes) -> tuple[int, dict]:
-        ref = ray.put(bytes(data))
+        ref = ray.put(data)
         stored = Stored(self.new_id(ref.hex()), ref, len(data), time.time())
         self.objects[stored.id] = stored
         return 200, {"ref": stored.id, "size": stored.size}
 
-    async def get(self, given: str, wait: float) -> tuple[int, Any]:
-        """An object's value: raw bytes, or {"value": JSON}. A task's result waits up to `wait` seconds."""
+    async def locate(self, given: str, wait: float) -> tuple[int, Any]:
+        """An object for `get`: its ref (Located) for the ingress to read; a task's result once it has finished
+        (within `wait` seconds), else the task's state or error."""
         try:
             given = self.aliases.get(given, given)
             if given in self.tasks:
-                status, view, value = await self.outcome(self.tasks[given], wait)
-                if view["state"] != "finished":
-                    return status, view
-                return 200, value if isinstance(value, bytes) else {"value": to_json(value)}
-            ref = self.ref_of(given)
+                task = self.tasks[given]
+                if wait > 0 and not task.done.is_set():
+                    try:
+                        await asyncio.wait_for(task.done.wait(), wait)
+                    except asyncio.TimeoutError:
+                        pass
+                if task.state != "finished":
+                    return (200 if task.done.is_set() else 202), task.view()
+                return 200, Located(task.value_ref)
+            return 200, Located(self.ref_of(given))
         except Refused as refused:
             return refused.answer()
-        try:
-            value = await ref
-        except Exception as error:
-            return 200, {"id": given, "state": "failed", "error": ray_error(error)}
-        return 200, value if isinstance(value, bytes) else {"value": to_json(value)}
 
     async def free(self, given: str) -> tuple[int, dict]:
         given = self.aliases.get(given, given)
