@@ -40,6 +40,16 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Also write the report as JSON to this file.", valueName: "file")) var json:
         String?
     @OptionGroup var deployment: DeploymentOptions
+    @Flag(
+        name: .long,
+        help: "Measure the gateway (remote calls, put, get) next to Ray Client from Python instead of detection.")
+    var gateway = false
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "With --gateway on a cluster given by --address: Ray Client's address (ray://HOST:10001), measured with "
+                + "the local Python that has Ray.", valueName: "url"))
+    var rayClient: String?
 
     /// Whole numbers of 1 or more separated by commas, as `--concurrency 1,4,16` takes them.
     struct Counts: ExpressibleByArgument, CustomStringConvertible {
@@ -65,6 +75,7 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if gateway { return try await runGateway() }
         try await reportingErrors {
             let model = try self.model ?? DeploymentOptions.defaultModel()
             let files = try imageFiles()
@@ -86,6 +97,71 @@ struct BenchCommand: AsyncParsableCommand {
                     try encoder.encode(report).write(to: URL(fileURLWithPath: json))
                 }
             }
+        }
+    }
+
+    /// `--gateway`: the gateway's figures next to Ray Client's, with the targets' verdicts.
+    func runGateway() async throws {
+        try await reportingErrors {
+            try await Connection.with(cluster) { (connection: Connection) in
+                let cluster = connection.cluster
+                let endpoint = try await cluster.deployGateway(
+                    httpPort: connection.defaultServePort, progress: { Terminal.error($0) })
+                var side: GatewayBenchmark.RayClientSide?
+                if let python = try? RayEnvironment.locate().python {
+                    if let local = connection.local {
+                        side = .init(
+                            python: python, target: ["--gcs", "127.0.0.1:\(local.ports.gcs)"],
+                            environment: (try local.token()).map { ["RAY_AUTH_TOKEN": $0.value] } ?? [:])
+                    } else if let rayClient {
+                        side = .init(python: python, target: ["--address", rayClient])
+                    }
+                }
+                let benchmark = GatewayBenchmark(
+                    gateway: Gateway(cluster: cluster, endpoint: endpoint),
+                    configuration: .init(duration: .seconds(duration), rayClient: side))
+                let report = try await benchmark.run(progress: { Terminal.error("… \($0)") })
+                Self.print(report)
+                if let json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    try encoder.encode(report).write(to: URL(fileURLWithPath: json))
+                }
+            }
+        }
+    }
+
+    static func print(_ report: GatewayBenchmark.Report) {
+        func f(_ value: Double) -> String {
+            value >= 100 ? String(format: "%.0f", value) : String(format: "%.1f", value)
+        }
+        Terminal.out("Gateway vs Ray Client, Ray \(report.rayVersion), \(report.date)")
+        var rows: [[String]] = []
+        for ours in report.gateway.calls {
+            let theirs = report.rayClient?.calls.first { $0.inFlight == ours.inFlight }
+            rows.append([
+                "no-op call, \(ours.inFlight) in flight",
+                "\(f(ours.p50Ms)) / \(f(ours.p99Ms)) ms, \(f(ours.callsPerSecond))/s",
+                theirs.map { "\(f($0.p50Ms)) / \(f($0.p99Ms)) ms, \(f($0.callsPerSecond))/s" } ?? "—",
+            ])
+        }
+        for ours in report.gateway.transfers {
+            let theirs = report.rayClient?.transfers.first { $0.bytes == ours.bytes }
+            rows.append([
+                "put / get \(GatewayBenchmark.megabytes(ours.bytes))",
+                "\(f(ours.putMBPerSecond)) / \(f(ours.getMBPerSecond)) MB/s",
+                theirs.map { "\(f($0.putMBPerSecond)) / \(f($0.getMBPerSecond)) MB/s" } ?? "—",
+            ])
+        }
+        let via = report.rayClient?.via.map { " (\($0))" } ?? ""
+        for line in Terminal.table(["MEASURE", "GATEWAY (p50 / p99, rate)", "RAY CLIENT\(via)"], rows) {
+            Terminal.out(line)
+        }
+        if let skipped = report.rayClientSkipped { Terminal.out("Ray Client not measured: \(skipped)") }
+        for target in report.targets {
+            Terminal.out(
+                "\(target.holds ? "MET " : "MISS") \(target.name): \(String(format: "%.2f", target.ratio)) (target \(target.bound))"
+            )
         }
     }
 

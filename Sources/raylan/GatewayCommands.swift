@@ -222,7 +222,8 @@ struct GetCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard ObjectRef(parsing: ref) != nil else {
-            throw ValidationError("'\(ref)' is not an object ref. Pass ref:ID as 'raylan put' or 'raylan objects' printed it.")
+            throw ValidationError(
+                "'\(ref)' is not an object ref. Pass ref:ID as 'raylan put' or 'raylan objects' printed it.")
         }
     }
 
@@ -462,7 +463,9 @@ struct ActorCommand: AsyncParsableCommand {
                 let actors = try await gateway.actors()
                 if format.json {
                     return try Terminal.json(
-                        actors.map { ["id": $0.id, "class": $0.className, "name": $0.name ?? "", "state": $0.state.rawValue] })
+                        actors.map {
+                            ["id": $0.id, "class": $0.className, "name": $0.name ?? "", "state": $0.state.rawValue]
+                        })
                 }
                 let rows = actors.map { [$0.name ?? "-", $0.id, $0.className, $0.state.rawValue] }
                 for line in Terminal.table(["NAME", "ID", "CLASS", "STATE"], rows) { Terminal.out(line) }
@@ -483,7 +486,8 @@ struct GatewayCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await withGateway(cluster) { gateway in
-                Terminal.out("Gateway at \(gateway.endpoint) (\(gateway.endpoint.key == nil ? "open" : "needs its key"))")
+                Terminal.out(
+                    "Gateway at \(gateway.endpoint) (\(gateway.endpoint.key == nil ? "open" : "needs its key"))")
                 try Terminal.json(try await gateway.info())
             }
         }

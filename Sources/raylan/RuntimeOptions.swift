@@ -11,7 +11,8 @@ struct RuntimeOptions: ParsableArguments {
             "A local folder uploaded as the working directory (your modules and files).", valueName: "dir"))
     var workingDir: String?
 
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("GPUs reserved (fractions allowed).", valueName: "n"))
+    @Option(
+        name: .long, parsing: .unconditional, help: ArgumentHelp("GPUs reserved (fractions allowed).", valueName: "n"))
     var gpus: Double?
 
     @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("CPUs reserved.", valueName: "n"))

@@ -78,7 +78,8 @@ extension RayClusterTests.Main {
             }
         }
 
-        @Test("Failures are named errors: the remote traceback, a missing module or function, infeasible, unserializable")
+        @Test(
+            "Failures are named errors: the remote traceback, a missing module or function, infeasible, unserializable")
         func namedErrors() async throws {
             try await requireCluster().withConnection { cluster in
                 let tasks = try await GatewayFixture.gateway(cluster)
@@ -126,7 +127,9 @@ extension RayClusterTests.Main {
             }
         }
 
-        @Test("A timeout cancels the call; cancelling a GPU task frees the GPU; cancelling the Swift task cancels the remote one")
+        @Test(
+            "A timeout cancels the call; cancelling a GPU task frees the GPU; cancelling the Swift task cancels the remote one"
+        )
         func timeoutsAndCancellation() async throws {
             try await requireCluster().withConnection { cluster in
                 let tasks = try await GatewayFixture.gateway(cluster)
@@ -194,7 +197,8 @@ extension RayClusterTests.Main {
                 let sent = tasks.traffic.sent - before
                 #expect(sent < 100_000, "10 calls with the ref sent \(sent) bytes; the object is \(piece.count)")
                 // A ref nested in a list is resolved too.
-                let nested: [Int] = try await tasks.call("tasks:sizes", [RemoteArgument.ref(pieceRef), .json(.string("abc"))])
+                let nested: [Int] = try await tasks.call(
+                    "tasks:sizes", [RemoteArgument.ref(pieceRef), .json(.string("abc"))])
                 #expect(nested == [piece.count, 3])
 
                 // A submitted call's result stays on the cluster: get it, and pass it on by ref.
@@ -228,7 +232,8 @@ extension RayClusterTests.Main {
             try await requireCluster().withConnection { cluster in
                 let tasks = try await GatewayFixture.gateway(cluster)
                 let counter = try await tasks.actor(
-                    "tasks:Counter", 10, name: "counter-test", resources: ResourceRequest(cpus: 0, custom: ["special": 1]))
+                    "tasks:Counter", 10, name: "counter-test",
+                    resources: ResourceRequest(cpus: 0, custom: ["special": 1]))
                 #expect(counter.info.state == .alive)
                 let first: Int = try await counter.call("add", 5)
                 let second: Int = try await counter.call("add", keywords: ["by": 2])
@@ -257,7 +262,8 @@ extension RayClusterTests.Main {
             }
         }
 
-        @Test("The ingress replica killed: refs and actors still work; the owner killed: a named error, then a new owner")
+        @Test(
+            "The ingress replica killed: refs and actors still work; the owner killed: a named error, then a new owner")
         func ownerOutlivesIngress() async throws {
             try await requireCluster().withConnection { cluster in
                 let tasks = try await GatewayFixture.gateway(cluster)
@@ -283,7 +289,9 @@ extension RayClusterTests.Main {
                 let count: Int = try await counter.call("add")
                 #expect(count == 2)
 
-                let died = await GatewayFixture.gatewayError { let _: JSONValue = try await tasks.call("tasks:kill_owner") }
+                let died = await GatewayFixture.gatewayError {
+                    let _: JSONValue = try await tasks.call("tasks:kill_owner")
+                }
                 #expect(died?.code == .ownerDied, "\(String(describing: died))")
                 let lost = await GatewayFixture.gatewayError { _ = try await tasks.get(ref) }
                 #expect(lost?.code == .ownerDied, "\(String(describing: lost))")
@@ -292,6 +300,44 @@ extension RayClusterTests.Main {
                 let fresh: Int = try await tasks.call("tasks:add", 1, 1)
                 #expect(fresh == 2)
                 #expect(try await tasks.info()["generation"] != generation, "a new owner")
+            }
+        }
+
+        @Test(
+            "The seed's examples from Swift: gpu_task is true with a GPU; a YOLO actor loads the model once and detects per put image"
+        )
+        func seedExamples() async throws {
+            let cluster = try requireCluster()
+            try await cluster.withConnection { ray in
+                let root = TestEnvironment.packageRoot
+                let tasks = try await ray.gateway(
+                    workingDirectory: root.appendingPathComponent("examples/gateway/python"),
+                    httpPort: cluster.ray.ports.serve)
+                let onGPU: Bool = try await tasks.call("gpu:gpu_task", resources: .gpus(1))
+                let withoutGPU: Bool = try await tasks.call("gpu:gpu_task")
+                #expect(onGPU && !withoutGPU)
+
+                struct Box: Decodable {
+                    var class_name: String
+                    var score: Double
+                }
+                let weights = try await tasks.put(
+                    Data(contentsOf: root.appendingPathComponent("models/shapes/shapes-yolo11n.pt")))
+                let detector = try await tasks.actor("yolo:Detector", weights, resources: .cpus(1))
+                let samples = RayClusterTests.Main.DetectionTests.samples
+                let names = try FileManager.default.contentsOfDirectory(atPath: samples.path).filter {
+                    $0.hasSuffix(".jpg")
+                }
+                #expect(names.count == 12)
+                for name in names {
+                    let image = try await tasks.put(Data(contentsOf: samples.appendingPathComponent(name)))
+                    let boxes: [Box] = try await detector.call("detect", image)
+                    #expect(!boxes.isEmpty, "\(name)")
+                    #expect(boxes.allSatisfy { ["circle", "square", "triangle", "star"].contains($0.class_name) })
+                    try await tasks.free(image)
+                }
+                try await detector.kill()
+                try await tasks.free(weights)
             }
         }
 
@@ -316,7 +362,9 @@ extension RayClusterTests.Main {
                 }
                 #expect(try await cluster.send(.GET, to: tasks.endpoint.anonymous, "/healthz").status == 200)
                 let anonymous = Gateway(cluster: cluster, endpoint: tasks.endpoint.anonymous)
-                let refused = await GatewayFixture.gatewayError { let _: JSONValue = try await anonymous.call("tasks:noop") }
+                let refused = await GatewayFixture.gatewayError {
+                    let _: JSONValue = try await anonymous.call("tasks:noop")
+                }
                 #expect(refused?.code == .unauthorized)
                 // The owner survived the anonymous DELETE /owner.
                 let sum: Int = try await tasks.call("tasks:add", 2, 2)
@@ -352,9 +400,11 @@ extension RayClusterTests.Main {
 
             let notJSON = try await CommandRunner.raylan(["call"] + address + directory + ["tasks:add", "hello"])
             #expect(notJSON.status == 64, "\(notJSON)")
-            let infeasible = try await CommandRunner.raylan(["call"] + address + directory + ["--gpus", "4", "tasks:noop"])
+            let infeasible = try await CommandRunner.raylan(
+                ["call"] + address + directory + ["--gpus", "4", "tasks:noop"])
             #expect(infeasible.status == 64, "\(infeasible)")
-            #expect(infeasible.stderr.split(separator: "\n").filter { $0.hasPrefix("Error:") }.count == 1, "\(infeasible)")
+            #expect(
+                infeasible.stderr.split(separator: "\n").filter { $0.hasPrefix("Error:") }.count == 1, "\(infeasible)")
 
             let file = try TestEnvironment.makeTemporaryDirectory("raylan-gateway-cli")
             defer { try? FileManager.default.removeItem(at: file) }
@@ -367,7 +417,8 @@ extension RayClusterTests.Main {
             #expect(ref.hasPrefix("ref:"), "\(put)")
             let digest = try await CommandRunner.raylan(["call"] + address + directory + ["tasks:digest", ref])
             #expect(digest.stdout.contains(GatewayFixture.sha256(bytes)), "\(digest)")
-            let inline = try await CommandRunner.raylan(["call"] + address + directory + ["tasks:digest", "@" + input.path])
+            let inline = try await CommandRunner.raylan(
+                ["call"] + address + directory + ["tasks:digest", "@" + input.path])
             #expect(inline.stdout.contains(GatewayFixture.sha256(bytes)), "\(inline)")
             let output = file.appendingPathComponent("output.bin")
             let get = try await CommandRunner.raylan(["get"] + address + [ref, "-o", output.path])
@@ -385,7 +436,9 @@ extension RayClusterTests.Main {
             #expect(status.stdout.contains(#""state" : "finished""#), "\(status)")
 
             let create = try await CommandRunner.raylan(
-                ["actor", "create"] + address + directory + ["--cpus", "0", "--name", "cli-counter", "tasks:Counter", "5"])
+                ["actor", "create"] + address + directory + [
+                    "--cpus", "0", "--name", "cli-counter", "tasks:Counter", "5",
+                ])
             #expect(create.status == 0, "\(create)")
             let added = try await CommandRunner.raylan(["actor", "call"] + address + ["cli-counter", "add", "2"])
             #expect(added.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "7", "\(added)")

@@ -115,9 +115,12 @@ extension RayClusterTests {
                 let gpuTask = try await lab.raylan(
                     on: "client", ["call", "--working-dir", gatewayCode, "--gpus", "1"] + auth + ["gpu:gpu_task"],
                     home: home("client"))
-                #expect(gpuTask.status == 0 && gpuTask.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "true", "\(gpuTask)")
+                #expect(
+                    gpuTask.status == 0 && gpuTask.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "true",
+                    "\(gpuTask)")
                 let gpuWhere = try await lab.raylan(
-                    on: "client", ["call", "--working-dir", gatewayCode, "--gpus", "1", "--json"] + auth + ["gpu:where"],
+                    on: "client",
+                    ["call", "--working-dir", gatewayCode, "--gpus", "1", "--json"] + auth + ["gpu:where"],
                     home: home("client"))
                 #expect(gpuWhere.stdout.contains(#""node" : "\#(worker.address)""#), "\(gpuWhere)")
                 let gatewayDown = try await lab.raylan(on: "client", ["gateway", "down"] + auth, home: home("client"))

@@ -10,6 +10,7 @@ Every method returns (HTTP status, body): a dict for JSON, bytes for a raw answe
 import asyncio
 import base64
 import binascii
+import json
 import math
 import secrets
 import time
@@ -163,8 +164,18 @@ class Calls:
         self.aliases: dict[str, str] = {}  # a client's own call id → task id
         self.objects: dict[str, Stored] = {}
         self.run = ray.remote(runner.run)
+        self.runners: dict[str, Any] = {}
         self.nodes_read = 0.0
         self.node_resources: list[dict] = []
+
+    def runner_with(self, options: dict):
+        """`run` with Ray's options, made once per distinct options (Ray checks a runtime_env each time)."""
+        key = json.dumps(options, sort_keys=True)
+        if (remote := self.runners.get(key)) is None:
+            if len(self.runners) > 256:
+                self.runners.clear()
+            remote = self.runners[key] = self.run.options(**options)
+        return remote
 
     def knows(self, given: str) -> bool:
         return given in self.aliases or given in self.tasks
@@ -298,7 +309,7 @@ class Calls:
         except Refused as refused:
             return refused.answer()
         try:
-            status_ref, value_ref = self.run.options(**options).remote(target, n_args, names, *values)
+            status_ref, value_ref = self.runner_with(options).remote(target, n_args, names, *values)
         except (ValueError, TypeError) as error:  # Ray refused the options (e.g. a runtime_env it cannot use)
             return Refused("bad_request", f"Ray refused the call's options: {error}").answer()
         task = self.track(target, status_ref, value_ref, spec, actor=False)

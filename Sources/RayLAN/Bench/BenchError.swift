@@ -16,6 +16,8 @@ public struct BenchError: RayLANError, Sendable {
         public static let noImages = Code("noImages")
         /// Every request at one concurrency level failed; ``BenchError/underlying`` is the first failure.
         public static let everyRequestFailed = Code("everyRequestFailed")
+        /// A reference measurement (Ray Client's side of `--gateway`) gave no result.
+        public static let referenceFailed = Code("referenceFailed")
     }
 
     /// What kind of failure this is.

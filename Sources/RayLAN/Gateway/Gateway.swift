@@ -87,7 +87,8 @@ public struct Gateway: Sendable {
         as type: T.Type = T.self
     ) async throws -> T {
         let value = try await call(
-            function, arguments: try arguments.map(RemoteArgument.init), keywords: try keywords.mapValues(RemoteArgument.init),
+            function, arguments: try arguments.map(RemoteArgument.init),
+            keywords: try keywords.mapValues(RemoteArgument.init),
             resources: resources, timeout: timeout, maxRetries: maxRetries)
         return try value.decoded(as: T.self, what: "The result of \(function)")
     }
@@ -120,7 +121,8 @@ public struct Gateway: Sendable {
         resources: ResourceRequest = ResourceRequest(), timeout: Duration? = nil, maxRetries: Int? = nil
     ) async throws -> RemoteTask {
         try await submit(
-            function, arguments: try arguments.map(RemoteArgument.init), keywords: try keywords.mapValues(RemoteArgument.init),
+            function, arguments: try arguments.map(RemoteArgument.init),
+            keywords: try keywords.mapValues(RemoteArgument.init),
             resources: resources, timeout: timeout, maxRetries: maxRetries)
     }
 
@@ -135,7 +137,8 @@ public struct Gateway: Sendable {
         spec["wait"] = .number(0)
         spec["keep"] = .bool(true)
         spec["id"] = .string("submit-" + randomHex(bytes: 12))
-        let response = try await request(.POST, "/call", body: try JSONEncoder().encode(JSONValue.object(spec)), retries: 2)
+        let response = try await request(
+            .POST, "/call", body: try JSONEncoder().encode(JSONValue.object(spec)), retries: 2)
         return try task(from: response).task
     }
 
@@ -239,7 +242,8 @@ public struct Gateway: Sendable {
         name: String? = nil, resources: ResourceRequest = ResourceRequest()
     ) async throws -> RemoteActor {
         try await actor(
-            className, arguments: try arguments.map(RemoteArgument.init), keywords: try keywords.mapValues(RemoteArgument.init),
+            className, arguments: try arguments.map(RemoteArgument.init),
+            keywords: try keywords.mapValues(RemoteArgument.init),
             name: name, resources: resources)
     }
 
@@ -399,7 +403,8 @@ public struct Gateway: Sendable {
             return try JSONDecoder().decode(T.self, from: response.body)
         } catch {
             throw GatewayError(
-                .badResponse, "The gateway's answer (HTTP \(response.status)) is not what RayLAN expects: "
+                .badResponse,
+                "The gateway's answer (HTTP \(response.status)) is not what RayLAN expects: "
                     + "\(response.text.prefix(200))")
         }
     }

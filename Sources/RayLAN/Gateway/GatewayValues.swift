@@ -274,7 +274,8 @@ extension RemoteArgument {
             } catch {
                 throw GatewayError(
                     .invalidArgument, "The argument '\(text.prefix(80))' is not JSON",
-                    remedy: "Quote strings as JSON, e.g. '\"hello\"'; pass @FILE for a file's bytes, ref:ID for an object.")
+                    remedy:
+                        "Quote strings as JSON, e.g. '\"hello\"'; pass @FILE for a file's bytes, ref:ID for an object.")
             }
         }
     }
