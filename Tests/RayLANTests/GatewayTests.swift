@@ -289,8 +289,9 @@ extension RayClusterTests.Main {
                 let count: Int = try await counter.call("add")
                 #expect(count == 2)
 
+                // A call in flight through the owner (it holds the ref) when the owner dies: a named error.
                 let died = await GatewayFixture.gatewayError {
-                    let _: JSONValue = try await tasks.call("tasks:kill_owner")
+                    let _: Int = try await tasks.call("tasks:kill_owner", ref)
                 }
                 #expect(died?.code == .ownerDied, "\(String(describing: died))")
                 let lost = await GatewayFixture.gatewayError { _ = try await tasks.get(ref) }

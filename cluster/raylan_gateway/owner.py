@@ -353,8 +353,11 @@ class Calls:
             task.state = "cancelled" if task.error["code"] == "cancelled" else "failed"
         task.ended = time.time()
         task.done.set()
-        if not task.keep:  # a call whose caller went away without collecting its outcome
-            await asyncio.sleep(UNCOLLECTED_SECONDS)
+        if not task.keep:  # forgotten later if its caller went away without collecting it (by id: no refs held)
+            asyncio.get_running_loop().call_later(UNCOLLECTED_SECONDS, self.forget_uncollected, task.id)
+
+    def forget_uncollected(self, task_id: str) -> None:
+        if (task := self.tasks.get(task_id)) is not None:
             self.forget_task(task)
 
     async def outcome(self, task: Task, wait: float) -> tuple[int, dict, Any]:

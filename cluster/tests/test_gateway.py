@@ -265,3 +265,35 @@ def test_options_check_their_spec(owner):
             owner.options(spec, actor=False)
         assert error.value.code == "bad_request", spec
     assert owner.arguments({"args": [{"$bytes": "aGk="}], "kwargs": {"k": 1}}) == (1, ["k"], [b"hi", 1])
+
+
+def test_a_delivered_call_is_not_held_until_the_uncollected_timeout():
+    """watch() returns once the task ends; a result not kept is forgotten later by id, so nothing holds the
+    task (and its object refs) after the answer delivered it."""
+    import asyncio
+    import gc
+    import weakref
+
+    from raylan_gateway.owner import Calls, Task
+
+    async def scenario():
+        calls = object.__new__(Calls)
+        calls.tasks, calls.aliases = {}, {}
+        outcome = asyncio.get_running_loop().create_future()
+        outcome.set_result({"ok": True, "size": 2})
+        value = asyncio.get_running_loop().create_future()
+        value.set_result([])
+        task = Task("g-1", "m:f", outcome, value, time.time(), None, keep=False)
+        calls.tasks[task.id] = task
+        await asyncio.wait_for(calls.watch(task), 2)  # not the 10-minute wait
+        status, view, _ = await calls.outcome(task, 0)
+        assert (status, view["state"]) == (200, "finished")
+        assert task.id not in calls.tasks  # forgotten once delivered
+        held = weakref.ref(task)
+        del task, outcome, value
+        gc.collect()
+        return held, calls
+
+    held, calls = asyncio.run(scenario())
+    assert held() is None, "the delivered task is still referenced"
+    calls.forget_uncollected("g-1")  # the timer's later call finds nothing to forget
