@@ -91,13 +91,17 @@ struct BenchCommand: AsyncParsableCommand {
                 )
                 .run(progress: { Terminal.error("… \($0)") })
                 Self.print(report)
-                if let json {
-                    let encoder = JSONEncoder()
-                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                    try encoder.encode(report).write(to: URL(fileURLWithPath: json))
-                }
+                try write(report)
             }
         }
+    }
+
+    /// Writes the report as JSON to `--json FILE`, when given.
+    func write<Report: Encodable>(_ report: Report) throws {
+        guard let json else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(report).write(to: URL(fileURLWithPath: json))
     }
 
     /// `--gateway`: the gateway's figures next to Ray Client's, with the targets' verdicts.
@@ -122,11 +126,7 @@ struct BenchCommand: AsyncParsableCommand {
                     configuration: .init(duration: .seconds(duration), rayClient: side))
                 let report = try await benchmark.run(progress: { Terminal.error("… \($0)") })
                 Self.print(report)
-                if let json {
-                    let encoder = JSONEncoder()
-                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                    try encoder.encode(report).write(to: URL(fileURLWithPath: json))
-                }
+                try write(report)
             }
         }
     }

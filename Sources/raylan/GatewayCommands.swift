@@ -18,22 +18,10 @@ private func withGateway(
         let directory = try runtime?.workingDirectory()
         let environment = try runtime?.environment() ?? [:]
         try await Connection.with(options) { (connection: Connection) in
-            let cluster = connection.cluster
-            let endpoint = try await cluster.deployGateway(
-                httpPort: connection.defaultServePort, progress: { Terminal.error($0) })
-            var gateway = Gateway(
-                cluster: cluster, endpoint: endpoint,
-                runtime: Gateway.Runtime(pip: runtime?.pip ?? [], environment: environment))
-            if let directory {
-                let upload = try await cluster.uploadIfNeeded(
-                    try WorkingDirectoryPackage.scan(directory, options: runtime?.packageOptions ?? PackageOptions()),
-                    options: runtime?.packageOptions ?? PackageOptions())
-                if upload.uploaded {
-                    Terminal.error(
-                        "Uploaded \(directory.path) as \(upload.uri) (\(Formatting.bytes(Double(upload.bytes)))).")
-                }
-                gateway.runtime.workingDirectoryURI = upload.uri
-            }
+            let gateway = try await connection.cluster.gateway(
+                workingDirectory: directory, packageOptions: runtime?.packageOptions ?? PackageOptions(),
+                pip: runtime?.pip ?? [], environment: environment, httpPort: connection.defaultServePort,
+                progress: { Terminal.error($0) })
             let work = Task { [gateway] in try await body(gateway) }
             let interrupt = Interrupt.shared
             interrupt.arm { work.cancel() }

@@ -133,14 +133,20 @@ class Gateway:
             self._owner = OwnerActor.options(**options).remote(self.code_uri)
         return self._owner
 
-    async def ask(self, method: str, *args: Any) -> Response | Located:
-        """Asks the owner; its answer rendered (a Located as it is, for the caller to read)."""
+    async def answer(self, method: str, *args: Any) -> tuple[int, Any] | Response:
+        """The owner's answer (status, body), or the owner_died refusal when it is gone."""
         owner = self.owner()
         try:
-            status, body = await getattr(owner, method).remote(*args)
+            return await getattr(owner, method).remote(*args)
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as error:
             return self.owner_gone(owner, error)
-        return body if isinstance(body, Located) else render((status, body))
+
+    async def ask(self, method: str, *args: Any) -> Response | Located:
+        """Asks the owner; its answer rendered (a Located as it is, for the caller to read)."""
+        answer = await self.answer(method, *args)
+        if isinstance(answer, Response) or isinstance(answer[1], Located):
+            return answer if isinstance(answer, Response) else answer[1]
+        return render(answer)
 
     def owner_gone(self, owner, error: Exception) -> Response:
         if self._owner is owner:
@@ -166,6 +172,7 @@ class Gateway:
             return refusal("bad_request", f"the body is not JSON: {error}", 400)
         if not isinstance(spec, dict):
             return refusal("bad_request", "the body must be a JSON object", 400)
+        spec["wait"] = wait_of(str(spec.get("wait", 0)))
         return spec
 
     @api.get("/healthz")
@@ -181,7 +188,6 @@ class Gateway:
         spec = await self.json_body(request)
         if isinstance(spec, Response):
             return spec
-        spec["wait"] = wait_of(str(spec.get("wait", 0)))
         if spec["wait"] > 0 and spec.get("keep") is False and not holds_ref(spec.get("args")) and not holds_ref(
                 spec.get("kwargs")):
             return render(await self.local.call(spec))
@@ -189,11 +195,11 @@ class Gateway:
 
     @api.get("/tasks")
     async def tasks(self) -> Response:
-        owned = await self.ask("list_tasks")
-        if owned.status_code != 200:
+        owned = await self.answer("list_tasks")
+        if isinstance(owned, Response):
             return owned
         _, local = await self.local.list_tasks()
-        return JSONResponse({"tasks": local["tasks"] + json.loads(owned.body)["tasks"]})
+        return JSONResponse({"tasks": local["tasks"] + owned[1]["tasks"]})
 
     @api.get("/tasks/{task_id}")
     async def task(self, task_id: str) -> Response:
@@ -253,7 +259,6 @@ class Gateway:
         spec = await self.json_body(request)
         if isinstance(spec, Response):
             return spec
-        spec["wait"] = wait_of(str(spec.get("wait", 0)))
         return await self.ask("create_actor", spec)
 
     @api.get("/actors")
@@ -269,7 +274,6 @@ class Gateway:
         spec = await self.json_body(request)
         if isinstance(spec, Response):
             return spec
-        spec["wait"] = wait_of(str(spec.get("wait", 0)))
         return await self.ask("call_actor", actor_id, spec)
 
     @api.delete("/actors/{actor_id}")

@@ -55,6 +55,16 @@ RAY_ERRORS = [
 ray.cloudpickle.register_pickle_by_value(runner)
 
 
+async def settle(event: asyncio.Event, wait: float) -> bool:
+    """Waits up to `wait` seconds for `event`; whether it is set."""
+    if wait > 0 and not event.is_set():
+        try:
+            await asyncio.wait_for(event.wait(), wait)
+        except asyncio.TimeoutError:
+            pass
+    return event.is_set()
+
+
 class Refused(Exception):
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -179,11 +189,6 @@ class Calls:
 
     def knows(self, given: str) -> bool:
         return given in self.aliases or given in self.tasks
-
-    async def info(self) -> tuple[int, dict]:
-        return 200, {"generation": self.generation, "started": self.started, "tasks": len(self.tasks),
-                     "objects": len(self.objects), "actors": len(getattr(self, "actors", {})),
-                     "code": getattr(self, "code", None)}
 
     # MARK: ids and arguments
 
@@ -363,12 +368,7 @@ class Calls:
     async def outcome(self, task: Task, wait: float) -> tuple[int, dict, Any]:
         """Waits up to `wait` seconds for the task → (status, its view, its wire value or None). 202 while it
         runs. A task that is not kept is forgotten once its outcome is handed out."""
-        if wait > 0 and not task.done.is_set():
-            try:
-                await asyncio.wait_for(task.done.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
-        if not task.done.is_set():
+        if not await settle(task.done, wait):
             return 202, task.view(), None
         if not task.keep:
             self.forget_task(task)
@@ -419,10 +419,7 @@ class Calls:
             return refused.answer()
         if not task.done.is_set():
             ray.cancel(task.status_ref, force=not task.actor)
-            try:
-                await asyncio.wait_for(task.done.wait(), 10)
-            except asyncio.TimeoutError:
-                pass
+            await settle(task.done, 10)
         return 200, task.view()
 
     async def list_tasks(self) -> tuple[int, dict]:
@@ -439,6 +436,10 @@ class Owner(Calls):
         self.names: dict[str, str] = {}  # actor name → actor id
         self.host = ray.remote(runner.Host)
 
+    async def info(self) -> tuple[int, dict]:
+        return 200, {"generation": self.generation, "started": self.started, "tasks": len(self.tasks),
+                     "objects": len(self.objects), "actors": len(self.actors), "code": self.code}
+
     # MARK: objects
 
     async def put(self, data: bytes) -> tuple[int, dict]:
@@ -454,13 +455,10 @@ class Owner(Calls):
             given = self.aliases.get(given, given)
             if given in self.tasks:
                 task = self.tasks[given]
-                if wait > 0 and not task.done.is_set():
-                    try:
-                        await asyncio.wait_for(task.done.wait(), wait)
-                    except asyncio.TimeoutError:
-                        pass
+                if not await settle(task.done, wait):
+                    return 202, task.view()
                 if task.state != "finished":
-                    return (200 if task.done.is_set() else 202), task.view()
+                    return 200, task.view()
                 return 200, Located(task.value_ref)
             return 200, Located(self.ref_of(given))
         except Refused as refused:
@@ -528,12 +526,7 @@ class Owner(Calls):
         actor.ready.set()
 
     async def actor_answer(self, actor: Actor, wait: float) -> tuple[int, dict]:
-        if wait > 0 and not actor.ready.is_set():
-            try:
-                await asyncio.wait_for(actor.ready.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
-        return (200 if actor.ready.is_set() else 202), actor.view()
+        return (200 if await settle(actor.ready, wait) else 202), actor.view()
 
     def actor_of(self, given: str) -> Actor:
         given = self.names.get(given, given)

@@ -116,6 +116,11 @@ def wire_size(value) -> int:
     return len(json.dumps(value, default=lambda b: "x" * len(b), separators=(",", ":")))
 
 
+def failed(error: dict) -> tuple:
+    """A task's (outcome, value) when it gave no value."""
+    return {"ok": False, "error": error}, None
+
+
 def finish(call):
     """Runs `call` (awaiting a coroutine it returns) → (outcome, value)."""
     try:
@@ -123,13 +128,13 @@ def finish(call):
         if inspect.iscoroutine(value):
             value = asyncio.run(value)
     except Exception as error:  # the user's exception is the result; KeyboardInterrupt (cancel) is not
-        return failure(error), None
+        return failed(failure(error))
     try:
         value = wire(value)
     except TypeError as error:
-        return {"code": "unserializable_result", "message": (
+        return failed({"code": "unserializable_result", "message": (
             f"{error}: return JSON values (numbers, strings, lists, dicts), bytes, or NumPy arrays"),
-            "type": "", "traceback": ""}, None
+            "type": "", "traceback": ""})
     return {"ok": True, "size": wire_size(value)}, value
 
 
@@ -137,13 +142,10 @@ def run(target: str, n_args: int, names: list, *values):
     """The task behind every call: imports `target`, calls it, returns (outcome, value)."""
     try:
         function = resolve(target)
-    except Missing as error:
-        return {"ok": False, "error": failure(error)}, None
-    except Exception as error:  # the module raised while importing
-        return {"ok": False, "error": failure(error)}, None
+    except Exception as error:  # Missing, or the module raised while importing
+        return failed(failure(error))
     args, kwargs = arguments(n_args, names, values)
-    outcome, value = finish(lambda: function(*args, **kwargs))
-    return (outcome if outcome.get("ok") else {"ok": False, "error": outcome}), value
+    return finish(lambda: function(*args, **kwargs))
 
 
 class Host:
@@ -165,12 +167,10 @@ class Host:
 
     def call(self, method: str, n_args: int, names: list, *values):
         if self.error is not None:
-            return {"ok": False, "error": self.error}, None
+            return failed(self.error)
         function = getattr(self.instance, method, None)
         if method.startswith("_") or not callable(function):
-            return {"ok": False, "error": {
-                "code": "missing_function", "type": "", "traceback": "",
-                "message": f"the actor's class {type(self.instance).__qualname__} has no method '{method}'"}}, None
+            return failed(failure(Missing(
+                "missing_function", f"the actor's class {type(self.instance).__qualname__} has no method '{method}'")))
         args, kwargs = arguments(n_args, names, values)
-        outcome, value = finish(lambda: function(*args, **kwargs))
-        return (outcome if outcome.get("ok") else {"ok": False, "error": outcome}), value
+        return finish(lambda: function(*args, **kwargs))

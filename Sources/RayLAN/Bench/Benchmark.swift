@@ -306,9 +306,7 @@ public struct Benchmark: Sendable {
             throw BenchError.everyRequestFailed(concurrency: concurrency, imagesPerRequest: perRequest, first: error)
         }
         let latencies = total.latencies.sorted()
-        func percentile(_ p: Double) -> Double {
-            latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]
-        }
+        func percentile(_ p: Double) -> Double { latencies.percentile(p) }
         let level = BenchmarkReport.Level(
             concurrency: concurrency, imagesPerRequest: perRequest, images: total.ok, failures: total.failed,
             seconds: seconds, imagesPerSecond: Double(total.ok) / seconds, latencyP50Ms: percentile(0.5),
@@ -338,5 +336,12 @@ public struct Benchmark: Sendable {
             getrusage(RUSAGE_SELF, &usage)
             return Double(usage.ru_maxrss) / 1024
         #endif
+    }
+}
+
+extension [Double] {
+    /// The value at fraction `p` (0…1) of this sorted array; 0 when it is empty.
+    func percentile(_ p: Double) -> Double {
+        isEmpty ? 0 : self[Swift.min(count - 1, Int(Double(count) * p))]
     }
 }

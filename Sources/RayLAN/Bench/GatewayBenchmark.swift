@@ -182,11 +182,10 @@ public struct GatewayBenchmark: Sendable {
         let start = clock.now
         let deadline = start.advanced(by: configuration.duration)
         let gateway = self.gateway
-        let (latencies, failures, firstError) = await withTaskGroup(of: ([Double], Int, (any Error)?).self) { group in
+        let (latencies, firstError) = await withTaskGroup(of: ([Double], (any Error)?).self) { group in
             for _ in 0..<inFlight {
                 group.addTask {
                     var latencies: [Double] = []
-                    var failures = 0
                     var firstError: (any Error)?
                     while clock.now < deadline {
                         let sent = clock.now
@@ -194,29 +193,24 @@ public struct GatewayBenchmark: Sendable {
                             let _: JSONValue = try await gateway.call("builtins:tuple")
                             latencies.append(sent.duration(to: clock.now).seconds * 1000)
                         } catch {
-                            failures += 1
                             firstError = firstError ?? error
                         }
                     }
-                    return (latencies, failures, firstError)
+                    return (latencies, firstError)
                 }
             }
-            var all: ([Double], Int, (any Error)?) = ([], 0, nil)
-            for await part in group { all = (all.0 + part.0, all.1 + part.1, all.2 ?? part.2) }
+            var all: ([Double], (any Error)?) = ([], nil)
+            for await part in group { all = (all.0 + part.0, all.1 ?? part.1) }
             return all
         }
         let seconds = start.duration(to: clock.now).seconds
         if latencies.isEmpty, let firstError {
             throw BenchError.everyRequestFailed(concurrency: inFlight, imagesPerRequest: 1, first: firstError)
         }
-        _ = failures
         let sorted = latencies.sorted()
-        func percentile(_ p: Double) -> Double {
-            sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
-        }
         return Side.Calls(
             inFlight: inFlight, calls: sorted.count, seconds: seconds, callsPerSecond: Double(sorted.count) / seconds,
-            p50Ms: percentile(0.5), p99Ms: percentile(0.99))
+            p50Ms: sorted.percentile(0.5), p99Ms: sorted.percentile(0.99))
     }
 
     func measureTransfer(bytes: Int) async throws -> Side.Transfer {

@@ -110,7 +110,7 @@ public struct Gateway: Sendable {
         let body = try JSONEncoder().encode(JSONValue.object(spec))
         return try await cancellingRemotely(id) {
             // The id makes the POST safe to send again: the owner answers a known id from the task it started.
-            try await finish(try await request(.POST, "/call", body: body, retries: 2), id: id, waiting: waiting)
+            try await follow(try await request(.POST, "/call", body: body, retries: 2), id: id, waiting: waiting)
         }
     }
 
@@ -139,12 +139,12 @@ public struct Gateway: Sendable {
         spec["id"] = .string("submit-" + randomHex(bytes: 12))
         let response = try await request(
             .POST, "/call", body: try JSONEncoder().encode(JSONValue.object(spec)), retries: 2)
-        return try task(from: response).task
+        return try decode(RemoteTask.self, response)
     }
 
     /// Where a task stands.
     public func status(of task: String) async throws -> RemoteTask {
-        try self.task(from: try await request(.GET, "/tasks/\(task)")).task
+        try decode(RemoteTask.self, try await request(.GET, "/tasks/\(task)"))
     }
 
     /// Waits for a task's value (its result stays on the cluster until freed).
@@ -158,14 +158,14 @@ public struct Gateway: Sendable {
         -> RemoteValue
     {
         let path = "/tasks/\(task)/result?wait=\(pollWait.seconds)"
-        return try await finish(try await request(.GET, path), id: task, waiting: waiting)
+        return try await follow(try await request(.GET, path), id: task, waiting: waiting)
     }
 
     /// Cancels a task: a running call's worker is stopped (its CPUs and GPUs freed at once); an actor's method
     /// that already runs finishes. Returns its state afterwards.
     @discardableResult
     public func cancel(_ task: String) async throws -> RemoteTask {
-        try self.task(from: try await request(.POST, "/tasks/\(task)/cancel")).task
+        try decode(RemoteTask.self, try await request(.POST, "/tasks/\(task)/cancel"))
     }
 
     /// Every task the gateway holds (kept results, and calls still running).
@@ -199,23 +199,10 @@ public struct Gateway: Sendable {
 
     /// An object's value in wire form; a call's result is waited for.
     public func value(of ref: ObjectRef) async throws -> RemoteValue {
-        var response = try await request(
-            .GET, "/objects/\(ref.id)?wait=\(pollWait.seconds)", timeout: cluster.configuration.timeouts.upload)
-        while true {
-            if response.status == 200, response.headers.first(name: "content-type") == "application/octet-stream" {
-                return .bytes(response.body)
-            }
-            let answer = try answer(from: response)
-            if let value = answer.value { return value }
-            switch answer.task?.state {
-            case .running?: break
-            case let state?:
-                throw answer.task?.error
-                    ?? GatewayError(.badResponse, "The result \(ref) ended \(state) without an error")
-            case nil: throw GatewayError(.badResponse, "The gateway's answer for \(ref) holds no value")
-            }
-            response = try await request(
-                .GET, "/objects/\(ref.id)?wait=\(pollWait.seconds)", timeout: cluster.configuration.timeouts.upload)
+        let path = "/objects/\(ref.id)?wait=\(pollWait.seconds)"
+        let timeout = cluster.configuration.timeouts.upload
+        return try await follow(try await request(.GET, path, timeout: timeout), what: "The object \(ref)") {
+            try await request(.GET, path, timeout: timeout)
         }
     }
 
@@ -295,7 +282,7 @@ public struct Gateway: Sendable {
         if let timeout { spec["timeout"] = .number(timeout.seconds) }
         let body = try JSONEncoder().encode(JSONValue.object(spec))
         return try await cancellingRemotely(id) {
-            try await finish(
+            try await follow(
                 try await request(.POST, "/actors/\(actor)/call", body: body, retries: 2), id: id, waiting: waiting)
         }
     }
@@ -363,38 +350,59 @@ public struct Gateway: Sendable {
         }
     }
 
-    /// Follows a call's answers until it ends: its value, or its error thrown.
-    private func finish(
+    /// Follows a call's answers until it ends (polling `/tasks/<id>/result`): its value, or its error thrown.
+    private func follow(
         _ first: RayCluster.Response, id: String, waiting: @Sendable (RemoteTask) -> Void
+    ) async throws -> RemoteValue {
+        try await follow(first, what: id, waiting: waiting) {
+            try await request(.GET, "/tasks/\(id)/result?wait=\(pollWait.seconds)")
+        }
+    }
+
+    /// Follows answers about a task or an object until one holds a value (raw bytes, or `value`) or an end
+    /// without one (thrown as its error); `next` asks again while the task runs.
+    private func follow(
+        _ first: RayCluster.Response, what: String, waiting: @Sendable (RemoteTask) -> Void = { _ in },
+        next: () async throws -> RayCluster.Response
     ) async throws -> RemoteValue {
         var response = first
         while true {
-            let answer = try task(from: response)
-            let task = answer.task
-            switch task.state {
-            case .finished: return answer.value ?? .json(.null)
-            case .running: waiting(task)
-            default:
-                throw task.error ?? GatewayError(.rayError, "\(task.function) ended \(task.state) without an error")
+            if response.headers.first(name: "content-type") == "application/octet-stream" {
+                return .bytes(response.body)
+            }
+            let answer = try decode(Answer.self, response)
+            switch answer.state {
+            case .running?: answer.task.map(waiting)
+            case nil, .finished?:
+                if let value = answer.value { return value }
+                throw GatewayError(.badResponse, "The gateway's answer for \(what) holds no value")
+            case let state?:
+                throw answer.error ?? GatewayError(.rayError, "\(what) ended \(state) without an error")
             }
             try Task.checkCancellation()
-            response = try await request(.GET, "/tasks/\(id)/result?wait=\(pollWait.seconds)")
+            response = try await next()
         }
     }
 
-    /// An answer about a task: its state (nil when the answer is not a task) and, when finished, its value.
-    private func answer(from response: RayCluster.Response) throws -> (task: RemoteTask?, value: RemoteValue?) {
-        let json = try decode(JSONValue.self, response)
-        let task = try? JSONDecoder().decode(RemoteTask.self, from: response.body)
-        return (task, json["value"].map(RemoteValue.init(wire:)))
-    }
+    /// One answer about a task or an object, decoded once: its state, its value once finished (JSON `null`
+    /// included), its error, and the task itself when the answer describes one.
+    private struct Answer: Decodable {
+        var state: RemoteTask.State?
+        var value: RemoteValue?
+        var error: GatewayError?
+        var task: RemoteTask?
 
-    private func task(from response: RayCluster.Response) throws -> (task: RemoteTask, value: RemoteValue?) {
-        let answer = try answer(from: response)
-        guard let task = answer.task else {
-            throw GatewayError(.badResponse, "The gateway's answer is not a task: \(response.text.prefix(200))")
+        private enum CodingKeys: String, CodingKey { case state, value, error }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            state = try container.decodeIfPresent(RemoteTask.State.self, forKey: .state)
+            if container.contains(.value) {
+                value = RemoteValue(wire: try container.decode(JSONValue.self, forKey: .value))
+            }
+            error = try container.decodeIfPresent(GatewayError.Wire.self, forKey: .error)?.error
+            task = try? RemoteTask(from: decoder)
         }
-        return (task, answer.value)
     }
 
     /// Decodes a 2xx answer; a refusal (`{"error": …}`) is thrown as its ``GatewayError``.
