@@ -77,6 +77,14 @@ struct DeploymentOptions: ParsableArguments {
     var imgsz: Int?
 
     @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "What runs the model: tensor (batched on the device), ultralytics (its predictor), or auto (tensor "
+                + "where it matches ultralytics at start-up).",
+            valueName: "auto|tensor|ultralytics"))
+    var backend: DetectionDeployment.Backend = .auto
+
+    @Option(
         name: .long, parsing: .unconditional,
         help: ArgumentHelp(
             "Serve's HTTP port when Serve is not running yet (default: 8000; a free one for the local Ray).",
@@ -130,6 +138,7 @@ struct DeploymentOptions: ParsableArguments {
             batchWaitMilliseconds: batchWaitMs, imageSize: imgsz)
         deployment.maxQueuedRequests = maxQueuedRequests
         deployment.maxReplicasPerNode = maxReplicasPerNode
+        deployment.backend = backend
         if let key = try key() {
             deployment.access = .givenKey(key)
         } else if `public` {
@@ -270,3 +279,5 @@ struct ServeDeleteCommand: AsyncParsableCommand {
         }
     }
 }
+
+extension DetectionDeployment.Backend: ExpressibleByArgument {}

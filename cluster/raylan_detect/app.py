@@ -8,7 +8,8 @@ HTTP API (under the application's route prefix, e.g. /raylan/<app>):
   POST /detect/batch    body: several images, each a 4-byte big-endian length then its bytes; same query.
                         200 → {"results": [...]}, one per image in order, each a result or an error;
                         4xx → {"error": {"code", "message"}} for the whole request.
-  GET  /models          the model this application serves (its file name, never a path on the cluster).
+  GET  /models          the model this application serves (its file name, never a path on the cluster), and
+                        the backend that runs it (tensor or ultralytics) with the reason it was chosen.
   GET  /healthz         200 once the model is loaded and warmed up; never needs the key.
 Service key: with the deploy arg `api_key` (a non-empty string), every route but GET /healthz requires
 `Authorization: Bearer <api_key>`, unknown paths and wrong methods included; anything else is answered 401
@@ -43,7 +44,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
@@ -55,6 +55,7 @@ from raylan_common.http import read_body as common_read_body
 from .backend import Backend, Options, Prediction
 from .codec import (DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, Header, ImageError, configure_pil,
                     decode, inspect, split_frames, too_large)
+from .tensor import load_backend
 
 logger = logging.getLogger("ray.serve")
 
@@ -86,7 +87,7 @@ class Decoded(NamedTuple):
 
 class BatchItem(NamedTuple):
     """What one image hands to the dynamic batch."""
-    pixels: np.ndarray
+    pixels: Any  # what the backend's predict() takes (codec's BGR array, an RGB tensor), or Encoded
     options: Options
     ready: float  # perf_counter() when the image was decoded: its queue time runs from here
 
@@ -96,6 +97,12 @@ class Inferred(NamedTuple):
     prediction: Prediction | ImageError  # ImageError(inference_failed) if the model failed on it alone
     queue_s: float  # from decoded to the batch's start
     batch_size: int  # how many images shared the batch
+    decode_s: float = 0.0  # its share of the batch's decoding on the device (Encoded items)
+
+
+class Encoded(NamedTuple):
+    """A JPEG left encoded for the batch to decode on the model's device (nvjpeg), its header already checked."""
+    data: bytes | bytearray | memoryview
 
 
 def make_answer(model_id: str, image: DecodedImage, prediction: Prediction, batch_size: int, queue_ms: float,
@@ -209,12 +216,37 @@ def inspect_all(frames: list[memoryview], max_pixels: int) -> list[Header | Imag
     return out
 
 
-def timed_decode(data: bytes | bytearray | memoryview, max_pixels: int,
+def timed_decode(backend: Any, data: bytes | bytearray | memoryview, max_pixels: int,
                  max_decoded_bytes: int) -> tuple[DecodedImage, float]:
-    """decode() and the seconds it took, measured in the decoding thread."""
+    """The backend's decode() and the seconds it took, measured in the decoding thread. A JPEG that the
+    backend decodes on its device (a GPU) is only inspected here and left encoded for the batch."""
     start = time.perf_counter()
-    image = decode(data, max_pixels, max_decoded_bytes)
+    if backend.decodes_on_device:
+        header = inspect(data, max_pixels)
+        if header.format == "JPEG" and header.decoded_bytes <= max_decoded_bytes:
+            image = DecodedImage(pixels=Encoded(data), width=header.width, height=header.height, format="jpeg")
+            return image, time.perf_counter() - start
+    image = backend.decode(data, max_pixels, max_decoded_bytes)
     return image, time.perf_counter() - start
+
+
+def decode_encoded(backend: Any, items: list, max_pixels: int, max_decoded_bytes: int) -> tuple[list, float]:
+    """The batch's pixels, its Encoded JPEGs decoded together on the device (one that the device decoder
+    refuses goes through backend.decode, and an undecodable one becomes its ImageError), and the seconds
+    that took per decoded image."""
+    encoded = [i for i, item in enumerate(items) if isinstance(item, Encoded)]
+    if not encoded:
+        return list(items), 0.0
+    start = time.perf_counter()
+    out = list(items)
+    for i, pixels in zip(encoded, backend.decode_batch([items[i].data for i in encoded])):
+        if pixels is None:
+            try:
+                pixels = backend.decode(items[i].data, max_pixels, max_decoded_bytes).pixels
+            except ImageError as error:
+                pixels = error
+        out[i] = pixels
+    return out, (time.perf_counter() - start) / len(encoded)
 
 
 def inference_failed(error: Exception) -> ImageError:
@@ -222,7 +254,7 @@ def inference_failed(error: Exception) -> ImageError:
                                           f"{str(error)[:200]}")
 
 
-async def predict_each(backend: Any, pixels: list[np.ndarray], options: Options) -> list[Prediction | ImageError]:
+async def predict_each(backend: Any, pixels: list[Any], options: Options) -> list[Prediction | ImageError]:
     """Predicts the images together; if that raises, each on its own, so that one image the model cannot
     take fails alone (inference_failed) and the others still get their detections."""
     try:
@@ -255,7 +287,7 @@ class Detector:
                  max_pixels: int = DEFAULT_MAX_PIXELS, device: str | None = None, half: bool | None = None,
                  decode_threads: int | None = None, max_frames: int = DEFAULT_MAX_FRAMES,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
-                 api_key: str | None = None):
+                 api_key: str | None = None, backend: str = "auto"):
         forget_ray_auth_token()
         self.service_key = service_key(api_key)
         self.max_pixels = max_pixels
@@ -269,7 +301,8 @@ class Detector:
         self.decode_threads = decode_threads or max(1, (os.cpu_count() or 2) // 2)
         self.decoder = ThreadPoolExecutor(max_workers=self.decode_threads, thread_name_prefix="raylan-decode")
         self.max_batch = max_batch
-        self.backend = Backend(model, imgsz=imgsz, device=device, half=half)
+        self.backend, self.backend_reason = load_backend(backend, model, imgsz=imgsz, device=device, half=half)
+        logger.info("Backend %s (%s).", self.backend.kind, self.backend_reason)
         self.backend.warm_up()
         self.infer.set_max_batch_size(max_batch)
         self.infer.set_batch_wait_timeout_s(batch_wait_ms / 1000.0)
@@ -284,7 +317,8 @@ class Detector:
         return {"models": [{
             "id": backend.model_id, "source": Path(backend.source).name, "imgsz": backend.imgsz,
             "device": backend.device, "half": backend.half, "max_batch": self.max_batch,
-            "decode_threads": self.decode_threads, "classes": backend.names}]}
+            "decode_threads": self.decode_threads, "backend": backend.kind, "backend_reason": self.backend_reason,
+            "classes": backend.names}]}
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def infer(self, items: list[BatchItem]) -> list[Inferred]:
@@ -295,10 +329,21 @@ class Detector:
         for index, item in enumerate(items):
             groups.setdefault(item.options.key(), []).append(index)
         results: list[Inferred | None] = [None] * len(items)
+        pixels, decode_s = [item.pixels for item in items], 0.0
+        if any(isinstance(one, Encoded) for one in pixels):
+            pixels, decode_s = await asyncio.to_thread(decode_encoded, self.backend, pixels, self.max_pixels,
+                                                       self.max_decoded_bytes)
+        for index, one in enumerate(pixels):
+            if isinstance(one, ImageError):
+                results[index] = Inferred(one, queue_s=started - items[index].ready, batch_size=len(items))
         for indices in groups.values():
-            outcomes = await predict_each(self.backend, [items[i].pixels for i in indices], items[indices[0]].options)
+            indices = [i for i in indices if results[i] is None]
+            if not indices:
+                continue
+            outcomes = await predict_each(self.backend, [pixels[i] for i in indices], items[indices[0]].options)
             for i, outcome in zip(indices, outcomes):
-                results[i] = Inferred(outcome, queue_s=started - items[i].ready, batch_size=len(items))
+                results[i] = Inferred(outcome, queue_s=started - items[i].ready, batch_size=len(items),
+                                      decode_s=decode_s if isinstance(items[i].pixels, Encoded) else 0.0)
         return results
 
     async def decode_frame(self, data: bytes | bytearray | memoryview) -> Decoded:
@@ -306,7 +351,7 @@ class Detector:
         decoding: `ready` is when decoding would have ended without that wait."""
         waiting = time.perf_counter()
         image, decode_s = await asyncio.get_running_loop().run_in_executor(
-            self.decoder, timed_decode, data, self.max_pixels, self.max_decoded_bytes)
+            self.decoder, timed_decode, self.backend, data, self.max_pixels, self.max_decoded_bytes)
         return Decoded(image, decode_s, ready=waiting + decode_s)
 
     async def finish(self, decoded: Decoded, options: Options, received: float) -> dict:
@@ -317,7 +362,8 @@ class Detector:
             raise inferred.prediction
         return make_answer(
             self.backend.model_id, decoded.image, inferred.prediction, batch_size=inferred.batch_size,
-            queue_ms=inferred.queue_s * 1000, decode_ms=decoded.decode_s * 1000, received=received)
+            queue_ms=inferred.queue_s * 1000, decode_ms=(decoded.decode_s + inferred.decode_s) * 1000,
+            received=received)
 
     @api.post("/detect")
     async def detect(self, request: Request):
@@ -367,7 +413,9 @@ class Detector:
 def build(args: dict) -> Any:
     """The application builder Serve calls with the config's `args`: model (required), imgsz, max_batch (8),
     batch_wait_ms (10), max_pixels (50 MP), device, half, max_frames (64), max_body_bytes (64 MiB),
-    max_decoded_bytes (512 MiB), api_key (absent or empty: an open service)."""
+    max_decoded_bytes (512 MiB), api_key (absent or empty: an open service), backend (auto: the batched
+    tensor backend where it matches the Ultralytics one at start-up, see tensor.load_backend; tensor;
+    ultralytics)."""
     return Detector.bind(
         model=args["model"], imgsz=int(args["imgsz"]) if args.get("imgsz") else None,
         max_batch=int(args.get("max_batch", 8)), batch_wait_ms=float(args.get("batch_wait_ms", 10)),
@@ -375,7 +423,14 @@ def build(args: dict) -> Any:
         half=args.get("half"), max_frames=positive(args, "max_frames", DEFAULT_MAX_FRAMES),
         max_body_bytes=positive(args, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),
         max_decoded_bytes=positive(args, "max_decoded_bytes", DEFAULT_MAX_DECODED_BYTES),
-        api_key=service_key(args.get("api_key")))
+        api_key=service_key(args.get("api_key")), backend=backend_kind(args))
+
+
+def backend_kind(args: dict) -> str:
+    kind = str(args.get("backend") or "auto")
+    if kind not in ("auto", "tensor", "ultralytics"):
+        raise ValueError(f"backend must be auto, tensor or ultralytics, not {kind!r}")
+    return kind
 
 
 naive_api = FastAPI(title="RayLAN detection service, naive form (for benchmarks)")

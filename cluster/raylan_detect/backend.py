@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .codec import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode
+
 
 @dataclass
 class Options:
@@ -46,6 +48,10 @@ def trained_size(model, source: str) -> int | None:
 class Backend:
     """Loads the model once. Ultralytics predictors are not thread-safe: call predict from one thread."""
 
+    kind = "ultralytics"
+    #: Whether decode_batch decodes on the model's device (tensor.TensorBackend on a GPU); never here.
+    decodes_on_device = False
+
     def __init__(self, source: str, imgsz: int | None = None, device: str | None = None, half: bool | None = None):
         from ultralytics import YOLO
         import torch
@@ -58,6 +64,12 @@ class Backend:
         self.model = YOLO(source, task=task)
         self.imgsz = imgsz or trained_size(self.model, source) or 640
         self.names: dict[int, str] = dict(self.model.names or {})
+
+    @staticmethod
+    def decode(data: bytes | bytearray | memoryview, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> DecodedImage:
+        """One image as predict() takes it: codec.decode's BGR array."""
+        return decode(data, max_pixels, max_decoded_bytes)
 
     def warm_up(self) -> None:
         self.predict([np.zeros((self.imgsz, self.imgsz, 3), dtype=np.uint8)], Options())

@@ -90,7 +90,8 @@ def test_a_batch_predicts_once_per_option_set_and_answers_in_order():
 
     infer = Detector.func_or_class.infer.__wrapped__
     items = [item(0, 0.25), item(1, 0.5), item(2, 0.25)]
-    results = asyncio.run(infer(SimpleNamespace(backend=SimpleNamespace(predict=predict)), items))
+    namespace = SimpleNamespace(backend=SimpleNamespace(predict=predict), max_pixels=10**6, max_decoded_bytes=10**8)
+    results = asyncio.run(infer(namespace, items))
 
     assert calls == [([0, 2], Options(conf=0.25)), ([1], Options(conf=0.5))]
     assert [r.prediction.detections for r in results] == [

@@ -49,6 +49,10 @@ def bomb_png(side: int = 7071) -> bytes:
 class FakeBackend:
     """The model's stand-in: records every predict call; raises on a POISON image."""
 
+    kind = "fake"
+    decodes_on_device = False
+    decode = staticmethod(decode)
+
     def __init__(self, source: str, imgsz=None, device=None, half=None):
         self.source, self.model_id, self.imgsz, self.device, self.half = source, "fake", 320, "cpu", False
         self.names = {0: "thing"}
@@ -83,10 +87,12 @@ def service(monkeypatch):
     through Serve's replica context, as in a replica."""
     clients = []
 
-    def make(cls=app.Detector, api=app.api, **kwargs):
+    def make(cls=app.Detector, api=app.api, backend_class=FakeBackend, **kwargs):
         wrapper = cls.func_or_class
         # Serve keeps its own copy of the class's globals: the stand-in model goes there.
         monkeypatch.setitem(wrapper.__bases__[0].__init__.__globals__, "Backend", FakeBackend)
+        monkeypatch.setitem(wrapper.__bases__[0].__init__.__globals__, "load_backend",
+                            lambda kind, source, **options: (backend_class(source, **options), "a stand-in"))
         if hasattr(wrapper, "infer"):
             # @serve.batch keeps one queue per method, bound to the event loop that first used it: in a
             # replica, its only loop; here, each test's TestClient brings a new one.
@@ -275,6 +281,52 @@ def test_a_batch_with_one_failing_image_answers_the_others(service):
     assert instance.backend.calls == [3, 1, 1, 1]  # together, then one by one
 
 
+def jpeg(value: int, width: int = 32, height: int = 24) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (value,) * 3).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+class DeviceDecodingBackend(FakeBackend):
+    """A stand-in for the tensor backend on a GPU: JPEGs reach the batch encoded and are decoded there, all
+    together; it refuses (None) a JPEG whose pixels are grey 50, which then goes through decode()."""
+
+    decodes_on_device = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.decoded_together: list[int] = []
+
+    def decode_batch(self, frames):
+        self.decoded_together.append(len(frames))
+        images = []
+        for frame in frames:
+            try:
+                images.append(decode(frame).pixels)
+            except ImageError:
+                images.append(None)
+        return [None if image is None or abs(int(image[0, 0, 0]) - 50) <= 2 else image for image in images]
+
+
+def test_jpegs_decoded_on_the_device_are_decoded_together_and_each_failure_stays_its_own(service):
+    """The GPU path: a request's JPEGs are only inspected on arrival and decoded in the batch; a PNG is
+    decoded on arrival; a JPEG the device refuses is decoded by the backend's decode(); a JPEG cut short
+    gets its own decode_failed while the others are answered."""
+    client, instance = service(backend_class=DeviceDecodingBackend)
+    noise = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(noise, format="JPEG")
+    broken = noise.getvalue()[:-400]  # the header intact, the scan cut short
+    body = frames(jpeg(20), png(40), jpeg(50), broken, jpeg(120))
+    response = client.post("/detect/batch", content=body, headers={})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    greys = [r["detections"][0]["grey"] if "detections" in r else r["error"]["code"] for r in results]
+    assert [g if isinstance(g, str) else round(g / 10) * 10 for g in greys] == [20, 40, 50, "decode_failed", 120]
+    assert instance.backend.decoded_together == [4]  # the four JPEGs in one device call
+    assert all(r["image"]["format"] == "jpeg" for r in (results[0], results[2], results[4]))
+    assert results[0]["image"] == {"width": 32, "height": 24, "format": "jpeg"}
+
+
 def test_a_failing_image_alone_is_422(service):
     client, _ = service()
     response = client.post("/detect", content=png(POISON))
@@ -288,7 +340,7 @@ def test_the_dynamic_batch_never_raises_for_one_image():
     backend = FakeBackend("m.pt")
     item = lambda value: app.BatchItem(np.full((4, 4, 3), value, dtype=np.uint8), app.Options(), ready=0.0)
     results = asyncio.run(app.Detector.func_or_class.infer.__wrapped__(
-        SimpleNamespace(backend=backend), [item(1), item(POISON), item(2)]))
+        SimpleNamespace(backend=backend, max_pixels=10**6, max_decoded_bytes=10**8), [item(1), item(POISON), item(2)]))
     assert isinstance(results[1].prediction, ImageError) and results[1].prediction.code == "inference_failed"
     assert [r.prediction.detections[0]["grey"] for r in (results[0], results[2])] == [1, 2]
 

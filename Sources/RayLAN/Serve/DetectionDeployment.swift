@@ -6,6 +6,18 @@ public struct DetectionDeployment: Sendable, Hashable {
     /// Who may use the service.
     public typealias Access = ServiceAccess
 
+    /// What runs the model in each replica.
+    public enum Backend: String, Sendable, Hashable, CaseIterable {
+        /// The batched tensor backend where, at start-up, it gives the Ultralytics backend's detections on
+        /// generated images; else the Ultralytics backend. `GET /models` tells which, and why.
+        case auto
+        /// The batched tensor backend: a whole batch decoded (on a GPU through nvjpeg), letterboxed,
+        /// inferred and suppressed as tensors on the model's device.
+        case tensor
+        /// Ultralytics' predictor, image by image around one forward pass.
+        case ultralytics
+    }
+
     /// Replicas: a fixed number, or Serve's autoscaling between bounds.
     public enum Replicas: Sendable, Hashable {
         case fixed(Int)
@@ -43,6 +55,8 @@ public struct DetectionDeployment: Sendable, Hashable {
     public var maxReplicasPerNode: Int?
     /// The naive form (one image per request, no dynamic batching), for benchmarks. Default false.
     public var isNaive: Bool = false
+    /// What runs the model. Default ``Backend/auto``. The naive form always runs Ultralytics' predictor.
+    public var backend: Backend = .auto
 
     public init(
         model: String, name: String? = nil, gpusPerReplica: Double = 0, cpusPerReplica: Double = 1,
@@ -143,6 +157,7 @@ public struct DetectionDeployment: Sendable, Hashable {
         if !isNaive {
             args["max_batch"] = .number(Double(maxBatch))
             args["batch_wait_ms"] = .number(batchWaitMilliseconds)
+            args["backend"] = .string(backend.rawValue)
         }
         if let imageSize { args["imgsz"] = .number(Double(imageSize)) }
         if let key { args["api_key"] = .string(key.value) }
