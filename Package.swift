@@ -35,8 +35,16 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                // Client-side downscale of JPEGs (DownscaledImage); macOS uses ImageIO instead.
+                .target(name: "CTurboJPEG", condition: .when(platforms: [.linux])),
             ],
             swiftSettings: swiftSettings
+        ),
+        // libjpeg-turbo's TurboJPEG API (DCT-domain scaling), for DownscaledImage on Linux.
+        .systemLibrary(
+            name: "CTurboJPEG",
+            pkgConfig: "libturbojpeg",
+            providers: [.apt(["libturbojpeg0-dev"]), .brew(["jpeg-turbo"])]
         ),
         .target(
             name: "RayLANTesting",

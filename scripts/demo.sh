@@ -7,8 +7,15 @@ cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 
 scripts/setup-python.sh
-if [ "$(uname)" = Linux ] && [ ! -f /usr/include/zlib.h ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq zlib1g-dev
+# Debian packages the build needs on Linux: zlib (ZIPFoundation) and libjpeg-turbo's TurboJPEG (raylan detect
+# shrinks JPEGs before sending them).
+if [ "$(uname)" = Linux ] && command -v apt-get >/dev/null; then
+    missing=()
+    [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+    [ -f /usr/include/turbojpeg.h ] || missing+=(libturbojpeg0-dev)
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+    fi
 fi
 echo "Building raylan (swift build)…" >&2
 swift build --product raylan

@@ -8,12 +8,14 @@ cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 
 scripts/setup-python.sh --with-ray245
-# Debian packages the build and the tests use: zlib (ZIPFoundation links it on Linux); iproute2,
+# Debian packages the build and the tests use: zlib (ZIPFoundation links it on Linux), libjpeg-turbo's
+# TurboJPEG (the client-side downscale of JPEGs before sending, on Linux); iproute2,
 # util-linux, nftables and procps for the simulated-LAN tests (network namespaces, a firewall rule).
 if [ "$(uname)" = Linux ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     has() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
     missing=()
     [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+    [ -f /usr/include/turbojpeg.h ] || missing+=(libturbojpeg0-dev)
     { has ip && has ss; } || missing+=(iproute2)
     { has nsenter && has unshare; } || missing+=(util-linux)
     has nft || missing+=(nftables)

@@ -38,7 +38,8 @@ struct DetectCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Output folder.", valueName: "dir")) var out = "raylan-out"
     @Option(name: .long, help: "Label format besides detections.jsonl: json (none), coco or yolo.")
     var format: Format = .json
-    @Flag(name: .long, help: "Write annotated images (drawn on the cluster).") var annotate = false
+    @Flag(name: .long, help: "Write annotated images (drawn on the cluster, at the size sent: see --max-side).")
+    var annotate = false
     @Flag(name: .long, help: "Write report.html.") var report = false
     @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Requests in flight.", valueName: "n"))
     var concurrency = 8
@@ -59,6 +60,7 @@ struct DetectCommand: AsyncParsableCommand {
                 + "move it aside and start afresh instead of refusing."))
     var force = false
     @Flag(name: .long, help: "Fail instead of deploying the service when it is not running.") var noDeploy = false
+    @OptionGroup var shrink: ShrinkOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var deployment: DeploymentOptions
 
@@ -103,7 +105,7 @@ struct DetectCommand: AsyncParsableCommand {
                     inputs: paths, output: URL(fileURLWithPath: out), service: service,
                     options: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), outputs: outputs,
                     concurrency: concurrency, imagesPerRequest: imagesPerRequest, resume: resume, force: force,
-                    key: try deployment.key())
+                    key: try deployment.key(), maxSide: shrink.value)
                 let display = DetectProgressDisplay()
                 summary = try await run.run(on: connection.cluster, events: { display.show($0) })
                 display.finish()

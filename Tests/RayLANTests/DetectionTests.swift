@@ -51,9 +51,10 @@ extension RayClusterTests.Main {
 
             let out = try TestEnvironment.makeTemporaryDirectory("raylan-detect")
             defer { try? FileManager.default.removeItem(at: out) }
+            // The files as they are (no client-side shrink): the comparison with Ultralytics below is on the same pixels.
             let result = try await CommandRunner.raylan([
                 "detect", Self.samples.path, "--address", cluster.address.description, "--out", out.path,
-                "--format", "coco", "--annotate", "--report", "--no-deploy",
+                "--format", "coco", "--annotate", "--report", "--no-deploy", "--max-side", "off",
             ])
             #expect(result.status == 0, "\(result)")
             let records = DetectionJournal.read(out.appendingPathComponent("detections.jsonl"))

@@ -38,11 +38,39 @@ public struct DetectionResult: Sendable, Hashable, Codable {
     public var batchSize: Int
     /// Milliseconds per stage: queue, decode, preprocess, inference, postprocess, total (server side).
     public var timingsMs: [String: Double]
-    /// The annotated image (JPEG, base64), when asked for.
+    /// The annotated image (JPEG, base64), when asked for. Drawn on the image as sent: at the shrunk size when
+    /// the client shrank it (``sent``).
     public var annotatedJPEG: String?
+    /// What the client sent instead of the file, when it shrank it (``DownscaledImage``); nil when the file's own
+    /// bytes were sent. Set by the client, not the service. Encoded as `sent`.
+    public var sent: Sent?
+
+    /// The shrunk JPEG a client sent instead of the file, and what the file was.
+    public struct Sent: Sendable, Hashable, Codable {
+        /// The shrunk image's width in pixels, as the service decoded it.
+        public var width: Int
+        /// The shrunk image's height in pixels, as the service decoded it.
+        public var height: Int
+        /// Bytes sent.
+        public var bytes: Int
+        /// The file's bytes.
+        public var originalBytes: Int
+
+        public init(width: Int, height: Int, bytes: Int, originalBytes: Int) {
+            self.width = width
+            self.height = height
+            self.bytes = bytes
+            self.originalBytes = originalBytes
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case width, height, bytes
+            case originalBytes = "original_bytes"
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case model, image, detections
+        case model, image, detections, sent
         case batchSize = "batch_size"
         case timingsMs = "timings_ms"
         case annotatedJPEG = "annotated_jpeg"

@@ -22,6 +22,13 @@ public struct DetectionClient: Sendable {
     /// When and how often requests are sent again.
     /// Default ``RetryPolicy/init(attempts:initialBackoff:maxBackoff:maxRetryAfter:)``.
     public var retryPolicy = RetryPolicy()
+    /// The longer side, in pixels, that JPEG files are shrunk to before sending (at least: see
+    /// ``DownscaledImage``), their answers mapped back to the file's pixels; nil sends every file as it is.
+    /// Applies to the files this client reads (``detect(file:options:)``, ``detect(files:options:)``,
+    /// ``results(for:file:concurrency:imagesPerRequest:options:)``), each shrunk as it is read; bytes passed in are
+    /// sent as they are (shrink them with ``DownscaledImage/make(_:maxSide:)``). ``modelImageSize()`` is the model's
+    /// own size, what ``MaxSide/auto`` uses. Default nil.
+    public var maxSide: Int?
     /// Tries per request, the first included (``RetryPolicy/attempts``). Default 5.
     public var attempts: Int {
         get { retryPolicy.attempts }
@@ -118,35 +125,37 @@ public struct DetectionClient: Sendable {
     }
 
     /// Several files' results with one request, never throwing: a file that cannot be read, an image the
-    /// service refuses, or a failed request becomes that file's error.
+    /// service refuses, or a failed request becomes that file's error. Each file is shrunk as it is read when
+    /// ``maxSide`` says so, and its answer mapped back to the file's pixels.
     public func detect(files: [URL], options: DetectionOptions = DetectionOptions()) async
         -> [Result<DetectionResult, DetectionError>]
     {
         if files.count == 1 { return [await detect(file: files[0], options: options)] }
         var results = [Result<DetectionResult, DetectionError>?](repeating: nil, count: files.count)
-        var sent: [(index: Int, data: Data)] = []
+        var sent: [(index: Int, image: DownscaledImage)] = []
         for (index, file) in files.enumerated() {
-            if let data = FileManager.default.contents(atPath: file.path) {
-                sent.append((index, data))
+            if let image = read(file) {
+                sent.append((index, image))
             } else {
                 results[index] = .failure(DetectionError(.unreadable, "cannot read \(file.path)"))
             }
         }
         if !sent.isEmpty {
             do {
-                let answers = try await detect(batch: sent.map(\.data), options: options)
+                let answers = try await detect(batch: sent.map(\.image.data), options: options)
                 for (item, answer) in zip(sent, answers) {
                     // The request's decoded-memory budget was spent by the images before it: alone it fits.
                     if case .failure(let error) = answer, error.code == .overBudget {
                         do {
-                            results[item.index] = .success(try await detect(item.data, options: options))
+                            results[item.index] = .success(
+                                try await detect(item.image.data, options: options).mapped(toOriginalOf: item.image))
                         } catch let error as DetectionError {
                             results[item.index] = .failure(error)
                         } catch {
                             results[item.index] = .failure(DetectionError(transport: error))
                         }
                     } else {
-                        results[item.index] = answer
+                        results[item.index] = answer.map { $0.mapped(toOriginalOf: item.image) }
                     }
                 }
             } catch {
@@ -157,18 +166,25 @@ public struct DetectionClient: Sendable {
         return results.map { $0 ?? .failure(DetectionError(.badResponse, "the service returned too few results")) }
     }
 
-    /// One file's result, never throwing: a local read failure or a service error becomes the error.
+    /// One file's result, never throwing: a local read failure or a service error becomes the error. The file is
+    /// shrunk as it is read when ``maxSide`` says so, and its answer mapped back to the file's pixels.
     public func detect(file: URL, options: DetectionOptions = DetectionOptions()) async
         -> Result<DetectionResult, DetectionError>
     {
-        guard let data = FileManager.default.contents(atPath: file.path) else {
+        guard let image = read(file) else {
             return .failure(DetectionError(.unreadable, "cannot read \(file.path)"))
         }
         do {
-            return .success(try await detect(data, options: options))
+            return .success(try await detect(image.data, options: options).mapped(toOriginalOf: image))
         } catch {
             return .failure(DetectionError(transport: error))
         }
+    }
+
+    /// A file's bytes as they are to be sent (shrunk per ``maxSide``; only the shrunk copy is kept); nil when the
+    /// file cannot be read.
+    private func read(_ file: URL) -> DownscaledImage? {
+        FileManager.default.contents(atPath: file.path).map { DownscaledImage.make($0, maxSide: maxSide) }
     }
 
     /// The service's `/models` answer.
@@ -176,6 +192,29 @@ public struct DetectionClient: Sendable {
         let response = try await cluster.send(.GET, to: endpoint, "/models")
         guard response.status == 200 else { throw serverError(response) }
         return try JSONDecoder().decode(JSONValue.self, from: response.body)
+    }
+
+    /// The served model's input size (`imgsz`, what it letterboxes every image to), from the service's `/models`.
+    /// - Throws: ``DetectionError`` (`badResponse`) when the answer names no size; the errors of ``models()``.
+    public func modelImageSize() async throws -> Int {
+        let answer = try await models()
+        guard case .array(let models)? = answer["models"], let size = models.first?["imgsz"]?.doubleValue,
+            (1...1_000_000).contains(size), size == size.rounded()
+        else {
+            throw DetectionError(.badResponse, "the service's /models answer names no input size (imgsz)")
+        }
+        return Int(size)
+    }
+
+    /// The pixels `maxSide` stands for with this client's service: ``MaxSide/auto`` is ``modelImageSize()``,
+    /// ``MaxSide/off`` nil.
+    /// - Throws: the errors of ``modelImageSize()`` for ``MaxSide/auto``.
+    public func pixels(for maxSide: MaxSide) async throws -> Int? {
+        switch maxSide {
+        case .off: nil
+        case .pixels(let pixels): pixels
+        case .auto: try await modelImageSize()
+        }
     }
 
     // MARK: -

@@ -41,6 +41,9 @@ public struct DetectionError: RayLANError, Sendable, Codable, Hashable {
         public static let resumeMismatch = Code(rawValue: "resume_mismatch")
         /// A run's input argument matched no image file (a usage error).
         public static let noInput = Code(rawValue: "no_input")
+        /// A maximum side for the client's downscale (``MaxSide``) that is not `auto`, `off` or a whole number of
+        /// pixels of 1 or more (a usage error).
+        public static let invalidMaxSide = Code(rawValue: "invalid_max_side")
 
     }
 
@@ -53,5 +56,5 @@ public struct DetectionError: RayLANError, Sendable, Codable, Hashable {
     }
 
     public var description: String { "\(code): \(message)" }
-    public var isUsageError: Bool { code == .noInput || code == .resumeMismatch }
+    public var isUsageError: Bool { code == .noInput || code == .resumeMismatch || code == .invalidMaxSide }
 }

@@ -128,14 +128,20 @@ public struct DetectionRun: Sendable {
     /// The service key to send instead of the one the application was deployed with (read from Serve's
     /// status over the dashboard). Default nil.
     public var key: ServiceKey?
+    /// How far each JPEG is shrunk on this machine before it is sent (``DownscaledImage``); the journal's boxes and
+    /// image sizes are the original file's either way, and a shrunk input's result records what was sent
+    /// (``DetectionResult/sent``). ``MaxSide/auto`` reads the model's input size from the service once per run
+    /// (when the service does not say, the files are sent as they are). Default ``MaxSide/auto``.
+    public var maxSide: MaxSide
 
     public init(
         inputs: [String], output: URL, service: Service, options: DetectionOptions = DetectionOptions(),
         outputs: Outputs = [], concurrency: Int = 8, imagesPerRequest: Int = 8, resume: Bool = false,
-        force: Bool = false, key: ServiceKey? = nil
+        force: Bool = false, key: ServiceKey? = nil, maxSide: MaxSide = .auto
     ) {
         self.force = force
         self.key = key
+        self.maxSide = maxSide
         self.inputs = inputs
         self.output = output
         self.service = service
@@ -157,10 +163,12 @@ public struct DetectionRun: Sendable {
     /// - Returns: the summary; inputs that failed are counted there, not thrown (an output file that cannot be
     ///   written is the input's `output_failed`).
     /// - Throws: ``DetectionError`` (`noInput`) when an argument matches no image file, (`resumeMismatch`) when
-    ///   resuming a journal written with other settings, before anything is sent or written; ``ServeError``
+    ///   resuming a journal written with other settings, (`invalidMaxSide`) for ``MaxSide/pixels(_:)`` below 1,
+    ///   before anything is sent or written; ``ServeError``
     ///   when the service is not running, runs another model, or cannot be deployed; ``ClusterError``; an error
     ///   writing the journal or the run's summary files.
     public func run(on cluster: RayCluster, events: @Sendable (Event) -> Void = { _ in }) async throws -> Summary {
+        if case .pixels(let pixels) = maxSide, pixels < 1 { throw MaxSide.invalid(maxSide.description) }
         let (inputs, unmatched) = DetectionInput.expand(self.inputs)
         if let first = unmatched.first {
             throw DetectionError(
@@ -181,7 +189,8 @@ public struct DetectionRun: Sendable {
                 isNewJournal = true
             }
         }
-        let client = try await ensureService(plan, on: cluster, events: events)
+        var client = try await ensureService(plan, on: cluster, events: events)
+        client.maxSide = try await resolveMaxSide(with: client)
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         // The service runs: only now does the previous journal make way (kept as detections.jsonl.1).
         if isNewJournal { try DetectionJournal.moveAside(journalURL) }
@@ -309,6 +318,20 @@ public struct DetectionRun: Sendable {
         try await cluster.deploy(
             deployment, identity: plan.model, httpPort: plan.httpPort, progress: { events(.deployStep($0)) })
         return try await DetectionClient(cluster: cluster, application: deployment.name, key: key)
+    }
+
+    /// The pixels ``maxSide`` stands for with the service: for ``MaxSide/auto`` its model's input size, or nil
+    /// (files sent as they are, with a warning logged) when the service does not say.
+    func resolveMaxSide(with client: DetectionClient) async throws -> Int? {
+        do {
+            return try await client.pixels(for: maxSide)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            client.cluster.logger.warning(
+                "--max-side auto: the service does not say its model's input size (\(error)); files are sent as is")
+            return nil
+        }
     }
 
     static func mismatch(
