@@ -11,7 +11,10 @@ struct BenchCommand: AsyncParsableCommand {
             In one run, on the same cluster, model and images: (1) RayLAN end to end per concurrency level \
             (images/s, latency p50/p95/p99), (2) the model's forward pass alone, (3) Ultralytics' predict loop, \
             (4) the seed's task-per-image pattern, (5) naive Ray Serve (one image per request). Each figure is \
-            printed with its ratio to (1)'s best level, with the stage split, the LAN bound and client memory.
+            printed with its ratio to (1)'s best level, with the stage split, the LAN bound and client memory. \
+            (1)'s best level is measured again on the other backend and, when the client shrinks JPEGs \
+            (--max-side), with the original files; the shrink's bytes per image and its agreement with the \
+            original files' boxes are printed too.
 
             Exit codes: \(ExitCodes.summary)
             """)
@@ -40,6 +43,23 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Also write the report as JSON to this file.", valueName: "file")) var json:
         String?
     @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var shrink: ShrinkOptions
+    @Flag(
+        name: .long,
+        help: "Skip measuring (1)'s best level again with the other backend and with the original files.")
+    var noVariants = false
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Replicas to try (1)'s best level with, separated by commas; each with every --sweep-max-batch.",
+            valueName: "list"))
+    var sweepReplicas: Counts?
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Largest batches to try (1)'s best level with, separated by commas; each with every --sweep-replicas.",
+            valueName: "list"))
+    var sweepMaxBatch: Counts?
     @Flag(
         name: .long,
         help: "Measure the gateway (remote calls, put, get) next to Ray Client from Python instead of detection.")
@@ -80,11 +100,20 @@ struct BenchCommand: AsyncParsableCommand {
             let model = try self.model ?? DeploymentOptions.defaultModel()
             let files = try imageFiles()
             try await Connection.with(cluster) { (connection: Connection) in
-                let configuration = Benchmark.Configuration(
+                var configuration = Benchmark.Configuration(
                     deployment: try await deployment.make(model: model, name: nil, on: connection.cluster),
                     images: files,
                     duration: .seconds(duration), concurrencyLevels: concurrency.values, seedImages: seedImages,
                     imagesPerRequest: imagesPerRequest.values)
+                configuration.maxSide = shrink.value
+                configuration.measuresVariants = !noVariants
+                if sweepReplicas != nil || sweepMaxBatch != nil {
+                    configuration.sweep = (sweepReplicas?.values ?? [1]).flatMap { replicas in
+                        (sweepMaxBatch?.values ?? [configuration.deployment.maxBatch]).map {
+                            Benchmark.Setting(replicas: replicas, maxBatch: $0)
+                        }
+                    }
+                }
                 let port = deployment.servePort(for: connection)
                 let report = try await Benchmark(
                     cluster: connection.cluster, configuration: configuration, servePort: port
@@ -253,6 +282,13 @@ struct BenchCommand: AsyncParsableCommand {
                 "", "",
             ])
         }
+        for variant in report.variants ?? [] {
+            let level = variant.level
+            rows.append([
+                "(1) at its best level, \(variant.what)", f(level.imagesPerSecond), r(variant.ratioToRayLAN),
+                f(level.latencyP50Ms), f(level.latencyP95Ms), f(level.latencyP99Ms), "batch ≤ \(level.largestBatch)",
+            ])
+        }
         if let naive = report.naiveServe {
             rows.append([
                 "(5) naive Ray Serve, \(naive.concurrency) in flight", f(naive.imagesPerSecond),
@@ -271,8 +307,22 @@ struct BenchCommand: AsyncParsableCommand {
             "stage split at the best level (ms/image): "
                 + ["queue", "decode", "preprocess", "inference", "postprocess", "transport"]
                 .compactMap { stage in report.stageSplitMs[stage].map { "\(stage) \(f($0))" } }.joined(separator: ", "))
+        if let bestSetting = report.bestSetting {
+            Terminal.out("best replicas × batch: \(bestSetting)")
+        }
+        if let backend = report.backend {
+            Terminal.out("backend: \(backend) (\(report.backendReason ?? "?"))")
+        }
+        if let shrink = report.shrink {
+            let agreement = shrink.agreement
+            Terminal.out(
+                "client shrink to \(shrink.maxSide) px: \(f(shrink.originalBytesPerImage / 1024)) → "
+                    + "\(f(shrink.sentBytesPerImage / 1024)) KiB/image (\(String(format: "%.1f", shrink.byteRatio))× fewer "
+                    + "bytes); boxes agree with the original files' \(agreement.matched)/\(agreement.reference) = "
+                    + String(format: "%.1f%%", agreement.share * 100) + " (same class, IoU ≥ 0.9)")
+        }
         Terminal.out(
-            "LAN bound at \(f(report.bytesPerImage / 1024)) KiB/image: 1 GbE ≈ \(f(report.lanBoundImagesPerSecond["1GbE"] ?? 0)) images/s, "
+            "LAN bound at \(f((report.shrink?.sentBytesPerImage ?? report.bytesPerImage) / 1024)) KiB/image sent: 1 GbE ≈ \(f(report.lanBoundImagesPerSecond["1GbE"] ?? 0)) images/s, "
                 + "10 GbE ≈ \(f(report.lanBoundImagesPerSecond["10GbE"] ?? 0)) images/s")
         Terminal.out(
             "client RSS: \(f(report.clientRSSStartMiB)) MiB at start, \(f(report.clientRSSEndMiB)) MiB at the end")

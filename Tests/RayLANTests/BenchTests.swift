@@ -7,7 +7,7 @@ import Testing
 extension RayClusterTests.Main {
     @Suite("raylan bench")
     struct BenchTests {
-        @Test("One short run measures all five figures with their ratios and writes the same as JSON")
+        @Test("One short run measures the five figures, the variants, the backend and the shrink, and writes JSON")
         func shortRun() async throws {
             let cluster = try requireCluster()
             let folder = try TestEnvironment.makeTemporaryDirectory("raylan-bench")
@@ -18,6 +18,7 @@ extension RayClusterTests.Main {
                     "bench", "--address", cluster.address.description, "--duration", "2", "--concurrency", "1,4",
                     "--images-per-request", "1,4",
                     "--seed-images", "2", "--gpus-per-replica", "0", "--port", String(cluster.ray.ports.serve),
+                    "--sweep-max-batch", "4,8",
                     "--json", json.path,
                 ], timeout: .seconds(900))
             #expect(result.status == 0, "\(result)")
@@ -25,6 +26,9 @@ extension RayClusterTests.Main {
                 "(1) RayLAN end to end, 1 in flight", "(1) RayLAN end to end, 4 in flight",
                 "(1) RayLAN end to end, 4 in flight × 4", "(2) model only",
                 "(3) Ultralytics predict loop", "(4) seed's pattern", "(5) naive Ray Serve", "LAN bound", "client RSS",
+                "(1) at its best level, ultralytics backend", "(1) at its best level, original files",
+                "backend: tensor", "client shrink to 320 px", "(1) at its best level, 1 replica × batch 4",
+                "best replicas × batch: 1 replica × batch",
             ] {
                 #expect(result.stdout.contains(row), "missing \(row)")
             }
@@ -66,10 +70,32 @@ extension RayClusterTests.Main {
                 #expect(abs(level.imagesPerSecond - rate) <= 1e-12 * rate, "\(level)")
                 #expect(level.images % level.imagesPerRequest == 0, "\(level)")
             }
-            // The naive application is removed afterwards; the batched service keeps running.
+            // The shipped model runs on the tensor backend (it matches Ultralytics at start-up); the client shrank
+            // the samples (600×600 to 1280×720) to the model's 320 and the boxes still agree.
+            #expect(report.backend == "tensor", "\(String(describing: report.backendReason))")
+            let shrink = try #require(report.shrink)
+            #expect(shrink.maxSide == 320)
+            #expect(shrink.sentBytesPerImage * 2 < shrink.originalBytesPerImage, "\(shrink)")
+            #expect(shrink.agreement.reference >= 38 && shrink.agreement.share >= 0.9, "\(shrink.agreement)")
+            let variants = try #require(report.variants)
+            // The sweep measured 1 replica × batch 4 (1 × 8 is the service's own) and named the faster setting.
+            #expect(
+                variants.map(\.what) == [
+                    "original files (no client shrink)", "ultralytics backend", "1 replica × batch 4",
+                ])
+            let fasterSetting =
+                variants[2].level.imagesPerSecond > best.imagesPerSecond ? "1 replica × batch 4" : "1 replica × batch 8"
+            #expect(report.bestSetting?.hasPrefix(fasterSetting) == true, "\(String(describing: report.bestSetting))")
+            for variant in variants {
+                #expect(variant.level.concurrency == best.concurrency && variant.level.images > 0, "\(variant)")
+                #expect(matches(variant.ratioToRayLAN, variant.level.imagesPerSecond), "\(variant)")
+            }
+            // The extra applications are removed afterwards; the batched service keeps running.
             let apps = try await cluster.withConnection { try await $0.serveStatus().applications }
-            #expect(apps["shapes-yolo11n-naive"] == nil)
+            #expect(apps["shapes-yolo11n-naive"] == nil && apps["shapes-yolo11n-ultralytics"] == nil)
             #expect(apps["shapes-yolo11n"]?.status == .running)
+            // … with its own setting again after the sweep.
+            #expect(apps["shapes-yolo11n"]?.deployedAppConfig?["args"]?["max_batch"]?.doubleValue == 8)
         }
     }
 }

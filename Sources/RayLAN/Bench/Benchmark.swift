@@ -21,6 +21,15 @@ public struct Benchmark: Sendable {
         /// Images per request for (1): 1 uses `/detect`, more use `/detect/batch`; each is measured at every
         /// concurrency level. Default [1, 8].
         public var imagesPerRequest: [Int]
+        /// How the client shrinks each JPEG before sending it in (1), as `raylan detect --max-side` does.
+        /// Default ``MaxSide/auto``: the served model's input size.
+        public var maxSide: MaxSide = .auto
+        /// Whether (1)'s best level is measured again with one thing changed: the other backend, and (when
+        /// the client shrinks) the original files. Default true.
+        public var measuresVariants = true
+        /// Settings of replicas × largest batch under which (1)'s best level is measured again (the service
+        /// redeployed with each, then with its own again), for the report's best setting. Default: none.
+        public var sweep: [Setting] = []
 
         public init(
             deployment: DetectionDeployment, images: [URL], duration: Duration = .seconds(10),
@@ -35,6 +44,20 @@ public struct Benchmark: Sendable {
         }
     }
 
+    /// Replicas × largest batch, a point of ``Configuration/sweep``.
+    public struct Setting: Sendable, Hashable, CustomStringConvertible {
+        public var replicas: Int
+        public var maxBatch: Int
+
+        public init(replicas: Int, maxBatch: Int) {
+            self.replicas = replicas
+            self.maxBatch = maxBatch
+        }
+
+        /// E.g. `2 replicas × batch 16`.
+        public var description: String { "\(replicas) replica\(replicas == 1 ? "" : "s") × batch \(maxBatch)" }
+    }
+
     public let cluster: RayCluster
     public let configuration: Configuration
     public let servePort: Int
@@ -45,8 +68,10 @@ public struct Benchmark: Sendable {
         self.servePort = servePort
     }
 
-    /// Runs every measurement: the references as Ray jobs, RayLAN end to end at every level, then naive
-    /// Ray Serve. The detection service stays deployed afterwards; the naive one is removed.
+    /// Runs every measurement: the references as Ray jobs, RayLAN end to end at every level, its best level
+    /// again with the other backend and without the client's shrink, then naive Ray Serve. The detection
+    /// service stays deployed afterwards unless it holds more than half a GPU (an extra application would not
+    /// fit beside it on a one-GPU host, so it is removed first); the extra applications are removed.
     ///
     /// - Parameters:
     ///   - code: RayLAN's cluster code. Default nil: ``ClusterCode/locate()``.
@@ -63,7 +88,11 @@ public struct Benchmark: Sendable {
         let images = try loadImages()
         // The references first, as Ray jobs, before the services hold the GPU.
         let references = try await measureReferences(code: code, progress: progress)
-        let endToEnd = try await measureEndToEnd(images, code: code, progress: progress)
+        var endToEnd = try await measureEndToEnd(images, code: code, progress: progress)
+        if configuration.measuresVariants {
+            endToEnd.variants = try await measureVariants(images, endToEnd, code: code, progress: progress)
+        }
+        endToEnd.variants += try await measureSweep(images, endToEnd, code: code, progress: progress)
         let naive = try await measureNaiveServe(images, inFlight: endToEnd.best, code: code, progress: progress)
         return makeReport(
             info: info, images: images, references: references, endToEnd: endToEnd, naive: naive, rssStart: rssStart)
@@ -118,6 +147,12 @@ public struct Benchmark: Sendable {
         var best: BenchmarkReport.Level?
         /// Mean milliseconds per image by stage at the best level, with `transport`.
         var stageSplitMs: [String: Double]
+        /// The service's backend and why it runs (`/models`).
+        var backend: (kind: String, reason: String)?
+        /// The longer side the client shrank JPEGs to; nil: sent as they are.
+        var maxSide: Int?
+        var shrink: BenchmarkReport.Shrink?
+        var variants: [BenchmarkReport.Variant] = []
     }
 
     /// Deploys the detection service and drives it at every concurrency level and request size.
@@ -127,6 +162,10 @@ public struct Benchmark: Sendable {
         progress("Deploying the detection service…")
         try await cluster.deploy(configuration.deployment, code: code, httpPort: servePort)
         let client = try await DetectionClient(cluster: cluster, application: configuration.deployment.name)
+        let maxSide = try await client.pixels(for: configuration.maxSide)
+        var served: JSONValue?
+        if case .array(let models)? = try await client.models()["models"] { served = models.first }
+        let backend = served?["backend"]?.stringValue.map { ($0, served?["backend_reason"]?.stringValue ?? "") }
         var levels: [BenchmarkReport.Level] = []
         var atBest: Measured?
         for perRequest in configuration.imagesPerRequest {
@@ -135,13 +174,134 @@ public struct Benchmark: Sendable {
                 progress("RayLAN end to end, \(concurrency) in flight\(per)…")
                 let measured = try await Self.drive(
                     client, images: images, concurrency: concurrency, imagesPerRequest: perRequest,
-                    duration: configuration.duration)
+                    duration: configuration.duration, maxSide: maxSide)
                 levels.append(measured.level)
                 if measured.level.imagesPerSecond >= (levels.map(\.imagesPerSecond).max() ?? 0) { atBest = measured }
             }
         }
         let best = levels.max { $0.imagesPerSecond < $1.imagesPerSecond }
-        return EndToEnd(levels: levels, best: best, stageSplitMs: atBest.map(Self.stageSplit) ?? [:])
+        var endToEnd = EndToEnd(
+            levels: levels, best: best, stageSplitMs: atBest.map(Self.stageSplit) ?? [:], backend: backend,
+            maxSide: maxSide)
+        if let maxSide {
+            progress("The client's shrink to \(maxSide) px: bytes and agreement with the original files…")
+            endToEnd.shrink = try await Self.measureShrink(client, images: images, maxSide: maxSide)
+        }
+        return endToEnd
+    }
+
+    /// Each image detected once as it is and once shrunk to `maxSide` (boxes mapped back): the bytes sent and
+    /// the share of the original's boxes found again (same class, IoU ≥ 0.9).
+    static func measureShrink(_ client: DetectionClient, images: [Data], maxSide: Int) async throws
+        -> BenchmarkReport.Shrink
+    {
+        var agreement = DetectionAgreement()
+        var sentBytes = 0
+        for image in images {
+            let shrunk = DownscaledImage.make(image, maxSide: maxSide)
+            sentBytes += shrunk.data.count
+            let original = try await client.detect(image)
+            let mapped = try await client.detect(shrunk.data).mapped(toOriginalOf: shrunk)
+            agreement += DetectionAgreement(reference: original.detections, candidate: mapped.detections)
+        }
+        let count = Double(max(images.count, 1))
+        return BenchmarkReport.Shrink(
+            maxSide: maxSide, originalBytesPerImage: Double(images.reduce(0) { $0 + $1.count }) / count,
+            sentBytesPerImage: Double(sentBytes) / count, agreement: agreement)
+    }
+
+    /// (1)'s best level again with one thing changed: the original files (when the client shrank them), then
+    /// the other backend (an application of its own, removed afterwards). A variant that cannot run is a note,
+    /// not a failed benchmark.
+    func measureVariants(
+        _ images: [Data], _ endToEnd: EndToEnd, code: ClusterCode, progress: @Sendable (String) -> Void
+    ) async throws -> [BenchmarkReport.Variant] {
+        guard let best = endToEnd.best else { return [] }
+        let deployment = configuration.deployment
+        var variants: [BenchmarkReport.Variant] = []
+        func variant(_ what: String, _ level: BenchmarkReport.Level) -> BenchmarkReport.Variant {
+            .init(
+                what: what, level: level,
+                ratioToRayLAN: best.imagesPerSecond > 0
+                    ? level.imagesPerSecond / best.imagesPerSecond : nil)
+        }
+        if endToEnd.maxSide != nil {
+            progress("The best level again, sending the original files…")
+            let client = try await DetectionClient(cluster: cluster, application: deployment.name)
+            let level = try await Self.drive(
+                client, images: images, concurrency: best.concurrency, imagesPerRequest: best.imagesPerRequest,
+                duration: configuration.duration
+            ).level
+            variants.append(variant("original files (no client shrink)", level))
+        }
+        let other: DetectionDeployment.Backend = endToEnd.backend?.kind == "tensor" ? .ultralytics : .tensor
+        var extra = deployment
+        extra.name = deployment.name + "-" + other.rawValue
+        extra.backend = other
+        progress("The best level again on the \(other.rawValue) backend…")
+        do {
+            let client = try await deployExtra(extra, code: code)
+            let level = try await Self.drive(
+                client, images: images, concurrency: best.concurrency, imagesPerRequest: best.imagesPerRequest,
+                duration: configuration.duration, maxSide: endToEnd.maxSide
+            ).level
+            try await cluster.deleteServeApplication(extra.name)
+            variants.append(variant("\(other.rawValue) backend", level))
+        } catch {
+            _ = try? await cluster.deleteServeApplication(extra.name)
+            progress("The \(other.rawValue) backend was not measured: \(error)")
+        }
+        return variants
+    }
+
+    /// (1)'s best level under each setting of ``Configuration/sweep`` but the service's own: the service is
+    /// redeployed with it (requests in flight scaled by its replicas), and with its own setting at the end.
+    func measureSweep(
+        _ images: [Data], _ endToEnd: EndToEnd, code: ClusterCode, progress: @Sendable (String) -> Void
+    ) async throws -> [BenchmarkReport.Variant] {
+        let deployment = configuration.deployment
+        guard let best = endToEnd.best, !configuration.sweep.isEmpty else { return [] }
+        var variants: [BenchmarkReport.Variant] = []
+        for setting in configuration.sweep where setting != Self.setting(of: deployment) {
+            var swept = deployment
+            swept.replicas = .fixed(setting.replicas)
+            swept.maxBatch = setting.maxBatch
+            progress("The best level again with \(setting)…")
+            try await cluster.deploy(swept, code: code, httpPort: servePort)
+            let client = try await DetectionClient(cluster: cluster, application: swept.name)
+            let level = try await Self.drive(
+                client, images: images, concurrency: best.concurrency * setting.replicas,
+                imagesPerRequest: best.imagesPerRequest, duration: configuration.duration, maxSide: endToEnd.maxSide
+            ).level
+            variants.append(
+                .init(
+                    what: setting.description, level: level,
+                    ratioToRayLAN: best.imagesPerSecond > 0 ? level.imagesPerSecond / best.imagesPerSecond : nil))
+        }
+        progress("Deploying the detection service with its own setting again…")
+        try await cluster.deploy(deployment, code: code, httpPort: servePort)
+        return variants
+    }
+
+    /// A deployment's replicas × largest batch (autoscaling counts as its most replicas).
+    static func setting(of deployment: DetectionDeployment) -> Setting {
+        switch deployment.replicas {
+        case .fixed(let count): Setting(replicas: count, maxBatch: deployment.maxBatch)
+        case .auto(_, let high): Setting(replicas: high, maxBatch: deployment.maxBatch)
+        }
+    }
+
+    /// Deploys an application beside the detection service and returns its client. Where the service holds
+    /// more than half a GPU in all, both would not fit on a one-GPU host: the service is removed first.
+    func deployExtra(_ extra: DetectionDeployment, code: ClusterCode) async throws -> DetectionClient {
+        let service = configuration.deployment
+        if service.gpusPerReplica * Double(Self.setting(of: service).replicas) > 0.5,
+            try await cluster.serveStatus().applications[configuration.deployment.name] != nil
+        {
+            try await cluster.deleteServeApplication(configuration.deployment.name)
+        }
+        try await cluster.deploy(extra, code: code, httpPort: servePort)
+        return try await DetectionClient(cluster: cluster, application: extra.name)
     }
 
     /// Mean milliseconds per image by stage; `transport` is the client's mean latency minus the replica's total.
@@ -163,8 +323,7 @@ public struct Benchmark: Sendable {
         var naive = configuration.deployment
         naive.name = configuration.deployment.name + "-naive"
         naive.isNaive = true
-        try await cluster.deploy(naive, code: code, httpPort: servePort)
-        let client = try await DetectionClient(cluster: cluster, application: naive.name)
+        let client = try await deployExtra(naive, code: code)
         let level = try await Self.drive(
             client, images: images, concurrency: (best?.concurrency ?? 1) * (best?.imagesPerRequest ?? 1),
             duration: configuration.duration
@@ -180,6 +339,15 @@ public struct Benchmark: Sendable {
     ) -> BenchmarkReport {
         let deployment = configuration.deployment
         let bytesPerImage = Double(images.reduce(0) { $0 + $1.count }) / Double(images.count)
+        let bytesOnTheWire = endToEnd.shrink?.sentBytesPerImage ?? bytesPerImage
+        var bestSetting: String?
+        if !configuration.sweep.isEmpty {
+            let swept = Set(configuration.sweep.map(\.description))
+            let candidates =
+                [(Self.setting(of: deployment).description, endToEnd.best?.imagesPerSecond ?? 0)]
+                + endToEnd.variants.filter { swept.contains($0.what) }.map { ($0.what, $0.level.imagesPerSecond) }
+            bestSetting = candidates.max { $0.1 < $1.1 }.map { "\($0.0) (\(String(format: "%.1f", $0.1)) images/s)" }
+        }
         let rate = endToEnd.best?.imagesPerSecond ?? 0
         func ratio(_ value: Double) -> Double? { rate > 0 ? value / rate : nil }
         func make(_ answer: JSONValue, _ key: String) -> BenchmarkReport.Reference {
@@ -197,8 +365,10 @@ public struct Benchmark: Sendable {
             ultralyticsLoop: make(references.ultralytics, "images_per_second"),
             seedPattern: make(references.seed, "images_per_second"), naiveServe: naive,
             naiveServeRatio: ratio(naive.imagesPerSecond), stageSplitMs: endToEnd.stageSplitMs,
-            lanBoundImagesPerSecond: ["1GbE": 125_000_000 / bytesPerImage, "10GbE": 1_250_000_000 / bytesPerImage],
-            clientRSSStartMiB: rssStart, clientRSSEndMiB: Self.residentMiB())
+            lanBoundImagesPerSecond: ["1GbE": 125_000_000 / bytesOnTheWire, "10GbE": 1_250_000_000 / bytesOnTheWire],
+            clientRSSStartMiB: rssStart, clientRSSEndMiB: Self.residentMiB(), backend: endToEnd.backend?.kind,
+            backendReason: endToEnd.backend?.reason, shrink: endToEnd.shrink, variants: endToEnd.variants,
+            bestSetting: bestSetting)
     }
 
     /// The deployment's settings as the report shows them.
@@ -231,8 +401,11 @@ public struct Benchmark: Sendable {
     /// Keeps `concurrency` requests of `imagesPerRequest` images in flight for `duration`, cycling through
     /// `images`. Only running sums and one latency per request are kept, so memory stays flat however long
     /// it runs.
+    /// With `maxSide`, each JPEG is shrunk as it is sent (``DownscaledImage``), on the client's own CPU, as
+    /// `raylan detect` does.
     static func drive(
-        _ client: DetectionClient, images: [Data], concurrency: Int, imagesPerRequest: Int = 1, duration: Duration
+        _ client: DetectionClient, images: [Data], concurrency: Int, imagesPerRequest: Int = 1, duration: Duration,
+        maxSide: Int? = nil
     ) async throws -> Measured {
         struct Tally: Sendable {
             var latencies: [Double] = []
@@ -277,11 +450,15 @@ public struct Benchmark: Sendable {
                             return value
                         }
                         let sent = clock.now
+                        func image(_ index: Int) -> Data {
+                            maxSide.map { DownscaledImage.make(images[index % images.count], maxSide: $0).data }
+                                ?? images[index % images.count]
+                        }
                         do {
                             if perRequest == 1 {
-                                mine.add(try await client.detect(images[first % images.count]))
+                                mine.add(try await client.detect(image(first)))
                             } else {
-                                let batch = (first..<first + perRequest).map { images[$0 % images.count] }
+                                let batch = (first..<first + perRequest).map(image)
                                 for result in try await client.detect(batch: batch) {
                                     switch result {
                                     case .success(let value): mine.add(value)

@@ -30,6 +30,28 @@ public struct BenchmarkReport: Sendable, Codable {
         public var details: JSONValue
     }
 
+    /// (1)'s best level measured again with one thing changed, in the same run.
+    public struct Variant: Sendable, Codable {
+        /// What changed, e.g. `ultralytics backend`, `original files (no client shrink)`.
+        public var what: String
+        public var level: Level
+        /// Ratio to RayLAN's best end-to-end rate.
+        public var ratioToRayLAN: Double?
+    }
+
+    /// What the client's shrink (`--max-side`) does to the bytes sent and to the answers.
+    public struct Shrink: Sendable, Codable {
+        /// The longer side JPEGs were shrunk to.
+        public var maxSide: Int
+        public var originalBytesPerImage: Double
+        public var sentBytesPerImage: Double
+        /// The shrunk images' boxes (mapped back to original pixels) against the originals' (same class, IoU ≥ 0.9).
+        public var agreement: DetectionAgreement
+
+        /// How many times fewer bytes are sent.
+        public var byteRatio: Double { sentBytesPerImage > 0 ? originalBytesPerImage / sentBytesPerImage : 0 }
+    }
+
     public var date: String
     public var model: String
     public var imageSize: Int?
@@ -50,8 +72,17 @@ public struct BenchmarkReport: Sendable, Codable {
     /// Mean milliseconds per image on the replica, by stage, at the best level; `transport` is the
     /// client's latency minus the replica's total.
     public var stageSplitMs: [String: Double]
-    /// Images/s that the wire allows at this image size.
+    /// Images/s that the wire allows at the bytes sent per image (after the client's shrink).
     public var lanBoundImagesPerSecond: [String: Double]
     public var clientRSSStartMiB: Double
     public var clientRSSEndMiB: Double
+    /// What ran the model (`tensor`, `ultralytics`) and why, as the service's `/models` says.
+    public var backend: String?
+    public var backendReason: String?
+    /// The client's shrink; nil when it sent the files as they are.
+    public var shrink: Shrink?
+    public var variants: [Variant]?
+    /// The fastest replicas × batch setting among the service's own and those swept (`raylan bench
+    /// --sweep-replicas/--sweep-max-batch`), with its rate; nil without a sweep.
+    public var bestSetting: String?
 }
