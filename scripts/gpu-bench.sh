@@ -17,7 +17,7 @@
 # 5. Runs `raylan bench` on RayLAN's private local Ray (started with the venv's Ray: RAYLAN_PYTHON), then
 #    `raylan down` (also on failure or timeout). Default bench arguments below; after `--`, yours replace them.
 #
-# RESULTS_DIR (at most 6 files): run.log (all output), host.txt (nvidia-smi, Python, torch, the host's pip list,
+# RESULTS_DIR (at most 7 files): run.log (all output), backend-check.txt (auto's choice on the GPU with the shapes model), host.txt (nvidia-smi, Python, torch, the host's pip list,
 # the kit), bench.txt and bench.json (the report), ray-logs.tar.gz (the Ray session's logs), model.txt.
 # Python: --python, else RAYLAN_HOST_PYTHON, else python3 (the one that has torch).
 set -uo pipefail
@@ -92,7 +92,9 @@ main() {
 
     raylan="$work/kit/raylan"
     [ -x "$raylan" ] || { say "FAILED: the kit has no raylan (made with --no-raylan)"; exit 1; }
-    [ -d "$work/kit/lib" ] && export LD_LIBRARY_PATH="$work/kit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    # raylan's own shared libraries (libturbojpeg) for raylan alone, not for Ray and its workers.
+    raylan_run=("$raylan")
+    [ -d "$work/kit/lib" ] && raylan_run=(env "LD_LIBRARY_PATH=$work/kit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$raylan")
     export RAYLAN_PYTHON="$venv" RAYLAN_HOME="$work/home" YOLO_OFFLINE=1 YOLO_CONFIG_DIR="$work/ultralytics"
     export RAYLAN_CLUSTER_DIR="$work/kit/cluster" PYTHONUNBUFFERED=1
     cd "$work" || exit 1
@@ -111,7 +113,7 @@ main() {
             fi
         fi
         say "raylan down"
-        timeout 60 "$raylan" down 2>&1 || true
+        timeout 60 "${raylan_run[@]}" down 2>&1 || true
         say "done in $(( $(date +%s) - started )) s; results in $results"
     }
     trap finish EXIT
@@ -122,14 +124,19 @@ main() {
         echo "reusing $model" > "$results/model.txt"
     else
         say "making a random-init YOLO11s from ultralytics' yolo11s.yaml (no download)…"
-        "$venv/bin/python" -c "from ultralytics import YOLO; m = YOLO('yolo11s.yaml'); m.save('$model'); m = YOLO('$model'); print(m.model.yaml.get('yaml_file'), sum(p.numel() for p in m.model.parameters()), 'parameters')" \
+        "$venv/bin/python" -c "import sys; from ultralytics import YOLO; m = YOLO('yolo11s.yaml'); m.save(sys.argv[1]); m = YOLO(sys.argv[1]); print(m.model.yaml.get('yaml_file'), sum(p.numel() for p in m.model.parameters()), 'parameters')" "$model" \
             > "$results/model.txt" 2>&1 || { cat "$results/model.txt"; say "FAILED: making the model"; exit 1; }
     fi
     say "model: $(tail -1 "$results/model.txt" 2>/dev/null) → $model"
 
     say "raylan bench --model $model ${bench_args[*]} (at most ${bench_timeout} s)"
     set -o pipefail
-    timeout -k 30 "$bench_timeout" "$raylan" bench --model "$model" --json "$results/bench.json" "${bench_args[@]}" 2>&1 \
+    # On the GPU, with a model that finds boxes (the shipped shapes model): does `auto` pick the tensor backend,
+    # and how far are its detections from Ultralytics' (backend-check.txt)? YOLO11s is random-init: no boxes.
+    say "backend check on the GPU with the shipped shapes model…"
+    (cd "$work/kit/cluster" && timeout 120 "$venv/bin/python" -c "import sys; from raylan_detect.tensor import load_backend; b, why = load_backend('auto', sys.argv[1]); print(b.kind, b.device, why)" \
+        "$work/kit/models/shapes-yolo11n.pt") > "$results/backend-check.txt" 2>&1 || say "backend check failed (see backend-check.txt)"
+    timeout -k 30 "$bench_timeout" "${raylan_run[@]}" bench --model "$model" --json "$results/bench.json" "${bench_args[@]}" 2>&1 \
         | tee "$results/bench.txt"
     status=$?
     [ $status = 0 ] && say "bench finished" || say "FAILED: raylan bench exited $status$([ $status = 124 ] && echo ' (timed out)')"

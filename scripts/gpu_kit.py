@@ -384,6 +384,9 @@ def build(args):
         for source in sorted((ROOT / "samples").glob("*.jpg")):
             (stage / "samples").mkdir(exist_ok=True)
             shutil.copyfile(source, stage / "samples" / source.name)
+        # The shipped shapes model (5.4 MB): gpu-bench.sh's backend check needs a model that finds boxes.
+        (stage / "models").mkdir(exist_ok=True)
+        shutil.copyfile(ROOT / "models" / "shapes" / "shapes-yolo11n.pt", stage / "models" / "shapes-yolo11n.pt")
         raylan = {"bytes": (stage / "raylan").stat().st_size, "libraries": [p.name for p in libraries],
                   "source": str(binary)}
     for helper in ("gpu-bench.sh", "gpu_kit.py"):

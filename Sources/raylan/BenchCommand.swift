@@ -108,7 +108,8 @@ struct BenchCommand: AsyncParsableCommand {
                 configuration.maxSide = shrink.value
                 configuration.measuresVariants = !noVariants
                 if sweepReplicas != nil || sweepMaxBatch != nil {
-                    configuration.sweep = (sweepReplicas?.values ?? [1]).flatMap { replicas in
+                    let ownReplicas = Benchmark.setting(of: configuration.deployment).replicas
+                    configuration.sweep = (sweepReplicas?.values ?? [ownReplicas]).flatMap { replicas in
                         (sweepMaxBatch?.values ?? [configuration.deployment.maxBatch]).map {
                             Benchmark.Setting(replicas: replicas, maxBatch: $0)
                         }

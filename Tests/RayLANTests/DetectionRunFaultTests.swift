@@ -212,6 +212,12 @@ extension RayClusterTests.Main {
             #expect(refused.status == 64, "\(refused)")
             #expect(refused.stderr.contains("conf 0.25 → 0.5"), "\(refused.stderr)")
             #expect(try Data(contentsOf: journal) == before)
+            // The client's shrink is a setting too: the first run shrank (auto), so sending originals is refused.
+            #expect(DetectionJournal.read(journal).allSatisfy { $0.settings?.maxSide == "auto" })
+            let unshrunk = try await CommandRunner.raylan(arguments + ["--resume", "--max-side", "off"])
+            #expect(unshrunk.status == 64, "\(unshrunk)")
+            #expect(unshrunk.stderr.contains("max-side auto → off"), "\(unshrunk.stderr)")
+            #expect(try Data(contentsOf: journal) == before)
 
             let forced = try await CommandRunner.raylan(arguments + ["--resume", "--conf", "0.5", "--force"])
             #expect(forced.status == 0, "\(forced)")

@@ -109,6 +109,9 @@ struct DownscaleTests {
         #expect(image.originalSize == DownscaledImage.Size(width: 1280, height: 720))
         #expect(image.originalBytes == original.count)
         #expect(image.scaleX == 4 && image.scaleY == 4)
+        #if !canImport(ImageIO)
+            #expect(image.exactScale == 4)  // libjpeg-turbo's 1/4
+        #endif
         #expect(image.data.count * 5 < original.count, "\(image.data.count) of \(original.count) bytes")
         // What is sent is a JPEG the library itself reads back (shrinking it further works).
         #expect(DownscaledImage.make(image.data, maxSide: 160).sentSize == DownscaledImage.Size(width: 160, height: 90))
@@ -238,6 +241,15 @@ struct DownscaleTests {
             .mapped(toOriginalOf: Self.shrunk((1001, 751), (126, 94)))
         #expect(uneven.detections[0].box == [500.5, 375.5, 1001, 751])
         #expect(uneven.detections[1].box == [100.1, 75.1, 200.2, 150.2])
+
+        // The same with libjpeg-turbo's exact factor (1/8: 8 original pixels per sent pixel, though 1001/8 was
+        // rounded up to 126): x and y × 8, clamped to the original.
+        var exact = Self.shrunk((1001, 751), (126, 94))
+        exact.exactScale = 8
+        let exactly = Self.answer(width: 126, height: 94, boxes: [[63, 47, 126, 94], [12.6, 9.4, 25.2, 18.8]])
+            .mapped(toOriginalOf: exact)
+        #expect(exactly.detections[0].box == [504, 376, 1001, 751])
+        #expect(exactly.detections[1].box == [100.8, 75.2, 201.6, 150.4])
 
         // Beyond the sent image (rounding, a box over the edge) stays within the original.
         let over = Self.answer(width: 320, height: 180, boxes: [[-0.4, -1, 320.3, 181]])

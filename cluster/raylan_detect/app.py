@@ -223,7 +223,7 @@ def timed_decode(backend: Any, data: bytes | bytearray | memoryview, max_pixels:
     start = time.perf_counter()
     if backend.decodes_on_device:
         header = inspect(data, max_pixels)
-        if header.format == "JPEG" and header.decoded_bytes <= max_decoded_bytes:
+        if header.format == "JPEG" and header.mode in ("RGB", "L") and header.decoded_bytes <= max_decoded_bytes:
             image = DecodedImage(pixels=Encoded(data), width=header.width, height=header.height, format="jpeg")
             return image, time.perf_counter() - start
     image = backend.decode(data, max_pixels, max_decoded_bytes)
@@ -239,12 +239,20 @@ def decode_encoded(backend: Any, items: list, max_pixels: int, max_decoded_bytes
         return list(items), 0.0
     start = time.perf_counter()
     out = list(items)
-    for i, pixels in zip(encoded, backend.decode_batch([items[i].data for i in encoded])):
+    try:
+        decoded = backend.decode_batch([items[i].data for i in encoded])
+    except Exception as error:  # noqa: BLE001 - the device decoder failed: each image is decoded on its own below
+        logger.warning("Decoding %d JPEGs on the device failed (%s); decoding them one by one.", len(encoded),
+                       type(error).__name__)
+        decoded = [None] * len(encoded)
+    for i, pixels in zip(encoded, decoded):
         if pixels is None:
             try:
                 pixels = backend.decode(items[i].data, max_pixels, max_decoded_bytes).pixels
             except ImageError as error:
                 pixels = error
+            except Exception as error:  # noqa: BLE001 - never fail the batch for one image
+                pixels = ImageError("decode_failed", f"the jpeg data cannot be decoded: {error}")
         out[i] = pixels
     return out, (time.perf_counter() - start) / len(encoded)
 

@@ -327,6 +327,39 @@ def test_jpegs_decoded_on_the_device_are_decoded_together_and_each_failure_stays
     assert results[0]["image"] == {"width": 32, "height": 24, "format": "jpeg"}
 
 
+class BrokenDeviceBackend(DeviceDecodingBackend):
+    """The device decoder itself raises, and decode() raises something other than ImageError for grey 50."""
+
+    def decode_batch(self, frames):
+        raise RuntimeError("nvjpeg: the device ran out of memory")
+
+    def decode(self, data, max_pixels=None, max_decoded_bytes=None):
+        image = decode(data)
+        if abs(int(image.pixels[0, 0, 0]) - 50) <= 2:
+            raise MemoryError("no memory for this one")
+        return image
+
+
+def test_a_failing_device_decoder_fails_no_request(service):
+    """nvjpeg raising for the whole batch: each JPEG is decoded on its own; one whose decode raises anything
+    gets its own decode_failed, and the others are answered."""
+    client, _ = service(backend_class=BrokenDeviceBackend)
+    response = client.post("/detect/batch", content=frames(jpeg(20), jpeg(50), jpeg(120)))
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert results[1]["error"]["code"] == "decode_failed"
+    assert [round(r["detections"][0]["grey"] / 10) * 10 for r in (results[0], results[2])] == [20, 120]
+
+
+def test_a_cmyk_jpeg_is_not_left_for_the_device_decoder(service):
+    client, instance = service(backend_class=DeviceDecodingBackend)
+    buffer = io.BytesIO()
+    Image.new("CMYK", (32, 24), (0, 0, 0, 100)).save(buffer, format="JPEG")
+    response = client.post("/detect/batch", content=frames(buffer.getvalue(), jpeg(30)))
+    assert response.status_code == 200 and all("detections" in r for r in response.json()["results"])
+    assert instance.backend.decoded_together == [1]  # only the RGB one went to the device
+
+
 def test_a_failing_image_alone_is_422(service):
     client, _ = service()
     response = client.post("/detect", content=png(POISON))

@@ -125,14 +125,14 @@ def test_the_device_letterbox_is_within_one_level_of_opencv():
 
 def test_auto_chooses_the_tensor_backend_where_it_matches():
     backend, why = load_backend("auto", f"{MODEL}.pt", device="cpu")
-    assert backend.kind == "tensor" and "matches" in why
+    assert backend.kind == "tensor" and "matches" in why, why
     assert load_backend("ultralytics", f"{MODEL}.pt", device="cpu")[0].kind == "ultralytics"
     with pytest.raises(ValueError):
         load_backend("fastest", f"{MODEL}.pt")
 
 
 def test_auto_falls_back_when_the_tensor_backend_differs(monkeypatch):
-    """A tensor backend whose letterbox is off by one pixel row gives other boxes: auto keeps Ultralytics."""
+    """A tensor backend whose letterbox is shifted by three pixel rows gives other boxes: auto keeps Ultralytics."""
     original = TensorBackend.letterbox
 
     def shifted(self, images):
@@ -151,3 +151,28 @@ def test_class_filter_and_annotation_on_the_tensor_backend():
     assert len(only_circles.detections) >= 2 and all(d["class_id"] == 0 for d in only_circles.detections)
     annotated = cv2.imdecode(np.frombuffer(only_circles.annotated_jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert annotated.shape == image.shape
+
+
+def test_auto_keeps_ultralytics_when_the_tensor_backend_cannot_load_the_model(monkeypatch):
+    """A model the tensor backend refuses (another task, say) still gets served by `auto`."""
+    from raylan_detect import tensor
+
+    def refuse(self, source, **options):
+        raise tensor.Unsupported("a segment model; the tensor backend runs detection only")
+
+    monkeypatch.setattr(TensorBackend, "__init__", refuse)
+    backend, why = load_backend("auto", f"{MODEL}.pt", device="cpu")
+    assert backend.kind == "ultralytics" and "cannot load" in why and "segment" in why
+    with pytest.raises(tensor.Unsupported):
+        load_backend("tensor", f"{MODEL}.pt", device="cpu")
+
+
+def test_decoding_a_grey_png_holds_no_copy():
+    """The PNG path turns codec's BGR array into RGB in place: the tensor is a view of that memory."""
+    tensor = TensorBackend(f"{MODEL}.pt", device="cpu")
+    buffer = io.BytesIO()
+    Image.new("L", (50, 40), 77).save(buffer, format="PNG")
+    decoded = tensor.decode(buffer.getvalue())
+    assert tuple(decoded.pixels.shape) == (3, 40, 50) and not decoded.pixels.is_contiguous()
+    assert decoded.pixels.permute(1, 2, 0).is_contiguous()  # an H×W×3 array underneath, no 3×H×W copy
+    assert decoded.pixels[:, 5, 5].tolist() == [77, 77, 77]

@@ -162,7 +162,14 @@ public struct Benchmark: Sendable {
         progress("Deploying the detection service…")
         try await cluster.deploy(configuration.deployment, code: code, httpPort: servePort)
         let client = try await DetectionClient(cluster: cluster, application: configuration.deployment.name)
-        let maxSide = try await client.pixels(for: configuration.maxSide)
+        // As `raylan detect`: a service that names no input size gets the files as they are.
+        let maxSide: Int?
+        do {
+            maxSide = try await client.pixels(for: configuration.maxSide)
+        } catch {
+            progress("The files are sent as they are: \(error)")
+            maxSide = nil
+        }
         var served: JSONValue?
         if case .array(let models)? = try await client.models()["models"] { served = models.first }
         let backend = served?["backend"]?.stringValue.map { ($0, served?["backend_reason"]?.stringValue ?? "") }
@@ -183,7 +190,7 @@ public struct Benchmark: Sendable {
         var endToEnd = EndToEnd(
             levels: levels, best: best, stageSplitMs: atBest.map(Self.stageSplit) ?? [:], backend: backend,
             maxSide: maxSide)
-        if let maxSide {
+        if let maxSide, images.contains(where: DownscaledImage.isJPEG) {
             progress("The client's shrink to \(maxSide) px: bytes and agreement with the original files…")
             endToEnd.shrink = try await Self.measureShrink(client, images: images, maxSide: maxSide)
         }
@@ -197,16 +204,18 @@ public struct Benchmark: Sendable {
     {
         var agreement = DetectionAgreement()
         var sentBytes = 0
-        for image in images {
+        // JPEGs only (nothing else is shrunk), at most 64: two requests each, one after the other.
+        for image in images.filter(DownscaledImage.isJPEG).prefix(64) {
             let shrunk = DownscaledImage.make(image, maxSide: maxSide)
             sentBytes += shrunk.data.count
             let original = try await client.detect(image)
             let mapped = try await client.detect(shrunk.data).mapped(toOriginalOf: shrunk)
             agreement += DetectionAgreement(reference: original.detections, candidate: mapped.detections)
         }
-        let count = Double(max(images.count, 1))
+        let sample = images.filter(DownscaledImage.isJPEG).prefix(64)
+        let count = Double(max(sample.count, 1))
         return BenchmarkReport.Shrink(
-            maxSide: maxSide, originalBytesPerImage: Double(images.reduce(0) { $0 + $1.count }) / count,
+            maxSide: maxSide, originalBytesPerImage: Double(sample.reduce(0) { $0 + $1.count }) / count,
             sentBytesPerImage: Double(sentBytes) / count, agreement: agreement)
     }
 
@@ -255,28 +264,36 @@ public struct Benchmark: Sendable {
     }
 
     /// (1)'s best level under each setting of ``Configuration/sweep`` but the service's own: the service is
-    /// redeployed with it (requests in flight scaled by its replicas), and with its own setting at the end.
+    /// redeployed with it (requests in flight scaled by its replicas over the service's own), and with its own
+    /// setting at the end, also after a failure. A setting that cannot be deployed within 5 minutes (no room
+    /// for its replicas) is skipped with a progress line; the figures measured so far are kept.
     func measureSweep(
         _ images: [Data], _ endToEnd: EndToEnd, code: ClusterCode, progress: @Sendable (String) -> Void
     ) async throws -> [BenchmarkReport.Variant] {
         let deployment = configuration.deployment
+        let own = Self.setting(of: deployment)
         guard let best = endToEnd.best, !configuration.sweep.isEmpty else { return [] }
         var variants: [BenchmarkReport.Variant] = []
-        for setting in configuration.sweep where setting != Self.setting(of: deployment) {
+        for setting in configuration.sweep where setting != own {
             var swept = deployment
             swept.replicas = .fixed(setting.replicas)
             swept.maxBatch = setting.maxBatch
             progress("The best level again with \(setting)…")
-            try await cluster.deploy(swept, code: code, httpPort: servePort)
-            let client = try await DetectionClient(cluster: cluster, application: swept.name)
-            let level = try await Self.drive(
-                client, images: images, concurrency: best.concurrency * setting.replicas,
-                imagesPerRequest: best.imagesPerRequest, duration: configuration.duration, maxSide: endToEnd.maxSide
-            ).level
-            variants.append(
-                .init(
-                    what: setting.description, level: level,
-                    ratioToRayLAN: best.imagesPerSecond > 0 ? level.imagesPerSecond / best.imagesPerSecond : nil))
+            do {
+                try await cluster.deploy(swept, code: code, httpPort: servePort, timeout: .seconds(300))
+                let client = try await DetectionClient(cluster: cluster, application: swept.name)
+                let inFlight = max(1, best.concurrency * setting.replicas / max(own.replicas, 1))
+                let level = try await Self.drive(
+                    client, images: images, concurrency: inFlight, imagesPerRequest: best.imagesPerRequest,
+                    duration: configuration.duration, maxSide: endToEnd.maxSide
+                ).level
+                variants.append(
+                    .init(
+                        what: setting.description, level: level,
+                        ratioToRayLAN: best.imagesPerSecond > 0 ? level.imagesPerSecond / best.imagesPerSecond : nil))
+            } catch {
+                progress("\(setting) was not measured: \(error)")
+            }
         }
         progress("Deploying the detection service with its own setting again…")
         try await cluster.deploy(deployment, code: code, httpPort: servePort)
@@ -284,7 +301,7 @@ public struct Benchmark: Sendable {
     }
 
     /// A deployment's replicas × largest batch (autoscaling counts as its most replicas).
-    static func setting(of deployment: DetectionDeployment) -> Setting {
+    public static func setting(of deployment: DetectionDeployment) -> Setting {
         switch deployment.replicas {
         case .fixed(let count): Setting(replicas: count, maxBatch: deployment.maxBatch)
         case .auto(_, let high): Setting(replicas: high, maxBatch: deployment.maxBatch)

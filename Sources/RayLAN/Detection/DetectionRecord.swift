@@ -52,9 +52,13 @@ public struct DetectionRecord: Sendable, Hashable, Codable {
         public var classes: [Int]?
         /// The service's model input size (`imgsz`); nil: the model's own.
         public var imageSize: Int?
+        /// The client's shrink as asked (``MaxSide``: `auto`, `off` or pixels); lines from before it existed
+        /// read as `off`, which is what those runs did.
+        public var maxSide: String
 
         public init(
-            model: DetectionDeployment.ModelIdentity?, options: DetectionOptions, imageSize: Int? = nil
+            model: DetectionDeployment.ModelIdentity?, options: DetectionOptions, imageSize: Int? = nil,
+            maxSide: MaxSide = .off
         ) {
             self.model = model
             self.confidence = options.confidence
@@ -62,12 +66,24 @@ public struct DetectionRecord: Sendable, Hashable, Codable {
             let classes = Set(options.classes ?? []).sorted()
             self.classes = classes.isEmpty ? nil : classes
             self.imageSize = imageSize
+            self.maxSide = maxSide.description
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            model = try container.decodeIfPresent(DetectionDeployment.ModelIdentity.self, forKey: .model)
+            confidence = try container.decode(Double.self, forKey: .confidence)
+            iou = try container.decode(Double.self, forKey: .iou)
+            classes = try container.decodeIfPresent([Int].self, forKey: .classes)
+            imageSize = try container.decodeIfPresent(Int.self, forKey: .imageSize)
+            maxSide = try container.decodeIfPresent(String.self, forKey: .maxSide) ?? MaxSide.off.description
         }
 
         enum CodingKeys: String, CodingKey {
             case model, iou, classes
             case confidence = "conf"
             case imageSize = "imgsz"
+            case maxSide = "max_side"
         }
 
         /// What differs from `other`, one readable item per setting, e.g. `conf 0.25 → 0.5`.
@@ -82,6 +98,7 @@ public struct DetectionRecord: Sendable, Hashable, Codable {
             func classList(_ ids: [Int]?) -> String { ids.map { $0.map(String.init).joined(separator: ",") } ?? "all" }
             add("classes", classList(other.classes), classList(classes))
             add("imgsz", other.imageSize.map(String.init) ?? "the model's", imageSize.map(String.init) ?? "the model's")
+            add("max-side", other.maxSide, maxSide)
             return items
         }
     }

@@ -2,14 +2,17 @@ import Foundation
 
 extension DetectionResult {
     /// This answer for `image` as sent, as if the original had been sent: every box multiplied, per axis, by the
-    /// original's size over the size the service decoded (``image``), rounded to 0.01 px and clamped to the
+    /// original's size over the size the service decoded (``image``; libjpeg-turbo's exact factor,
+    /// ``DownscaledImage/exactScale``, when that is the size sent), rounded to 0.01 px and clamped to the
     /// original; ``image`` set to the original's width and height (its format stays); ``sent`` recording the
     /// shrunk image and both byte counts. The answer itself when `image` was not shrunk, or when the service
     /// reports no size. The annotated image, if any, stays at the size sent.
     public func mapped(toOriginalOf image: DownscaledImage) -> DetectionResult {
         guard let original = image.originalSize, self.image.width > 0, self.image.height > 0 else { return self }
-        let scaleX = Double(original.width) / Double(self.image.width)
-        let scaleY = Double(original.height) / Double(self.image.height)
+        // libjpeg-turbo's n/8 decode maps pixels by exactly 8/n, though its size is rounded up.
+        let exact = self.image.width == image.sentSize?.width && self.image.height == image.sentSize?.height
+        let scaleX = exact ? image.exactScale ?? image.scaleX : Double(original.width) / Double(self.image.width)
+        let scaleY = exact ? image.exactScale ?? image.scaleY : Double(original.height) / Double(self.image.height)
         func map(_ value: Double, _ scale: Double, _ limit: Int) -> Double {
             min(max((value * scale * 100).rounded() / 100, 0), Double(limit))
         }

@@ -178,7 +178,7 @@ public struct DetectionRun: Sendable {
         }
         let model = try service.model()
         let plan = try makePlan(on: cluster, status: try await cluster.serveStatus(), model: model)
-        let settings = plan.settings(options)
+        let settings = plan.settings(options, maxSide: maxSide)
         var earlier: [DetectionRecord] = []
         var isNewJournal = !resume
         if resume {
@@ -267,10 +267,10 @@ public struct DetectionRun: Sendable {
         var deployment: DetectionDeployment?
         var httpPort: Int = ServeEndpoint.defaultPort
 
-        func settings(_ options: DetectionOptions) -> DetectionRecord.Settings {
+        func settings(_ options: DetectionOptions, maxSide: MaxSide) -> DetectionRecord.Settings {
             DetectionRecord.Settings(
                 model: model, options: options,
-                imageSize: application.map(\.deployedImageSize) ?? deployment?.imageSize)
+                imageSize: application.map(\.deployedImageSize) ?? deployment?.imageSize, maxSide: maxSide)
         }
     }
 

@@ -20,7 +20,9 @@
                 let properties = CGImageSourceCopyPropertiesAtIndex(source, 0, nil) as? [CFString: Any],
                 let width = (properties[kCGImagePropertyPixelWidth] as? NSNumber)?.intValue,
                 let height = (properties[kCGImagePropertyPixelHeight] as? NSNumber)?.intValue,
-                width > 0, height > 0
+                width > 0, height > 0, width * height <= maxOriginalPixels,
+                // CMYK goes as it is, as on Linux.
+                (properties[kCGImagePropertyColorModel] as? String) != (kCGImagePropertyColorModelCMYK as String)
             else { return nil }
             let original = Size(width: width, height: height)
             guard original.longerSide > maxSide else { return nil }

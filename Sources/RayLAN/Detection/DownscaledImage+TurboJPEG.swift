@@ -25,7 +25,9 @@
                     colorspace != Int32(TJCS_CMYK.rawValue), colorspace != Int32(TJCS_YCCK.rawValue)
                 else { return nil }
                 let original = Size(width: Int(width), height: Int(height))
-                guard let sent = scaledSize(of: original, maxSide: maxSide) else { return nil }
+                guard original.width * original.height <= maxOriginalPixels,
+                    let (sent, scale) = scaledSize(of: original, maxSide: maxSide)
+                else { return nil }
                 let isGrey = colorspace == Int32(TJCS_GRAY.rawValue)
                 let format = isGrey ? Int32(TJPF_GRAY.rawValue) : Int32(TJPF_RGB.rawValue)
                 let bytesPerPixel = isGrey ? 1 : 3
@@ -43,14 +45,14 @@
                         pixels, size: sent, format: format,
                         subsampling: isGrey ? Int32(TJSAMP_GRAY.rawValue) : Int32(TJSAMP_444.rawValue))
                 else { return nil }
-                return Shrunk(data: data, original: original, sent: sent)
+                return Shrunk(data: data, original: original, sent: sent, exactScale: scale)
             }
         }
 
         /// The size TurboJPEG decodes `original` to at the smallest of its scale factors below 1 that keeps the
-        /// longer side at `maxSide` or more; nil when the longer side is already `maxSide` or less, or no such
-        /// factor exists (1280 at 1200: 7/8 gives 1120).
-        static func scaledSize(of original: Size, maxSide: Int) -> Size? {
+        /// longer side at `maxSide` or more, and original pixels per decoded pixel (the factor's inverse); nil when
+        /// the longer side is already `maxSide` or less, or no such factor exists (1280 at 1200: 7/8 gives 1120).
+        static func scaledSize(of original: Size, maxSide: Int) -> (size: Size, scale: Double)? {
             guard original.longerSide > maxSide else { return nil }
             var count: Int32 = 0
             guard let factors = tjGetScalingFactors(&count), count > 0 else { return nil }
@@ -65,7 +67,7 @@
                 let value = Double(factor.num) / Double(factor.denom)
                 if size.longerSide >= maxSide && value < (best?.factor ?? 1) { best = (value, size) }
             }
-            return best?.size
+            return best.map { ($0.size, 1 / $0.factor) }
         }
 
         /// `pixels` (`format`, packed rows) as a JPEG at ``quality``; nil when TurboJPEG reports an error.

@@ -52,19 +52,23 @@ public struct DownscaledImage: Sendable, Hashable {
     /// The shrunk image's size in pixels; nil when ``data`` is the original.
     public var sentSize: Size?
 
+    /// Original pixels per sent pixel on both axes when the shrink knows it exactly (libjpeg-turbo's n/8
+    /// factors: 8/n, though the sent size is rounded up); nil: the sizes' ratio (ImageIO, or not shrunk).
+    public var exactScale: Double?
+
     /// Whether ``data`` is a shrunk copy rather than the original bytes.
     public var isDownscaled: Bool { originalSize != nil }
 
-    /// Original pixels per sent pixel across (e.g. 4 for 1280 → 320); 1 when not shrunk.
+    /// Original pixels per sent pixel across (e.g. 4 for 1280 → 320; ``exactScale`` when known); 1 when not shrunk.
     public var scaleX: Double {
         guard let originalSize, let sentSize, sentSize.width > 0 else { return 1 }
-        return Double(originalSize.width) / Double(sentSize.width)
+        return exactScale ?? Double(originalSize.width) / Double(sentSize.width)
     }
 
-    /// Original pixels per sent pixel down; 1 when not shrunk.
+    /// Original pixels per sent pixel down (``exactScale`` when known); 1 when not shrunk.
     public var scaleY: Double {
         guard let originalSize, let sentSize, sentSize.height > 0 else { return 1 }
-        return Double(originalSize.height) / Double(sentSize.height)
+        return exactScale ?? Double(originalSize.height) / Double(sentSize.height)
     }
 
     /// Whether this build can shrink JPEGs (ImageIO on macOS, libjpeg-turbo on Linux); when not, ``make(_:maxSide:)``
@@ -81,6 +85,10 @@ public struct DownscaledImage: Sendable, Hashable {
     static let quality = 95
     /// The most memory a shrink may decode into; a larger result is not made (the original is sent).
     static let maxDecodedBytes = 64 << 20
+    /// The largest original a shrink reads, in pixels (the service's default limit): a progressive JPEG holds
+    /// its whole image's coefficients while it decodes, whatever the scale; a larger one goes as it is, and
+    /// the service names it `too_large`.
+    static let maxOriginalPixels = 50_000_000
 
     /// `image` as it should be sent with a maximum side of `maxSide` pixels (nil: as it is). Never fails: anything
     /// that cannot or need not be shrunk is returned as it is (see the type's discussion). The original bytes are
@@ -91,11 +99,19 @@ public struct DownscaledImage: Sendable, Hashable {
     ///     less than 1: no shrink.
     public static func make(_ image: Data, maxSide: Int?) -> DownscaledImage {
         let original = DownscaledImage(data: image, originalBytes: image.count)
-        guard let maxSide, maxSide >= 1, isJPEG(image), let shrunk = shrink(image, maxSide: maxSide),
+        guard let maxSide, maxSide >= 1, isJPEG(image), isComplete(image),
+            let shrunk = shrink(image, maxSide: maxSide),
             shrunk.data.count < image.count, shrunk.sent.width > 0, shrunk.sent.height > 0
         else { return original }
         return DownscaledImage(
-            data: shrunk.data, originalBytes: image.count, originalSize: shrunk.original, sentSize: shrunk.sent)
+            data: shrunk.data, originalBytes: image.count, originalSize: shrunk.original, sentSize: shrunk.sent,
+            exactScale: shrunk.exactScale)
+    }
+
+    /// A JPEG that ends with its EOI marker: a truncated file goes as it is on every platform (decoders may fill
+    /// in what is missing), so that the service names it `decode_failed`.
+    static func isComplete(_ jpeg: Data) -> Bool {
+        jpeg.count >= 4 && jpeg[jpeg.endIndex - 2] == 0xFF && jpeg[jpeg.endIndex - 1] == 0xD9
     }
 
     /// A JPEG starts with SOI and another marker.
@@ -108,6 +124,7 @@ public struct DownscaledImage: Sendable, Hashable {
         var data: Data
         var original: Size
         var sent: Size
+        var exactScale: Double? = nil
     }
 
     /// The platform's shrink of a JPEG; nil when it cannot or need not shrink it.
