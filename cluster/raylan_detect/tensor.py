@@ -118,18 +118,18 @@ class TensorBackend:
         from torchvision.io import ImageReadMode, decode_jpeg
 
         data = [torch.frombuffer(bytearray(frame), dtype=torch.uint8) for frame in frames]
+        device = device or "cpu"
         try:
-            if device is None:
+            if device == "cpu":
                 return [decode_jpeg(one, mode=ImageReadMode.RGB) for one in data]
-            return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+            return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))  # one nvjpeg call
         except RuntimeError:
             if len(data) == 1:
                 return [None]
         out: list[Any | None] = []
         for one in data:  # one bad JPEG: the others still decode
             try:
-                out.append(decode_jpeg(one, mode=ImageReadMode.RGB, device=device) if device is not None
-                           else decode_jpeg(one, mode=ImageReadMode.RGB))
+                out.append(decode_jpeg(one, mode=ImageReadMode.RGB, device=device))
             except RuntimeError:
                 out.append(None)
         return out

@@ -205,14 +205,14 @@ public struct Benchmark: Sendable {
         var agreement = DetectionAgreement()
         var sentBytes = 0
         // JPEGs only (nothing else is shrunk), at most 64: two requests each, one after the other.
-        for image in images.filter(DownscaledImage.isJPEG).prefix(64) {
+        let sample = images.filter(DownscaledImage.isJPEG).prefix(64)
+        for image in sample {
             let shrunk = DownscaledImage.make(image, maxSide: maxSide)
             sentBytes += shrunk.data.count
             let original = try await client.detect(image)
             let mapped = try await client.detect(shrunk.data).mapped(toOriginalOf: shrunk)
             agreement += DetectionAgreement(reference: original.detections, candidate: mapped.detections)
         }
-        let sample = images.filter(DownscaledImage.isJPEG).prefix(64)
         let count = Double(max(sample.count, 1))
         return BenchmarkReport.Shrink(
             maxSide: maxSide, originalBytesPerImage: Double(sample.reduce(0) { $0 + $1.count }) / count,
@@ -229,10 +229,7 @@ public struct Benchmark: Sendable {
         let deployment = configuration.deployment
         var variants: [BenchmarkReport.Variant] = []
         func variant(_ what: String, _ level: BenchmarkReport.Level) -> BenchmarkReport.Variant {
-            .init(
-                what: what, level: level,
-                ratioToRayLAN: best.imagesPerSecond > 0
-                    ? level.imagesPerSecond / best.imagesPerSecond : nil)
+            .init(what: what, level: level, best: best)
         }
         if endToEnd.maxSide != nil {
             progress("The best level again, sending the original files…")
@@ -287,10 +284,7 @@ public struct Benchmark: Sendable {
                     client, images: images, concurrency: inFlight, imagesPerRequest: best.imagesPerRequest,
                     duration: configuration.duration, maxSide: endToEnd.maxSide
                 ).level
-                variants.append(
-                    .init(
-                        what: setting.description, level: level,
-                        ratioToRayLAN: best.imagesPerSecond > 0 ? level.imagesPerSecond / best.imagesPerSecond : nil))
+                variants.append(.init(what: setting.description, level: level, best: best))
             } catch {
                 progress("\(setting) was not measured: \(error)")
             }

@@ -37,6 +37,13 @@ public struct BenchmarkReport: Sendable, Codable {
         public var level: Level
         /// Ratio to RayLAN's best end-to-end rate.
         public var ratioToRayLAN: Double?
+
+        /// `level`, measured with `what` changed, and its ratio to `best`.
+        init(what: String, level: Level, best: Level) {
+            self.what = what
+            self.level = level
+            ratioToRayLAN = best.imagesPerSecond > 0 ? level.imagesPerSecond / best.imagesPerSecond : nil
+        }
     }
 
     /// What the client's shrink (`--max-side`) does to the bytes sent and to the answers.
