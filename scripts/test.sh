@@ -29,6 +29,8 @@ echo "Format (swift format lint --strict, the repo's .swift-format)…" >&2
 swift format lint --strict --recursive Sources Tests examples Package.swift
 echo "Cluster side (pytest cluster/tests)…" >&2
 .venv/bin/python -m pytest -q cluster/tests
+echo "Cluster side on Ray 2.45 (the video and Ray Data sessions)…" >&2
+.venv-ray245/bin/python -m pytest -q cluster/tests/test_video.py cluster/tests/test_dataset.py
 echo "Building (swift build --build-tests)…" >&2
 swift build --build-tests
 swift test --skip-build

@@ -68,6 +68,10 @@ public final class RunningCommand: Sendable {
     /// Sends SIGINT, as Ctrl-C does.
     public func interrupt() { kill(pid, SIGINT) }
 
+    /// Kills its whole process group (the command was started as the leader of a group of its own), as a
+    /// crash or a pulled cable would end it: no chance to clean up.
+    public func killGroup() { kill(-pid, SIGKILL) }
+
     /// Waits for the exit (killing it after `timeout`) and returns what it printed and its status
     /// (128 + signal when a signal ended it).
     public func wait(timeout: Duration = .seconds(300)) async -> CommandResult {

@@ -70,6 +70,16 @@ struct BenchCommand: AsyncParsableCommand {
             "With --gateway on a cluster given by --address: Ray Client's address (ray://HOST:10001), measured with "
                 + "the local Python that has Ray.", valueName: "url"))
     var rayClient: String?
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Also run the images once on the cluster (--on-cluster, Ray Data) and once streamed, from copies in this "
+                + "folder, which every cluster node must see at the same path (the embedded cluster's machine, or a "
+                + "share).", valueName: "dir"))
+    var onClusterDir: String?
+    @Option(
+        name: .long, help: ArgumentHelp("Images in the --on-cluster-dir run (the images repeated).", valueName: "n"))
+    var onClusterImages = 240
 
     /// Whole numbers of 1 or more separated by commas, as `--concurrency 1,4,16` takes them.
     struct Counts: ExpressibleByArgument, CustomStringConvertible {
@@ -91,6 +101,11 @@ struct BenchCommand: AsyncParsableCommand {
         guard duration >= 1 else { throw ValidationError("--duration must be 1 second or more.") }
         if let synthetic, synthetic < 1 { throw ValidationError("--synthetic must be 1 or more.") }
         guard seedImages >= 1 else { throw ValidationError("--seed-images must be 1 or more.") }
+        guard onClusterImages >= 1 else { throw ValidationError("--on-cluster-images must be 1 or more.") }
+        if let onClusterDir, !onClusterDir.hasPrefix("/") {
+            throw ValidationError(
+                "--on-cluster-dir must be an absolute path (the same on every node), not '\(onClusterDir)'.")
+        }
         if synthetic != nil && images != nil { throw ValidationError("Give --images or --synthetic, not both.") }
     }
 
@@ -107,6 +122,9 @@ struct BenchCommand: AsyncParsableCommand {
                     imagesPerRequest: imagesPerRequest.values)
                 configuration.maxSide = shrink.value
                 configuration.measuresVariants = !noVariants
+                configuration.onCluster = onClusterDir.map {
+                    Benchmark.OnClusterSetting(folder: URL(fileURLWithPath: $0), images: onClusterImages)
+                }
                 if sweepReplicas != nil || sweepMaxBatch != nil {
                     let ownReplicas = Benchmark.setting(of: configuration.deployment).replicas
                     configuration.sweep = (sweepReplicas?.values ?? [ownReplicas]).flatMap { replicas in
@@ -310,6 +328,13 @@ struct BenchCommand: AsyncParsableCommand {
                 .compactMap { stage in report.stageSplitMs[stage].map { "\(stage) \(f($0))" } }.joined(separator: ", "))
         if let bestSetting = report.bestSetting {
             Terminal.out("best replicas × batch: \(bestSetting)")
+        }
+        if let figure = report.onCluster {
+            let onCluster = figure.onClusterImagesPerSecond.map { "\(f($0)) images/s" } ?? "not measured"
+            Terminal.out(
+                "(6) the same \(figure.images) images: on the cluster (Ray Data) \(onCluster), streamed through the "
+                    + "service \(f(figure.streamedImagesPerSecond)) images/s (\(r(figure.ratio)))"
+                    + (figure.skipped.map { "; \($0)" } ?? ""))
         }
         if let backend = report.backend {
             Terminal.out("backend: \(backend) (\(report.backendReason ?? "?"))")

@@ -5,7 +5,7 @@ import RayLAN
 struct DetectCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "detect",
-        abstract: "Detect objects in images with the cluster's detection service.",
+        abstract: "Detect objects in images, videos and live streams with the cluster's detection service.",
         discussion: """
             PATH: image files, folders (searched recursively for .jpg .jpeg .png .webp .bmp) and globs. The \
             service is deployed first when it is not running (unless --no-deploy). Results go to --out: \
@@ -15,6 +15,20 @@ struct DetectCommand: AsyncParsableCommand {
             labels/*.txt with --format yolo, annotated/*.jpg with --annotate (drawn on the cluster), report.html \
             with --report. A running service is reused only when it runs the same model (by content hash), else \
             it is redeployed (--no-deploy: refused).
+
+            Videos and streams (.mp4 .mov .mkv .avi .webm … files, rtsp:// rtmp:// http(s):// udp:// URLs) are \
+            decoded on the cluster: a local file is uploaded in pieces first (an interrupted upload resumes), \
+            --on-cluster reads it from the head node's disks, a URL is opened by the cluster. --out gets \
+            detections.jsonl (one line per detected frame: frame, time, detections, with track_id under --track) \
+            as frames are detected, and at the end annotated.mp4 (--annotate) and report.json (--report: per-class \
+            counts per second); several sources run at once, each in its own sub-folder. A live stream drops \
+            frames when the detector falls behind (counted), and reconnects with backoff when it breaks; \
+            --json prints every frame's line on stdout as it arrives. Ctrl-C stops the work on the cluster.
+
+            --on-cluster with images: the paths (files, folders, globs as the cluster's nodes see them) are read \
+            and detected on the cluster with Ray Data (an actor pool with the service's model and backend); \
+            detections.jsonl (and annotated/) is written on the head node in --cluster-out, downloaded to --out \
+            when given; --resume skips what the cluster already answered. Every node must see the paths.
 
             Exit codes: 0 every input answered; \(someInputsFailed) some inputs failed (each named in \
             detections.jsonl); 1 other failure; \(ExitCodes.common)
@@ -35,7 +49,7 @@ struct DetectCommand: AsyncParsableCommand {
     var iou = 0.7
     @Option(name: .long, help: ArgumentHelp("Only these class ids, comma-separated.", valueName: "ids"))
     var classes: ClassIDs?
-    @Option(name: .long, help: ArgumentHelp("Output folder.", valueName: "dir")) var out = "raylan-out"
+    @Option(name: .long, help: ArgumentHelp("Output folder (default raylan-out).", valueName: "dir")) var out: String?
     @Option(name: .long, help: "Label format besides detections.jsonl: json (none), coco or yolo.")
     var format: Format = .json
     @Flag(name: .long, help: "Write annotated images (drawn on the cluster, at the size sent: see --max-side).")
@@ -60,6 +74,39 @@ struct DetectCommand: AsyncParsableCommand {
                 + "move it aside and start afresh instead of refusing."))
     var force = false
     @Flag(name: .long, help: "Fail instead of deploying the service when it is not running.") var noDeploy = false
+    @Flag(
+        name: .long,
+        help: "Read the paths on the cluster (as its nodes see them): images with Ray Data, or a video file.")
+    var onCluster = false
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "With --on-cluster or a video: the results' folder on the head node (default: one under /tmp/raylan).",
+            valueName: "dir"))
+    var clusterOut: String?
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp("Videos: detect every n-th frame.", valueName: "n"))
+    var vidStride = 1
+    @Option(name: .long, help: ArgumentHelp("Videos: track objects across frames.", valueName: "bytetrack|botsort"))
+    var track: VideoOptions.Tracker?
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp("Streams: reconnection attempts after a stream breaks.", valueName: "n"))
+    var reconnectAttempts = 5
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp("--on-cluster images: most Ray Data actors (model copies).", valueName: "n"))
+    var actors: Int?
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp(
+            "--on-cluster images: GPUs per actor (default: 1 where the cluster has GPUs, else 0).", valueName: "g"))
+    var gpusPerActor: Double?
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp("--on-cluster images: CPUs per actor.", valueName: "c"))
+    var cpusPerActor = 1.0
     @OptionGroup var shrink: ShrinkOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var deployment: DeploymentOptions
@@ -75,13 +122,42 @@ struct DetectCommand: AsyncParsableCommand {
         guard concurrency >= 1 else {
             throw ValidationError("--concurrency must be a whole number of 1 or more, not '\(concurrency)'.")
         }
+        if isVideo && !paths.allSatisfy(VideoSource.isVideo) {
+            throw ValidationError("Give videos and streams, or images, not both in one run.")
+        }
+        if !isVideo && (vidStride != 1 || track != nil) {
+            throw ValidationError("--vid-stride and --track are for videos and streams.")
+        }
+        guard vidStride >= 1 else {
+            throw ValidationError("--vid-stride must be a whole number of 1 or more, not '\(vidStride)'.")
+        }
+        guard reconnectAttempts >= 0 else {
+            throw ValidationError("--reconnect-attempts must be 0 or more, not '\(reconnectAttempts)'.")
+        }
+        if let actors, actors < 1 { throw ValidationError("--actors must be 1 or more, not '\(actors)'.") }
+        if let gpusPerActor, !(gpusPerActor >= 0 && gpusPerActor.isFinite) {
+            throw ValidationError("--gpus-per-actor must be 0 or more, not '\(gpusPerActor)'.")
+        }
+        guard cpusPerActor > 0 && cpusPerActor.isFinite else {
+            throw ValidationError("--cpus-per-actor must be more than 0, not '\(cpusPerActor)'.")
+        }
+        if onCluster && !isVideo, let relative = paths.first(where: { !$0.hasPrefix("/") }) {
+            throw ValidationError(
+                "With --on-cluster, give paths as the cluster's nodes see them (absolute), not '\(relative)'.")
+        }
         guard (1...256).contains(imagesPerRequest) else {
             throw ValidationError(
                 "--images-per-request must be a whole number from 1 to 256, not '\(imagesPerRequest)'.")
         }
     }
 
+    /// Whether the inputs are videos or streams (all of them; a mix with images is refused in validate()).
+    var isVideo: Bool { paths.contains(where: VideoSource.isVideo) }
+
     func run() async throws {
+        if isVideo { return try await runVideos() }
+        if onCluster { return try await runDataset() }
+        let out = self.out ?? "raylan-out"
         var summary: DetectionRun.Summary?
         try await reportingErrors {
             let model = try self.model ?? DeploymentOptions.defaultModel()
@@ -137,3 +213,5 @@ struct ClassIDs: ExpressibleByArgument {
         self.ids = ids.compactMap { $0 }
     }
 }
+
+extension VideoOptions.Tracker: ExpressibleByArgument {}

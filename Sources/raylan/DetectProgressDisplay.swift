@@ -7,10 +7,9 @@ final class DetectProgressDisplay: @unchecked Sendable {
     private let lock = NSLock()
     private var lastDecile = 0
     private var drewBar = false
+    private var saidSkipped = false
 
     func show(_ event: DetectionRun.Event) {
-        lock.lock()
-        defer { lock.unlock() }
         switch event {
         case .deploying(let deployment):
             DeploymentOptions.announce(deployment)
@@ -26,15 +25,26 @@ final class DetectProgressDisplay: @unchecked Sendable {
     }
 
     private func step(_ progress: DetectionRun.Progress) {
-        let (done, total, failed) = (progress.done, progress.total, progress.failed)
-        let rate = progress.imagesPerSecond
+        step(
+            done: progress.done, total: progress.total, rate: progress.imagesPerSecond,
+            secondsLeft: progress.secondsLeft, failed: progress.failed, skipped: 0)
+    }
+
+    /// The bar (a terminal) or a line per 10% (otherwise). `skipped` (resumed) inputs are said once.
+    func step(done: Int, total: Int, rate: Double, secondsLeft: Double?, failed: Int, skipped: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        if skipped > 0 && !saidSkipped {
+            saidSkipped = true
+            Terminal.error("Resuming: \(skipped) inputs already answered, \(total) to go.")
+        }
         if Terminal.stderrIsTerminal {
             let width = 30
-            let filled = total > 0 ? width * done / total : width
+            let filled = total > 0 ? width * min(done, total) / total : width
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            let eta = progress.secondsLeft ?? 0
             let line = String(
-                format: "\r%@ %d/%d  %.1f img/s  ETA %.0f s  %d failed ", bar, done, total, rate, eta, failed)
+                format: "\r%@ %d/%d  %.1f img/s  ETA %.0f s  %d failed ", bar, done, total, rate, secondsLeft ?? 0,
+                failed)
             FileHandle.standardError.write(Data(line.utf8))
             drewBar = true
         } else {

@@ -7,7 +7,7 @@ import Testing
 extension RayClusterTests.Main {
     @Suite("raylan bench")
     struct BenchTests {
-        @Test("One short run measures the five figures, the variants, the backend and the shrink, and writes JSON")
+        @Test("One short run measures the six figures, the variants, the backend and the shrink, and writes JSON")
         func shortRun() async throws {
             let cluster = try requireCluster()
             let folder = try TestEnvironment.makeTemporaryDirectory("raylan-bench")
@@ -18,7 +18,7 @@ extension RayClusterTests.Main {
                     "bench", "--address", cluster.address.description, "--duration", "2", "--concurrency", "1,4",
                     "--images-per-request", "1,4",
                     "--seed-images", "2", "--gpus-per-replica", "0", "--port", String(cluster.ray.ports.serve),
-                    "--sweep-max-batch", "4,8",
+                    "--sweep-max-batch", "4,8", "--on-cluster-dir", folder.path, "--on-cluster-images", "36",
                     "--json", json.path,
                 ], timeout: .seconds(900))
             #expect(result.status == 0, "\(result)")
@@ -28,7 +28,7 @@ extension RayClusterTests.Main {
                 "(3) Ultralytics predict loop", "(4) seed's pattern", "(5) naive Ray Serve", "LAN bound", "client RSS",
                 "(1) at its best level, ultralytics backend", "(1) at its best level, original files",
                 "backend: tensor", "client shrink to 320 px", "(1) at its best level, 1 replica × batch 4",
-                "best replicas × batch: 1 replica × batch",
+                "best replicas × batch: 1 replica × batch", "(6) the same 36 images: on the cluster (Ray Data)",
             ] {
                 #expect(result.stdout.contains(row), "missing \(row)")
             }
@@ -43,6 +43,16 @@ extension RayClusterTests.Main {
             #expect((report.seedPattern?.imagesPerSecond ?? 0) > 0)
             #expect((report.naiveServe?.imagesPerSecond ?? 0) > 0)
             #expect(report.imageSize == 320)
+            // (6): the same 36 images detected on the cluster and streamed, each rate over its own run.
+            let onCluster = try #require(report.onCluster)
+            #expect(onCluster.images == 36 && onCluster.skipped == nil, "\(onCluster)")
+            #expect((onCluster.onClusterImagesPerSecond ?? 0) > 0 && onCluster.streamedImagesPerSecond > 0)
+            #expect(onCluster.nodes?.values.reduce(0, +) == 36, "\(onCluster)")
+            #expect(
+                (try? FileManager.default.contentsOfDirectory(atPath: folder.path).filter {
+                    $0.hasPrefix("raylan-bench-")
+                })
+                    == [], "the bench left its copies")
             #expect(report.stageSplitMs["inference"] != nil && report.stageSplitMs["transport"] != nil)
             // The best level is the fastest of the levels measured.
             let best = try #require(report.bestEndToEnd)

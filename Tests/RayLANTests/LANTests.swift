@@ -156,6 +156,68 @@ extension RayClusterTests {
                 let keyed = try await lab.run(on: "client", python, ["-c", post, url, image, key])
                 #expect(keyed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "200", "\(keyed)")
 
+                // --on-cluster on the LAN: a folder both hosts mount at the same path (a bind mount standing in for
+                // NFS) is read and detected by Ray Data actors on both nodes, with the service's results; a folder
+                // only the head has (a tmpfs mounted in the head's namespace) is refused, naming the path and nodes.
+                let export = root.appendingPathComponent("nfs-export")
+                try FileManager.default.createDirectory(at: export, withIntermediateDirectories: true)
+                let names = (0..<8).map { String(format: "shapes_%02d.jpg", $0) }
+                for name in names {
+                    try FileManager.default.copyItem(
+                        atPath: samples + "/" + name, toPath: export.appendingPathComponent(name).path)
+                }
+                let sharedMount = root.appendingPathComponent("mnt-shared").path
+                let headOnly = root.appendingPathComponent("mnt-head-only").path
+                for folder in [sharedMount, headOnly] {
+                    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                }
+                for host in ["head", "worker"] {
+                    let mounted = try await lab.run(on: host, "/bin/mount", ["--bind", export.path, sharedMount])
+                    try #require(mounted.status == 0, "\(mounted)")
+                }
+                let tmpfs = try await lab.run(on: "head", "/bin/mount", ["-t", "tmpfs", "raylan-test", headOnly])
+                try #require(tmpfs.status == 0, "\(tmpfs)")
+                let copied = try await lab.run(on: "head", "/bin/cp", [samples + "/shapes_00.jpg", headOnly + "/"])
+                try #require(copied.status == 0, "\(copied)")
+                let datasetOut = root.appendingPathComponent("on-cluster-out").path
+                let onCluster = try await lab.raylan(
+                    on: "client",
+                    [
+                        "detect", "--on-cluster", sharedMount, "--out", datasetOut, "--actors", "2",
+                        "--gpus-per-actor", "0", "--json",
+                    ] + auth, home: home("client"), timeout: .seconds(600))
+                #expect(onCluster.status == 0, "\(onCluster)")
+                let datasetSummary = try? JSONDecoder().decode(
+                    ClusterDatasetRun.Summary.self, from: Data(onCluster.stdout.utf8))
+                #expect(datasetSummary?.succeeded == names.count, "\(onCluster)")
+                #expect(
+                    Set(datasetSummary?.nodes.keys.map { $0 } ?? []) == [head.address, worker.address],
+                    "both nodes' actors should have worked: \(String(describing: datasetSummary?.nodes))")
+                let served = DetectionJournal.read(URL(fileURLWithPath: out).appendingPathComponent("detections.jsonl"))
+                let onClusterLines = try String(contentsOfFile: datasetOut + "/detections.jsonl", encoding: .utf8)
+                    .split(separator: "\n").map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+                #expect(onClusterLines.count == names.count)
+                for line in onClusterLines {
+                    let name = (line["path"]?.stringValue ?? "" as String).split(separator: "/").last.map(String.init)
+                    let expected = try #require(served.first { $0.path.hasSuffix("/" + (name ?? "?")) }?.result)
+                    let got = try JSONDecoder().decode(
+                        [Detection].self, from: JSONEncoder().encode(line["detections"] ?? .array([])))
+                    #expect(got.map(\.classID) == expected.detections.map(\.classID), "\(name ?? "?")")
+                    // The streamed run shrank each file to the model's size first (--max-side auto), so boxes agree
+                    // as the bench's shrink agreement measures it (same class, IoU ≥ 0.9), not to the pixel.
+                    #expect(
+                        zip(got, expected.detections).allSatisfy {
+                            RayClusterTests.Main.DetectionTests.iou($0.box, $1.box) >= 0.9
+                        }, "\(name ?? "?"): \(got) vs \(expected.detections)")
+                }
+                let refused = try await lab.raylan(
+                    on: "client", ["detect", "--on-cluster", headOnly, "--gpus-per-actor", "0"] + auth,
+                    home: home("client"), timeout: .seconds(300))
+                #expect(refused.status == 64, "\(refused)")
+                #expect(
+                    refused.stderr.contains("path_not_on_every_node") && refused.stderr.contains(head.address)
+                        && refused.stderr.contains(worker.address), "\(refused.stderr)")
+
                 // Two replicas, one per node: both serve, and Serve's status places them on both hosts.
                 let spread = try await lab.raylan(
                     on: "client",

@@ -42,7 +42,9 @@ extension RayClusterTests {
             #expect(failed.stderr.contains("FAILED"))
         }
 
-        @Test("The detection service deploys and answers on Ray 2.45 with today's FastAPI, behind its key")
+        @Test(
+            "The detection service deploys and answers on Ray 2.45 with today's FastAPI, behind its key; a tracked video and a Ray Data dataset on the cluster"
+        )
         func detection() async throws {
             let cluster = try requireCluster()
             // The environment holds a FastAPI whose app Serve 2.45 cannot pickle as it is (a threading lock).
@@ -64,11 +66,38 @@ extension RayClusterTests {
             let records = DetectionJournal.read(out.appendingPathComponent("detections.jsonl"))
             #expect(records.count == 12 && records.allSatisfy(\.succeeded), "\(records.compactMap(\.error))")
             #expect(records.allSatisfy { ($0.result?.detections.count ?? 0) > 0 })
+            // A video through the service's replicas (a DeploymentHandle from the session actor) with a tracker, and
+            // a dataset read with Ray Data, both on 2.45.
+            let (video, _) = try await VideoFixture.make(in: out, frames: 20)
+            let videoOut = out.appendingPathComponent("video")
+            let tracked = try await CommandRunner.raylan(
+                [
+                    "detect", "--on-cluster", video.path, "--vid-stride", "2", "--track", "bytetrack", "--address",
+                    cluster.address.description, "--out", videoOut.path, "--no-deploy",
+                ], timeout: .seconds(600))
+            #expect(tracked.status == 0, "\(tracked)")
+            let frameLines = try String(
+                contentsOf: videoOut.appendingPathComponent("detections.jsonl"), encoding: .utf8
+            ).split(separator: "\n")
+            #expect(frameLines.count == 10 && frameLines.allSatisfy { $0.contains("track_id") }, "\(frameLines)")
             try await cluster.withConnection { ray in
                 let endpoint = try await ray.serveEndpoint(for: "shapes-yolo11n")
                 #expect(try await ray.send(.GET, to: endpoint.anonymous, "/models").status == 401)
                 _ = try await ray.deleteServeApplication("shapes-yolo11n")
             }
+            // (The service is gone: its replica held one of the cluster's two CPUs.)
+            let datasetOut = out.appendingPathComponent("dataset")
+            let onCluster = try await CommandRunner.raylan(
+                [
+                    "detect", "--on-cluster", RayClusterTests.Main.DetectionTests.samples.path, "--address",
+                    cluster.address.description, "--out", datasetOut.path, "--port", String(cluster.ray.ports.serve),
+                    "--gpus-per-actor", "0", "--actors", "1",
+                ], timeout: .seconds(600))
+            #expect(onCluster.status == 0, "\(onCluster)")
+            let imageLines = try String(
+                contentsOf: datasetOut.appendingPathComponent("detections.jsonl"), encoding: .utf8
+            ).split(separator: "\n")
+            #expect(imageLines.count == 12 && imageLines.allSatisfy { $0.contains("\"detections\"") })
         }
 
         @Test("The gateway on Ray 2.45: calls, errors, objects and actors; a GPU call on a CPU-only cluster is refused")

@@ -373,6 +373,31 @@ class Detector:
             queue_ms=inferred.queue_s * 1000, decode_ms=(decoded.decode_s + inferred.decode_s) * 1000,
             received=received)
 
+    async def detect_frames(self, frames: list, options: dict | None = None) -> list:
+        """Detection for decoded frames from inside the cluster (a DeploymentHandle call, not a route: the
+        video sessions use it): each frame an H×W×3 BGR uint8 array, in the same dynamic batches as /detect.
+        Options: conf, iou, classes. Returns per frame its detections (a list), or {"error": {"code",
+        "message"}} for a frame that is not such an array, is over max_pixels or that the model failed on.
+        Raises ValueError for more than max_frames frames."""
+        if len(frames) > self.max_frames:
+            raise ValueError(f"at most {self.max_frames} frames per call, not {len(frames)}")
+        options = options or {}
+        chosen = Options(conf=float(options.get("conf", 0.25)), iou=float(options.get("iou", 0.7)),
+                         classes=tuple(int(c) for c in options["classes"]) if options.get("classes") else None)
+
+        async def one(frame: Any) -> list | dict:
+            shape = getattr(frame, "shape", ())
+            if getattr(frame, "dtype", None) != "uint8" or len(shape) != 3 or shape[2] != 3:
+                return {"error": {"code": "unsupported_format", "message": "a frame must be an H×W×3 uint8 array"}}
+            if shape[0] * shape[1] > self.max_pixels:
+                return {"error": too_large(shape[1], shape[0], f"over {self.max_pixels} pixels").as_dict()}
+            inferred = await self.infer(BatchItem(frame, chosen, time.perf_counter()))
+            if isinstance(inferred.prediction, ImageError):
+                return {"error": inferred.prediction.as_dict()}
+            return inferred.prediction.detections
+
+        return list(await asyncio.gather(*(one(frame) for frame in frames)))
+
     @api.post("/detect")
     async def detect(self, request: Request):
         received = time.perf_counter()

@@ -30,6 +30,9 @@ public struct Benchmark: Sendable {
         /// Settings of replicas × largest batch under which (1)'s best level is measured again (the service
         /// redeployed with each, then with its own again), for the report's best setting. Default: none.
         public var sweep: [Setting] = []
+        /// Also measure the images read and detected on the cluster (``ClusterDatasetRun``) against streamed
+        /// through the service, in one run. Default nil: not measured.
+        public var onCluster: OnClusterSetting?
 
         public init(
             deployment: DetectionDeployment, images: [URL], duration: Duration = .seconds(10),
@@ -93,9 +96,15 @@ public struct Benchmark: Sendable {
             endToEnd.variants = try await measureVariants(images, endToEnd, code: code, progress: progress)
         }
         endToEnd.variants += try await measureSweep(images, endToEnd, code: code, progress: progress)
+        var onCluster: BenchmarkReport.OnCluster?
+        if let setting = configuration.onCluster {
+            onCluster = try await measureOnCluster(setting, images: images, progress: progress)
+        }
         let naive = try await measureNaiveServe(images, inFlight: endToEnd.best, code: code, progress: progress)
-        return makeReport(
+        var report = makeReport(
             info: info, images: images, references: references, endToEnd: endToEnd, naive: naive, rssStart: rssStart)
+        report.onCluster = onCluster
+        return report
     }
 
     /// The configuration's images, read.

@@ -92,4 +92,6 @@ public struct BenchmarkReport: Sendable, Codable {
     /// The fastest replicas × batch setting among the service's own and those swept (`raylan bench
     /// --sweep-replicas/--sweep-max-batch`), with its rate; nil without a sweep.
     public var bestSetting: String?
+    /// The same images detected on the cluster (Ray Data) and streamed through the service; nil unless asked for.
+    public var onCluster: OnCluster? = nil
 }

@@ -5,18 +5,23 @@ public struct Detection: Sendable, Hashable, Codable {
     public var score: Double
     public var classID: Int
     public var className: String
+    /// The object's track id in a tracked video (``VideoOptions/tracker``): the same object keeps it from frame to
+    /// frame. Nil for images and untracked videos (and then left out of the JSON).
+    public var trackID: Int?
 
-    public init(box: [Double], score: Double, classID: Int, className: String) {
+    public init(box: [Double], score: Double, classID: Int, className: String, trackID: Int? = nil) {
         self.box = box
         self.score = score
         self.classID = classID
         self.className = className
+        self.trackID = trackID
     }
 
     enum CodingKeys: String, CodingKey {
         case box, score
         case classID = "class_id"
         case className = "class_name"
+        case trackID = "track_id"
     }
 }
 

@@ -1,0 +1,122 @@
+import Foundation
+
+/// Long work on the cluster that the client follows by polling: one of `raylan_detect.session`'s classes
+/// (`VideoSession`, `DatasetSession`) hosted as an actor by RayLAN's gateway.
+///
+/// The session runs its work in a thread of its actor and keeps the result lines the client has not fetched
+/// yet; ``poll(cursor:wait:)`` fetches them in order and acknowledges the earlier ones, so the cluster holds only
+/// what is in flight. The actor is pinned to the head node, so that what it writes (its `out_dir`) is found again
+/// by a later session (`--resume`).
+struct ClusterSession: Sendable {
+    /// Where the work is.
+    struct State: StringValue {
+        var rawValue: String
+        init(rawValue: String) { self.rawValue = rawValue }
+
+        static let running = State(rawValue: "running")
+        static let finished = State(rawValue: "finished")
+        static let failed = State(rawValue: "failed")
+        static let stopped = State(rawValue: "stopped")
+
+        var isTerminal: Bool { self != .running && self != State(rawValue: "created") }
+    }
+
+    /// The session's own account of its failure.
+    struct Failure: Decodable, Hashable {
+        var code: String
+        var message: String
+        var remedy: String?
+        var traceback: String?
+
+        var error: OnClusterError {
+            OnClusterError(
+                OnClusterError.Code(rawValue: code), message, remedy: remedy?.isEmpty == true ? nil : remedy,
+                traceback: traceback)
+        }
+    }
+
+    /// One ``poll(cursor:wait:)`` answer.
+    struct Poll: Decodable {
+        var items: [JSONValue]
+        var cursor: Int
+        var state: State
+        var error: Failure?
+        var progress: JSONValue?
+    }
+
+    /// A file the session wrote on the cluster.
+    struct Output: Decodable, Hashable {
+        var name: String
+        var bytes: Int
+    }
+
+    /// The resource that pins an actor to the head node (every Ray node has its own `node:…` resource; the head
+    /// also this one).
+    static let headNode = ResourceRequest(custom: ["node:__internal_head__": 0.001])
+    /// Bytes per ``download(_:to:)`` read (the session's own limit).
+    static let readBytes = 8 * 1024 * 1024
+
+    let actor: RemoteActor
+
+    /// Creates the session's actor on the head node (`module:Class` with keyword arguments).
+    static func create(
+        _ className: String, keywords: [String: RemoteArgument], on gateway: Gateway, cpus: Double = 1
+    ) async throws -> ClusterSession {
+        var resources = headNode
+        resources.cpus = cpus
+        let actor = try await gateway.actor(className, arguments: [], keywords: keywords, resources: resources)
+        return ClusterSession(actor: actor)
+    }
+
+    /// Starts the work; returns what the session knows at once.
+    func start() async throws -> JSONValue {
+        try await actor.call("start", as: JSONValue.self)
+    }
+
+    /// The result lines from `cursor` on (waiting up to `wait` for one), the state, the error and the progress.
+    func poll(cursor: Int, wait: Duration = .milliseconds(500)) async throws -> Poll {
+        try await actor.call("poll", keywords: ["cursor": cursor, "limit": 2000, "wait": wait.seconds], as: Poll.self)
+    }
+
+    /// The files the session wrote.
+    func outputs() async throws -> [Output] {
+        try await actor.call("outputs", as: [Output].self)
+    }
+
+    /// Downloads one of its files to `url` (replaced), in pieces; `progress` gets the bytes so far.
+    func download(_ output: Output, to url: URL, progress: (Int) -> Void = { _ in }) async throws {
+        let partial = url.appendingPathExtension("part")
+        try FileManager.default.createDirectory(
+            at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: partial.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: partial)
+        var offset = 0
+        do {
+            while offset < output.bytes {
+                let piece = try await actor.call(
+                    "read", output.name, offset, min(Self.readBytes, output.bytes - offset), as: Data.self)
+                if piece.isEmpty { break }
+                try handle.write(contentsOf: piece)
+                offset += piece.count
+                progress(offset)
+            }
+            try handle.close()
+        } catch {
+            try? handle.close()
+            try? FileManager.default.removeItem(at: partial)
+            throw error
+        }
+        _ = try? FileManager.default.removeItem(at: url)
+        try FileManager.default.moveItem(at: partial, to: url)
+    }
+
+    /// Stops the work and removes the actor; never throws (the actor may be gone already). Runs to its end even
+    /// when the calling task is cancelled (Ctrl-C is what usually brings it here).
+    func close(stopping: Bool) async {
+        let actor = self.actor
+        await Task.detached {
+            if stopping { _ = try? await actor.call("stop", timeout: .seconds(15), as: JSONValue.self) }
+            try? await actor.kill()
+        }.value
+    }
+}

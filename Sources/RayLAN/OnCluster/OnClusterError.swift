@@ -1,0 +1,48 @@
+import Foundation
+
+/// Work that RayLAN runs on the cluster itself (a video or stream, a dataset on the cluster's disks) ended
+/// without its results: the cluster side named why.
+///
+/// Match on ``code`` (`error.code == .streamLost`).
+public struct OnClusterError: RayLANError, Sendable, Hashable, Codable {
+    /// What kind of failure this is; open, so that a code a newer cluster side sends still decodes. Encodes as its
+    /// string (`stream_lost`).
+    public struct Code: StringValue {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+
+        /// A live stream could not be read again after every reconnection attempt.
+        public static let streamLost = Code(rawValue: "stream_lost")
+        /// The video file is not where the cluster looked (a usage error).
+        public static let sourceNotFound = Code(rawValue: "source_not_found")
+        /// The video or stream could not be opened or decoded.
+        public static let sourceUnreadable = Code(rawValue: "source_unreadable")
+        /// The uploaded video's bytes on the cluster do not match the local file's SHA-256.
+        public static let uploadCorrupt = Code(rawValue: "upload_corrupt")
+        /// A dataset path exists on some nodes but not on every node that may read it (a usage error).
+        public static let pathNotOnEveryNode = Code(rawValue: "path_not_on_every_node")
+        /// The dataset's paths match no image file on the cluster (a usage error).
+        public static let noInputs = Code(rawValue: "no_inputs")
+        /// The source argument is neither a readable local file, a cluster path nor a stream URL (a usage error).
+        public static let invalidSource = Code(rawValue: "invalid_source")
+        /// Another failure of the work on the cluster; ``OnClusterError/traceback`` has Python's traceback.
+        public static let sessionFailed = Code(rawValue: "session_failed")
+    }
+
+    public var code: Code
+    public var message: String
+    public var remedy: String?
+    /// Python's traceback, for ``Code/sessionFailed``.
+    public var traceback: String?
+
+    public init(_ code: Code, _ message: String, remedy: String? = nil, traceback: String? = nil) {
+        self.code = code
+        self.message = message
+        self.remedy = remedy
+        self.traceback = traceback
+    }
+
+    public var description: String { sentence("\(code): \(message)", remedy: remedy) }
+
+    public var isUsageError: Bool { [.sourceNotFound, .pathNotOnEveryNode, .noInputs, .invalidSource].contains(code) }
+}

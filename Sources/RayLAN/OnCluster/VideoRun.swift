@@ -1,0 +1,311 @@
+import Foundation
+
+/// How a video is read and what is made of it.
+public struct VideoOptions: Sendable, Hashable {
+    /// Ultralytics' multi-object trackers.
+    public enum Tracker: String, Sendable, Hashable, CaseIterable, Codable {
+        case bytetrack, botsort
+    }
+
+    /// conf, iou and classes (``DetectionOptions/annotate`` is ``annotate`` here).
+    public var detection: DetectionOptions
+    /// Every `stride`-th frame is detected (Ultralytics' `vid_stride`). Default 1.
+    public var stride: Int
+    /// Track objects across frames: each detection gets a ``Detection/trackID``. Default nil.
+    public var tracker: Tracker?
+    /// Write `annotated.mp4` (one frame per detected frame). Default false.
+    public var annotate: Bool
+    /// Per-class counts over time (`report.json`, and a ``VideoEvent/report(_:)``). Default false.
+    public var report: Bool
+    /// Frames per detection request. Default 8.
+    public var batch: Int
+    /// For a live stream: frames held while the detector is busy; older ones are dropped (and counted). Default 16.
+    public var buffer: Int
+    /// For a live stream: reconnection attempts after it breaks, waiting ``reconnectDelay`` and doubling up to
+    /// 8 s between them. Default 5.
+    public var reconnectAttempts: Int
+    /// The first wait before reconnecting. Default 0.5 s.
+    public var reconnectDelay: Duration
+
+    public init(
+        detection: DetectionOptions = DetectionOptions(), stride: Int = 1, tracker: Tracker? = nil,
+        annotate: Bool = false, report: Bool = false, batch: Int = 8, buffer: Int = 16, reconnectAttempts: Int = 5,
+        reconnectDelay: Duration = .milliseconds(500)
+    ) {
+        self.detection = detection
+        self.stride = stride
+        self.tracker = tracker
+        self.annotate = annotate
+        self.report = report
+        self.batch = batch
+        self.buffer = buffer
+        self.reconnectAttempts = reconnectAttempts
+        self.reconnectDelay = reconnectDelay
+    }
+
+    /// What is wrong with the options, if anything (a usage error).
+    public var problem: String? {
+        if stride < 1 { return "--vid-stride must be a whole number of 1 or more, not \(stride)" }
+        if !(1...64).contains(batch) { return "the batch must be from 1 to 64 frames, not \(batch)" }
+        if buffer < 1 { return "the live buffer must hold at least 1 frame, not \(buffer)" }
+        if reconnectAttempts < 0 { return "reconnection attempts cannot be negative" }
+        return nil
+    }
+}
+
+/// One processed frame of a video: its detections, or the error that kept it from the detector.
+public struct FrameResult: Sendable, Hashable, Codable {
+    /// The frame's index in the source, from 0 (with a stride, every stride-th index; on a live stream, frames
+    /// read, dropped ones included).
+    public var frame: Int
+    /// Seconds: the frame's timestamp in a file; since the stream was opened for a stream.
+    public var time: Double
+    /// Its detections (with ``Detection/trackID`` when tracking); empty when ``error`` is set.
+    public var detections: [Detection]
+    /// Why the frame has no detections (the model failed on it).
+    public var error: DetectionError?
+
+    enum CodingKeys: String, CodingKey { case frame, time, detections, error }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        frame = try container.decode(Int.self, forKey: .frame)
+        time = try container.decode(Double.self, forKey: .time)
+        detections = try container.decodeIfPresent([Detection].self, forKey: .detections) ?? []
+        error = try container.decodeIfPresent(DetectionError.self, forKey: .error)
+    }
+}
+
+/// What a video's session counted at its end.
+public struct VideoSummary: Sendable, Hashable, Codable {
+    public var framesRead: Int
+    public var framesProcessed: Int
+    /// Live frames dropped because the detector fell behind.
+    public var framesDropped: Int
+    public var seconds: Double
+    /// Frames detected per second of the session.
+    public var fps: Double
+    public var width: Int?
+    public var height: Int?
+    public var sourceFPS: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case framesRead = "frames_read", framesProcessed = "frames_processed", framesDropped = "frames_dropped"
+        case seconds, fps, width, height
+        case sourceFPS = "source_fps"
+    }
+}
+
+/// What a ``VideoRun`` reports, in order.
+public enum VideoEvent: Sendable {
+    /// The detection service or the gateway is being deployed, or the video uploaded: a line to show.
+    case preparing(String)
+    /// Bytes of the local file uploaded so far, of its size (an upload that resumes starts past 0).
+    case uploading(sent: Int, total: Int)
+    /// The session opened the source: its width, height, source_fps, frame_count (files) and live.
+    case started(JSONValue)
+    /// One processed frame.
+    case frame(FrameResult)
+    /// A live stream broke; the session waits `delay` seconds and tries again (`attempt` of `of`).
+    case reconnecting(attempt: Int, of: Int, delay: Double, message: String)
+    /// The stream is back.
+    case reconnected(String)
+    /// How far it is: frames read, processed, dropped, fps (when the session's counts change).
+    case progress(JSONValue)
+    /// Per-class counts over time (with ``VideoOptions/report``).
+    case report(JSONValue)
+    /// The end of the source.
+    case finished(VideoSummary)
+    /// A result file downloaded to this machine.
+    case downloaded(URL)
+}
+
+/// Object detection over a video file or a live stream, decoded on the cluster and detected by the detection
+/// service's replicas (the same dynamic batches as images), optionally tracked: an `AsyncSequence` of
+/// ``VideoEvent``s.
+///
+/// ```swift
+/// let run = VideoRun(source: .stream("rtsp://cam.local/live"), service: .deployIfNeeded(deployment),
+///                    options: VideoOptions(tracker: .bytetrack))
+/// for try await event in run.events(on: cluster) {
+///     if case .frame(let frame) = event { print(frame.frame, frame.detections.count) }
+/// }
+/// ```
+///
+/// The work runs in a session actor on the cluster's head node (through RayLAN's gateway), which also writes
+/// `detections.jsonl` (and `annotated.mp4`, `report.json`) there; with ``output`` they are downloaded at the end,
+/// and `detections.jsonl` is written here frame by frame as results arrive. Cancelling the consuming task (Ctrl-C)
+/// stops the cluster side. A stream lost for good ends the sequence with ``OnClusterError`` `streamLost`.
+public struct VideoRun: Sendable {
+    public var source: VideoSource
+    public var options: VideoOptions
+    /// The detection service whose replicas detect the frames.
+    public var service: DetectionRun.Service
+    /// The service's key, when it has one and it is not read from the cluster.
+    public var key: ServiceKey?
+    /// A local folder for `detections.jsonl` and the downloaded outputs. Default nil: nothing written here.
+    public var output: URL?
+    /// The session's folder on the head node. Default nil: a new folder under its temp directory.
+    public var clusterOutput: String?
+    /// How long a poll waits on the cluster for new frames. Default 0.5 s.
+    public var pollWait: Duration = .milliseconds(500)
+
+    public init(
+        source: VideoSource, service: DetectionRun.Service, options: VideoOptions = VideoOptions(),
+        key: ServiceKey? = nil, output: URL? = nil, clusterOutput: String? = nil
+    ) {
+        self.source = source
+        self.service = service
+        self.options = options
+        self.key = key
+        self.output = output
+        self.clusterOutput = clusterOutput
+    }
+
+    /// The events of the run; the run starts when iteration starts and stops (on the cluster too) when the
+    /// iterating task is cancelled.
+    public func events(on cluster: RayCluster) -> AsyncThrowingStream<VideoEvent, any Error> {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: VideoEvent.self)
+        let task = Task {
+            do {
+                try await run(on: cluster) { continuation.yield($0) }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
+    /// Runs to the end, handing each event to `events`.
+    /// - Throws: ``OnClusterError`` (`streamLost`, `sourceNotFound`, …), ``GatewayError``, ``ServeError``,
+    ///   ``ClusterError``, `CancellationError`.
+    public func run(on cluster: RayCluster, events: @Sendable (VideoEvent) -> Void) async throws {
+        if let problem = options.problem { throw OnClusterError(.invalidSource, problem) }
+        let application = try await OnClusterWork.ensureService(service, key: key, on: cluster) {
+            events(.preparing($0))
+        }
+        let (gateway, _) = try await OnClusterWork.gateway(
+            on: cluster, model: nil, httpPort: OnClusterWork.httpPort(of: service)
+        ) { events(.preparing($0)) }
+        var keywords: [String: RemoteArgument] = [
+            "detector": .json(.object(["app": .string(application)])),
+            "stride": .json(.number(Double(options.stride))),
+            "annotate": .json(.bool(options.annotate)), "report": .json(.bool(options.report)),
+            "conf": .json(.number(options.detection.confidence)), "iou": .json(.number(options.detection.iou)),
+            "batch": .json(.number(Double(options.batch))), "buffer": .json(.number(Double(options.buffer))),
+            "reconnect_attempts": .json(.number(Double(options.reconnectAttempts))),
+            "reconnect_delay": .json(.number(options.reconnectDelay.seconds)),
+        ]
+        if let classes = options.detection.classes {
+            keywords["classes"] = .json(.array(classes.map { .number(Double($0)) }))
+        }
+        if let tracker = options.tracker { keywords["track"] = .json(.string(tracker.rawValue)) }
+        if let clusterOutput { keywords["out_dir"] = .json(.string(clusterOutput)) }
+        var upload: VideoUpload?
+        switch source {
+        case .file(let url):
+            let uploaded = try await VideoUpload.upload(url, via: gateway) { events(.uploading(sent: $0, total: $1)) }
+            keywords["source"] = .json(.string(url.lastPathComponent))
+            keywords["chunks"] = .json(.array(uploaded.chunks.map { RemoteArgument.ref($0).wire }))
+            keywords["sha256"] = .json(.string(uploaded.sha256))
+            keywords["name"] = .json(.string("input." + (url.pathExtension.isEmpty ? "mp4" : url.pathExtension)))
+            upload = uploaded
+        case .cluster(let path):
+            keywords["source"] = .json(.string(path))
+        case .stream(let url):
+            keywords["source"] = .json(.string(url))
+            keywords["live"] = .json(.bool(true))
+        }
+        let session = try await ClusterSession.create(
+            "raylan_detect.video:VideoSession", keywords: keywords, on: gateway)
+        var finished = false
+        do {
+            events(.started(try await session.start()))
+            let journal = try output.map { try LocalJournal(folder: $0) }
+            var cursor = 0
+            var lastProgress: JSONValue?
+            while true {
+                let poll = try await session.poll(cursor: cursor, wait: pollWait)
+                cursor = poll.cursor
+                for item in poll.items {
+                    if let event = try Self.event(from: item) {
+                        if case .frame = event { try journal?.append(item) }
+                        events(event)
+                    }
+                }
+                if let progress = poll.progress, progress != lastProgress, !poll.items.isEmpty {
+                    lastProgress = progress
+                    events(.progress(progress))
+                }
+                if poll.state.isTerminal && poll.items.isEmpty {
+                    if let error = poll.error { throw error.error }
+                    break
+                }
+                try Task.checkCancellation()
+            }
+            finished = true
+            if let output {
+                for file in try await session.outputs() where file.name != upload?.fileName {
+                    let target = output.appendingPathComponent(file.name)
+                    if file.name == LocalJournal.name { continue }  // written here frame by frame
+                    try await session.download(file, to: target)
+                    events(.downloaded(target))
+                }
+            }
+            await session.close(stopping: false)
+            if let upload { await upload.release(via: gateway) }
+        } catch {
+            await session.close(stopping: !finished)
+            throw error
+        }
+    }
+
+    /// The event one of the session's lines stands for (nil for a line of a kind this client does not know).
+    static func event(from item: JSONValue) throws -> VideoEvent? {
+        func decoded<T: Decodable>(_ type: T.Type) throws -> T {
+            try JSONDecoder().decode(T.self, from: JSONEncoder().encode(item))
+        }
+        switch item["type"]?.stringValue {
+        case "frame": return .frame(try decoded(FrameResult.self))
+        case "summary": return .finished(try decoded(VideoSummary.self))
+        case "report": return .report(item)
+        case "event":
+            let message = item["message"]?.stringValue ?? ""
+            switch item["event"]?.stringValue {
+            case "reconnecting":
+                return .reconnecting(
+                    attempt: Int(item["attempt"]?.doubleValue ?? 0), of: Int(item["of"]?.doubleValue ?? 0),
+                    delay: item["delay"]?.doubleValue ?? 0, message: message)
+            case "reconnected": return .reconnected(message)
+            default: return nil
+            }
+        default: return nil
+        }
+    }
+}
+
+/// `detections.jsonl` written on this machine line by line as results arrive.
+final class LocalJournal: @unchecked Sendable {
+    static let name = "detections.jsonl"
+    let url: URL
+    private let handle: FileHandle
+
+    /// Creates `folder` and starts a new journal in it (the previous one kept as `detections.jsonl.1`).
+    init(folder: URL) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        url = folder.appendingPathComponent(Self.name)
+        _ = try DetectionJournal.moveAside(url)
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+        handle = try FileHandle(forWritingTo: url)
+    }
+
+    func append(_ item: JSONValue) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        try handle.write(contentsOf: encoder.encode(item) + Data("\n".utf8))
+    }
+
+    deinit { try? handle.close() }
+}

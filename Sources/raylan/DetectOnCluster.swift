@@ -1,0 +1,227 @@
+import ArgumentParser
+import Foundation
+import RayLAN
+
+/// `raylan detect` for videos, streams and `--on-cluster` datasets: the work runs on the cluster; this prints
+/// its progress and results.
+extension DetectCommand {
+    /// Runs `body` in a task that Ctrl-C cancels (which stops the cluster side); exits 130 after a Ctrl-C.
+    func cancellableByCtrlC(_ body: @escaping @Sendable () async throws -> Void) async throws {
+        let work = Task { try await body() }
+        let interrupt = Interrupt.shared
+        interrupt.arm { work.cancel() }
+        let result = await work.result
+        interrupt.disarm()
+        if interrupt.wasPressed {
+            Terminal.error("\nInterrupted; the work on the cluster was stopped.")
+            throw ExitCode(ExitCodes.interrupted)
+        }
+        try result.get()
+    }
+
+    /// Videos and streams, each in its own session, all at once; results to `--out` (a sub-folder per source
+    /// when there are several).
+    func runVideos() async throws {
+        var parsed: [VideoSource] = []
+        try await reportingErrors { parsed = try paths.map { try VideoSource(parsing: $0, onCluster: onCluster) } }
+        let sources = parsed
+        let model = try self.model ?? DeploymentOptions.defaultModel()
+        var options = VideoOptions(
+            detection: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), stride: vidStride,
+            tracker: track, annotate: annotate, report: report)
+        options.reconnectAttempts = reconnectAttempts
+        if let problem = options.problem { throw ValidationError(problem + ".") }
+        let videoOptions = options
+        let outFolder = URL(fileURLWithPath: out ?? "raylan-out")
+        let names = Self.uniqueNames(sources.map(\.name))
+        let json = output.json
+        try await reportingErrors {
+            try await Connection.with(cluster) { (connection: Connection) in
+                let service: DetectionRun.Service =
+                    noDeploy
+                    ? .running(DetectionDeployment.defaultName(for: model))
+                    : .deployIfNeeded(
+                        try await deployment.make(model: model, name: nil, on: connection.cluster),
+                        httpPort: deployment.servePort(for: connection))
+                let key = try deployment.key()
+                let cluster = connection.cluster
+                let display = VideoProgressDisplay(json: json)
+                try await cancellableByCtrlC {
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for (source, name) in zip(sources, names) {
+                            let folder = sources.count == 1 ? outFolder : outFolder.appendingPathComponent(name)
+                            let run = VideoRun(
+                                source: source, service: service, options: videoOptions, key: key, output: folder,
+                                clusterOutput: clusterOut.map { sources.count == 1 ? $0 : $0 + "/" + name })
+                            group.addTask {
+                                do {
+                                    try await run.run(on: cluster) { display.show($0, source: name) }
+                                } catch let error as OnClusterError where sources.count > 1 {
+                                    // One lost stream does not end the others: it is named, and the exit code says so.
+                                    display.failed(name, error)
+                                }
+                            }
+                        }
+                        try await group.waitForAll()
+                    }
+                }
+                display.finish()
+                if display.failures > 0 { throw ExitCode(Self.someInputsFailed) }
+            }
+        }
+    }
+
+    /// `--on-cluster` images: a Ray Data run on the cluster, results downloaded to `--out` when it is given.
+    func runDataset() async throws {
+        let model = try self.model ?? DeploymentOptions.defaultModel()
+        let json = output.json
+        var summary: ClusterDatasetRun.Summary?
+        try await reportingErrors {
+            try await Connection.with(cluster) { (connection: Connection) in
+                let deployment = try await deployment.make(model: model, name: nil, on: connection.cluster)
+                var run = ClusterDatasetRun(
+                    paths: paths, deployment: deployment,
+                    options: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), annotate: annotate,
+                    resume: resume, clusterOutput: clusterOut, output: out.map { URL(fileURLWithPath: $0) })
+                run.actors = actors
+                run.gpusPerActor = gpusPerActor ?? deployment.gpusPerReplica
+                run.cpusPerActor = cpusPerActor
+                run.httpPort = self.deployment.servePort(for: connection)
+                let configured = run
+                let cluster = connection.cluster
+                let display = DetectProgressDisplay()
+                let box = LockedResult<ClusterDatasetRun.Summary>()
+                try await cancellableByCtrlC {
+                    box.set(try await configured.run(on: cluster) { display.show($0) })
+                }
+                display.finish()
+                summary = box.value
+            }
+        }
+        guard let summary else { return }
+        if json {
+            try Terminal.json(summary)
+        } else {
+            let skipped = summary.skipped > 0 ? ", \(summary.skipped) already done" : ""
+            let nodes = summary.nodes.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
+            Terminal.out(
+                "\(summary.inputs) images: \(summary.succeeded) succeeded, \(summary.failed) failed\(skipped)"
+                    + String(format: "; %.1f images/s", summary.imagesPerSecond)
+                    + (nodes.isEmpty ? "" : " (\(nodes.joined(separator: ", ")))") + ". Results on the cluster in "
+                    + "\(summary.clusterOutput ?? "?")/detections.jsonl"
+                    + (summary.out.map { ", downloaded to \($0)/detections.jsonl" } ?? "") + ".")
+        }
+        if summary.failed > 0 { throw ExitCode(Self.someInputsFailed) }
+    }
+
+    /// The names made unique (`cam`, `cam-2`, …) for per-source folders.
+    static func uniqueNames(_ names: [String]) -> [String] {
+        var seen: [String: Int] = [:]
+        return names.map { raw in
+            let name = raw.isEmpty ? "source" : raw
+            seen[name, default: 0] += 1
+            return seen[name]! == 1 ? name : "\(name)-\(seen[name]!)"
+        }
+    }
+}
+
+/// A value set from inside a `@Sendable` closure.
+final class LockedResult<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value?
+    func set(_ value: Value) { lock.withLock { stored = value } }
+    var value: Value? { lock.withLock { stored } }
+}
+
+extension DetectProgressDisplay {
+    /// A dataset run's events: the bar as for images.
+    func show(_ event: ClusterDatasetRun.Event) {
+        switch event {
+        case .preparing(let line): Terminal.error("  \(line)")
+        case .checking: Terminal.error("Looking the paths up on every node…")
+        case .progress(let progress):
+            step(
+                done: progress.done, total: progress.total, rate: progress.imagesPerSecond,
+                secondsLeft: progress.secondsLeft, failed: progress.failed, skipped: progress.skipped)
+        case .image: break
+        case .downloaded(let url): Terminal.error("Downloaded \(url.path).")
+        }
+    }
+}
+
+/// Shows video events on stderr (a status line per source on a terminal, a line per 10 s otherwise) and, with
+/// `--json`, every frame's line on stdout as it arrives (with its source).
+final class VideoProgressDisplay: @unchecked Sendable {
+    private let lock = NSLock()
+    private let json: Bool
+    private var lastLine: [String: ContinuousClock.Instant] = [:]
+    private var frameCounts: [String: JSONValue] = [:]
+    private(set) var failures = 0
+
+    init(json: Bool) { self.json = json }
+
+    func show(_ event: VideoEvent, source: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        switch event {
+        case .preparing(let line): Terminal.error("  \(line)")
+        case .uploading(let sent, let total):
+            Terminal.error(
+                "\(source): uploaded \(Formatting.bytes(Double(sent))) of \(Formatting.bytes(Double(total)))")
+        case .started(let info):
+            let size = "\(Int(info["width"]?.doubleValue ?? 0))×\(Int(info["height"]?.doubleValue ?? 0))"
+            let rate = info["source_fps"]?.doubleValue.map { String(format: " at %.1f fps", $0) } ?? ""
+            let kind = info["live"] == .bool(true) ? "live stream" : "video"
+            Terminal.error("\(source): \(kind) \(size)\(rate) opened on the cluster.")
+        case .frame(let frame):
+            if json {
+                var line: [String: JSONValue] = [
+                    "source": .string(source), "frame": .number(Double(frame.frame)), "time": .number(frame.time),
+                ]
+                if let data = try? JSONEncoder().encode(frame.detections),
+                    let detections = try? JSONDecoder().decode(JSONValue.self, from: data)
+                {
+                    line["detections"] = detections
+                }
+                Terminal.jsonLine(JSONValue.object(line))
+            }
+        case .progress(let progress):
+            frameCounts[source] = progress
+            let clock = ContinuousClock()
+            let now = clock.now
+            let interval: Duration = Terminal.stderrIsTerminal ? .milliseconds(500) : .seconds(10)
+            if let last = lastLine[source], now - last < interval { return }
+            lastLine[source] = now
+            let processed = Int(progress["frames_processed"]?.doubleValue ?? 0)
+            let total = progress["frame_count"]?.doubleValue.map { "/\(Int($0))" } ?? ""
+            let fps = progress["fps"]?.doubleValue ?? 0
+            let dropped = Int(progress["frames_dropped"]?.doubleValue ?? 0)
+            Terminal.error(
+                String(format: "%@: %d%@ frames, %.1f fps", source, processed, total, fps)
+                    + (dropped > 0 ? ", \(dropped) dropped (the detector fell behind)" : ""))
+        case .reconnecting(let attempt, let of, let delay, let message):
+            Terminal.error(
+                String(
+                    format: "%@: stream broke (%@); reconnecting in %.1f s (attempt %d of %d)", source, message, delay,
+                    attempt, of))
+        case .reconnected(let message):
+            Terminal.error("\(source): reconnected\(message.isEmpty ? "" : " (\(message))").")
+        case .report: break
+        case .finished(let summary):
+            Terminal.error(
+                String(
+                    format: "%@: %d frames detected of %d read (%d dropped) in %.1f s: %.1f frames/s.", source,
+                    summary.framesProcessed, summary.framesRead, summary.framesDropped, summary.seconds, summary.fps))
+        case .downloaded(let url): Terminal.error("\(source): downloaded \(url.path).")
+        }
+    }
+
+    func failed(_ source: String, _ error: OnClusterError) {
+        lock.lock()
+        defer { lock.unlock() }
+        failures += 1
+        Terminal.error("\(source): Error: \(error)")
+    }
+
+    func finish() {}
+}

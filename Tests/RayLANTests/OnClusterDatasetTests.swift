@@ -1,0 +1,96 @@
+import Foundation
+import RayLANTesting
+import Testing
+
+@testable import RayLAN
+
+extension RayClusterTests.Main {
+    /// `--on-cluster` images: Ray Data on the cluster, the model in an actor pool, results written on the head.
+    @Suite("Datasets on the cluster (Ray Data)")
+    struct OnClusterDatasetTests {
+        static let deployment = DetectionDeployment(
+            model: DetectionTests.ptModel, name: "shapes-yolo11n", gpusPerReplica: 0)
+
+        /// A journal's lines by path.
+        static func lines(_ url: URL) throws -> [String: JSONValue] {
+            let text = try String(contentsOf: url, encoding: .utf8)
+            var out: [String: JSONValue] = [:]
+            for line in text.split(separator: "\n") {
+                let value = try JSONDecoder().decode(JSONValue.self, from: Data(line.utf8))
+                if let path = value["path"]?.stringValue { out[path] = value }
+            }
+            return out
+        }
+
+        @Test(
+            "The samples on the cluster's disk: one line per file, downloaded with --out, and the same detections as the service gives for the same files"
+        )
+        func equalsTheService() async throws {
+            let cluster = try requireCluster()
+            try await DetectionTests.deployBoth(cluster)
+            let out = try TestEnvironment.makeTemporaryDirectory("raylan-dataset")
+            defer { try? FileManager.default.removeItem(at: out) }
+            let clusterOut = out.appendingPathComponent("on-cluster").path
+            var run = ClusterDatasetRun(
+                paths: [DetectionTests.samples.path], deployment: Self.deployment, clusterOutput: clusterOut,
+                output: out.appendingPathComponent("downloaded"))
+            run.gpusPerActor = 0
+            run.httpPort = cluster.ray.ports.serve
+            let summary = try await cluster.withConnection { ray in try await run.run(on: ray) }
+            #expect(summary.inputs == 12 && summary.succeeded == 12 && summary.failed == 0, "\(summary)")
+            print(String(format: "ON-CLUSTER samples: %.1f images/s (%@)", summary.imagesPerSecond, "\(summary.nodes)"))
+            let lines = try Self.lines(out.appendingPathComponent("downloaded/detections.jsonl"))
+            #expect(lines.count == 12)
+            try await cluster.withConnection { ray in
+                let client = try await DetectionClient(cluster: ray, application: "shapes-yolo11n")
+                for (path, line) in lines {
+                    let expected = try await client.detect(try Data(contentsOf: URL(fileURLWithPath: path)))
+                    let got = try JSONDecoder().decode(
+                        [Detection].self, from: JSONEncoder().encode(line["detections"] ?? .array([])))
+                    #expect(got.count == expected.detections.count, "\(path)")
+                    for (a, b) in zip(got, expected.detections) {
+                        #expect(a.classID == b.classID, "\(path)")
+                        #expect(abs(a.score - b.score) < 1e-3, "\(path): \(a.score) vs \(b.score)")
+                        #expect(zip(a.box, b.box).allSatisfy { abs($0 - $1) < 0.5 }, "\(path): \(a.box) vs \(b.box)")
+                    }
+                }
+            }
+        }
+
+        @Test(
+            "A corrupt file gets its named error and the others their results; --resume skips what the cluster answered and retries the failed file; a path that matches nothing is a usage error"
+        )
+        func resumeAndErrors() async throws {
+            let cluster = try requireCluster()
+            let folder = try TestEnvironment.makeTemporaryDirectory("raylan-dataset")
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let images = folder.appendingPathComponent("images")
+            try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+            for name in ["shapes_00.jpg", "shapes_01.jpg", "shapes_02.jpg"] {
+                try FileManager.default.copyItem(
+                    at: DetectionTests.samples.appendingPathComponent(name), to: images.appendingPathComponent(name))
+            }
+            try Data("not an image".utf8).write(to: images.appendingPathComponent("broken.jpg"))
+            var run = ClusterDatasetRun(
+                paths: [images.path], deployment: Self.deployment,
+                clusterOutput: folder.appendingPathComponent("on-cluster").path)
+            run.gpusPerActor = 0
+            run.httpPort = cluster.ray.ports.serve
+            let first = try await cluster.withConnection { ray in try await run.run(on: ray) }
+            #expect(first.succeeded == 3 && first.failed == 1 && first.skipped == 0, "\(first)")
+            let journal = try Self.lines(folder.appendingPathComponent("on-cluster/detections.jsonl"))
+            #expect(journal[images.appendingPathComponent("broken.jpg").path]?["error"]?["code"] != nil, "\(journal)")
+            run.resume = true
+            let second = try await cluster.withConnection { ray in try await run.run(on: ray) }
+            #expect(second.skipped == 3 && second.failed == 1 && second.succeeded == 0, "\(second)")
+            let after = try Self.lines(folder.appendingPathComponent("on-cluster/detections.jsonl"))
+            #expect(after.count == 4)
+
+            var nothing = run
+            nothing.paths = [folder.path + "/no-such-folder"]
+            await #expect {
+                try await cluster.withConnection { ray in _ = try await nothing.run(on: ray) }
+            } throws: { ($0 as? OnClusterError)?.code == .noInputs && ($0 as? OnClusterError)?.isUsageError == true }
+        }
+    }
+}

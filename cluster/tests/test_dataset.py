@@ -1,0 +1,388 @@
+"""`raylan detect --on-cluster` (raylan_detect/dataset.py): the input checks and the journal without Ray; the
+detector actor's work on a batch in-process with the shipped model; then the whole session on a local Ray
+(2 CPUs) started here, with a working directory laid out as RayLAN uploads it (its packages and models/<file>),
+hosted as an actor as the gateway does: results equal the backend's own, a bad file gets its error line, resume,
+stop (the detectors released) and the named failures."""
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+import raylan_detect.dataset as dataset
+from raylan_detect.backend import Options
+from raylan_detect.dataset import (DatasetSession, Detector, annotated_names, compare_listings, expand,
+                                   failure_message, plan_nodes, read_files)
+from raylan_detect.session import SessionError
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / "models" / "shapes" / "shapes-yolo11n.pt"
+SAMPLES = sorted((ROOT / "samples").glob("*.jpg"))
+
+
+def node(ip: str, node_id: str, cpus: float = 4, gpus: float = 0) -> dict:
+    return {"NodeID": node_id, "NodeManagerAddress": ip, "Alive": True, "Resources": {"CPU": cpus, "GPU": gpus}}
+
+
+# ---------------------------------------------------------------------------------------------- no Ray
+@pytest.mark.parametrize("kwargs, word", [
+    ({"paths": "/data"}, "paths"), ({"paths": []}, "paths"), ({"paths": ["/a", ""]}, "path"),
+    ({"model": ""}, "model"), ({"backend": "fast"}, "backend"), ({"imgsz": 0}, "imgsz"), ({"conf": 1.5}, "conf"),
+    ({"iou": -0.1}, "iou"), ({"classes": [1, -2]}, "classes"), ({"batch_size": 0}, "batch_size"),
+    ({"actors": 0}, "actors"), ({"gpus_per_actor": -1}, "gpus_per_actor"), ({"cpus_per_actor": -1}, "cpus_per_actor"),
+])
+def test_init_refuses_bad_arguments(tmp_path, kwargs, word):
+    arguments = {"paths": ["/data"], "model": "models/m.pt", "out_dir": str(tmp_path), **kwargs}
+    with pytest.raises(ValueError, match=word):
+        DatasetSession(**arguments)
+
+
+def test_whole_numbers_may_come_as_floats(tmp_path):
+    session = DatasetSession(["/d"], "models/m.pt", out_dir=str(tmp_path), batch_size=16.0, imgsz=640.0, actors=2.0,
+                             classes=[1.0, 3], gpus_per_actor=0.5)
+    assert (session.batch_size, session.imgsz, session.actors, session.classes) == (16, 640, 2, [1, 3])
+    with pytest.raises(ValueError, match="batch_size"):
+        DatasetSession(["/d"], "models/m.pt", out_dir=str(tmp_path), batch_size=16.5)
+
+
+def test_expand_files_folders_and_globs(tmp_path):
+    for name in ("a/1.jpg", "a/2.PNG", "a/notes.txt", "a/.hidden.jpg", "a/._mac.jpg", "a/.cache/3.jpg",
+                 "a/deep/er/4.webp", "b/5.bmp", "b/6.jpeg", "b/7.gif"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert expand(str(tmp_path / "a")) == [str(tmp_path / p) for p in ("a/1.jpg", "a/2.PNG", "a/deep/er/4.webp")]
+    assert expand(str(tmp_path / "b" / "*")) == [str(tmp_path / p) for p in ("b/5.bmp", "b/6.jpeg")]
+    assert expand(str(tmp_path / "**" / "*.jp*g")) == [str(tmp_path / p) for p in ("a/1.jpg", "b/6.jpeg")]
+    assert expand(str(tmp_path / "a" / "notes.txt")) == [str(tmp_path / "a" / "notes.txt")]  # named: any suffix
+    assert expand(str(tmp_path / "nope")) == [] and expand(str(tmp_path / "nope*")) == []
+
+
+def test_listings_that_agree_give_each_file_once_in_the_first_nodes_order():
+    same = [["/d/b.jpg", "/d/a.jpg"], ["/d/a.jpg"]]
+    assert compare_listings(["/d", "/d/a.jpg"], {"10.0.0.1": same, "10.0.0.2": same}) == ["/d/b.jpg", "/d/a.jpg"]
+
+
+def test_a_file_missing_on_a_node_is_named_with_the_nodes():
+    with pytest.raises(SessionError) as failure:
+        compare_listings(["/d"], {"10.0.0.1": [["/d/a.jpg", "/d/b.jpg", "/d/c.jpg"]],
+                                  "10.0.0.2": [["/d/a.jpg"]], "10.0.0.3": [["/d/a.jpg", "/d/c.jpg"]]})
+    error = failure.value
+    assert error.code == "path_not_on_every_node"
+    assert error.message == "/d/b.jpg is on 10.0.0.1 but not on 10.0.0.2, 10.0.0.3 (1 more file missing somewhere)"
+    assert "mount every node has at the same path" in error.remedy
+    with pytest.raises(SessionError, match=r"^/d/x.jpg is on 10.0.0.2 but not on 10.0.0.1$"):
+        compare_listings(["/d"], {"10.0.0.1": [["/d/a.jpg"]], "10.0.0.2": [["/d/a.jpg", "/d/x.jpg"]]})
+
+
+def test_a_path_that_matches_nothing_on_some_node_or_on_any():
+    with pytest.raises(SessionError) as failure:
+        compare_listings(["/mnt/nfs/*.jpg"], {"10.0.0.1": [["/mnt/nfs/a.jpg", "/mnt/nfs/b.jpg"]], "10.0.0.2": [[]]})
+    assert failure.value.code == "path_not_on_every_node"
+    assert failure.value.message == "/mnt/nfs/*.jpg is on 10.0.0.1 (2 files) but not on 10.0.0.2"
+    with pytest.raises(SessionError) as failure:
+        compare_listings(["/d", "/typo"], {"10.0.0.1": [["/d/a.jpg"], []], "10.0.0.2": [["/d/a.jpg"], []]})
+    assert failure.value.code == "no_inputs"
+    assert failure.value.message == "nothing matches /typo on any of the 2 nodes (10.0.0.1, 10.0.0.2)"
+
+
+def test_plan_nodes():
+    cpu, gpu = node("10.0.0.1", "n1", cpus=8), node("10.0.0.2", "n2", cpus=8, gpus=2)
+    readers, hosts, gpus = plan_nodes([cpu, gpu], {"CPU": 16, "GPU": 2}, None, 1.0)
+    assert (readers, hosts, gpus) == ([cpu, gpu], [gpu], 1.0)  # auto: the GPU where there is one
+    assert plan_nodes([cpu, gpu], {"CPU": 16, "GPU": 2}, 0, 1.0)[1:] == ([cpu, gpu], 0)
+    with pytest.raises(SessionError, match="all of the cluster's 2 GPUs are in use") as failure:
+        plan_nodes([cpu, gpu], {"CPU": 16}, None, 1.0)  # a detection service holds both
+    assert failure.value.code == "no_free_gpu"
+    with pytest.raises(SessionError, match="no alive node has 1 CPU and 1 GPU") as failure:
+        plan_nodes([cpu], {"CPU": 8}, 1, 1.0)
+    assert failure.value.code == "no_node_fits"
+    with pytest.raises(SessionError) as failure:
+        plan_nodes([cpu], {"CPU": 1.0}, None, 1.0)
+    assert failure.value.code == "no_free_cpu" and "1.25" in failure.value.message
+
+
+def test_annotated_names_are_unique_only_where_stems_clash():
+    names = annotated_names(["/x/a.jpg", "/y/a.png", "/x/b.jpg"])
+    assert set(names) == {"/x/a.jpg", "/y/a.png"} and len(set(names.values())) == 2
+    assert all(name.startswith("a-") and name.endswith(".jpg") for name in names.values())
+
+
+def test_the_journal_on_resume_keeps_answers_and_drops_errors_and_without_resume_moves_aside(tmp_path):
+    journal = tmp_path / "detections.jsonl"
+    lines = [{"path": "/d/a.jpg", "image": {}, "detections": [], "model": "m", "node": "n"},
+             {"path": "/d/b.jpg", "error": {"code": "decode_failed", "message": "?"}, "node": "n"},
+             {"path": "/d/c.jpg", "image": {}, "detections": [], "model": "other", "node": "n"},
+             {"path": "/d/a.jpg", "image": {}, "detections": [], "model": "m", "node": "n"}]
+    journal.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"path": "/d/cut')
+    session = DatasetSession(["/d"], "models/m.pt", out_dir=str(tmp_path), resume=True)
+    file, done = session.open_journal(["/d/a.jpg", "/d/b.jpg", "/d/c.jpg"])
+    file.close()
+    assert done == {"/d/a.jpg"}
+    assert [json.loads(line) for line in journal.read_text().splitlines()] == [lines[0]]
+    session = DatasetSession(["/d"], "models/m.pt", out_dir=str(tmp_path))
+    file, done = session.open_journal(["/d/a.jpg"])
+    file.close()
+    assert done == set() and journal.read_text() == "" and (tmp_path / "detections.jsonl.1").exists()
+
+
+def test_read_files_names_what_it_cannot_read(tmp_path, monkeypatch):
+    (tmp_path / "ok.jpg").write_bytes(b"abc")
+    (tmp_path / "big.jpg").write_bytes(b"x" * 100)
+    monkeypatch.setattr(dataset, "MAX_FILE_BYTES", 50)
+    out = read_files({"path": [str(tmp_path / name) for name in ("ok.jpg", "gone.jpg", "big.jpg")]})
+    assert list(out["data"]) == [b"abc", b"", b""]
+    errors = [json.loads(error) if error else None for error in out["read_error"]]
+    assert errors[0] is None and errors[1]["code"] == "read_failed" and errors[2]["code"] == "too_large"
+    assert "No such file" in errors[1]["message"]
+
+
+def test_failure_message_finds_the_root_exception():
+    class ActorDiedError(Exception):
+        pass
+
+    error = ActorDiedError("The actor died because of an error raised in its creation task, \x1b[36mray::MapWorker("
+                           "MapBatches(Detector)).__init__()\x1b[39m (pid=1, ip=10.0.0.7, actor_id=ab)\n  File x\n"
+                           "TypeError: bad.pt is not a loadable checkpoint\nRecommended fixes are")
+    assert failure_message(error) == "a detector could not start on 10.0.0.7: TypeError: bad.pt is not a loadable checkpoint"
+
+
+# ---------------------------------------------------------------------------------------------- the detector
+@pytest.fixture(scope="module")
+def reference():
+    """The backend as a replica loads it (the tensor one, which `auto` picks on a CPU for this model)."""
+    from raylan_detect.tensor import load_backend
+
+    backend, _ = load_backend("tensor", str(MODEL))
+    backend.warm_up()
+    return backend
+
+
+def expected(reference, data: bytes) -> dict:
+    image = reference.decode(data)
+    return {"image": {"width": image.width, "height": image.height, "format": image.format},
+            "detections": reference.predict([image.pixels], Options())[0].detections}
+
+
+def test_the_detector_answers_each_file_alone_when_one_fails(reference, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # the detector sets it process-wide
+    monkeypatch.setattr("raylan_detect.tensor.load_backend", lambda *args, **kwargs: (reference, "the reference"))
+    calls = []
+    predict = reference.predict
+
+    def fussy(images, options):  # the model fails on the 384×512 images (shapes_03, shapes_09)
+        calls.append(len(images))
+        if any(tuple(image.shape[1:]) == (512, 384) for image in images):
+            raise RuntimeError("no")
+        return predict(images, options)
+
+    monkeypatch.setattr(reference, "predict", fussy)
+    # Decoding takes 7 bytes a pixel: 2.2, 6.5, 2.5, 1.4 and 1.6 MB. With a budget of 7 MB the batch is
+    # predicted in chunks [00], [01], [02, 03, 04]; the last one fails (03) and is predicted again one by one.
+    detector = Detector(str(MODEL), "tensor", None, 0.25, 0.7, None, False, "cpu", max_decoded_bytes=7_000_000)
+    datas = [path.read_bytes() for path in SAMPLES[:5]] + [b"GIF89a...."]
+    batch = {"path": [str(path) for path in SAMPLES[:5]] + ["/d/x.gif", "/d/gone.jpg"],
+             "data": datas + [b""], "read_error": [""] * 6 + [json.dumps({"code": "read_failed", "message": "m"})],
+             "read_node": ["10.0.0.1"] * 6 + ["10.0.0.9"]}
+    rows = detector(batch)
+    monkeypatch.setattr(reference, "predict", predict)
+    assert calls == [1] + [1, 1, 3] + [1, 1, 1]  # warm-up, the chunks, the failed chunk image by image
+    for index in (0, 1, 2, 4):
+        assert json.loads(rows["result"][index]) == expected(reference, datas[index]) and not rows["error"][index]
+    assert json.loads(rows["error"][3])["code"] == "inference_failed"
+    assert json.loads(rows["error"][5])["code"] == "unsupported_format"
+    assert json.loads(rows["error"][6]) == {"code": "read_failed", "message": "m"} and rows["node"][6] == "10.0.0.9"
+    assert set(rows["backend"]) == {"tensor"} and set(rows["reason"]) == {"the reference"}
+
+
+# ---------------------------------------------------------------------------------------------- on Ray
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A local Ray of 2 CPUs whose workers import RayLAN's packages from cluster/ (PYTHONPATH), and the working
+    directory that the session actor gets, as the gateway gives it: RayLAN's packages and models/<file>."""
+    import ray
+
+    work = tmp_path_factory.mktemp("working_dir")
+    for package in ("raylan_detect", "raylan_common"):
+        shutil.copytree(ROOT / "cluster" / package, work / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (work / "models").mkdir()
+    shutil.copy(MODEL, work / "models" / MODEL.name)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT / "cluster")}})
+    ray.working_dir = uploaded(work)  # for first_run
+    yield ray
+    ray.shutdown()
+
+
+def uploaded(folder: Path) -> str:
+    """The folder uploaded to the cluster as a working directory package: its gcs:// URI, as RayLAN's client
+    uploads one for the gateway (Ray's own helper: an actor's runtime_env takes URIs only)."""
+    import inspect
+
+    from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
+
+    extra = {"include_gitignore": False} if "include_gitignore" in inspect.signature(
+        upload_working_dir_if_needed).parameters else {}  # Ray 2.60's argument; 2.45 has none
+    return upload_working_dir_if_needed({"working_dir": str(folder)}, scratch_dir=str(folder.parent),
+                                        **extra)["working_dir"]
+
+
+def follow(call, timeout: float = 240) -> tuple[dict, list[dict]]:
+    """Polls a session (call(method, *args)) until it ends; its last answer and every item."""
+    items, cursor, deadline = [], 0, time.monotonic() + timeout
+    while True:
+        answer = call("poll", cursor, 1000, 1.0)
+        items += answer["items"]
+        cursor = answer["cursor"]
+        if answer["state"] != "running" and not answer["items"]:
+            return answer, items
+        assert time.monotonic() < deadline, answer
+
+
+def local(session):
+    return lambda method, *args: getattr(session, method)(*args)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """The samples in a/, one again in b/ (the same name), a file that is not an image and an empty one."""
+    folder = tmp_path_factory.mktemp("data")
+    (folder / "a").mkdir()
+    (folder / "b").mkdir()
+    for path in SAMPLES:
+        shutil.copy(path, folder / "a" / path.name)
+    shutil.copy(SAMPLES[0], folder / "b" / SAMPLES[0].name)
+    (folder / "a" / "broken.jpg").write_bytes(b"this is not an image")
+    (folder / "a" / "empty.png").write_bytes(b"")
+    (folder / "a" / "notes.txt").write_text("not picked by a folder search")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def first_run(cluster, data, tmp_path_factory):
+    """The session as the gateway hosts it: an actor in the working directory, the model given relative to it,
+    which only that working directory holds: Ray Data's detectors find it because they inherit the actor's
+    runtime environment."""
+    out = tmp_path_factory.mktemp("out")
+    host = cluster.remote(DatasetSession).options(num_cpus=0, max_concurrency=4,
+                                                  runtime_env={"working_dir": cluster.working_dir})
+    session = host.remote([str(data / "a"), str(data / "b" / "*.jpg")], "models/" + MODEL.name, out_dir=str(out),
+                          annotate=True, batch_size=4)
+    call = lambda method, *args: cluster.get(getattr(session, method).remote(*args))  # noqa: E731
+    described = call("start")
+    answer, items = follow(call)
+    outputs = call("outputs")
+    cluster.kill(session)
+    return {"out": out, "answer": answer, "items": items, "described": described, "outputs": outputs}
+
+
+def journal_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
+
+
+def test_results_on_the_cluster_are_the_backends_own(first_run, data, reference, cluster):
+    answer, items, out = first_run["answer"], first_run["items"], first_run["out"]
+    assert answer["state"] == "finished", answer["error"]
+    assert first_run["described"]["model"] == MODEL.stem
+    images, summary = items[:-1], items[-1]
+    assert all(item["type"] == "image" for item in images)
+    lines = journal_lines(out)
+    assert [{"type": "image", **line} for line in lines] == images  # the client gets the journal's lines
+    ip = cluster.util.get_node_ip_address()
+    by_path = {line["path"]: line for line in lines}
+    wanted = [str(data / "a" / path.name) for path in SAMPLES] + [str(data / "b" / SAMPLES[0].name)]
+    assert set(by_path) == set(wanted) | {str(data / "a" / "broken.jpg"), str(data / "a" / "empty.png")}
+    for path in wanted:
+        line = by_path[path]
+        assert {key: line[key] for key in ("image", "detections")} == expected(reference, Path(path).read_bytes())
+        assert line["model"] == MODEL.stem and line["node"] == ip and line["detections"]
+        annotated = out / line["annotated"]
+        assert annotated.read_bytes()[:3] == b"\xff\xd8\xff"
+    assert by_path[str(data / "a" / "broken.jpg")] == {
+        "path": str(data / "a" / "broken.jpg"), "node": ip,
+        "error": {"code": "unsupported_format", "message": "not an image in a supported format (JPEG, PNG, WebP, BMP)"}}
+    assert by_path[str(data / "a" / "empty.png")]["error"]["code"] == "empty"
+    assert len({by_path[path]["annotated"] for path in wanted}) == len(wanted)  # shapes_00 twice, two names
+    assert len(list((out / "annotated").iterdir())) == len(wanted)
+    assert summary["type"] == "summary" and summary["backend"] == "tensor"  # auto chose the tensor backend
+    assert "matches the Ultralytics backend" in summary["backend_reason"]
+    assert {key: summary[key] for key in ("inputs", "succeeded", "failed", "skipped", "nodes", "stopped")} == {
+        "inputs": 15, "succeeded": 13, "failed": 2, "skipped": 0, "nodes": {ip: 15}, "stopped": False}
+    assert summary["images_per_s"] > 0 and json.loads((out / "summary.json").read_text()) == summary
+    progress = answer["progress"]
+    assert {key: progress[key] for key in ("phase", "total", "done", "failed", "skipped", "nodes")} == {
+        "phase": "detecting", "total": 15, "done": 15, "failed": 2, "skipped": 0, "nodes": {ip: 15}}
+    assert {entry["name"] for entry in first_run["outputs"]} >= {"detections.jsonl", "summary.json"}
+
+
+def test_resume_skips_what_was_answered_and_tries_the_errors_again(first_run, data, reference, cluster):
+    out = first_run["out"]
+    broken = data / "a" / "broken.jpg"
+    shutil.copy(SAMPLES[1], broken)  # mended: this time it succeeds; empty.png fails again
+    session = DatasetSession([str(data / "a"), str(data / "b" / "*.jpg")], str(MODEL), out_dir=str(out),
+                             backend="tensor", resume=True)
+    session.start()
+    answer, items = follow(local(session))
+    assert answer["state"] == "finished", answer["error"]
+    assert [item["path"] for item in items[:-1]] in ([str(broken), str(data / "a" / "empty.png")],
+                                                     [str(data / "a" / "empty.png"), str(broken)])
+    summary = items[-1]
+    assert (summary["inputs"], summary["succeeded"], summary["failed"], summary["skipped"]) == (15, 1, 1, 13)
+    lines = journal_lines(out)
+    assert len(lines) == 15 and len({line["path"] for line in lines}) == 15  # one final line per file
+    mended = next(line for line in lines if line["path"] == str(broken))
+    assert {key: mended[key] for key in ("image", "detections")} == expected(reference, broken.read_bytes())
+    assert [line["path"] for line in lines if "error" in line] == [str(data / "a" / "empty.png")]
+
+
+def test_stop_mid_run_releases_the_detectors(cluster, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for copy in range(20):
+        for path in SAMPLES:
+            os.symlink(path, folder / f"{path.stem}_{copy}.jpg")
+    session = DatasetSession([str(folder)], str(MODEL), out_dir=str(tmp_path / "out"), backend="tensor", batch_size=2)
+    session.start()
+    cursor, deadline = 0, time.monotonic() + 180
+    while cursor == 0:
+        answer = session.poll(cursor, 1000, 1.0)
+        assert answer["state"] == "running", answer["error"]
+        assert time.monotonic() < deadline
+        cursor = answer["cursor"]
+    started = time.monotonic()
+    assert session.stop() == {"state": "stopped"}
+    assert time.monotonic() - started < 10
+    answer = session.poll(0, 1000)
+    summary = answer["items"][-1]
+    assert summary["type"] == "summary" and summary["stopped"] and summary["succeeded"] < 240
+    assert len(journal_lines(tmp_path / "out")) == summary["succeeded"]  # whole lines only
+    deadline = time.monotonic() + 30
+    while cluster.available_resources().get("CPU", 0) < 2:  # the detectors' and reads' CPUs come back
+        assert time.monotonic() < deadline, cluster.available_resources()
+        time.sleep(0.5)
+    from ray._private import state
+
+    alive = [actor["ActorClassName"] for actor in state.actors().values() if actor["State"] == "ALIVE"]
+    assert not [name for name in alive if "MapWorker" in name], alive
+
+
+def test_nothing_matching_fails_with_no_inputs(cluster, tmp_path):
+    session = DatasetSession([str(tmp_path / "nothing-here"), str(tmp_path / "*.jpg")], str(MODEL),
+                             out_dir=str(tmp_path / "out"))
+    session.start()
+    answer, items = follow(local(session), timeout=60)
+    assert answer["state"] == "failed" and answer["error"]["code"] == "no_inputs", answer["error"]
+    assert answer["error"]["message"].startswith(f"nothing matches {tmp_path / 'nothing-here'}, {tmp_path / '*.jpg'} "
+                                                 f"on the node")
+    assert items == [] and not (tmp_path / "out" / "detections.jsonl").exists()
+
+
+def test_a_model_that_is_not_on_the_nodes_is_named(cluster, data, tmp_path):
+    session = DatasetSession([str(data / "a")], "models/nope.pt", out_dir=str(tmp_path))
+    session.start()
+    answer, _ = follow(local(session), timeout=60)
+    assert answer["state"] == "failed" and answer["error"]["code"] == "model_not_on_every_node", answer["error"]
+    assert "the model models/nope.pt is on none of the nodes that can run it" in answer["error"]["message"]
