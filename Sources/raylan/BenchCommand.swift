@@ -98,10 +98,10 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     func validate() throws {
-        guard duration >= 1 else { throw ValidationError("--duration must be 1 second or more.") }
-        if let synthetic, synthetic < 1 { throw ValidationError("--synthetic must be 1 or more.") }
-        guard seedImages >= 1 else { throw ValidationError("--seed-images must be 1 or more.") }
-        guard onClusterImages >= 1 else { throw ValidationError("--on-cluster-images must be 1 or more.") }
+        try OptionCheck.atLeast(duration, 1, "--duration")
+        try OptionCheck.atLeast(synthetic, 1, "--synthetic")
+        try OptionCheck.atLeast(seedImages, 1, "--seed-images")
+        try OptionCheck.atLeast(onClusterImages, 1, "--on-cluster-images")
         if let onClusterDir, !onClusterDir.hasPrefix("/") {
             throw ValidationError(
                 "--on-cluster-dir must be an absolute path (the same on every node), not '\(onClusterDir)'.")
@@ -330,7 +330,10 @@ struct BenchCommand: AsyncParsableCommand {
             Terminal.out("best replicas × batch: \(bestSetting)")
         }
         if let figure = report.onCluster {
-            let onCluster = figure.onClusterImagesPerSecond.map { "\(f($0)) images/s" } ?? "not measured"
+            var onCluster = figure.onClusterImagesPerSecond.map { "\(f($0)) images/s" } ?? "not measured"
+            if let seconds = figure.onClusterSeconds, let startup = figure.onClusterStartupSeconds {
+                onCluster += " (\(f(seconds)) s, of which \(f(startup)) s the actors' start and model load)"
+            }
             Terminal.out(
                 "(6) the same \(figure.images) images: on the cluster (Ray Data) \(onCluster), streamed through the "
                     + "service \(f(figure.streamedImagesPerSecond)) images/s (\(r(figure.ratio)))"

@@ -107,6 +107,12 @@ struct DetectCommand: AsyncParsableCommand {
         name: .long, parsing: .unconditional,
         help: ArgumentHelp("--on-cluster images: CPUs per actor.", valueName: "c"))
     var cpusPerActor = 1.0
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp(
+            "Videos and --on-cluster images: frames or images per model call on the cluster (default 8 for videos, "
+                + "16 for images).", valueName: "n"))
+    var batchSize: Int?
     @OptionGroup var shrink: ShrinkOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var deployment: DeploymentOptions
@@ -115,40 +121,30 @@ struct DetectCommand: AsyncParsableCommand {
         guard !paths.isEmpty else {
             throw ValidationError("Give at least one image, folder or glob, e.g. 'raylan detect samples/'.")
         }
-        guard (0...1).contains(conf) else {
-            throw ValidationError("--conf must be a number from 0 to 1, not '\(conf)'.")
-        }
-        guard (0...1).contains(iou) else { throw ValidationError("--iou must be a number from 0 to 1, not '\(iou)'.") }
-        guard concurrency >= 1 else {
-            throw ValidationError("--concurrency must be a whole number of 1 or more, not '\(concurrency)'.")
-        }
+        try OptionCheck.fraction(conf, "--conf")
+        try OptionCheck.fraction(iou, "--iou")
+        try OptionCheck.atLeast(concurrency, 1, "--concurrency")
         if isVideo && !paths.allSatisfy(VideoSource.isVideo) {
             throw ValidationError("Give videos and streams, or images, not both in one run.")
         }
         if !isVideo && (vidStride != 1 || track != nil) {
             throw ValidationError("--vid-stride and --track are for videos and streams.")
         }
-        guard vidStride >= 1 else {
-            throw ValidationError("--vid-stride must be a whole number of 1 or more, not '\(vidStride)'.")
+        if batchSize != nil && !isVideo && !onCluster {
+            throw ValidationError(
+                "--batch-size is for videos and --on-cluster images; streamed images use --images-per-request.")
         }
-        guard reconnectAttempts >= 0 else {
-            throw ValidationError("--reconnect-attempts must be 0 or more, not '\(reconnectAttempts)'.")
-        }
-        if let actors, actors < 1 { throw ValidationError("--actors must be 1 or more, not '\(actors)'.") }
-        if let gpusPerActor, !(gpusPerActor >= 0 && gpusPerActor.isFinite) {
-            throw ValidationError("--gpus-per-actor must be 0 or more, not '\(gpusPerActor)'.")
-        }
-        guard cpusPerActor > 0 && cpusPerActor.isFinite else {
-            throw ValidationError("--cpus-per-actor must be more than 0, not '\(cpusPerActor)'.")
-        }
+        try OptionCheck.atLeast(vidStride, 1, "--vid-stride")
+        try OptionCheck.within(batchSize, isVideo ? VideoOptions.batchRange : 1...1024, "--batch-size")
+        try OptionCheck.atLeast(reconnectAttempts, 0, "--reconnect-attempts")
+        try OptionCheck.atLeast(actors, 1, "--actors")
+        try OptionCheck.amount(gpusPerActor, "--gpus-per-actor")
+        try OptionCheck.positive(cpusPerActor, "--cpus-per-actor")
         if onCluster && !isVideo, let relative = paths.first(where: { !$0.hasPrefix("/") }) {
             throw ValidationError(
                 "With --on-cluster, give paths as the cluster's nodes see them (absolute), not '\(relative)'.")
         }
-        guard (1...256).contains(imagesPerRequest) else {
-            throw ValidationError(
-                "--images-per-request must be a whole number from 1 to 256, not '\(imagesPerRequest)'.")
-        }
+        try OptionCheck.within(imagesPerRequest, 1...256, "--images-per-request")
     }
 
     /// Whether the inputs are videos or streams (all of them; a mix with images is refused in validate()).

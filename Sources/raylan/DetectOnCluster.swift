@@ -6,17 +6,9 @@ import RayLAN
 /// its progress and results.
 extension DetectCommand {
     /// Runs `body` in a task that Ctrl-C cancels (which stops the cluster side); exits 130 after a Ctrl-C.
-    func cancellableByCtrlC(_ body: @escaping @Sendable () async throws -> Void) async throws {
-        let work = Task { try await body() }
-        let interrupt = Interrupt.shared
-        interrupt.arm { work.cancel() }
-        let result = await work.result
-        interrupt.disarm()
-        if interrupt.wasPressed {
-            Terminal.error("\nInterrupted; the work on the cluster was stopped.")
-            throw ExitCode(ExitCodes.interrupted)
-        }
-        try result.get()
+    func cancellableByCtrlC<Value: Sendable>(_ body: @escaping @Sendable () async throws -> Value) async throws -> Value
+    {
+        try await Interrupt.shared.cancelling(saying: "Interrupted; the work on the cluster was stopped.", body)
     }
 
     /// Videos and streams, each in its own session, all at once; results to `--out` (a sub-folder per source
@@ -30,6 +22,7 @@ extension DetectCommand {
             detection: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), stride: vidStride,
             tracker: track, annotate: annotate, report: report)
         options.reconnectAttempts = reconnectAttempts
+        if let batchSize { options.batch = batchSize }
         if let problem = options.problem { throw ValidationError(problem + ".") }
         let videoOptions = options
         let outFolder = URL(fileURLWithPath: out ?? "raylan-out")
@@ -84,18 +77,15 @@ extension DetectCommand {
                     options: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), annotate: annotate,
                     resume: resume, clusterOutput: clusterOut, output: out.map { URL(fileURLWithPath: $0) })
                 run.actors = actors
+                if let batchSize { run.batchSize = batchSize }
                 run.gpusPerActor = gpusPerActor ?? deployment.gpusPerReplica
                 run.cpusPerActor = cpusPerActor
                 run.httpPort = self.deployment.servePort(for: connection)
                 let configured = run
                 let cluster = connection.cluster
                 let display = DetectProgressDisplay()
-                let box = LockedResult<ClusterDatasetRun.Summary>()
-                try await cancellableByCtrlC {
-                    box.set(try await configured.run(on: cluster) { display.show($0) })
-                }
+                summary = try await cancellableByCtrlC { try await configured.run(on: cluster) { display.show($0) } }
                 display.finish()
-                summary = box.value
             }
         }
         guard let summary else { return }
@@ -125,24 +115,13 @@ extension DetectCommand {
     }
 }
 
-/// A value set from inside a `@Sendable` closure.
-final class LockedResult<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: Value?
-    func set(_ value: Value) { lock.withLock { stored = value } }
-    var value: Value? { lock.withLock { stored } }
-}
-
 extension DetectProgressDisplay {
     /// A dataset run's events: the bar as for images.
     func show(_ event: ClusterDatasetRun.Event) {
         switch event {
         case .preparing(let line): Terminal.error("  \(line)")
         case .checking: Terminal.error("Looking the paths up on every node…")
-        case .progress(let progress):
-            step(
-                done: progress.done, total: progress.total, rate: progress.imagesPerSecond,
-                secondsLeft: progress.secondsLeft, failed: progress.failed, skipped: progress.skipped)
+        case .progress(let progress): step(progress)
         case .image: break
         case .downloaded(let url): Terminal.error("Downloaded \(url.path).")
         }

@@ -16,35 +16,33 @@ final class DetectProgressDisplay: @unchecked Sendable {
         case .deployStep(let step):
             Terminal.error("  \(step)")
         case .started(let progress):
-            if progress.skipped > 0 {
-                Terminal.error("Resuming: \(progress.skipped) inputs already answered, \(progress.total) to go.")
-            }
+            lock.withLock { sayResuming(progress) }
         case .answered(_, let progress):
             step(progress)
         }
     }
 
-    private func step(_ progress: DetectionRun.Progress) {
-        step(
-            done: progress.done, total: progress.total, rate: progress.imagesPerSecond,
-            secondsLeft: progress.secondsLeft, failed: progress.failed, skipped: 0)
+    /// Says once that a resumed run skips inputs, if it does.
+    private func sayResuming(_ progress: DetectionRun.Progress) {
+        if progress.skipped > 0 && !saidSkipped {
+            saidSkipped = true
+            Terminal.error("Resuming: \(progress.skipped) inputs already answered, \(progress.total) to go.")
+        }
     }
 
-    /// The bar (a terminal) or a line per 10% (otherwise). `skipped` (resumed) inputs are said once.
-    func step(done: Int, total: Int, rate: Double, secondsLeft: Double?, failed: Int, skipped: Int) {
+    /// The bar (a terminal) or a line per 10% (otherwise), a resumed run's skipped inputs said once first.
+    func step(_ progress: DetectionRun.Progress) {
         lock.lock()
         defer { lock.unlock() }
-        if skipped > 0 && !saidSkipped {
-            saidSkipped = true
-            Terminal.error("Resuming: \(skipped) inputs already answered, \(total) to go.")
-        }
+        sayResuming(progress)
+        let (done, total, failed, rate) = (progress.done, progress.total, progress.failed, progress.imagesPerSecond)
         if Terminal.stderrIsTerminal {
             let width = 30
             let filled = total > 0 ? width * min(done, total) / total : width
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
             let line = String(
-                format: "\r%@ %d/%d  %.1f img/s  ETA %.0f s  %d failed ", bar, done, total, rate, secondsLeft ?? 0,
-                failed)
+                format: "\r%@ %d/%d  %.1f img/s  ETA %.0f s  %d failed ", bar, done, total, rate,
+                progress.secondsLeft ?? 0, failed)
             FileHandle.standardError.write(Data(line.utf8))
             drewBar = true
         } else {

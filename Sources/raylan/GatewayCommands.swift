@@ -22,17 +22,10 @@ private func withGateway(
                 workingDirectory: directory, packageOptions: runtime?.packageOptions ?? PackageOptions(),
                 pip: runtime?.pip ?? [], environment: environment, httpPort: connection.defaultServePort,
                 progress: { Terminal.error($0) })
-            let work = Task { [gateway] in try await body(gateway) }
-            let interrupt = Interrupt.shared
-            interrupt.arm { work.cancel() }
-            let result = await work.result
-            interrupt.disarm()
-            if interrupt.wasPressed {
-                Terminal.error("\nInterrupted; the remote call was cancelled.")
-                throw ExitCode(ExitCodes.interrupted)
-            }
             do {
-                try result.get()
+                try await Interrupt.shared.cancelling(saying: "Interrupted; the remote call was cancelled.") {
+                    [gateway] in try await body(gateway)
+                }
             } catch let error as GatewayError where error.isRemoteFailure && !error.isUsageError {
                 if let remote = error.remote, !remote.traceback.isEmpty { Terminal.error(remote.traceback) }
                 Terminal.error("Error: \(error)")
@@ -114,9 +107,7 @@ struct CallCommand: AsyncParsableCommand {
         else {
             throw ValidationError("'\(function)' is not module:function. Example: raylan call tasks:gpu_task.")
         }
-        if let timeout, !(timeout > 0 && timeout.isFinite) {
-            throw ValidationError("--timeout must be more than 0 seconds, not '\(timeout)'.")
-        }
+        try OptionCheck.positive(timeout, "--timeout", unit: "seconds")
         for argument in arguments { _ = try parse(argument) }
     }
 
@@ -413,6 +404,8 @@ struct ActorCommand: AsyncParsableCommand {
         @Argument(help: ArgumentHelp("The method.", valueName: "method")) var method: String
         @Argument(help: ArgumentHelp("Its arguments: JSON, @FILE or ref:ID.", valueName: "arg"))
         var arguments: [String] = []
+
+        func validate() throws { try OptionCheck.positive(timeout, "--timeout", unit: "seconds") }
 
         func run() async throws {
             let arguments = try arguments.map { try RemoteArgument(parsing: $0) }

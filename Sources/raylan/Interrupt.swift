@@ -5,6 +5,7 @@
 #elseif canImport(Musl)
     import Musl
 #endif
+import ArgumentParser
 import Dispatch
 
 /// Catches Ctrl-C (SIGINT) while a task runs: the first press runs the armed action (cancels the task), a
@@ -48,4 +49,30 @@ final class Interrupt: @unchecked Sendable {
 
     /// Whether Ctrl-C was pressed since the last `arm`.
     var wasPressed: Bool { queue.sync { presses > 0 } }
+}
+
+extension Interrupt {
+    /// Runs `body` as a task that the next Ctrl-C cancels: its result, and whether Ctrl-C was pressed.
+    func run<Value: Sendable>(
+        _ body: @escaping @Sendable () async throws -> Value
+    ) async -> (result: Result<Value, any Error>, pressed: Bool) {
+        let work = Task { try await body() }
+        arm { work.cancel() }
+        let result = await work.result
+        disarm()
+        return (result, wasPressed)
+    }
+
+    /// Runs `body` as a task that the next Ctrl-C cancels; after a press, says `interrupted` on stderr and exits
+    /// 130, else returns what `body` returned (or throws what it threw).
+    func cancelling<Value: Sendable>(
+        saying interrupted: String, _ body: @escaping @Sendable () async throws -> Value
+    ) async throws -> Value {
+        let (result, pressed) = await run(body)
+        if pressed {
+            Terminal.error("\n" + interrupted)
+            throw ExitCode(ExitCodes.interrupted)
+        }
+        return try result.get()
+    }
 }

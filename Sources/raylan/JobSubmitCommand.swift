@@ -88,12 +88,8 @@ struct JobSubmitCommand: AsyncParsableCommand {
     /// reached Ray already.
     func submit(_ spec: JobSpec, _ cluster: RayCluster) async throws -> JobSubmission {
         let id = spec.submissionID ?? ""
-        let submitting = Task { try await cluster.submit(spec) }
-        let interrupt = Interrupt.shared
-        interrupt.arm { submitting.cancel() }
-        let result = await submitting.result
-        interrupt.disarm()
-        guard interrupt.wasPressed else { return try result.get() }
+        let (result, pressed) = await Interrupt.shared.run { try await cluster.submit(spec) }
+        guard pressed else { return try result.get() }
         if case .success = result {
             Terminal.error(
                 "\nSubmitted job \(id); not following it. Follow it with 'raylan job logs \(id) --follow'; "
@@ -109,16 +105,12 @@ struct JobSubmitCommand: AsyncParsableCommand {
     /// Streams the log until the job ends; on Ctrl-C asks whether to stop the job.
     func follow(_ id: String, _ cluster: RayCluster) async throws -> JobInfo {
         let json = output.json
-        let following = Task {
+        let (result, pressed) = await Interrupt.shared.run {
             for try await line in cluster.logLines(of: id, follow: true) {
                 if json { Terminal.error(line) } else { Terminal.out(line) }
             }
         }
-        let interrupt = Interrupt.shared
-        interrupt.arm { following.cancel() }
-        let result = await following.result
-        interrupt.disarm()
-        if interrupt.wasPressed {
+        if pressed {
             if stopOnInterrupt || Terminal.confirm("\nStop job \(id)?") {
                 try await cluster.stopJob(id)
                 let info = try await cluster.waitForCompletion(of: id, timeout: .seconds(60))

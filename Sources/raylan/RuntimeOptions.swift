@@ -98,11 +98,7 @@ struct RuntimeOptions: ParsableArguments {
     }
 
     static func amount(_ value: Double?, flag: String) throws -> Double? {
-        guard let value else { return nil }
-        guard value >= 0, value.isFinite else {
-            throw ValidationError(
-                "\(flag) must be a number of 0 or more, not '\(value)'. Example: \(flag) 1 or \(flag) 0.5.")
-        }
+        try OptionCheck.amount(value, flag, example: "\(flag) 1 or \(flag) 0.5")
         return value
     }
 

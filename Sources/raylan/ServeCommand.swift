@@ -107,23 +107,13 @@ struct DeploymentOptions: ParsableArguments {
     func validate() throws {
         if keyFile != nil && `public` { throw ValidationError("Give --key-file or --public, not both.") }
         if let keyFile { _ = try ServiceKey.read(file: keyFile) }
-        if let gpusPerReplica, !(gpusPerReplica >= 0 && gpusPerReplica.isFinite) {
-            throw ValidationError("--gpus-per-replica must be a number of 0 or more, not '\(gpusPerReplica)'.")
-        }
-        guard maxBatch >= 1 else { throw ValidationError("--max-batch must be 1 or more, not \(maxBatch).") }
-        if let maxQueuedRequests, maxQueuedRequests < 0 {
-            throw ValidationError("--max-queued-requests must be 0 or more, not \(maxQueuedRequests).")
-        }
-        if let maxReplicasPerNode, maxReplicasPerNode < 1 {
-            throw ValidationError("--max-replicas-per-node must be 1 or more, not \(maxReplicasPerNode).")
-        }
-        guard batchWaitMs >= 0 && batchWaitMs.isFinite else {
-            throw ValidationError("--batch-wait-ms must be 0 or more, not '\(batchWaitMs)'.")
-        }
-        if let imgsz, imgsz < 32 { throw ValidationError("--imgsz must be 32 or more, not \(imgsz).") }
-        if let port, !(1...65535).contains(port) {
-            throw ValidationError("--port must be from 1 to 65535, not \(port).")
-        }
+        try OptionCheck.amount(gpusPerReplica, "--gpus-per-replica")
+        try OptionCheck.atLeast(maxBatch, 1, "--max-batch")
+        try OptionCheck.atLeast(maxQueuedRequests, 0, "--max-queued-requests")
+        try OptionCheck.atLeast(maxReplicasPerNode, 1, "--max-replicas-per-node")
+        try OptionCheck.amount(batchWaitMs, "--batch-wait-ms")
+        try OptionCheck.atLeast(imgsz, 32, "--imgsz")
+        try OptionCheck.within(port, 1...65535, "--port")
     }
 
     /// `--key-file`'s key, when given.

@@ -48,6 +48,8 @@ extension RayClusterTests.Main {
             #expect(onCluster.images == 36 && onCluster.skipped == nil, "\(onCluster)")
             #expect((onCluster.onClusterImagesPerSecond ?? 0) > 0 && onCluster.streamedImagesPerSecond > 0)
             #expect(onCluster.nodes?.values.reduce(0, +) == 36, "\(onCluster)")
+            let startup = try #require(onCluster.onClusterStartupSeconds, "\(onCluster)")
+            #expect(startup > 0 && startup < (onCluster.onClusterSeconds ?? 0), "\(onCluster)")
             #expect(
                 (try? FileManager.default.contentsOfDirectory(atPath: folder.path).filter {
                     $0.hasPrefix("raylan-bench-")

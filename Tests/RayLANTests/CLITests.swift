@@ -159,6 +159,14 @@ extension RayClusterTests.Main {
                 (["job", "submit", "--"], "The entrypoint is missing"),
                 (["status", "--address", "gpu-box:99999"], "is not a port number"),
                 (["status", "--address", "ftp://gpu-box"], "is not supported"),
+                (["actor", "call", "--timeout", "0", "counter", "get"], "--timeout must be more than 0 seconds"),
+                (["detect", "photo.jpg", "--batch-size", "4"], "--batch-size is for videos and --on-cluster images"),
+                (
+                    ["detect", "--on-cluster", "/data", "--batch-size", "0"],
+                    "--batch-size must be a whole number from 1"
+                ),
+                (["detect", "clip.mp4", "--batch-size", "65"], "--batch-size must be a whole number from 1 to 64"),
+                (["serve", "deploy", "--port", "70000"], "--port must be a whole number from 1 to 65535"),
             ])
         func badInput(arguments: [String], expected: String) async throws {
             let home = try TestEnvironment.makeTemporaryDirectory("raylan-home")

@@ -11,20 +11,7 @@ extension RayClusterTests.Main {
         static let samples = DetectionTests.samples
 
         /// Events as they arrive, for assertions after the run.
-        final class Recorder: @unchecked Sendable {
-            private let lock = NSLock()
-            private var stored: [DetectionRun.Event] = []
-            func record(_ event: DetectionRun.Event) { lock.withLock { stored.append(event) } }
-            var events: [DetectionRun.Event] { lock.withLock { stored } }
-            var started: [DetectionRun.Progress] {
-                events.compactMap { if case .started(let progress) = $0 { progress } else { nil } }
-            }
-            var answered: [(DetectionRecord, DetectionRun.Progress)] {
-                events.compactMap {
-                    if case .answered(let record, let progress) = $0 { (record, progress) } else { nil }
-                }
-            }
-        }
+        typealias Recorder = EventRecorder<DetectionRun.Event>
 
         static func sampleInputs() -> [DetectionInput] { DetectionInput.expand([samples.path]).inputs }
 
@@ -195,5 +182,14 @@ struct DetectionValueTests {
         let underlying = try #require(failure?.underlying)
         #expect(failure?.code == .unreachable)
         #expect(ConnectionFailure(underlying) == .refused, "\(underlying)")
+    }
+}
+
+extension EventRecorder where Event == DetectionRun.Event {
+    var started: [DetectionRun.Progress] {
+        events.compactMap { if case .started(let progress) = $0 { progress } else { nil } }
+    }
+    var answered: [(DetectionRecord, DetectionRun.Progress)] {
+        events.compactMap { if case .answered(let record, let progress) = $0 { (record, progress) } else { nil } }
     }
 }

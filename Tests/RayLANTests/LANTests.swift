@@ -161,10 +161,14 @@ extension RayClusterTests {
                 // only the head has (a tmpfs mounted in the head's namespace) is refused, naming the path and nodes.
                 let export = root.appendingPathComponent("nfs-export")
                 try FileManager.default.createDirectory(at: export, withIntermediateDirectories: true)
-                let names = (0..<8).map { String(format: "shapes_%02d.jpg", $0) }
+                // 48 files (four copies of the 12 samples) in batches of 2: more batches than one detector takes in
+                // flight, so that both detectors get work.
+                let originals = (0..<12).map { String(format: "shapes_%02d.jpg", $0) }
+                let names = (0..<4).flatMap { copy in originals.map { "copy\(copy)-\($0)" } }
                 for name in names {
                     try FileManager.default.copyItem(
-                        atPath: samples + "/" + name, toPath: export.appendingPathComponent(name).path)
+                        atPath: samples + "/" + String(name.drop { $0 != "-" }.dropFirst()),
+                        toPath: export.appendingPathComponent(name).path)
                 }
                 let sharedMount = root.appendingPathComponent("mnt-shared").path
                 let headOnly = root.appendingPathComponent("mnt-head-only").path
@@ -184,34 +188,33 @@ extension RayClusterTests {
                     on: "client",
                     [
                         "detect", "--on-cluster", sharedMount, "--out", datasetOut, "--actors", "2",
-                        "--gpus-per-actor", "0", "--json",
+                        "--batch-size", "2", "--gpus-per-actor", "0", "--json",
                     ] + auth, home: home("client"), timeout: .seconds(600))
                 #expect(onCluster.status == 0, "\(onCluster)")
                 let datasetSummary = try? JSONDecoder().decode(
                     ClusterDatasetRun.Summary.self, from: Data(onCluster.stdout.utf8))
                 #expect(datasetSummary?.succeeded == names.count, "\(onCluster)")
-                // Every file answered once, by a node of the cluster. (Eight files fit one Ray Data batch of 16, so one
-                // actor may take them all: which nodes worked is printed, not required.)
+                // Every file answered once, by the detectors of both nodes.
                 #expect(datasetSummary?.nodes.values.reduce(0, +) == names.count, "\(onCluster)")
-                let workedOn = Set(datasetSummary?.nodes.keys.map { $0 } ?? [])
-                #expect(workedOn.isSubset(of: [head.address, worker.address]), "\(workedOn)")
+                let workedOn = Set(datasetSummary?.nodes.filter { $0.value > 0 }.keys.map { $0 } ?? [])
+                #expect(workedOn == [head.address, worker.address], "\(datasetSummary?.nodes ?? [:])")
                 print("LAN --on-cluster: images per node \(datasetSummary?.nodes ?? [:])")
                 let served = DetectionJournal.read(URL(fileURLWithPath: out).appendingPathComponent("detections.jsonl"))
                 let onClusterLines = try String(contentsOfFile: datasetOut + "/detections.jsonl", encoding: .utf8)
                     .split(separator: "\n").map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
                 #expect(onClusterLines.count == names.count)
                 for line in onClusterLines {
-                    let name = (line["path"]?.stringValue ?? "" as String).split(separator: "/").last.map(String.init)
+                    let name = (line["path"]?.stringValue ?? "" as String).split(separator: "-").last.map(String.init)
                     let expected = try #require(served.first { $0.path.hasSuffix("/" + (name ?? "?")) }?.result)
                     let got = try JSONDecoder().decode(
                         [Detection].self, from: JSONEncoder().encode(line["detections"] ?? .array([])))
-                    #expect(got.map(\.classID) == expected.detections.map(\.classID), "\(name ?? "?")")
                     // The streamed run shrank each file to the model's size first (--max-side auto), so boxes agree
-                    // as the bench's shrink agreement measures it (same class, IoU ≥ 0.9), not to the pixel.
+                    // as the bench's shrink agreement measures it (one to one, same class, IoU ≥ 0.9), not to the
+                    // pixel, and two boxes with scores a hair apart may come in either order.
+                    let agreement = DetectionAgreement(reference: expected.detections, candidate: got)
                     #expect(
-                        zip(got, expected.detections).allSatisfy {
-                            RayClusterTests.Main.DetectionTests.iou($0.box, $1.box) >= 0.9
-                        }, "\(name ?? "?"): \(got) vs \(expected.detections)")
+                        agreement.matched == expected.detections.count && agreement.matched == got.count,
+                        "\(name ?? "?"): \(got) vs \(expected.detections)")
                 }
                 let refused = try await lab.raylan(
                     on: "client", ["detect", "--on-cluster", headOnly, "--gpus-per-actor", "0"] + auth,

@@ -81,8 +81,13 @@ extension RayClusterTests.Main {
             let journal = try Self.lines(folder.appendingPathComponent("on-cluster/detections.jsonl"))
             #expect(journal[images.appendingPathComponent("broken.jpg").path]?["error"]?["code"] != nil, "\(journal)")
             run.resume = true
-            let second = try await cluster.withConnection { ray in try await run.run(on: ray) }
+            let recorder = EventRecorder<ClusterDatasetRun.Event>()
+            let second = try await cluster.withConnection { ray in try await run.run(on: ray, events: recorder.record) }
             #expect(second.skipped == 3 && second.failed == 1 && second.succeeded == 0, "\(second)")
+            // Progress as a streamed run counts it: the resumed run has the one failed file to do, and does it.
+            let progress = recorder.events.compactMap { if case .progress(let p) = $0 { p } else { nil } }
+            #expect(progress.allSatisfy { $0.total == 1 && $0.skipped == 3 && $0.done <= 1 }, "\(progress)")
+            #expect(progress.last?.done == 1 && progress.last?.failed == 1, "\(progress)")
             let after = try Self.lines(folder.appendingPathComponent("on-cluster/detections.jsonl"))
             #expect(after.count == 4)
 

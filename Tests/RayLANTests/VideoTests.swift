@@ -109,19 +109,17 @@ enum VideoFixture {
     }
 
     /// Events as they arrive.
-    final class Recorder: @unchecked Sendable {
-        private let lock = NSLock()
-        private var stored: [VideoEvent] = []
-        func record(_ event: VideoEvent) { lock.withLock { stored.append(event) } }
-        var events: [VideoEvent] { lock.withLock { stored } }
-        var frames: [FrameResult] { events.compactMap { if case .frame(let frame) = $0 { frame } else { nil } } }
-        var reconnects: Int { events.filter { if case .reconnecting = $0 { true } else { false } }.count }
-        var summary: VideoSummary? {
-            events.lazy.compactMap { if case .finished(let summary) = $0 { summary } else { nil } }.first
-        }
-        var uploads: [(Int, Int)] {
-            events.compactMap { if case .uploading(let sent, let total) = $0 { (sent, total) } else { nil } }
-        }
+    typealias Recorder = EventRecorder<VideoEvent>
+}
+
+extension EventRecorder where Event == VideoEvent {
+    var frames: [FrameResult] { events.compactMap { if case .frame(let frame) = $0 { frame } else { nil } } }
+    var reconnects: Int { events.filter { if case .reconnecting = $0 { true } else { false } }.count }
+    var summary: VideoSummary? {
+        events.lazy.compactMap { if case .finished(let summary) = $0 { summary } else { nil } }.first
+    }
+    var uploads: [(Int, Int)] {
+        events.compactMap { if case .uploading(let sent, let total) = $0 { (sent, total) } else { nil } }
     }
 }
 
@@ -219,13 +217,12 @@ extension RayClusterTests.Main {
                 #expect(first.chunks.count == 5)
                 // The upload broke after its first pieces: the third one never reached the cluster.
                 try await gateway.free(first.chunks[2])
-                final class Progress: @unchecked Sendable { var values: [Int] = [] }
-                let progress = Progress()
+                let progress = EventRecorder<Int>()
                 let second = try await VideoUpload.upload(
                     file, via: gateway, home: home, pieceBytes: 64 * 1024,
-                    progress: { sent, _ in progress.values.append(sent) })
-                #expect(progress.values.first == 300_000 - 64 * 1024, "\(progress.values)")
-                #expect(progress.values.last == 300_000)
+                    progress: { sent, _ in progress.record(sent) })
+                #expect(progress.events.first == 300_000 - 64 * 1024, "\(progress.events)")
+                #expect(progress.events.last == 300_000)
                 #expect(second.chunks.count == 5)
                 #expect(second.chunks[0] == first.chunks[0] && second.chunks[4] == first.chunks[4])
                 #expect(second.chunks[2] != first.chunks[2])

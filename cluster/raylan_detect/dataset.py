@@ -70,6 +70,8 @@ RESOURCE_WAIT_S = 30.0
 LIST_TIMEOUT_S = 600.0
 #: The most Ray Data blocks the paths are cut into (each block is one read task).
 MAX_BLOCKS = 10_000
+#: Seconds a pool of a given size (`actors`) has for all its detectors to start before detection fails.
+ACTORS_START_S = 300
 #: Missing files named in a path_not_on_every_node message.
 SHOWN_MISSING = 1
 REMEDY_NOT_EVERYWHERE = ("Put the data on a mount every node has at the same path (NFS/SMB), copy it to every node, "
@@ -624,6 +626,10 @@ class DatasetSession(Session):
                                        if gpus else len(hosts))
                 context = ray.data.DataContext.get_current()
                 context.enable_progress_bars = False
+                if self.actors is not None:
+                    # A pool of a given size: its detectors all start (load the model) before the first batch goes
+                    # out, so that the work spreads over them, not to whichever came up first.
+                    context.wait_for_min_actors_s = ACTORS_START_S
                 blocks = max(1, min(MAX_BLOCKS, math.ceil(len(pending) / self.batch_size)))
                 dataset = ray.data.from_items([{"path": path} for path in pending], override_num_blocks=blocks)
                 # A few read tasks per node and per detector: reading is quick next to detecting, and each task

@@ -478,8 +478,9 @@ class VideoSession(Session):
                     if attempt > self.reconnect_attempts:
                         self._reader_error = SessionError(
                             "stream_lost", f"the stream {redact(self.source)} was lost after {self.reconnect_attempts} "
-                            "reconnection attempts", "Check that the stream is up and reachable from the cluster "
-                            "node; raise reconnect_attempts or max_reconnect_delay for a source that drops out longer.")
+                            "reconnection attempts", "Check that the stream is up and reachable from the cluster's "
+                            "head node; for a source that drops out longer, allow more attempts (raylan detect "
+                            "--reconnect-attempts N; reconnect_attempts and max_reconnect_delay here).")
                         return
                     delay = min(self.reconnect_delay * 2 ** (attempt - 1), self.max_reconnect_delay)
                     self.emit({"type": "event", "event": "reconnecting", "attempt": attempt,

@@ -57,6 +57,7 @@ extension Benchmark {
             let seconds = (clock.now - onClusterStart).seconds
             figure.onClusterSeconds = seconds
             figure.onClusterImagesPerSecond = seconds > 0 ? Double(summary.succeeded) / seconds : 0
+            figure.onClusterStartupSeconds = summary.startupSeconds
             figure.nodes = summary.nodes
             if streamed.succeeded != count || summary.succeeded != count {
                 figure.skipped =
@@ -79,6 +80,8 @@ extension BenchmarkReport {
         public var streamedImagesPerSecond: Double
         public var onClusterSeconds: Double?
         public var onClusterImagesPerSecond: Double?
+        /// Of ``onClusterSeconds``, those before the first answers: the actors' start and model load.
+        public var onClusterStartupSeconds: Double?
         /// Images each node's Ray Data actors detected.
         public var nodes: [String: Int]?
         /// Why the on-cluster figure is missing or not comparable.

@@ -63,9 +63,12 @@ public struct DetectionRun: Sendable {
         public var skipped: Int
         /// Seconds since the first request.
         public var seconds: Double
+        /// The rate as measured where the work runs, when it is not ``done`` over ``seconds``: a
+        /// ``ClusterDatasetRun`` counts from the first answers, the detectors' start left out.
+        public var measuredRate: Double? = nil
 
         /// Answered inputs per second.
-        public var imagesPerSecond: Double { seconds > 0 ? Double(done) / seconds : 0 }
+        public var imagesPerSecond: Double { measuredRate ?? (seconds > 0 ? Double(done) / seconds : 0) }
         /// Seconds left at the current rate; nil before the first answer.
         public var secondsLeft: Double? {
             imagesPerSecond > 0 ? Double(total - done) / imagesPerSecond : nil

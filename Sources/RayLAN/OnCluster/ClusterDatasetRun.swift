@@ -16,33 +16,6 @@ import Foundation
 /// Plain local paths must exist on every node (Ray Data reads on any node): a path that some node lacks fails the
 /// run at once with ``OnClusterError`` `pathNotOnEveryNode`, naming the path and the nodes.
 public struct ClusterDatasetRun: Sendable {
-    /// How far the run is.
-    public struct Progress: Sendable, Hashable, Codable {
-        public var total: Int
-        public var done: Int
-        public var failed: Int
-        public var skipped: Int
-        public var imagesPerSecond: Double
-        /// Seconds left at the current rate.
-        public var secondsLeft: Double?
-
-        enum CodingKeys: String, CodingKey {
-            case total, done, failed, skipped
-            case imagesPerSecond = "images_per_s"
-            case secondsLeft = "eta_s"
-        }
-
-        public init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            total = try container.decodeIfPresent(Int.self, forKey: .total) ?? 0
-            done = try container.decodeIfPresent(Int.self, forKey: .done) ?? 0
-            failed = try container.decodeIfPresent(Int.self, forKey: .failed) ?? 0
-            skipped = try container.decodeIfPresent(Int.self, forKey: .skipped) ?? 0
-            imagesPerSecond = try container.decodeIfPresent(Double.self, forKey: .imagesPerSecond) ?? 0
-            secondsLeft = try container.decodeIfPresent(Double.self, forKey: .secondsLeft)
-        }
-    }
-
     /// The run's end.
     public struct Summary: Sendable, Hashable, Codable {
         public var inputs: Int
@@ -81,7 +54,9 @@ public struct ClusterDatasetRun: Sendable {
         case checking
         /// One image's line (as in `detections.jsonl`).
         case image(JSONValue)
-        case progress(Progress)
+        /// How far detection is, as for streamed images: `total` and `done` leave out what a resumed run
+        /// ``skipped``; the rate counts from the first answers (the detectors' start left out).
+        case progress(DetectionRun.Progress)
         /// A result file downloaded to this machine.
         case downloaded(URL)
     }
@@ -170,6 +145,7 @@ public struct ClusterDatasetRun: Sendable {
             var cursor = 0
             var summary: Summary?
             var lastProgress: JSONValue?
+            let started = ContinuousClock.now
             while true {
                 let poll = try await session.poll(cursor: cursor, wait: pollWait)
                 cursor = poll.cursor
@@ -181,11 +157,16 @@ public struct ClusterDatasetRun: Sendable {
                     default: break
                     }
                 }
-                if let progress = poll.progress, progress != lastProgress, progress["total"] != nil {
+                if let progress = poll.progress, progress != lastProgress, let total = progress["total"]?.doubleValue {
                     lastProgress = progress
-                    if let decoded = try? JSONDecoder().decode(Progress.self, from: JSONEncoder().encode(progress)) {
-                        events(.progress(decoded))
-                    }
+                    let count = { (key: String) in Int(progress[key]?.doubleValue ?? 0) }
+                    let skipped = count("skipped")
+                    events(
+                        .progress(
+                            DetectionRun.Progress(
+                                total: Int(total) - skipped, done: count("done") - skipped, failed: count("failed"),
+                                skipped: skipped, seconds: (ContinuousClock.now - started).seconds,
+                                measuredRate: progress["images_per_s"]?.doubleValue)))
                 }
                 if poll.state.isTerminal && poll.items.isEmpty {
                     if let error = poll.error { throw error.error }

@@ -17,8 +17,10 @@ public struct VideoOptions: Sendable, Hashable {
     public var annotate: Bool
     /// Per-class counts over time (`report.json`, and a ``VideoEvent/report(_:)``). Default false.
     public var report: Bool
-    /// Frames per detection request. Default 8.
+    /// Frames per detection request, from ``batchRange``. Default 8.
     public var batch: Int
+    /// The frames a detection request may hold.
+    public static let batchRange = 1...64
     /// For a live stream: frames held while the detector is busy; older ones are dropped (and counted). Default 16.
     public var buffer: Int
     /// For a live stream: reconnection attempts after it breaks, waiting ``reconnectDelay`` and doubling up to
@@ -46,7 +48,10 @@ public struct VideoOptions: Sendable, Hashable {
     /// What is wrong with the options, if anything (a usage error).
     public var problem: String? {
         if stride < 1 { return "--vid-stride must be a whole number of 1 or more, not \(stride)" }
-        if !(1...64).contains(batch) { return "the batch must be from 1 to 64 frames, not \(batch)" }
+        if !Self.batchRange.contains(batch) {
+            return
+                "the batch must be from \(Self.batchRange.lowerBound) to \(Self.batchRange.upperBound) frames, not \(batch)"
+        }
         if buffer < 1 { return "the live buffer must hold at least 1 frame, not \(buffer)" }
         if reconnectAttempts < 0 { return "reconnection attempts cannot be negative" }
         return nil
