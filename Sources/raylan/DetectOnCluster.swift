@@ -39,13 +39,17 @@ extension DetectCommand {
                 let key = try deployment.key()
                 let cluster = connection.cluster
                 let display = VideoProgressDisplay(json: json)
+                let runs = zip(sources, names).map { source, name in
+                    VideoRun(
+                        source: source, service: service, options: videoOptions, key: key,
+                        output: sources.count == 1 ? outFolder : outFolder.appendingPathComponent(name),
+                        clusterOutput: clusterOut.map { sources.count == 1 ? $0 : $0 + "/" + name })
+                }
                 try await cancellableByCtrlC {
+                    // Several sources share one service and gateway: deployed once, before they start.
+                    if runs.count > 1 { try await runs[0].prepare(on: cluster) { display.show($0, source: names[0]) } }
                     try await withThrowingTaskGroup(of: Void.self) { group in
-                        for (source, name) in zip(sources, names) {
-                            let folder = sources.count == 1 ? outFolder : outFolder.appendingPathComponent(name)
-                            let run = VideoRun(
-                                source: source, service: service, options: videoOptions, key: key, output: folder,
-                                clusterOutput: clusterOut.map { sources.count == 1 ? $0 : $0 + "/" + name })
+                        for (run, name) in zip(runs, names) {
                             group.addTask {
                                 do {
                                     try await run.run(on: cluster) { display.show($0, source: name) }
@@ -58,7 +62,6 @@ extension DetectCommand {
                         try await group.waitForAll()
                     }
                 }
-                display.finish()
                 if display.failures > 0 { throw ExitCode(Self.someInputsFailed) }
             }
         }
@@ -106,11 +109,17 @@ extension DetectCommand {
 
     /// The names made unique (`cam`, `cam-2`, …) for per-source folders.
     static func uniqueNames(_ names: [String]) -> [String] {
-        var seen: [String: Int] = [:]
+        var taken = Set<String>()
         return names.map { raw in
             let name = raw.isEmpty ? "source" : raw
-            seen[name, default: 0] += 1
-            return seen[name]! == 1 ? name : "\(name)-\(seen[name]!)"
+            var unique = name
+            var copy = 1
+            while taken.contains(unique) {
+                copy += 1
+                unique = "\(name)-\(copy)"
+            }
+            taken.insert(unique)
+            return unique
         }
     }
 }
@@ -134,7 +143,6 @@ final class VideoProgressDisplay: @unchecked Sendable {
     private let lock = NSLock()
     private let json: Bool
     private var lastLine: [String: ContinuousClock.Instant] = [:]
-    private var frameCounts: [String: JSONValue] = [:]
     private(set) var failures = 0
 
     init(json: Bool) { self.json = json }
@@ -154,18 +162,16 @@ final class VideoProgressDisplay: @unchecked Sendable {
             Terminal.error("\(source): \(kind) \(size)\(rate) opened on the cluster.")
         case .frame(let frame):
             if json {
-                var line: [String: JSONValue] = [
-                    "source": .string(source), "frame": .number(Double(frame.frame)), "time": .number(frame.time),
-                ]
-                if let data = try? JSONEncoder().encode(frame.detections),
-                    let detections = try? JSONDecoder().decode(JSONValue.self, from: data)
-                {
-                    line["detections"] = detections
+                struct Line: Encodable {
+                    var source: String
+                    var frame: Int
+                    var time: Double
+                    var detections: [Detection]
                 }
-                Terminal.jsonLine(JSONValue.object(line))
+                Terminal.jsonLine(
+                    Line(source: source, frame: frame.frame, time: frame.time, detections: frame.detections))
             }
         case .progress(let progress):
-            frameCounts[source] = progress
             let clock = ContinuousClock()
             let now = clock.now
             let interval: Duration = Terminal.stderrIsTerminal ? .milliseconds(500) : .seconds(10)
@@ -201,6 +207,4 @@ final class VideoProgressDisplay: @unchecked Sendable {
         failures += 1
         Terminal.error("\(source): Error: \(error)")
     }
-
-    func finish() {}
 }

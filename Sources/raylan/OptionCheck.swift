@@ -34,10 +34,11 @@ enum OptionCheck {
         }
     }
 
-    /// A finite number of more than 0 (`unit` follows the 0: "seconds").
+    /// A number of more than 0 and below 10⁹ (`unit` follows the 0: "seconds").
     static func positive(_ value: Double?, _ flag: String, unit: String? = nil) throws {
-        if let value, !(value > 0 && value.isFinite) {
-            throw ValidationError("\(flag) must be more than 0\(unit.map { " " + $0 } ?? ""), not '\(value)'.")
+        if let value, !(value > 0 && value < 1e9) {
+            throw ValidationError(
+                "\(flag) must be more than 0\(unit.map { " " + $0 } ?? "") and below 1000000000, not '\(value)'.")
         }
     }
 }

@@ -160,6 +160,7 @@ extension RayClusterTests.Main {
                 (["status", "--address", "gpu-box:99999"], "is not a port number"),
                 (["status", "--address", "ftp://gpu-box"], "is not supported"),
                 (["actor", "call", "--timeout", "0", "counter", "get"], "--timeout must be more than 0 seconds"),
+                (["call", "--timeout", "1e17", "tasks:noop"], "--timeout must be more than 0 seconds and below"),
                 (["detect", "photo.jpg", "--batch-size", "4"], "--batch-size is for videos and --on-cluster images"),
                 (
                     ["detect", "--on-cluster", "/data", "--batch-size", "0"],

@@ -52,7 +52,7 @@ from raylan_common import compat  # noqa: F401 - before any @serve.ingress: Fast
 from raylan_common.http import BadContentLength, BodyTooLarge, ServiceKey, forget_ray_auth_token, service_key
 from raylan_common.http import read_body as common_read_body
 
-from .backend import Backend, Options, Prediction
+from .backend import Backend, Options, Prediction, inference_failed, predict_each
 from .codec import (DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, Header, ImageError, configure_pil,
                     decode, inspect, split_frames, too_large)
 from .tensor import load_backend
@@ -257,30 +257,6 @@ def decode_encoded(backend: Any, items: list, max_pixels: int, max_decoded_bytes
     return out, (time.perf_counter() - start) / len(encoded)
 
 
-def inference_failed(error: Exception) -> ImageError:
-    return ImageError("inference_failed", f"the model failed on this image: {type(error).__name__}: "
-                                          f"{str(error)[:200]}")
-
-
-async def predict_each(backend: Any, pixels: list[Any], options: Options) -> list[Prediction | ImageError]:
-    """Predicts the images together; if that raises, each on its own, so that one image the model cannot
-    take fails alone (inference_failed) and the others still get their detections."""
-    try:
-        return await asyncio.to_thread(backend.predict, pixels, options)
-    except Exception as error:  # noqa: BLE001 - answered per image below
-        if len(pixels) == 1:
-            return [inference_failed(error)]
-        logger.warning("A batch of %d images failed (%s); predicting them one by one.", len(pixels),
-                       type(error).__name__)
-    outcomes: list[Prediction | ImageError] = []
-    for one in pixels:
-        try:
-            outcomes.append((await asyncio.to_thread(backend.predict, [one], options))[0])
-        except Exception as error:  # noqa: BLE001 - this image's own error
-            outcomes.append(inference_failed(error))
-    return outcomes
-
-
 def positive(args: dict, name: str, default: int) -> int:
     value = int(args.get(name, default))
     if value < 1:
@@ -348,7 +324,8 @@ class Detector:
             indices = [i for i in indices if results[i] is None]
             if not indices:
                 continue
-            outcomes = await predict_each(self.backend, [pixels[i] for i in indices], items[indices[0]].options)
+            outcomes = await asyncio.to_thread(
+                predict_each, self.backend, [pixels[i] for i in indices], items[indices[0]].options)
             for i, outcome in zip(indices, outcomes):
                 results[i] = Inferred(outcome, queue_s=started - items[i].ready, batch_size=len(items),
                                       decode_s=decode_s if isinstance(items[i].pixels, Encoded) else 0.0)

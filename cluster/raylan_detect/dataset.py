@@ -40,6 +40,7 @@ import json
 import math
 import os
 import re
+import shutil
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +49,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .backend import Options
+from .backend import Options, predict_each
 from .codec import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, ImageError, configure_pil, inspect
 from .session import Session, SessionError, write_line
 
@@ -57,6 +58,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 JOURNAL = "detections.jsonl"
 SUMMARY = "summary.json"
 ANNOTATED = "annotated"
+#: The settings the journal's answers were made with (the model's content, imgsz, conf, iou, classes): a resume
+#: with others is refused (resume_settings_differ) rather than mixing two runs' answers.
+SETTINGS = "run-settings.json"
 #: The largest file read, as the service's largest request body: a bigger one is that file's error.
 MAX_FILE_BYTES = 64 * 1024 * 1024
 #: CPUs a read task takes: reading is I/O, so several run beside a detector. A node with fewer CPUs than this
@@ -252,12 +256,6 @@ def read_files(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             "read_error": np.array(errors, dtype=object), "read_node": np.array([node] * len(paths), dtype=object)}
 
 
-def inference_failed(error: Exception) -> ImageError:
-    """As the service's app.inference_failed."""
-    return ImageError("inference_failed", f"the model failed on this image: {type(error).__name__}: "
-                                          f"{str(error)[:200]}")
-
-
 class Detector:
     """A Ray Data actor: loads the model once, as a Serve replica does, and answers blocks of files."""
 
@@ -334,25 +332,9 @@ class Detector:
             if isinstance(one, ImageError):
                 outcomes[index] = one
         ready = [item for item in ready if not isinstance(item[2], ImageError)]
-        for (index, image, _), prediction in zip(ready, self.predict([one for _, _, one in ready])):
+        predictions = predict_each(self.backend, [one for _, _, one in ready], self.options)
+        for (index, image, _), prediction in zip(ready, predictions):
             outcomes[index] = prediction if isinstance(prediction, ImageError) else (image, prediction)
-
-    def predict(self, pixels: list[Any]) -> list[Any]:
-        """As the service's predict_each: together, or one by one if that raises, so one image fails alone."""
-        if not pixels:
-            return []
-        try:
-            return self.backend.predict(pixels, self.options)
-        except Exception as error:  # noqa: BLE001 - answered per image below
-            if len(pixels) == 1:
-                return [inference_failed(error)]
-        out: list[Any] = []
-        for one in pixels:
-            try:
-                out.append(self.backend.predict([one], self.options)[0])
-            except Exception as error:  # noqa: BLE001 - this image's own error
-                out.append(inference_failed(error))
-        return out
 
     def rows(self, batch: dict[str, np.ndarray], outcomes: list[Any], nodes: list[str]) -> dict[str, np.ndarray]:
         """One row per file: what the session writes. Detections travel as JSON text (a flat Arrow schema)."""
@@ -555,14 +537,47 @@ class DatasetSession(Session):
                                                 for node_id in order if node_id in reader_ids})
 
     # ------------------------------------------------------------------------------------ the journal
+    def produced(self, name: str) -> bool:
+        """The journal, the summary and, when this run annotates, annotated/."""
+        return name in (JOURNAL, SUMMARY) or (self.annotate and name.startswith(ANNOTATED + "/"))
+
+    def settings(self) -> dict:
+        """What the answers depend on (SETTINGS): the model file's SHA-256 (its name where it is not a file here,
+        e.g. one Ultralytics downloads), imgsz, conf, iou and classes."""
+        model = Path(self.model)
+        if model.is_file():
+            digest = hashlib.sha256()
+            with open(model, "rb") as file:
+                while chunk := file.read(1 << 20):
+                    digest.update(chunk)
+            identity = f"{model.name} sha256:{digest.hexdigest()}"
+        else:
+            identity = self.model
+        return {"model": identity, "imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "classes": self.classes}
+
     def open_journal(self, files: list[str]) -> tuple[Any, set[str]]:
         """The journal, opened for appending, and the files it answers already (resume). With resume, lines
         that answered a file with this model are kept and their files skipped; error lines and another
-        model's lines are dropped, for their files to be answered again (one final line per file). Without
-        resume an existing journal is moved to detections.jsonl.1 first."""
+        model's lines are dropped, for their files to be answered again (one final line per file); a journal
+        answered with other settings (SETTINGS) is refused. Without resume an existing journal is moved to
+        detections.jsonl.1 first, and annotated/ to annotated.1/."""
         journal = self.out_dir / JOURNAL
+        recorded = self.out_dir / SETTINGS
+        settings = self.settings()
         done: set[str] = set()
         if journal.exists() and self.resume:
+            try:
+                before = json.loads(recorded.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                before = None  # a journal from before settings were recorded: its lines' model still counts
+            if isinstance(before, dict) and before != settings:
+                changed = ", ".join(f"{key} {before.get(key)!r}, now {settings[key]!r}"
+                                    for key in settings if before.get(key) != settings[key])
+                raise SessionError(
+                    "resume_settings_differ",
+                    f"the journal in {self.out_dir} was answered with other settings ({changed})",
+                    "Resume with the same model and settings, run without --resume (the earlier journal is kept as "
+                    "detections.jsonl.1), or give another --cluster-out.")
             kept = self.out_dir / (JOURNAL + ".tmp")
             with open(journal, encoding="utf-8", errors="replace") as old, open(kept, "w", encoding="utf-8") as new:
                 for line in old:
@@ -578,6 +593,13 @@ class DatasetSession(Session):
             os.replace(kept, journal)
         elif journal.exists():
             os.replace(journal, self.out_dir / (JOURNAL + ".1"))
+            annotated = self.out_dir / ANNOTATED
+            if annotated.is_dir():
+                shutil.rmtree(self.out_dir / (ANNOTATED + ".1"), ignore_errors=True)
+                os.replace(annotated, self.out_dir / (ANNOTATED + ".1"))
+        recorded.write_text(json.dumps(settings) + "\n", encoding="utf-8")
+        if self.annotate:
+            (self.out_dir / ANNOTATED).mkdir(exist_ok=True)
         wanted = set(files)
         return open(journal, "a", encoding="utf-8"), done & wanted
 
@@ -699,9 +721,7 @@ class DatasetSession(Session):
             annotated = batch["annotated"][row]
             if self.annotate and annotated is not None and len(annotated):
                 name = clashing.get(path) or f"{Path(path).stem}.jpg"
-                folder = self.out_dir / ANNOTATED
-                folder.mkdir(exist_ok=True)
-                (folder / name).write_bytes(bytes(annotated))
+                (self.out_dir / ANNOTATED / name).write_bytes(bytes(annotated))
                 line["annotated"] = f"{ANNOTATED}/{name}"
             counts["succeeded"] += 1
             backends.setdefault(node, (str(batch["backend"][row]), str(batch["reason"][row])))

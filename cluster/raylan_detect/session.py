@@ -85,7 +85,7 @@ class Session:
         """The lines numbered cursor.. (at most limit); waits up to `wait` seconds for the first one."""
         deadline = time.monotonic() + max(0.0, min(float(wait), 20.0))
         with self._lock:
-            cursor = max(int(cursor), self._first)
+            cursor = min(max(int(cursor), self._first), self._first + len(self._items))
             del self._items[:cursor - self._first]
             self._first = cursor
             self._lock.notify_all()
@@ -108,14 +108,29 @@ class Session:
         return {"state": self._state}
 
     def outputs(self) -> list[dict]:
-        """Every file under out_dir (sub-folders included), by its path relative to it; partial files (.part) and
-        hidden ones left out."""
-        return [{"name": path.relative_to(self.out_dir).as_posix(), "bytes": path.stat().st_size}
-                for path in sorted(self.out_dir.rglob("*"))
-                if path.is_file() and not path.name.startswith(".") and path.suffix != ".part"]
+        """This run's output files under out_dir (sub-folders included; see produced()), by their paths relative
+        to it; partial files (.part) and hidden ones left out."""
+        found = []
+        for path in sorted(self.out_dir.rglob("*")):
+            name = path.relative_to(self.out_dir).as_posix()
+            if self.is_output(name):
+                found.append({"name": name, "bytes": path.stat().st_size})
+        return found
+
+    def is_output(self, name: str) -> bool:
+        """Whether `name` (relative to out_dir) is a whole file of this run's outputs."""
+        path = self.out_dir / name
+        return (not path.is_symlink() and path.is_file() and path.resolve().is_relative_to(self.out_dir.resolve())
+                and not path.name.startswith(".") and path.suffix != ".part" and self.produced(name))
+
+    def produced(self, name: str) -> bool:
+        """Whether the file `name` (relative to out_dir) is one this kind of run writes, as its settings ask: what
+        outputs() lists and read() serves, so that what an earlier run left in a reused out_dir is not handed
+        back as this run's (nor an uploaded input). Every file, unless a subclass says otherwise."""
+        return True
 
     def read(self, name: str, offset: int = 0, size: int = MAX_READ_BYTES) -> bytes:
-        if name not in {entry["name"] for entry in self.outputs()}:
+        if not isinstance(name, str) or not self.is_output(name):
             raise ValueError(f"{name!r} is not one of this session's outputs")
         with open(self.out_dir / name, "rb") as file:
             file.seek(max(0, int(offset)))

@@ -518,6 +518,11 @@ class VideoSession(Session):
             frames.close()
 
     # ------------------------------------------------------------------------------------ the work
+    def produced(self, name: str) -> bool:
+        """The journal, and annotated.mp4 and report.json when this run writes them (not the uploaded video)."""
+        return (name == "detections.jsonl" or (self.annotate and name == "annotated.mp4")
+                or (self.report and name == "report.json"))
+
     def work(self) -> None:
         capture = self._open_source()
         opened = time.monotonic()  # a live source's time 0

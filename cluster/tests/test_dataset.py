@@ -127,6 +127,37 @@ def test_the_journal_on_resume_keeps_answers_and_drops_errors_and_without_resume
     assert done == set() and journal.read_text() == "" and (tmp_path / "detections.jsonl.1").exists()
 
 
+def test_a_resume_with_other_settings_is_refused_and_a_new_run_sets_the_old_outputs_aside(tmp_path):
+    def journal_of_one_run(**kwargs):
+        session = DatasetSession(["/d"], str(MODEL), out_dir=str(tmp_path), annotate=True, **kwargs)
+        file, done = session.open_journal(["/d/a.jpg"])
+        file.write(json.dumps({"path": "/d/a.jpg", "image": {}, "detections": [], "model": MODEL.stem,
+                               "node": "n", "annotated": "annotated/a.jpg"}) + "\n")
+        file.close()
+        (tmp_path / "annotated" / "a.jpg").write_bytes(b"jpeg")
+        return session, done
+
+    journal_of_one_run(conf=0.25)
+    # The same settings: the answer is kept.
+    _, done = journal_of_one_run(conf=0.25, resume=True)
+    assert done == {"/d/a.jpg"}
+    # Another conf (or model, imgsz, iou, classes): refused, the journal as it was.
+    before = (tmp_path / "detections.jsonl").read_text()
+    with pytest.raises(SessionError) as refused:
+        DatasetSession(["/d"], str(MODEL), out_dir=str(tmp_path), conf=0.5, resume=True).open_journal(["/d/a.jpg"])
+    assert refused.value.code == "resume_settings_differ" and "conf 0.25, now 0.5" in refused.value.message
+    assert (tmp_path / "detections.jsonl").read_text() == before
+    # A new run without resume: the earlier journal and annotated images are set aside, and only this run's
+    # files are outputs (nor is anything outside them readable).
+    session = DatasetSession(["/d"], str(MODEL), out_dir=str(tmp_path), conf=0.5)
+    session.open_journal(["/d/a.jpg"])[0].close()
+    assert (tmp_path / "annotated.1" / "a.jpg").exists() and (tmp_path / "detections.jsonl.1").exists()
+    assert [entry["name"] for entry in session.outputs()] == ["detections.jsonl"]
+    for name in ("detections.jsonl.1", "annotated.1/a.jpg", dataset.SETTINGS, "../x", "/etc/hostname"):
+        with pytest.raises(ValueError):
+            session.read(name)
+
+
 def test_read_files_names_what_it_cannot_read(tmp_path, monkeypatch):
     (tmp_path / "ok.jpg").write_bytes(b"abc")
     (tmp_path / "big.jpg").write_bytes(b"x" * 100)

@@ -222,6 +222,16 @@ def test_stride_with_botsort(video, tmp_path):
     capture = cv2.VideoCapture(str(tmp_path / "annotated.mp4"))
     assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == len(lines)
     assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(FPS / 3)
+    # The same folder again without annotate: the earlier annotated.mp4 is not handed back as this run's.
+    again = VideoSession(str(video[0]), DETECTOR, out_dir=str(tmp_path), stride=30)
+    try:
+        again.start()
+        run_to_end(again)
+    finally:
+        again.stop()
+    assert [entry["name"] for entry in again.outputs()] == ["detections.jsonl"]
+    with pytest.raises(ValueError):
+        again.read("annotated.mp4")
 
 
 def test_stop_mid_file(video, tmp_path):

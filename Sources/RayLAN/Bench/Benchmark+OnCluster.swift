@@ -64,8 +64,8 @@ extension Benchmark {
                     "not every image succeeded (streamed \(streamed.succeeded), on the cluster \(summary.succeeded) of "
                     + "\(count))"
             }
-        } catch let error as OnClusterError {
-            figure.skipped = error.description
+        } catch let error where !(error is CancellationError) {
+            figure.skipped = "\(error)"
         }
         return figure
     }

@@ -175,10 +175,11 @@ public struct ClusterDatasetRun: Sendable {
                 try Task.checkCancellation()
             }
             finished = true
-            var result =
-                summary
-                ?? Summary(
-                    inputs: 0, succeeded: 0, failed: 0, skipped: 0, seconds: 0, imagesPerSecond: 0, nodes: [:])
+            guard var result = summary else {
+                throw OnClusterError(
+                    .sessionFailed, "The run on the cluster ended without its summary",
+                    remedy: "It was stopped from elsewhere, or its actor died: run it again with --resume.")
+            }
             result.clusterOutput = folder
             if let output {
                 for file in try await session.outputs() {

@@ -17,8 +17,9 @@ struct ClusterSession: Sendable {
         static let finished = State(rawValue: "finished")
         static let failed = State(rawValue: "failed")
         static let stopped = State(rawValue: "stopped")
+        static let created = State(rawValue: "created")
 
-        var isTerminal: Bool { self != .running && self != State(rawValue: "created") }
+        var isTerminal: Bool { self != .running && self != .created }
     }
 
     /// The session's own account of its failure.
@@ -83,8 +84,9 @@ struct ClusterSession: Sendable {
         try await actor.call("outputs", as: [Output].self)
     }
 
-    /// Downloads one of its files to `url` (replaced), in pieces; `progress` gets the bytes so far.
-    func download(_ output: Output, to url: URL, progress: (Int) -> Void = { _ in }) async throws {
+    /// Downloads one of its files to `url` (replaced), in pieces.
+    /// - Throws: ``OnClusterError`` `sessionFailed` when the file ends before its listed size.
+    func download(_ output: Output, to url: URL) async throws {
         let partial = url.appendingPathExtension("part")
         try FileManager.default.createDirectory(
             at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -95,10 +97,14 @@ struct ClusterSession: Sendable {
             while offset < output.bytes {
                 let piece = try await actor.call(
                     "read", output.name, offset, min(Self.readBytes, output.bytes - offset), as: Data.self)
-                if piece.isEmpty { break }
+                if piece.isEmpty {
+                    throw OnClusterError(
+                        .sessionFailed,
+                        "\(output.name) on the cluster ended at \(offset) of its \(output.bytes) bytes while downloading",
+                        remedy: "Download it again (the run's folder on the head node keeps it).")
+                }
                 try handle.write(contentsOf: piece)
                 offset += piece.count
-                progress(offset)
             }
             try handle.close()
         } catch {

@@ -25,6 +25,8 @@ public struct OnClusterError: RayLANError, Sendable, Hashable, Codable {
         public static let noInputs = Code(rawValue: "no_inputs")
         /// The source argument is neither a readable local file, a cluster path nor a stream URL (a usage error).
         public static let invalidSource = Code(rawValue: "invalid_source")
+        /// `--resume` over a journal answered with another model or other settings (a usage error).
+        public static let resumeSettingsDiffer = Code(rawValue: "resume_settings_differ")
         /// Another failure of the work on the cluster; ``OnClusterError/traceback`` has Python's traceback.
         public static let sessionFailed = Code(rawValue: "session_failed")
     }
@@ -44,5 +46,7 @@ public struct OnClusterError: RayLANError, Sendable, Hashable, Codable {
 
     public var description: String { sentence("\(code): \(message)", remedy: remedy) }
 
-    public var isUsageError: Bool { [.sourceNotFound, .pathNotOnEveryNode, .noInputs, .invalidSource].contains(code) }
+    public var isUsageError: Bool {
+        [.sourceNotFound, .pathNotOnEveryNode, .noInputs, .invalidSource, .resumeSettingsDiffer].contains(code)
+    }
 }

@@ -183,17 +183,29 @@ public struct VideoRun: Sendable {
         return stream
     }
 
-    /// Runs to the end, handing each event to `events`.
-    /// - Throws: ``OnClusterError`` (`streamLost`, `sourceNotFound`, …), ``GatewayError``, ``ServeError``,
-    ///   ``ClusterError``, `CancellationError`.
-    public func run(on cluster: RayCluster, events: @Sendable (VideoEvent) -> Void) async throws {
-        if let problem = options.problem { throw OnClusterError(.invalidSource, problem) }
+    /// Deploys what a run leans on where it is not running yet: the detection service and the gateway (each a
+    /// Serve application). ``run(on:events:)`` does this itself; several runs started at once on a fresh cluster
+    /// call it first, once, so that their deploys do not overwrite each other's.
+    /// - Returns: the service's application name and the gateway.
+    @discardableResult
+    public func prepare(
+        on cluster: RayCluster, events: @Sendable (VideoEvent) -> Void
+    ) async throws -> (application: String, gateway: Gateway) {
         let application = try await OnClusterWork.ensureService(service, key: key, on: cluster) {
             events(.preparing($0))
         }
         let (gateway, _) = try await OnClusterWork.gateway(
             on: cluster, model: nil, httpPort: OnClusterWork.httpPort(of: service)
         ) { events(.preparing($0)) }
+        return (application, gateway)
+    }
+
+    /// Runs to the end, handing each event to `events`.
+    /// - Throws: ``OnClusterError`` (`streamLost`, `sourceNotFound`, …), ``GatewayError``, ``ServeError``,
+    ///   ``ClusterError``, `CancellationError`.
+    public func run(on cluster: RayCluster, events: @Sendable (VideoEvent) -> Void) async throws {
+        if let problem = options.problem { throw OnClusterError(.invalidSource, problem) }
+        let (application, gateway) = try await prepare(on: cluster, events: events)
         var keywords: [String: RemoteArgument] = [
             "detector": .json(.object(["app": .string(application)])),
             "stride": .json(.number(Double(options.stride))),
@@ -208,6 +220,8 @@ public struct VideoRun: Sendable {
         }
         if let tracker = options.tracker { keywords["track"] = .json(.string(tracker.rawValue)) }
         if let clusterOutput { keywords["out_dir"] = .json(.string(clusterOutput)) }
+        // The local journal first: a folder that cannot be written is found before anything is uploaded.
+        let journal = try output.map { try LocalJournal(folder: $0) }
         var upload: VideoUpload?
         switch source {
         case .file(let url):
@@ -228,7 +242,6 @@ public struct VideoRun: Sendable {
         var finished = false
         do {
             events(.started(try await session.start()))
-            let journal = try output.map { try LocalJournal(folder: $0) }
             var cursor = 0
             var lastProgress: JSONValue?
             while true {
@@ -263,6 +276,8 @@ public struct VideoRun: Sendable {
             if let upload { await upload.release(via: gateway) }
         } catch {
             await session.close(stopping: !finished)
+            // The cluster's copy is not the file: the next run uploads it whole again.
+            if (error as? OnClusterError)?.code == .uploadCorrupt { await upload?.release(via: gateway) }
             throw error
         }
     }
