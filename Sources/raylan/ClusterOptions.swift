@@ -45,8 +45,12 @@ struct ClusterOptions: ParsableArguments {
 
     /// The embedded local Ray, started (and said so on stderr) when none answers.
     static func embedded() async throws -> (ray: LocalRay, started: Bool) {
-        try await EmbeddedCluster.fromEnvironment().findOrStart(
-            configuration: { LocalRayConfiguration(environment: try RayEnvironment.locate()) },
+        let embedded = EmbeddedCluster.fromEnvironment()
+        return try await embedded.findOrStart(
+            configuration: {
+                try embedded.configuration(
+                    environment: try RayEnvironment.locate(), serveGuard: try ClusterCode.locate().serveGuard)
+            },
             willStart: { Terminal.error($0) })
     }
 

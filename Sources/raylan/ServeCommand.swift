@@ -199,7 +199,8 @@ struct ServeDeployCommand: AsyncParsableCommand {
                     deployed.append(try await deployment.deploy(model: model, name: name, on: connection))
                 }
                 if output.json {
-                    try Terminal.json(deployed)
+                    let token = connection.cluster.configuration.token
+                    try Terminal.json(deployed.map { $0.printable(showingKeys: false, token: token) })
                 } else {
                     let status = try await connection.cluster.serveStatus()
                     for app in deployed {
@@ -219,12 +220,17 @@ struct ServeStatusCommand: AsyncParsableCommand {
 
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var output: OutputOptions
+    @Flag(name: .long, help: "With --json: print each service's key (as api_key) where this client has it.")
+    var showKeys = false
 
     func run() async throws {
         try await reportingErrors {
             try await Connection.with(cluster) { cluster in
                 let status = try await cluster.serveStatus()
-                if output.json { try Terminal.json(status); return }
+                if output.json {
+                    try Terminal.json(status.printable(showingKeys: showKeys, token: cluster.configuration.token))
+                    return
+                }
                 guard status.isRunning else { Terminal.out("Serve is not running (no applications)."); return }
                 Terminal.out("Serve HTTP port \(status.httpOptions?.port.map(String.init) ?? "?")")
                 for app in status.applications.values.sorted(by: { $0.name < $1.name }) {

@@ -19,6 +19,8 @@ struct StatusCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Seconds between refreshes with --watch.", valueName: "s")) var interval =
         2.0
     @OptionGroup var output: OutputOptions
+    @Flag(name: .long, help: "With --json --watch: print each service's key (as api_key) where this client has it.")
+    var showKeys = false
 
     func validate() throws {
         guard interval >= 0.2 && interval <= 3600 else {
@@ -47,9 +49,15 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     static func snapshot(_ cluster: RayCluster) async throws -> Snapshot {
+        try await snapshot(cluster, showingKeys: false)
+    }
+
+    /// A view whose Serve status holds no key in clear unless `showingKeys`.
+    static func snapshot(_ cluster: RayCluster, showingKeys: Bool) async throws -> Snapshot {
         async let serve = try? cluster.serveStatus()
         let state = try await cluster.state()
-        return Snapshot(time: Date(), state: state, serve: await serve)
+        let printable = await serve?.printable(showingKeys: showingKeys, token: cluster.configuration.token)
+        return Snapshot(time: Date(), state: state, serve: printable)
     }
 
     /// Redraws until Ctrl-C, which ends the command cleanly (exit 0). A failed refresh is shown and retried.
@@ -60,7 +68,7 @@ struct StatusCommand: AsyncParsableCommand {
         let loop = Task {
             while !Task.isCancelled {
                 do {
-                    let snapshot = try await Self.snapshot(cluster)
+                    let snapshot = try await Self.snapshot(cluster, showingKeys: showKeys)
                     if json {
                         Terminal.jsonLine(snapshot)
                     } else {

@@ -47,6 +47,8 @@ extension RayClusterTests {
                 #expect(report[.gpus]?.status == .warn && report[.gpus]?.summary.contains("CPU-only") == true)
                 #expect(!doctor.stderr.contains("Starting a private local Ray"))
 
+                try await Self.checkPrivate(ray, home: home, environment: environment)
+
                 let down = try await CommandRunner.raylan(["down"], environment: environment)
                 #expect(down.status == 0, "\(down)")
                 #expect(down.stdout.contains("Stopped the local Ray"))
@@ -99,6 +101,86 @@ extension RayClusterTests {
             let stopped = try await embedded.stop()
             #expect(stopped != nil && stopped?.stale == nil)
             #expect(stopped?.ray.isRunning == false)
+        }
+
+        /// Private by default: a detect and a gateway call on the embedded cluster, then every listening socket of
+        /// every process of the cluster is on loopback, the dashboard and Serve's proxy refuse callers without
+        /// the token or a key, and neither service key is in any file of the cluster's temp dir nor in any
+        /// `--json` output without `--show-keys`.
+        static func checkPrivate(_ ray: LocalRay, home: URL, environment: [String: String?]) async throws {
+            let mode = try FileManager.default.attributesOfItem(atPath: home.path + "/local-token")[.posixPermissions]
+            #expect(mode as? Int == 0o600, "the token file's mode")
+            let out = home.appendingPathComponent("detect-out")
+            let detect = try await CommandRunner.raylan(
+                ["detect", TestEnvironment.packageRoot.path + "/samples/shapes_00.jpg", "--out", out.path, "--json"],
+                environment: environment, timeout: .seconds(600))
+            #expect(detect.status == 0, "\(detect)")
+            let call = try await CommandRunner.raylan(
+                [
+                    "call", "--json", "--working-dir", TestEnvironment.packageRoot.path + "/Tests/Fixtures/gateway",
+                    "tasks:add", "2", "3",
+                ],
+                environment: environment)
+            #expect(call.status == 0, "\(call)")
+            #expect(call.stdout.contains("5"), "\(call)")
+
+            // Every listener of the cluster (Serve's proxy and replicas included) is on loopback.
+            let pids = Set(ray.processIDs)
+            let sockets = try await CommandRunner.run("/usr/bin/env", ["ss", "-ltnpH"])
+            let listeners = sockets.stdout.split(separator: "\n").compactMap { line -> (String, Int32)? in
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard fields.count >= 4, let range = line.range(of: "pid=") else { return nil }
+                let pid = Int32(line[range.upperBound...].prefix { $0.isNumber }) ?? -1
+                return pids.contains(pid) ? (String(fields[3]), pid) : nil
+            }
+            let local = ["127.0.0.1:", "[::1]:", "[::ffff:127.0.0.1]:"]
+            #expect(listeners.count >= 8, "too few listeners found for the cluster's processes:\n\(sockets.stdout)")
+            let open = listeners.filter { address, _ in !local.contains { address.hasPrefix($0) } }
+            #expect(open.isEmpty, "listening beyond loopback: \(open)")
+            #expect(listeners.contains { $0.0.hasSuffix(":\(ray.ports.serve)") }, "Serve's proxy is not among them")
+
+            // The dashboard without the token, and Serve's proxy without a key (answered by the proxy's guard).
+            let refused = await #expect(throws: ClusterError.self) {
+                try await RayCluster.withConnection(to: ray.address) { try await $0.jobs() }
+            }
+            #expect(refused?.code == .unauthorized)
+            let python = try TestEnvironment.environment(.current).python
+            let post = """
+                import sys, urllib.request, urllib.error
+                request = urllib.request.Request(sys.argv[1], data=b"x", method="POST")
+                try: print(urllib.request.urlopen(request, timeout=30).status)
+                except urllib.error.HTTPError as error: print(error.code, error.read().decode())
+                """
+            let anonymous = try await CommandRunner.run(
+                python, ["-c", post, "http://127.0.0.1:\(ray.ports.serve)/raylan/shapes-yolo11n/detect"])
+            #expect(anonymous.stdout.hasPrefix("401") && anonymous.stdout.contains("Serve proxy"), "\(anonymous)")
+
+            // The keys: shown only with --show-keys, derived from the token, and in no file of the cluster.
+            let hidden = try await CommandRunner.raylan(["serve", "status", "--json"], environment: environment)
+            let shown = try await CommandRunner.raylan(
+                ["serve", "status", "--json", "--show-keys"], environment: environment)
+            let status = try JSONDecoder().decode(ServeStatus.self, from: Data(shown.stdout.utf8))
+            let keys = ["shapes-yolo11n", "raylan-gateway"].compactMap {
+                status.applications[$0]?.deployedAppConfig?["args"]?["api_key"]?.stringValue
+            }
+            #expect(keys.count == 2 && keys.allSatisfy { $0.hasPrefix("rlk1.") }, "\(shown.stdout)")
+            let watch = try await CommandRunner.raylan(["status", "--json"], environment: environment)
+            for key in keys {
+                for output in [hidden, watch, detect, call] { #expect(!output.stdout.contains(key)) }
+                #expect(!detect.stderr.contains(key) && !call.stderr.contains(key))
+            }
+            var files = 0
+            let walker = FileManager.default.enumerator(atPath: ray.temporaryDirectory)
+            while let name = walker?.nextObject() as? String {
+                let path = ray.temporaryDirectory + "/" + name
+                guard
+                    (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType)
+                        == .typeRegular, let data = FileManager.default.contents(atPath: path)
+                else { continue }
+                files += 1
+                for key in keys { #expect(data.range(of: Data(key.utf8)) == nil, "a service key in \(path)") }
+            }
+            #expect(files > 20, "the cluster's temp dir holds too few files to be its session folder")
         }
 
         @Test("A missing Python environment says which command creates it")

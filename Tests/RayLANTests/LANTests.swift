@@ -149,7 +149,7 @@ extension RayClusterTests {
                 let withToken = try await lab.run(on: "client", python, ["-c", post, url, image, token])
                 #expect(withToken.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "401", "\(withToken)")
                 let serve = try await lab.raylan(
-                    on: "client", ["serve", "status", "--json"] + auth, home: home("client"))
+                    on: "client", ["serve", "status", "--json", "--show-keys"] + auth, home: home("client"))
                 let status = try JSONDecoder().decode(ServeStatus.self, from: Data(serve.stdout.utf8))
                 let key = try #require(
                     status.applications["shapes-yolo11n"]?.deployedAppConfig?["args"]?["api_key"]?.stringValue)
@@ -232,7 +232,7 @@ extension RayClusterTests {
                     home: home("client"))
                 #expect(spread.status == 0, "\(spread)")
                 let placed = try await lab.raylan(
-                    on: "client", ["serve", "status", "--json"] + auth, home: home("client"))
+                    on: "client", ["serve", "status", "--json", "--show-keys"] + auth, home: home("client"))
                 let replicas =
                     try JSONDecoder().decode(ServeStatus.self, from: Data(placed.stdout.utf8))
                     .applications["shapes-yolo11n"]?.deployments?.values.flatMap { $0.replicas ?? [] } ?? []

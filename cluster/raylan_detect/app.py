@@ -11,8 +11,8 @@ HTTP API (under the application's route prefix, e.g. /raylan/<app>):
   GET  /models          the model this application serves (its file name, never a path on the cluster), and
                         the backend that runs it (tensor or ultralytics) with the reason it was chosen.
   GET  /healthz         200 once the model is loaded and warmed up; never needs the key.
-Service key: with the deploy arg `api_key` (a non-empty string), every route but GET /healthz requires
-`Authorization: Bearer <api_key>`, unknown paths and wrong methods included; anything else is answered 401
+Service key: with the deploy arg `api_key` (a non-empty string) or `api_key_sha256` (its verifier, on a cluster
+with a token), every route but GET /healthz requires `Authorization: Bearer <key>`, unknown paths and wrong methods included; anything else is answered 401
 `unauthorized` with `WWW-Authenticate: Bearer`, before the body is read. Without it the service is open.
 Status codes of a refusal, the same in both forms:
   400 bad_request       a query value out of range or unparsable, batch framing cut short or a frame
@@ -49,7 +49,8 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from raylan_common import compat  # noqa: F401 - before any @serve.ingress: FastAPI apps picklable on Ray 2.45
-from raylan_common.http import BadContentLength, BodyTooLarge, ServiceKey, forget_ray_auth_token, service_key
+from raylan_common.http import (BadContentLength, BodyTooLarge, ServiceKey, forget_ray_auth_token, keep_replica_grpc_on_loopback,
+                                 key_verifier)
 from raylan_common.http import read_body as common_read_body
 
 from .backend import Backend, Options, Prediction, inference_failed, predict_each
@@ -271,9 +272,10 @@ class Detector:
                  max_pixels: int = DEFAULT_MAX_PIXELS, device: str | None = None, half: bool | None = None,
                  decode_threads: int | None = None, max_frames: int = DEFAULT_MAX_FRAMES,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
-                 api_key: str | None = None, backend: str = "auto"):
+                 api_key: str | None = None, backend: str = "auto", api_key_sha256: str | None = None):
         forget_ray_auth_token()
-        self.service_key = service_key(api_key)
+        keep_replica_grpc_on_loopback()
+        self.service_key = key_verifier(api_key, api_key_sha256)
         self.max_pixels = max_pixels
         self.max_frames = max_frames
         self.max_body_bytes = max_body_bytes
@@ -423,7 +425,8 @@ class Detector:
 def build(args: dict) -> Any:
     """The application builder Serve calls with the config's `args`: model (required), imgsz, max_batch (8),
     batch_wait_ms (10), max_pixels (50 MP), device, half, max_frames (64), max_body_bytes (64 MiB),
-    max_decoded_bytes (512 MiB), api_key (absent or empty: an open service), backend (auto: the batched
+    max_decoded_bytes (512 MiB), api_key or api_key_sha256 (the key in clear, or its verifier with key_salt on a
+    cluster with a token; the replica keeps only the verifier; both absent or empty: an open service), backend (auto: the batched
     tensor backend where it matches the Ultralytics one at start-up, see tensor.load_backend; tensor;
     ultralytics)."""
     return Detector.bind(
@@ -433,7 +436,7 @@ def build(args: dict) -> Any:
         half=args.get("half"), max_frames=positive(args, "max_frames", DEFAULT_MAX_FRAMES),
         max_body_bytes=positive(args, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),
         max_decoded_bytes=positive(args, "max_decoded_bytes", DEFAULT_MAX_DECODED_BYTES),
-        api_key=service_key(args.get("api_key")), backend=backend_kind(args))
+        api_key_sha256=key_verifier(args.get("api_key"), args.get("api_key_sha256")), backend=backend_kind(args))
 
 
 def backend_kind(args: dict) -> str:
@@ -456,9 +459,11 @@ class NaiveDetector:
 
     def __init__(self, model: str, imgsz: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
                  device: str | None = None, half: bool | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                 max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES, api_key: str | None = None):
+                 max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES, api_key: str | None = None,
+                 api_key_sha256: str | None = None):
         forget_ray_auth_token()
-        self.service_key = service_key(api_key)
+        keep_replica_grpc_on_loopback()
+        self.service_key = key_verifier(api_key, api_key_sha256)
         self.max_pixels = max_pixels
         self.max_body_bytes = max_body_bytes
         self.max_decoded_bytes = max_decoded_bytes
@@ -490,4 +495,4 @@ def build_naive(args: dict) -> Any:
         max_pixels=positive(args, "max_pixels", DEFAULT_MAX_PIXELS), device=args.get("device"),
         half=args.get("half"), max_body_bytes=positive(args, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),
         max_decoded_bytes=positive(args, "max_decoded_bytes", DEFAULT_MAX_DECODED_BYTES),
-        api_key=service_key(args.get("api_key")))
+        api_key_sha256=key_verifier(args.get("api_key"), args.get("api_key_sha256")))

@@ -12,8 +12,8 @@ HTTP API (under the application's route prefix, e.g. /raylan/gateway); JSON unle
                                 "timed_out", "error"}; 202 {"id", "state": "running"} when not done within wait.
   GET  /tasks                 every task the owner holds.
   GET  /tasks/{id}            its state; /tasks/{id}/result?wait=S its value (as /call); POST /tasks/{id}/cancel.
-  POST /objects               body: raw bytes → {"ref", "size"}.
-  GET  /objects               {"objects": [{"id", "size", "kind", …}], "total_bytes"}.
+  POST /objects               body: raw bytes (application/octet-stream) → {"ref", "size"}.
+  GET  /objects               {"objects": [{"id", "size", "kind", …}], "total_bytes", "max_held_bytes"}.
   GET  /objects/{id}?wait=S   raw bytes (application/octet-stream) for bytes, else {"value": JSON}.
   DELETE /objects/{id}        frees it (a put, or a task's result).
   POST /actors                {"class": "module:Class", "args", "kwargs", "resources", "runtime_env", "name",
@@ -22,14 +22,18 @@ HTTP API (under the application's route prefix, e.g. /raylan/gateway); JSON unle
                                "timeout", "wait", "keep", "id"} (answered as /call), DELETE /actors/{id}.
   GET  /info                  the owner's generation and counts.  DELETE /owner  ends the owner (and all it holds).
   GET  /healthz               200; never needs the key.
+A POST with a body sends it as application/json (application/octet-stream for POST /objects); a request from a
+web browser (one with an Origin or Sec-Fetch-Site header) is refused, so that no web page can drive the gateway.
 Arguments are JSON values; {"$bytes": base64} is bytes and {"$ref": id} an object on the cluster (a put, or a
 task's result), resolved there, so data crosses the LAN once. Results: JSON values, bytes as {"$bytes"}.
 No pickle crosses the wire.
-Errors: {"error": {"code", "message"}} with 400 bad_request, 401 unauthorized, 404 unknown_object /
-unknown_task / unknown_actor, 409 name_taken, 413 body_too_large, 422 infeasible (no node could ever run it),
-503 owner_died. A task's own failure is a 200 answer with its state and error {"code", "message", "type",
-"traceback"}: remote_exception, missing_module, missing_function, unserializable_result, timeout, cancelled,
-out_of_memory, worker_died, node_died, actor_died, object_lost, runtime_env_failed, ray_error.
+Errors: {"error": {"code", "message", "remedy" (some)}} with 400 bad_request, 401 unauthorized, 403
+browser_refused, 404 unknown_object / unknown_task / unknown_actor (also for one that expired: unused for
+object_ttl_s), 409 name_taken, 413 body_too_large, 415 unsupported_media_type, 422 infeasible (no node could
+ever run it), 503 owner_died, 507 store_full (the owner holds max_held_bytes: free objects first). A task's
+own failure is a 200 answer with its state and error {"code", "message", "type", "traceback"}: remote_exception,
+missing_module, missing_function, unserializable_result, timeout, cancelled, out_of_memory, worker_died,
+node_died, actor_died, object_lost, runtime_env_failed, ray_error.
 """
 import json
 import logging
@@ -44,10 +48,13 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 
 from raylan_common import compat  # noqa: F401 - before any @serve.ingress: FastAPI apps picklable on Ray 2.45
-from raylan_common.http import BadContentLength, BodyTooLarge, ServiceKey, read_body, service_key
+from raylan_common.http import (BadContentLength, BodyTooLarge, ServiceKey, keep_replica_grpc_on_loopback, key_verifier,
+                                 read_body)
+from raylan_common.http import route_path, send_json
 
 from . import runner
-from .owner import NAMESPACE, OWNER_NAME, Calls, Located, Owner, ray_error, to_json
+from .owner import (DEFAULT_MAX_HELD_BYTES, DEFAULT_OBJECT_TTL_SECONDS, NAMESPACE, OWNER_NAME, Calls, Located, Owner,
+                    ray_error, to_json)
 
 logger = logging.getLogger("ray.serve")
 
@@ -57,15 +64,65 @@ DEFAULT_MAX_JSON_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_PUT_BYTES = 2 * 1024 * 1024 * 1024
 #: Longest a request waits for a result before answering 202 (clients poll again).
 MAX_WAIT_SECONDS = 60.0
+#: A put declaring more bytes than this asks the owner for room before its body is read (a smaller one is read
+#: at once: the owner checks again before storing it anyway).
+ROOM_ASKED_ABOVE_BYTES = 1024 * 1024
 
 OwnerActor = ray.remote(Owner)
 
+
+class BrowserGuard:
+    """Pure ASGI middleware: refuses what only a web browser sends, so that a web page open on a machine that
+    reaches the gateway cannot drive it (it runs code; without a key, loopback is all that guards it). Checked
+    after the key, before routing and before the body is read:
+    - a request with an Origin or Sec-Fetch-Site header (browsers add them; raylan, curl and scripts do not):
+      403 browser_refused. GET /healthz is answered anyway;
+    - a POST, PUT or PATCH with a body (or a Content-Type) other than the route's: 415 unsupported_media_type.
+      POST /objects takes application/octet-stream, every other route application/json; a bodyless POST
+      without a Content-Type (a cancel) passes. A browser cannot send these types across origins without a
+      CORS preflight, which the gateway never grants."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        method, path = scope.get("method", "GET"), route_path(scope)
+        headers = dict(scope.get("headers") or [])
+        browser = next((name for name in (b"origin", b"sec-fetch-site") if name in headers), None)
+        if browser and not (method == "GET" and path == "/healthz"):
+            if scope["type"] == "websocket":
+                return await send({"type": "websocket.close", "code": 1008})
+            return await send_json(send, 403, {"error": {"code": "browser_refused", "message": (
+                f"the gateway refuses requests from web browsers (this one carries the header "
+                f"{browser.decode().title()}): a web page must not drive a service that runs code"), "remedy": (
+                "call it with raylan or the RayLAN Swift library, or from a script that sends no Origin header")}})
+        if method in ("POST", "PUT", "PATCH"):
+            wanted = "application/octet-stream" if method == "POST" and path == "/objects" else "application/json"
+            given = headers.get(b"content-type", b"").decode("latin-1").partition(";")[0].strip().lower()
+            has_body = headers.get(b"content-length", b"0").strip() not in (b"0", b"") or (
+                b"transfer-encoding" in headers)
+            if (given or has_body) and given != wanted:
+                return await send_json(send, 415, {"error": {"code": "unsupported_media_type", "message": (
+                    f"{method} {path} takes a body of type {wanted}, not "
+                    f"{given or 'one without a Content-Type'}"), "remedy": f"send 'Content-Type: {wanted}'"}})
+        return await self.app(scope, receive, send)
+
+
 api = FastAPI(title="RayLAN gateway")
+api.add_middleware(BrowserGuard)  # added first, so it runs after the key check (the last added runs first)
 api.add_middleware(ServiceKey)
 
 
 def refusal(code: str, message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def declared_size(request: Request) -> int | None:
+    """The body's size from its Content-Length, None when it has none (chunked) or it is not a number."""
+    declared = request.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else None
 
 
 def render(answer: tuple[int, Any]) -> Response:
@@ -96,10 +153,15 @@ def wait_of(value: str | None) -> float:
 @serve.ingress(api)
 class Gateway:
     def __init__(self, api_key: str | None = None, max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
-                 max_put_bytes: int = DEFAULT_MAX_PUT_BYTES, code_uri: str | None = None):
-        self.service_key = service_key(api_key)
+                 max_put_bytes: int = DEFAULT_MAX_PUT_BYTES, code_uri: str | None = None,
+                 max_held_bytes: int = DEFAULT_MAX_HELD_BYTES, object_ttl_s: float = DEFAULT_OBJECT_TTL_SECONDS,
+                 api_key_sha256: str | None = None):
+        keep_replica_grpc_on_loopback()
+        self.service_key = key_verifier(api_key, api_key_sha256)
         self.max_json_bytes = max_json_bytes
         self.max_put_bytes = max_put_bytes
+        self.max_held_bytes = max_held_bytes
+        self.object_ttl_s = object_ttl_s
         # The owner runs RayLAN's cluster code too: the working directory this application was deployed with.
         self.code_uri = code_uri or (ray.get_runtime_context().runtime_env or {}).get("working_dir")
         self._owner = None
@@ -118,6 +180,9 @@ class Gateway:
                     time.sleep(0.1)
                 self._owner = None
                 self.owner()
+            elif (info.get("max_held_bytes"), info.get("object_ttl_s")) != (max_held_bytes, object_ttl_s):
+                # Same code, other limits (a redeploy with new args): the owner takes them and keeps what it holds.
+                ray.get(owner.set_limits.remote(max_held_bytes, object_ttl_s), timeout=60)
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
             self._owner = None
         # Calls that wait for their value and pass no refs run from here: nothing of theirs outlives the request.
@@ -130,7 +195,8 @@ class Gateway:
                                        "get_if_exists": True, "num_cpus": 0, "max_concurrency": 10_000}
             if self.code_uri:
                 options["runtime_env"] = {"working_dir": self.code_uri}
-            self._owner = OwnerActor.options(**options).remote(self.code_uri)
+            self._owner = OwnerActor.options(**options).remote(
+                self.code_uri, self.max_held_bytes, self.object_ttl_s)
         return self._owner
 
     async def answer(self, method: str, *args: Any) -> tuple[int, Any] | Response:
@@ -221,6 +287,14 @@ class Gateway:
 
     @api.post("/objects")
     async def put(self, request: Request) -> Response:
+        declared = declared_size(request)
+        if declared is not None and ROOM_ASKED_ABOVE_BYTES < declared <= self.max_put_bytes:
+            # Refused (store_full) before a byte of the body is read when the owner has no room for it.
+            room = await self.answer("room", declared)
+            if isinstance(room, Response):
+                return room
+            if room[0] != 200:
+                return render(room)
         try:
             body = await read_body(request, self.max_put_bytes)
         except BadContentLength as error:
@@ -290,10 +364,19 @@ class Gateway:
 
 
 def build(args: dict) -> Any:
-    """The application builder Serve calls with the config's `args`: api_key (absent or empty: open),
-    max_json_bytes (64 MiB), max_put_bytes (2 GiB), code_uri (default: this application's working_dir)."""
+    """The application builder Serve calls with the config's `args`: api_key or api_key_sha256 (the key,
+    or its verifier with key_salt on a cluster with a token; the replica keeps only the verifier; absent: open),
+    max_json_bytes (64 MiB), max_put_bytes (2 GiB), code_uri (default: this application's working_dir),
+    max_held_bytes (8 GiB: what the owner may hold, puts and kept results together), object_ttl_s (86400: an
+    object or kept result unused this long is freed)."""
+    max_held_bytes = int(args.get("max_held_bytes") or DEFAULT_MAX_HELD_BYTES)
+    object_ttl_s = float(args.get("object_ttl_s") or DEFAULT_OBJECT_TTL_SECONDS)
+    if max_held_bytes < 0 or not math.isfinite(object_ttl_s) or object_ttl_s < 0:
+        raise ValueError(f"max_held_bytes ({max_held_bytes}) and object_ttl_s ({object_ttl_s}) must be positive")
     return Gateway.bind(
-        api_key=service_key(args.get("api_key")),
+        api_key_sha256=key_verifier(args.get("api_key"), args.get("api_key_sha256")),
         max_json_bytes=int(args.get("max_json_bytes") or DEFAULT_MAX_JSON_BYTES),
         max_put_bytes=int(args.get("max_put_bytes") or DEFAULT_MAX_PUT_BYTES),
-        code_uri=args.get("code_uri"))
+        code_uri=args.get("code_uri"),
+        max_held_bytes=max_held_bytes,
+        object_ttl_s=object_ttl_s)

@@ -5,6 +5,11 @@ replicas come and go (a crash, a redeploy, autoscaling), so they own nothing: th
 actor, which outlives them. Ids carry the owner's generation (`<generation>-<hex>`): an id from an owner
 that died is answered `owner_died` rather than `unknown`.
 
+What it holds is bounded: puts and kept results together up to `max_held_bytes` (a put that would pass it is
+refused, `store_full`, before it is stored), and an object or kept result nobody used (got, located, passed as
+an argument, its task asked about) for `object_ttl_s` is freed by a periodic sweep; its id then answers
+`unknown_object` (or `unknown_task`) saying that it expired.
+
 Every method returns (HTTP status, body): a dict for JSON, bytes for a raw answer. The ingress only renders it.
 """
 import asyncio
@@ -15,7 +20,7 @@ import math
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import ray
 import ray.cloudpickle
@@ -31,7 +36,19 @@ NAMESPACE = "raylan_gateway"
 STATUS = {
     "bad_request": 400, "unknown_object": 404, "unknown_task": 404, "unknown_actor": 404, "name_taken": 409,
     "infeasible": 422, "owner_died": 503, "actor_not_ready": 409, "body_too_large": 413,
+    # 507 Insufficient Storage (RFC 4918): the gateway cannot store it now; freeing makes room. Not 413, which
+    # says this body is too large in itself (as body_too_large does) and would stay so.
+    "store_full": 507,
 }
+
+#: Default cap on what the owner holds (puts and kept results, by their sizes), in bytes: the `max_held_bytes` arg.
+DEFAULT_MAX_HELD_BYTES = 8 * 1024**3
+#: Default time after which an object or kept result nobody used is freed: the `object_ttl_s` arg.
+DEFAULT_OBJECT_TTL_SECONDS = 24 * 3600.0
+#: Longest pause between two sweeps for expired objects (shorter for a short object_ttl_s).
+SWEEP_SECONDS = 60.0
+#: How many expired ids the owner remembers, to say "expired" rather than "unknown" when one is asked for.
+EXPIRED_REMEMBERED = 10_000
 
 #: How long the outcome of a call that waits stays when nobody collects it.
 UNCOLLECTED_SECONDS = 600
@@ -66,13 +83,33 @@ async def settle(event: asyncio.Event, wait: float) -> bool:
 
 
 class Refused(Exception):
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, remedy: str | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.remedy = remedy
 
     def answer(self) -> tuple[int, dict]:
-        return STATUS.get(self.code, 400), {"error": {"code": self.code, "message": self.message}}
+        error = {"code": self.code, "message": self.message}
+        if self.remedy:
+            error["remedy"] = self.remedy
+        return STATUS.get(self.code, 400), {"error": error}
+
+
+def size_text(size: float) -> str:
+    """Bytes for a person: 512 B, 3.0 MiB, 8.0 GiB."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size:.0f} B"
+
+
+def duration_text(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
 
 
 def ray_error(error: BaseException) -> dict:
@@ -100,6 +137,7 @@ class Task:
     error: dict | None = None
     size: int | None = None
     ended: float | None = None
+    used: float = 0.0  # the owner's clock when last used (or ended): what expiry counts from
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def view(self) -> dict:
@@ -116,6 +154,7 @@ class Stored:
     ref: Any
     size: int
     created: float
+    used: float = 0.0  # the owner's clock when last used: what expiry counts from
 
 
 @dataclass
@@ -155,6 +194,13 @@ def target_of(spec: dict, key: str) -> str:
     return target
 
 
+def keeps(spec: dict) -> bool:
+    """Whether a call keeps its result after an answer carried it: spec["keep"], by default true unless the
+    call waits for its value."""
+    keep = spec.get("keep")
+    return not spec.get("wait") if keep is None else bool(keep)
+
+
 @dataclass
 class Located:
     """An object's ref handed to the ingress unresolved (a ref inside a returned object stays a ref), so that
@@ -167,12 +213,16 @@ class Calls:
     wait for their value and pass no refs (their results are not kept, so nothing needs to outlive the ingress;
     one actor hop fewer)."""
 
+    #: The clock that last-use times and expiry read (monotonic seconds); tests give their own.
+    clock: Callable[[], float] = staticmethod(time.monotonic)
+
     def __init__(self):
         self.generation = secrets.token_hex(4)
         self.started = time.time()
         self.tasks: dict[str, Task] = {}
         self.aliases: dict[str, str] = {}  # a client's own call id → task id
         self.objects: dict[str, Stored] = {}
+        self.expired: dict[str, tuple[float, float]] = {}  # id → (time it was freed, object_ttl_s then)
         self.run = ray.remote(runner.run)
         self.runners: dict[str, Any] = {}
         self.nodes_read = 0.0
@@ -209,11 +259,27 @@ class Calls:
             raise Refused("bad_request", f"a ref must be a string id, not {given!r}")
         given = self.aliases.get(given, given)
         if given in self.objects:
-            return self.objects[given].ref
+            return self.touch(self.objects[given]).ref
         if given in self.tasks:
-            return self.tasks[given].value_ref
+            return self.touch(self.tasks[given]).value_ref
         self.check_generation(given, "object")
+        self.check_expired(given, "unknown_object")
         raise Refused("unknown_object", f"no object '{given}' here: it was freed, or never existed")
+
+    def touch(self, item):
+        """Marks an object or task as used now (expiry counts from its last use)."""
+        item.used = self.clock()
+        return item
+
+    def check_expired(self, given: str, code: str) -> None:
+        """Refuses an id that the owner's sweep freed, saying so (`code` is unknown_object or unknown_task)."""
+        if given in self.expired:
+            freed, ttl = self.expired[given]
+            raise Refused(code, (
+                f"'{given}' expired: nobody used it for {duration_text(ttl)} (the gateway's object_ttl_s), so the "
+                f"gateway freed it at {time.strftime('%H:%M:%S', time.localtime(freed))}"), (
+                "put it again, or run the call again; an object that is got, or passed to a call, within "
+                "object_ttl_s stays"))
 
     def decode(self, value: Any) -> Any:
         """A JSON argument → Python: {"$bytes": b64} → bytes, {"$ref": id} → the ObjectRef."""
@@ -311,6 +377,7 @@ class Calls:
             number(spec, "timeout")  # checked here; track() reads it
             wait = number(spec, "wait") or 0
             n_args, names, values = self.arguments(spec)
+            self.room_for_result(spec)
         except Refused as refused:
             return refused.answer()
         try:
@@ -326,13 +393,15 @@ class Calls:
             return self.answer(self.tasks[self.aliases[alias]], number(spec, "wait") or 0)
         return None
 
+    def room_for_result(self, spec: dict) -> None:
+        """Nothing here: the ingress keeps no results. The owner refuses a call that keeps its result while
+        its store is full."""
+
     def track(self, function: str, status_ref, value_ref, spec: dict, actor: bool) -> Task:
         """Registers a submitted task; spec["keep"] (default: true unless the call waits) keeps its result
         after an answer carried it, for `get`, `ref:` arguments and `task result`."""
-        keep = spec.get("keep")
-        keep = not spec.get("wait") if keep is None else bool(keep)
         task = Task(self.new_id(value_ref.hex()), function, status_ref, value_ref, time.time(),
-                    number(spec, "timeout"), actor, keep)
+                    number(spec, "timeout"), actor, keeps(spec), used=self.clock())
         alias = spec.get("id")
         self.tasks[task.id] = task
         if isinstance(alias, str) and alias:
@@ -357,6 +426,7 @@ class Calls:
             task.error = ray_error(error)
             task.state = "cancelled" if task.error["code"] == "cancelled" else "failed"
         task.ended = time.time()
+        task.used = self.clock()  # a result nobody asked for yet expires object_ttl_s after it ended
         task.done.set()
         if not task.keep:  # forgotten later if its caller went away without collecting it (by id: no refs held)
             asyncio.get_running_loop().call_later(UNCOLLECTED_SECONDS, self.forget_uncollected, task.id)
@@ -394,8 +464,9 @@ class Calls:
     def task_of(self, given: str) -> Task:
         given = self.aliases.get(given, given)
         if given in self.tasks:
-            return self.tasks[given]
+            return self.touch(self.tasks[given])
         self.check_generation(given, "task")
+        self.check_expired(given, "unknown_task")
         raise Refused("unknown_task", f"no task '{given}' here: its result was freed, or it never existed")
 
     async def task_status(self, given: str) -> tuple[int, dict]:
@@ -429,22 +500,101 @@ class Calls:
 class Owner(Calls):
     """The detached owner actor (async: thousands of calls wait on it at once)."""
 
-    def __init__(self, code: str | None = None):
+    def __init__(self, code: str | None = None, max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
+                 object_ttl_s: float = DEFAULT_OBJECT_TTL_SECONDS):
         super().__init__()
         self.code = code  # the RayLAN cluster code it runs (the gateway's working_dir URI)
         self.actors: dict[str, Actor] = {}
         self.names: dict[str, str] = {}  # actor name → actor id
         self.host = ray.remote(runner.Host)
+        self.max_held_bytes = max_held_bytes
+        self.object_ttl_s = object_ttl_s
+        self.sweeper: asyncio.Task | None = None  # started by the first request (no event loop in __init__)
 
     async def info(self) -> tuple[int, dict]:
+        self.start_sweeping()
         return 200, {"generation": self.generation, "started": self.started, "tasks": len(self.tasks),
-                     "objects": len(self.objects), "actors": len(self.actors), "code": self.code}
+                     "objects": len(self.objects), "actors": len(self.actors), "code": self.code,
+                     "held_bytes": self.held_bytes(), "max_held_bytes": self.max_held_bytes,
+                     "object_ttl_s": self.object_ttl_s}
+
+    async def set_limits(self, max_held_bytes: int, object_ttl_s: float) -> tuple[int, dict]:
+        """New limits from a redeployed gateway (same code, other args): what is held stays."""
+        self.max_held_bytes, self.object_ttl_s = max_held_bytes, object_ttl_s
+        return await self.info()
+
+    # MARK: what it holds: the byte cap and expiry
+
+    def held_bytes(self) -> int:
+        """Bytes held: every put, and every result whose size is known (`raylan objects`' total)."""
+        return sum(item.size for item in self.objects.values()) + sum(
+            task.size or 0 for task in self.tasks.values())
+
+    def make_room(self, size: int, what: str) -> None:
+        """Refuses (store_full) when `size` more bytes would pass max_held_bytes, or nothing more fits."""
+        held = self.held_bytes()
+        if held + size > self.max_held_bytes or held >= self.max_held_bytes:
+            raise Refused("store_full", (
+                f"the gateway holds {size_text(held)} of objects and results, and its cap is "
+                f"{size_text(self.max_held_bytes)} (max_held_bytes {self.max_held_bytes}): {what} does not fit"), (
+                "free objects with 'raylan free REF' (see 'raylan objects'), or raise the cap (the gateway "
+                "application's max_held_bytes arg)"))
+
+    def room_for_result(self, spec: dict) -> None:
+        if keeps(spec):
+            self.make_room(0, "a call that keeps its result (--no-wait)")
+
+    def track(self, function: str, status_ref, value_ref, spec: dict, actor: bool) -> Task:
+        self.start_sweeping()
+        return super().track(function, status_ref, value_ref, spec, actor)
+
+    async def room(self, size: int) -> tuple[int, dict]:
+        """Whether a put of `size` bytes fits now: asked by the ingress from the declared Content-Length before
+        it reads the body (the put itself checks again: another may have taken the room meanwhile)."""
+        try:
+            self.make_room(size, f"a put of {size_text(size)}")
+        except Refused as refused:
+            return refused.answer()
+        return 200, {"held_bytes": self.held_bytes(), "max_held_bytes": self.max_held_bytes}
+
+    def start_sweeping(self) -> None:
+        if self.sweeper is None or self.sweeper.done():
+            self.sweeper = asyncio.get_running_loop().create_task(self.sweep())
+
+    async def sweep(self) -> None:
+        """Frees what expired, every SWEEP_SECONDS (or half the object_ttl_s), for the owner's life."""
+        while True:
+            await asyncio.sleep(min(SWEEP_SECONDS, self.object_ttl_s / 2))
+            self.expire()
+
+    def expire(self) -> list[str]:
+        """Frees every object, and every ended task's result, unused for object_ttl_s; their ids (and a task's
+        aliases) are remembered, so a later request hears that they expired. Returns the freed ids."""
+        now, freed_at = self.clock(), time.time()
+        gone = [item.id for item in self.objects.values() if now - item.used >= self.object_ttl_s]
+        for given in gone:
+            del self.objects[given]
+        for task in [task for task in self.tasks.values()
+                     if task.done.is_set() and now - task.used >= self.object_ttl_s]:
+            gone += [task.id] + [alias for alias, target in self.aliases.items() if target == task.id]
+            self.forget_task(task)
+        for given in gone:
+            self.expired[given] = (freed_at, self.object_ttl_s)
+        while len(self.expired) > EXPIRED_REMEMBERED:
+            del self.expired[next(iter(self.expired))]
+        return gone
 
     # MARK: objects
 
     async def put(self, data: bytes) -> tuple[int, dict]:
+        """Stores the bytes (refused, store_full, before storing when they would pass max_held_bytes)."""
+        self.start_sweeping()
+        try:
+            self.make_room(len(data), f"a put of {size_text(len(data))}")
+        except Refused as refused:
+            return refused.answer()
         ref = ray.put(data)
-        stored = Stored(self.new_id(ref.hex()), ref, len(data), time.time())
+        stored = Stored(self.new_id(ref.hex()), ref, len(data), time.time(), used=self.clock())
         self.objects[stored.id] = stored
         return 200, {"ref": stored.id, "size": stored.size}
 
@@ -454,7 +604,7 @@ class Owner(Calls):
         try:
             given = self.aliases.get(given, given)
             if given in self.tasks:
-                task = self.tasks[given]
+                task = self.touch(self.tasks[given])
                 if not await settle(task.done, wait):
                     return 202, task.view()
                 if task.state != "finished":
@@ -473,6 +623,7 @@ class Owner(Calls):
             return 200, {"freed": given}
         try:
             self.check_generation(given, "object")
+            self.check_expired(given, "unknown_object")
         except Refused as refused:
             return refused.answer()
         return Refused("unknown_object", f"no object '{given}' here: it was freed, or never existed").answer()
@@ -482,7 +633,7 @@ class Owner(Calls):
                    for item in self.objects.values()]
         objects += [{"id": task.id, "size": task.size, "kind": "result", "created": task.submitted,
                      "function": task.function, "state": task.state} for task in self.tasks.values()]
-        return 200, {"objects": objects, "total_bytes": sum(item["size"] or 0 for item in objects)}
+        return 200, {"objects": objects, "total_bytes": self.held_bytes(), "max_held_bytes": self.max_held_bytes}
 
     # MARK: actors
 
@@ -559,6 +710,7 @@ class Owner(Calls):
             number(spec, "timeout")  # checked here; track() reads it
             wait = number(spec, "wait") or 0
             n_args, names, values = self.arguments(spec)
+            self.room_for_result(spec)
         except Refused as refused:
             return refused.answer()
         status_ref, value_ref = actor.handle.call.options(num_returns=2).remote(method, n_args, names, *values)

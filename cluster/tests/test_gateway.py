@@ -1,14 +1,21 @@
-"""The gateway's pure parts: the runner's wire form, imports and calls, and the owner's checks (no Ray started)."""
+"""The gateway's pure parts: the runner's wire form, imports and calls, the owner's checks, its byte cap and
+expiry, and the ingress's refusals over HTTP with the owner in process (no Ray started)."""
+import asyncio
+import itertools
 import sys
 import time
 import uuid
 from decimal import Decimal
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
+import raylan_gateway.app as app
+import raylan_gateway.owner as owner_module
 from raylan_gateway import runner
-from raylan_gateway.owner import Owner, Refused, Stored, number, target_of, to_json
+from raylan_gateway.owner import Calls, Owner, Refused, Stored, Task, number, target_of, to_json
 from raylan_gateway.runner import Host, Missing, resolve, run, wire
 
 USER_CODE = '''
@@ -206,12 +213,34 @@ def test_to_json_encodes_bytes_everywhere():
 
 # MARK: Owner.decode and check_feasible
 
+class Clock:
+    """The owner's clock, moved by the test."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def owner():
+def owner(monkeypatch):
+    """An Owner without Ray: `ray.put` stands in (its calls in owner.puts), time is owner.clock (a Clock), and
+    the sweep counts as started (tests call expire() themselves)."""
     owner = object.__new__(Owner)
     owner.generation, owner.started = "0123abcd", time.time()
-    owner.objects, owner.tasks, owner.aliases = {}, {}, {}
+    owner.objects, owner.tasks, owner.aliases, owner.expired = {}, {}, {}, {}
     owner.node_resources, owner.nodes_read = [], time.monotonic()
+    owner.max_held_bytes, owner.object_ttl_s = owner_module.DEFAULT_MAX_HELD_BYTES, 3600.0
+    owner.clock, owner.sweeper = Clock(), SimpleNamespace(done=lambda: False)
+    owner.puts = []
+    numbers = itertools.count(1)
+
+    def put(data):
+        owner.puts.append(data)
+        return SimpleNamespace(hex=lambda n=next(numbers): f"{n:040x}", data=data)
+
+    monkeypatch.setattr(owner_module.ray, "put", put)
     return owner
 
 
@@ -297,3 +326,218 @@ def test_a_delivered_call_is_not_held_until_the_uncollected_timeout():
     held, calls = asyncio.run(scenario())
     assert held() is None, "the delivered task is still referenced"
     calls.forget_uncollected("g-1")  # the timer's later call finds nothing to forget
+
+
+# MARK: the owner's byte cap and expiry
+
+def ended_task(owner: Owner, size: int, keep: bool = True, alias: str | None = None) -> Task:
+    """A finished task the owner holds (its result `size` bytes), as watch() leaves one."""
+    task = Task(owner.new_id(uuid.uuid4().hex), "m:f", None, f"value of {size}", time.time(), None, keep=keep,
+                state="finished", size=size, used=owner.clock())
+    task.done.set()
+    owner.tasks[task.id] = task
+    if alias:
+        owner.aliases[alias] = task.id
+    return task
+
+
+def test_a_put_over_the_cap_is_refused_before_it_is_stored(owner):
+    owner.max_held_bytes = 1000
+    status, first = asyncio.run(owner.put(b"a" * 600))
+    assert status == 200 and owner.held_bytes() == 600
+    for answer in (owner.room(500), owner.put(b"b" * 500)):
+        status, body = asyncio.run(answer)
+        assert status == 507 and body["error"]["code"] == "store_full"
+        message, remedy = body["error"]["message"], body["error"]["remedy"]
+        assert "holds 600 B of objects and results, and its cap is 1000 B (max_held_bytes 1000)" in message
+        assert "a put of 500 B does not fit" in message
+        assert "raylan free REF" in remedy and "max_held_bytes" in remedy
+    assert owner.puts == [b"a" * 600], "the refused put reached the object store"
+    assert list(owner.objects) == [first["ref"]] and owner.held_bytes() == 600
+    assert asyncio.run(owner.room(400)) == (200, {"held_bytes": 600, "max_held_bytes": 1000})
+
+
+def test_kept_results_count_and_freeing_makes_room(owner):
+    owner.max_held_bytes = 1000
+    _, put = asyncio.run(owner.put(b"a" * 600))
+    result = ended_task(owner, 400, alias="mine")
+    ended_task(owner, 10_000, keep=False).size = None  # a result whose size is not known counts nothing
+    assert owner.held_bytes() == 1000
+    _, listed = asyncio.run(owner.list_objects())
+    assert (listed["total_bytes"], listed["max_held_bytes"]) == (1000, 1000)
+    assert asyncio.run(owner.put(b"b"))[0] == 507
+    # Full: a call that keeps its result is refused; one that waits for its value is not (it keeps nothing).
+    owner.node_resources = [{"CPU": 4.0}]
+    status, body = asyncio.run(owner.call({"function": "m:f", "keep": True}))
+    assert status == 507 and "a call that keeps its result" in body["error"]["message"]
+    owner.room_for_result({"function": "m:f", "wait": 5})
+    assert asyncio.run(owner.free(put["ref"])) == (200, {"freed": put["ref"]})
+    assert owner.held_bytes() == 400
+    assert asyncio.run(owner.put(b"b" * 600))[0] == 200
+    assert asyncio.run(owner.free("mine")) == (200, {"freed": result.id})
+    assert owner.held_bytes() == 600 and asyncio.run(owner.put(b"c" * 400))[0] == 200
+
+
+def test_expiry_frees_what_nobody_used_and_keeps_what_was_used(owner):
+    owner.object_ttl_s = 3600
+    clock = owner.clock
+    ids = [asyncio.run(owner.put(data))[1]["ref"] for data in (b"got", b"argument", b"untouched")]
+    got, argument, untouched = ids
+    asked, unasked = ended_task(owner, 5, alias="asked-alias"), ended_task(owner, 7, alias="unasked-alias")
+    running = ended_task(owner, 0)
+    running.done.clear()
+    clock.now += 2000
+    assert asyncio.run(owner.locate(got, 0))[0] == 200  # a get
+    assert owner.decode([{"$ref": argument}]) == [owner.objects[argument].ref]  # passed to a call
+    assert asyncio.run(owner.task_status("asked-alias"))[0] == 200
+    clock.now += 1600  # 3600 s since the untouched ones were made
+    assert sorted(owner.expire()) == sorted([untouched, unasked.id, "unasked-alias"])
+    assert set(owner.objects) == {got, argument} and set(owner.tasks) == {asked.id, running.id}
+    assert owner.held_bytes() == len(b"got") + len(b"argument") + 5
+    for answer, code in [(owner.locate(untouched, 0), "unknown_object"), (owner.free(untouched), "unknown_object"),
+                         (owner.locate(unasked.id, 0), "unknown_object"),
+                         (owner.task_result("unasked-alias", 0), "unknown_task")]:
+        status, body = asyncio.run(answer)
+        assert (status, body["error"]["code"]) == (404, code)
+        assert "expired: nobody used it for 1 h (the gateway's object_ttl_s)" in body["error"]["message"]
+    with pytest.raises(Refused, match="expired"):
+        owner.decode({"$ref": untouched})
+    assert asyncio.run(owner.locate("0123abcd-" + "f" * 40, 0))[1]["error"]["message"].startswith("no object")
+    clock.now += 2000  # 3600 s since the others were last used; a running task never expires
+    assert sorted(owner.expire()) == sorted([got, argument, asked.id, "asked-alias"])
+    assert owner.objects == {} and set(owner.tasks) == {running.id}
+
+
+def test_the_sweep_runs_expire_by_itself(owner):
+    async def scenario():
+        owner.object_ttl_s, owner.sweeper = 0.02, None  # a sweep every 10 ms of real time
+        _, put = await owner.put(b"x")
+        owner.clock.now += 1
+        for _ in range(500):
+            if not owner.objects:
+                break
+            await asyncio.sleep(0.01)
+        owner.sweeper.cancel()
+        return put["ref"]
+
+    assert asyncio.run(scenario()) in owner.expired and owner.objects == {}
+
+
+# MARK: the ingress over HTTP: browsers, content types, and the cap before the body is read
+
+class OwnerHandle:
+    """The owner actor's handle, in process: handle.method.remote(*args) is the owner's coroutine."""
+
+    def __init__(self, owner: Owner):
+        self.owner, self.asked = owner, []
+
+    def __getattr__(self, name):
+        method = getattr(self.owner, name)
+        return SimpleNamespace(remote=lambda *args: self.asked.append(name) or method(*args))
+
+
+@pytest.fixture
+def gateway(owner, monkeypatch):
+    """gateway(key=None) → the Gateway deployment's instance, with the owner fixture behind an in-process
+    handle; the routes find it through Serve's replica context, as in a replica."""
+    def make(key: str | None = None):
+        cls = app.Gateway.func_or_class.__bases__[0]  # the class as written, without Serve's ASGI wrapper
+        instance = cls.__new__(cls)
+        instance.service_key, instance.code_uri = key, None
+        instance.max_json_bytes, instance.max_put_bytes = app.DEFAULT_MAX_JSON_BYTES, app.DEFAULT_MAX_PUT_BYTES
+        instance.max_held_bytes, instance.object_ttl_s = owner.max_held_bytes, owner.object_ttl_s
+        instance._owner = OwnerHandle(owner)
+        instance.local = object.__new__(Calls)
+        instance.local.tasks, instance.local.aliases = {}, {}
+        monkeypatch.setattr("ray.serve.get_replica_context", lambda: SimpleNamespace(servable_object=instance))
+        return instance
+
+    return make
+
+
+@pytest.fixture
+def client():
+    with TestClient(app.api, base_url="http://127.0.0.1") as client:
+        yield client
+
+
+BROWSER = [{"Origin": "http://localhost:3000"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
+           {"Sec-Fetch-Site": "same-origin"}]
+
+
+@pytest.mark.parametrize("headers", BROWSER)
+def test_a_keyless_gateway_refuses_browsers(gateway, client, headers):
+    gateway()
+    for method, path in [("GET", "/objects"), ("GET", "/info"), ("DELETE", "/owner"), ("POST", "/tasks/x/cancel"),
+                         ("POST", "/nothing-here")]:
+        response = client.request(method, path, headers=headers)
+        assert response.status_code == 403, (method, path, response.text)
+        assert response.json()["error"]["code"] == "browser_refused"
+    response = client.post("/call", json={"function": "m:f"}, headers=headers)
+    assert response.status_code == 403 and "web browsers" in response.json()["error"]["message"]
+    assert client.get("/healthz", headers=headers).status_code == 200
+    assert client.get("/objects").status_code == 200  # the same request without the browser's header
+
+
+@pytest.mark.parametrize("path,content_type", [
+    ("/call", "text/plain"), ("/call", "application/x-www-form-urlencoded"), ("/call", "multipart/form-data"),
+    ("/call", None), ("/actors", "text/plain"), ("/actors/a/call", "text/plain;charset=UTF-8"),
+    ("/tasks/x/cancel", "application/x-www-form-urlencoded"), ("/objects", "application/json"),
+    ("/objects", "text/plain"), ("/objects", None),
+])
+def test_a_body_of_another_type_is_refused(gateway, client, owner, path, content_type):
+    gateway()
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post(path, content=b'{"function": "m:f"}', headers=headers)
+    assert response.status_code == 415, response.text
+    error = response.json()["error"]
+    wanted = "application/octet-stream" if path == "/objects" else "application/json"
+    assert error["code"] == "unsupported_media_type" and f"Content-Type: {wanted}" in error["remedy"]
+    assert owner.puts == [] and owner.tasks == {}
+
+
+def test_what_the_swift_client_sends_passes(gateway, client, owner):
+    """The Swift client: JSON bodies as application/json, a put as application/octet-stream, and a cancel, a
+    GET or a DELETE without a body (nor a Content-Type)."""
+    gateway()
+    response = client.post("/objects", content=b"\x00\x01", headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 200 and owner.puts == [b"\x00\x01"]
+    response = client.post("/call", content=b'{"function": "nocolon"}',
+                           headers={"Content-Type": "application/json; charset=utf-8"})
+    assert response.status_code == 400 and "'module:name'" in response.json()["error"]["message"]  # the owner's
+    response = client.post("/tasks/0123abcd-ff/cancel")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_task"
+    response = client.delete("/objects/0123abcd-ee")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_object"
+
+
+def test_the_key_is_checked_first_then_the_browser(gateway, client):
+    """With a key, a stranger's browser request is 401 (it learns nothing more); the browser checks run inside
+    the key check for every gateway (they do not read the key)."""
+    gateway(key="k3y-0f-th3-g4t3w4y")
+    assert client.get("/objects", headers={"Origin": "http://localhost"}).status_code == 401
+    assert client.post("/call", content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 401
+    assert [entry.cls for entry in app.api.user_middleware] == [app.ServiceKey, app.BrowserGuard]  # outermost first
+
+
+def test_a_put_is_refused_for_the_cap_before_its_body_is_read(gateway, owner):
+    """The route alone, on a raw ASGI call whose body must not be touched: the owner is asked for room from the
+    declared Content-Length."""
+    owner.max_held_bytes = 4 * 2**20
+    owner.objects["0123abcd-aa"] = Stored("0123abcd-aa", object(), 3 * 2**20, time.time(), used=owner.clock())
+    instance = gateway()
+    sent = []
+
+    async def receive():
+        raise AssertionError("the body was read")
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/raylan/gateway/objects", "root_path": "/raylan/gateway",
+             "headers": [(b"content-length", str(2 * 2**20).encode()),
+                         (b"content-type", b"application/octet-stream")],
+             "query_string": b"", "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 8000)}
+    asyncio.run(app.api(scope, receive, send))
+    assert sent[0]["status"] == 507 and b'"store_full"' in sent[1]["body"] and b"2.0 MiB" in sent[1]["body"]
+    assert instance._owner.asked == ["room"] and owner.puts == [] and list(owner.objects) == ["0123abcd-aa"]

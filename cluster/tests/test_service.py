@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from raylan_common.http import verifier_of
 from PIL import Image, ImageFile
 from starlette.requests import Request
 
@@ -186,7 +187,7 @@ def test_the_key_is_checked_before_the_body_is_read():
 
     scope = {"type": "http", "method": "POST", "path": "/raylan/m/detect", "root_path": "/raylan/m",
              "headers": [(b"content-length", b"999999999")], "query_string": b""}
-    asyncio.run(app.ServiceKey(app_under, key_of=lambda: KEY)(scope, receive, send))
+    asyncio.run(app.ServiceKey(app_under, key_of=lambda: verifier_of(KEY))(scope, receive, send))
     assert sent[0]["status"] == 401
     healthz = {**scope, "method": "GET", "path": "/raylan/m/healthz"}
     reached = []
@@ -194,7 +195,7 @@ def test_the_key_is_checked_before_the_body_is_read():
     async def healthy(scope, receive, send):
         reached.append(scope["path"])
 
-    asyncio.run(app.ServiceKey(healthy, key_of=lambda: KEY)(healthz, receive, send))
+    asyncio.run(app.ServiceKey(healthy, key_of=lambda: verifier_of(KEY))(healthz, receive, send))
     assert reached == ["/raylan/m/healthz"]
 
 
@@ -221,14 +222,21 @@ def test_models_shows_no_path_on_the_cluster(service):
 def test_build_takes_the_key_and_the_limits():
     kwargs = app.build({"model": "m.pt", "api_key": KEY, "max_frames": "8", "max_body_bytes": 1000,
                         "max_decoded_bytes": 5000})._bound_deployment.init_kwargs
-    assert (kwargs["api_key"], kwargs["max_frames"], kwargs["max_body_bytes"], kwargs["max_decoded_bytes"]) == (
-        KEY, 8, 1000, 5000)
+    # The replica is given the key's verifier, never the key.
+    assert KEY not in repr(kwargs)
+    assert (kwargs["api_key_sha256"], kwargs["max_frames"], kwargs["max_body_bytes"], kwargs["max_decoded_bytes"]) == (
+        verifier_of(KEY), 8, 1000, 5000)
     defaults = app.build({"model": "m.pt"})._bound_deployment.init_kwargs
-    assert (defaults["api_key"], defaults["max_frames"], defaults["max_body_bytes"], defaults["max_decoded_bytes"]) == (
-        None, 64, 64 * 2**20, 512 * 2**20)
-    assert app.build({"model": "m.pt", "api_key": ""})._bound_deployment.init_kwargs["api_key"] is None
+    assert (defaults["api_key_sha256"], defaults["max_frames"], defaults["max_body_bytes"],
+            defaults["max_decoded_bytes"]) == (None, 64, 64 * 2**20, 512 * 2**20)
+    assert app.build({"model": "m.pt", "api_key": ""})._bound_deployment.init_kwargs["api_key_sha256"] is None
     naive = app.build_naive({"model": "m.pt", "api_key": KEY, "max_body_bytes": 10})._bound_deployment.init_kwargs
-    assert (naive["api_key"], naive["max_body_bytes"]) == (KEY, 10)
+    assert (naive["api_key_sha256"], naive["max_body_bytes"]) == (verifier_of(KEY), 10)
+    # A cluster with a token: only the verifier (and the salt the client derives the key with) is deployed.
+    verified = app.build({"model": "m.pt", "api_key_sha256": verifier_of(KEY), "key_salt": "ab"})
+    assert verified._bound_deployment.init_kwargs["api_key_sha256"] == verifier_of(KEY)
+    with pytest.raises(ValueError):
+        app.build({"model": "m.pt", "api_key_sha256": "not-hex"})
     with pytest.raises(ValueError):
         app.build({"model": "m.pt", "max_frames": 0})
 

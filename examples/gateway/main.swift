@@ -42,8 +42,12 @@ func run(_ cluster: RayCluster) async throws {
 if let address = CommandLine.arguments.dropFirst().first {
     try await RayCluster.withConnection(to: try ClusterAddress(parsing: address)) { try await run($0) }
 } else {
-    let (ray, _) = try await EmbeddedCluster.fromEnvironment().findOrStart(
-        configuration: { LocalRayConfiguration(environment: try RayEnvironment.locate()) })
+    let embedded = EmbeddedCluster.fromEnvironment()
+    let (ray, _) = try await embedded.findOrStart(
+        configuration: {
+            try embedded.configuration(
+                environment: try RayEnvironment.locate(), serveGuard: try ClusterCode.locate().serveGuard)
+        })
     try await RayCluster.withConnection(to: ray.address, configuration: .init(token: try ray.token())) {
         try await run($0)
     }

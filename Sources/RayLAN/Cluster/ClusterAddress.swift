@@ -116,10 +116,21 @@ public struct ClusterAddress: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { url.absoluteString }
 
-    /// Whether the host is this machine's loopback (`localhost`, `127.x.x.x`, `::1`): a cluster reached there
-    /// is private to this machine.
-    public var isLoopback: Bool {
-        let host = host.lowercased()
-        return host == "localhost" || host.hasPrefix("127.") || host == "::1"
+    /// Whether the host is this machine's loopback (`localhost`, an IPv4 literal `127.x.y.z`, `::1`): a cluster
+    /// reached there is private to this machine.
+    public var isLoopback: Bool { Self.isLoopbackHost(host) }
+
+    /// Whether `host` names this machine's loopback: `localhost`, `::1` (also bracketed), or an IPv4 literal
+    /// in 127.0.0.0/8. A name that merely starts with `127.` (`127.evil.example`) is not.
+    public static func isLoopbackHost(_ host: String) -> Bool {
+        var host = host.lowercased()
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host == "localhost" || host == "::1" || host == "0:0:0:0:0:0:0:1" { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == "127" else { return false }
+        return parts.allSatisfy { part in
+            (1...3).contains(part.count) && part.allSatisfy(\.isASCII) && part.allSatisfy(\.isNumber)
+                && Int(part).map { $0 <= 255 } == true
+        }
     }
 }

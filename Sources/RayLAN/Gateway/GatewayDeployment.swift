@@ -30,12 +30,12 @@ public struct GatewayDeployment: Sendable, Hashable {
     public var routePrefix: String { "/raylan/\(name)" }
 
     /// The application in Serve's declarative config.
-    func applicationConfig(workingDirectoryURI: String, key: ServiceKey?) -> JSONValue {
+    func applicationConfig(workingDirectoryURI: String, keyArguments: [String: JSONValue] = [:]) -> JSONValue {
         var args: [String: JSONValue] = [
             "max_put_bytes": .number(Double(maxPutBytes)), "max_json_bytes": .number(Double(maxJSONBytes)),
             "code_uri": .string(workingDirectoryURI),
         ]
-        if let key { args["api_key"] = .string(key.value) }
+        args.merge(keyArguments) { _, key in key }
         return .object([
             "name": .string(name),
             "route_prefix": .string(routePrefix),

@@ -66,6 +66,14 @@ public struct GatewayError: RayLANError, Sendable, Hashable {
         public static let responseTooLarge = Code(rawValue: "response_too_large")
         /// A gateway without a key on a cluster that listens beyond loopback (a usage error).
         public static let openRefused = Code(rawValue: "open_refused")
+        /// The gateway holds as many bytes of objects and kept results as its cap allows (`max_held_bytes`): free
+        /// some (``Gateway/free(_:)``) or raise the cap.
+        public static let storeFull = Code(rawValue: "store_full")
+        /// A request from a web browser (an `Origin` header) to a gateway: refused, so that no web page can
+        /// drive it.
+        public static let browserRefused = Code(rawValue: "browser_refused")
+        /// A request body of a type the route does not take.
+        public static let unsupportedMediaType = Code(rawValue: "unsupported_media_type")
     }
 
     /// A Python exception raised on the cluster.

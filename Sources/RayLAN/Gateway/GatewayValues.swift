@@ -225,6 +225,8 @@ extension GatewayError {
         var message: String
         var type: String?
         var traceback: String?
+        /// What to do, where the gateway says (`store_full`).
+        var remedy: String?
 
         var error: GatewayError {
             let code = Code(rawValue: code)
@@ -232,7 +234,7 @@ extension GatewayError {
             if let type, !type.isEmpty {
                 remote = RemoteException(type: type, message: message, traceback: traceback ?? "")
             }
-            return GatewayError(code, message, remedy: Self.remedy(for: code), remote: remote)
+            return GatewayError(code, message, remedy: remedy ?? Self.remedy(for: code), remote: remote)
         }
 
         static func remedy(for code: Code) -> String? {

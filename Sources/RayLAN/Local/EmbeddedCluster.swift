@@ -27,6 +27,36 @@ public struct EmbeddedCluster: Sendable {
 
     var stateFile: String { stateDirectory + "/local-cluster.json" }
 
+    /// The embedded cluster's token file: made once with a new random token, mode 0600.
+    public var tokenFile: String { stateDirectory + "/local-token" }
+
+    /// The embedded cluster's settings: private (every listener on loopback, see
+    /// ``LocalRayConfiguration/isPrivate``) and with Ray's token authentication (Ray 2.52+), its token read
+    /// from ``tokenFile`` or made there once. The user takes no step: RayLAN's commands read the token again
+    /// from the record's source; with `serveGuard`, Serve's proxy refuses requests without a service key.
+    /// Other settings keep ``LocalRayConfiguration``'s defaults.
+    ///
+    /// - Throws: ``ClusterError`` (`tokenUnwritable`, `tokenUnreadable`) when the token file cannot be made
+    ///   or read.
+    /// - Parameter serveGuard: the Serve proxy guard to install (``LocalRayConfiguration/serveGuard``).
+    public func configuration(environment: RayEnvironment, serveGuard: String?) throws -> LocalRayConfiguration {
+        try makeStateDirectory()
+        return LocalRayConfiguration(
+            environment: environment, authToken: try AuthToken.loadOrCreate(at: tokenFile), serveGuard: serveGuard)
+    }
+
+    /// Makes the state folder, mode 0700 (it holds the token and the cluster's record), and takes that mode
+    /// away from others where the folder existed with a wider one.
+    func makeStateDirectory() throws {
+        try FileManager.default.createDirectory(
+            atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        if let mode = try? FileManager.default.attributesOfItem(atPath: stateDirectory)[.posixPermissions] as? Int,
+            mode & 0o077 != 0
+        {
+            try? FileManager.default.setAttributes([.posixPermissions: mode & 0o700], ofItemAtPath: stateDirectory)
+        }
+    }
+
     /// The recorded cluster, whether or not it still runs.
     public func recorded() -> LocalRay? {
         guard let data = FileManager.default.contents(atPath: stateFile) else { return nil }
@@ -45,7 +75,7 @@ public struct EmbeddedCluster: Sendable {
     public func findOrStart(
         configuration: () throws -> LocalRayConfiguration, willStart: (String) -> Void = { _ in }
     ) async throws -> (ray: LocalRay, started: Bool) {
-        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        try makeStateDirectory()
         let lock = try FileLock(path: stateDirectory + "/lock")
         defer { lock.unlock() }
         if let ray = recorded() {
@@ -64,7 +94,7 @@ public struct EmbeddedCluster: Sendable {
         willStart("Starting a private local Ray (\(configuration.environment.rayExecutable))…")
         let ray = try await LocalRay.start(configuration)
         let data = try JSONEncoder().encode(ray)
-        _ = FileManager.default.createFile(atPath: stateFile, contents: data)
+        _ = FileManager.default.createFile(atPath: stateFile, contents: data, attributes: [.posixPermissions: 0o600])
         return (ray, true)
     }
 
@@ -106,7 +136,7 @@ struct FileLock {
     let descriptor: Int32
 
     init(path: String) throws {
-        descriptor = open(path, O_CREAT | O_RDWR, 0o644)
+        descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
             throw LocalRayError(
                 .stateUnavailable, "Cannot open the lock file \(path): \(String(cString: strerror(errno)))",

@@ -136,7 +136,8 @@ public struct LocalRay: Sendable, Codable, Hashable {
                 "--ray-client-server-port=\(ports.rayClient)",
             ]
         }
-        if let node = configuration.nodeAddress { arguments.append("--node-ip-address=\(node)") }
+        let nodeAddress = configuration.isPrivate ? "127.0.0.1" : configuration.nodeAddress
+        if let nodeAddress { arguments.append("--node-ip-address=\(nodeAddress)") }
         if let workers = ports.workers {
             arguments += ["--min-worker-port=\(workers.lowerBound)", "--max-worker-port=\(workers.upperBound)"]
         }
@@ -173,13 +174,24 @@ public struct LocalRay: Sendable, Codable, Hashable {
             environment["RAY_AUTH_MODE"] = "disabled"
             environment["RAY_AUTH_TOKEN"] = nil
         }
+        // Ray's single-machine mode: the node's address is loopback for every process of the cluster, so
+        // nothing binds beyond it (see LocalRayConfiguration.isPrivate); a cluster for the LAN says so.
+        environment["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = configuration.isPrivate ? "0" : "1"
+        if let guardFile = configuration.serveGuard {
+            let folder = temporary + "/python"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: guardFile, toPath: folder + "/raylan_serve_guard.py")
+            environment["PYTHONPATH"] = ([folder] + [environment["PYTHONPATH"]].compactMap { $0 }).joined(
+                separator: ":")
+            environment["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] = "raylan_serve_guard:middlewares"
+        }
         for (key, value) in configuration.extraEnvironment { environment[key] = value }
 
         let pid = try ProcessGroup.spawn(arguments, environment: environment, logFile: logFile)
         let ray = LocalRay(
             pid: pid, leader: ProcessIdentity.of(pid), temporaryDirectory: temporary, ports: ports,
             dashboardHost: configuration.dashboardHost, logFile: logFile, tokenSource: configuration.authToken?.source,
-            joinedAddress: configuration.joinAddress, nodeAddress: configuration.nodeAddress)
+            joinedAddress: configuration.joinAddress, nodeAddress: nodeAddress)
         do {
             try await ray.waitUntilReady(token: configuration.authToken, timeout: configuration.startTimeout)
             return ray

@@ -28,15 +28,33 @@ public struct LocalRayConfiguration: Sendable {
     /// Join the cluster whose GCS is at `HOST:PORT` instead of starting a head. Default nil: a head. The
     /// dashboard waited on is then `dashboardHost` at `ports.dashboard` (the head's).
     public var joinAddress: String?
-    /// The node's own address (`--node-ip-address`). Default nil: Ray picks one.
+    /// The Serve proxy guard's module file (`ClusterCode.serveGuard`): with a token, Serve's proxy then
+    /// answers 401 to every request without a RayLAN service key derived from it, before any replica sees it
+    /// (Ray's `RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`; the file is copied alone into the cluster's temp
+    /// dir, on its `PYTHONPATH`). Default nil: no guard.
+    public var serveGuard: String?
+    /// The node's own address (`--node-ip-address`). Default nil: Ray picks one, except for a private
+    /// cluster (see ``isPrivate``), which is given 127.0.0.1.
     public var nodeAddress: String?
+
+    /// Whether every listener of the cluster stays on loopback: a head (no ``joinAddress``) whose dashboard
+    /// binds to a loopback address and with no ``nodeAddress`` of another kind. Such a cluster is started with
+    /// `--node-ip-address=127.0.0.1` and `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, Ray's own single-machine
+    /// mode (the default on macOS), so that its GCS, raylet, object manager, agents, metrics, Ray Client
+    /// server and workers bind to 127.0.0.1 rather than every interface or the LAN address.
+    public var isPrivate: Bool {
+        joinAddress == nil && ClusterAddress.isLoopbackHost(dashboardHost)
+            && (nodeAddress.map(ClusterAddress.isLoopbackHost) ?? true)
+    }
 
     public init(
         environment: RayEnvironment, cpus: Int? = nil, gpus: Double? = nil, resources: [String: Double] = [:],
         objectStoreBytes: Int? = nil, authToken: AuthToken? = nil, extraEnvironment: [String: String] = [:],
         dashboardHost: String = "127.0.0.1", temporaryParent: String = "/tmp", startTimeout: Duration = .seconds(120),
-        ports: LocalRay.Ports? = nil, joinAddress: String? = nil, nodeAddress: String? = nil
+        ports: LocalRay.Ports? = nil, joinAddress: String? = nil, nodeAddress: String? = nil,
+        serveGuard: String? = nil
     ) {
+        self.serveGuard = serveGuard
         self.ports = ports
         self.joinAddress = joinAddress
         self.nodeAddress = nodeAddress

@@ -9,11 +9,21 @@ public struct ClusterCode: Sendable, Hashable {
         self.directory = directory
     }
 
-    /// `RAYLAN_CLUSTER_DIR`, else a `cluster/raylan_detect` in the executable's folder or above, else in the
-    /// current folder or above.
+    /// The Serve proxy guard (`raylan_common/serve_guard.py`) that clusters RayLAN starts install
+    /// (``LocalRayConfiguration/serveGuard``).
+    public var serveGuard: String { directory.appendingPathComponent("raylan_common/serve_guard.py").path }
+
+    /// `RAYLAN_CLUSTER_DIR`, else a `cluster/raylan_detect` in the folder of `executablePath` (links resolved)
+    /// or any folder above it — for `.build/debug/raylan`, the checkout's `cluster/`. The current directory is
+    /// never searched: a folder the user works in does not choose the code RayLAN deploys.
+    ///
+    /// - Parameters:
+    ///   - environment: where `RAYLAN_CLUSTER_DIR` is read. Default: this process's environment.
+    ///   - executablePath: the program whose checkout to search. Default: this process's executable.
+    /// - Throws: ``ServeError`` (`clusterCodeMissing`) saying where it looked.
     public static func locate(
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        executablePath: String? = CommandLine.arguments.first
+        executablePath: String? = Bundle.main.executablePath
     ) throws -> ClusterCode {
         let fileManager = FileManager.default
         if let given = environment["RAYLAN_CLUSTER_DIR"], !given.isEmpty {
@@ -31,8 +41,9 @@ public struct ClusterCode: Sendable, Hashable {
             return ClusterCode(directory: URL(fileURLWithPath: folder + "/cluster"))
         }
         throw ServeError(
-            .clusterCodeMissing, "RayLAN's cluster code (cluster/raylan_detect) was not found",
-            remedy: "Run raylan from the RayLAN checkout, or set RAYLAN_CLUSTER_DIR to its cluster/ folder.")
+            .clusterCodeMissing,
+            "RayLAN's cluster code (cluster/raylan_detect) was not found (looked in \(ProjectSearch.describe(starts)))",
+            remedy: "Run the raylan built in the RayLAN checkout, or set RAYLAN_CLUSTER_DIR to its cluster/ folder.")
     }
 
     /// A folder holding what a working directory on the cluster needs: the Python packages (`raylan_common/`,

@@ -131,7 +131,8 @@ public struct DetectionDeployment: Sendable, Hashable {
     /// The Serve application config (`ServeApplicationSchema`) for a package at `workingDirectoryURI`, with the
     /// model's `identity` in `runtime_env.env_vars` (which Serve keeps in `deployed_app_config`).
     func applicationConfig(
-        workingDirectoryURI: String, modelArgument: String, key: ServiceKey?, identity: ModelIdentity? = nil
+        workingDirectoryURI: String, modelArgument: String, keyArguments: [String: JSONValue] = [:],
+        identity: ModelIdentity? = nil
     ) -> JSONValue {
         var deployment: [String: JSONValue] = [
             "name": .string(isNaive ? "NaiveDetector" : "Detector"),
@@ -160,7 +161,7 @@ public struct DetectionDeployment: Sendable, Hashable {
             args["backend"] = .string(backend.rawValue)
         }
         if let imageSize { args["imgsz"] = .number(Double(imageSize)) }
-        if let key { args["api_key"] = .string(key.value) }
+        args.merge(keyArguments) { _, key in key }
         var runtimeEnvironment: [String: JSONValue] = ["working_dir": .string(workingDirectoryURI)]
         if let identity {
             runtimeEnvironment["env_vars"] = .object([

@@ -67,32 +67,39 @@ extension RayCluster {
 
         try await writeApplication(
             deployment.name, access: deployment.access, httpPort: httpPort, httpHost: httpHost
-        ) { key in
+        ) { keyArguments in
             deployment.applicationConfig(
-                workingDirectoryURI: upload.uri, modelArgument: staged.modelArgument ?? deployment.model, key: key,
-                identity: identity)
+                workingDirectoryURI: upload.uri, modelArgument: staged.modelArgument ?? deployment.model,
+                keyArguments: keyArguments, identity: identity)
         }
         return try await waitUntilRunning(deployment.name, identity: identity, timeout: timeout, progress: progress)
     }
 
     /// Writes application `name` into Serve's config, every other application kept as deployed (Serve's PUT is
-    /// declarative: an application left out would be removed). `config` builds the application from its key:
-    /// for ``ServiceAccess/key`` the one it already has when redeployed, else a new random one.
+    /// declarative: an application left out would be removed). `config` builds the application from the
+    /// arguments that stand for its key (see ``ServiceKey``): for ``ServiceAccess/key`` the key it already
+    /// has when redeployed, else a new one (derived from this connection's token, or random without one).
     func writeApplication(
         _ name: String, access: ServiceAccess, httpPort: Int, httpHost: String?,
-        config: (ServiceKey?) -> JSONValue
+        config: ([String: JSONValue]) -> JSONValue
     ) async throws {
         let current = try await serveStatus()
         var applications = current.applications.values
             .filter { $0.name != name }
             .compactMap(\.deployedAppConfig)
+        let token = configuration.token
         let key: ServiceKey?
         switch access {
-        case .key: key = current.applications[name].flatMap(ServiceKey.deployed(in:)) ?? .generate()
+        case .key:
+            // The key it has, unless a token now allows a derived one where it kept a key in clear.
+            let kept = current.applications[name].flatMap { ServiceKey.deployed(in: $0, token: token) }
+            key =
+                kept.flatMap { token == nil || $0.salt != nil ? $0 : nil }
+                ?? token.map { ServiceKey.derive(from: $0, salt: ServiceKey.newSalt()) } ?? .generate()
         case .givenKey(let given): key = given
         case .open: key = nil
         }
-        applications.append(config(key))
+        applications.append(config(key?.configArguments(inClear: token == nil) ?? [:]))
         try await writeServeConfig(
             applications, http: proxyOptions(current, port: httpPort, host: httpHost),
             what: "Deploying '\(name)' to Serve")

@@ -53,7 +53,9 @@ def kill_ingress_soon(application):
     """Kills the gateway's Serve replica half a second after returning (Serve starts a new one)."""
     from ray.util.state import list_actors
 
-    names = [actor.name for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+    # This cluster's address, passed: another Ray on the machine (the demo's) must not make the lookup ambiguous.
+    address = ray.get_runtime_context().gcs_address
+    names = [actor.name for actor in list_actors(address=address, filters=[("state", "=", "ALIVE")], limit=1000)
              if actor.name and actor.name.startswith(f"SERVE_REPLICA::{application}#")]
 
     def kill():
