@@ -182,11 +182,12 @@ public struct ClusterDatasetRun: Sendable {
             }
             result.clusterOutput = folder
             if let output {
+                // Each name is the cluster's: download(_:into:) takes only a plain one inside `output`.
                 for file in try await session.outputs() {
-                    let target = output.appendingPathComponent(file.name)
-                    if file.name == LocalJournal.name { _ = try DetectionJournal.moveAside(target) }
-                    try await session.download(file, to: target)
-                    events(.downloaded(target))
+                    if file.name == LocalJournal.name {
+                        _ = try DetectionJournal.moveAside(output.appendingPathComponent(LocalJournal.name))
+                    }
+                    events(.downloaded(try await session.download(file, into: output)))
                 }
                 result.out = output.path
             }

@@ -54,7 +54,7 @@ struct ClusterSession: Sendable {
     /// The resource that pins an actor to the head node (every Ray node has its own `node:…` resource; the head
     /// also this one).
     static let headNode = ResourceRequest(custom: ["node:__internal_head__": 0.001])
-    /// Bytes per ``download(_:to:)`` read (the session's own limit).
+    /// Bytes per ``download(_:into:)`` read (the session's own limit).
     static let readBytes = 8 * 1024 * 1024
 
     let actor: RemoteActor
@@ -84,36 +84,39 @@ struct ClusterSession: Sendable {
         try await actor.call("outputs", as: [Output].self)
     }
 
-    /// Downloads one of its files to `url` (replaced), in pieces.
-    /// - Throws: ``OnClusterError`` `sessionFailed` when the file ends before its listed size.
-    func download(_ output: Output, to url: URL) async throws {
-        let partial = url.appendingPathExtension("part")
-        try FileManager.default.createDirectory(
-            at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        _ = FileManager.default.createFile(atPath: partial.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: partial)
-        var offset = 0
-        do {
+    /// Downloads one of its files, in pieces, into the run's output folder `folder`; returns where it went.
+    ///
+    /// The name is the cluster's and is not trusted as a path: ``DownloadTarget`` takes only a plain relative name
+    /// (`annotated/a.jpg`, never `..`, `a/../x` or `/etc/x`) with no symlink on its way and no folder at its end,
+    /// before anything is written. The bytes go to a temporary file beside the target, renamed into place when
+    /// complete (an existing regular file is replaced whole).
+    /// - Throws: ``OnClusterError`` `badResponse` for a name refused or a piece longer than asked for,
+    ///   `sessionFailed` when the file ends before its listed size; ``GatewayError``. Nothing of a failed download is
+    ///   left.
+    func download(_ output: Output, into folder: URL) async throws -> URL {
+        let target = try DownloadTarget(output.name, in: folder)
+        try await target.write { handle in
+            var offset = 0
             while offset < output.bytes {
-                let piece = try await actor.call(
-                    "read", output.name, offset, min(Self.readBytes, output.bytes - offset), as: Data.self)
+                let asked = min(Self.readBytes, output.bytes - offset)
+                let piece = try await actor.call("read", output.name, offset, asked, as: Data.self)
                 if piece.isEmpty {
                     throw OnClusterError(
                         .sessionFailed,
                         "\(output.name) on the cluster ended at \(offset) of its \(output.bytes) bytes while downloading",
                         remedy: "Download it again (the run's folder on the head node keeps it).")
                 }
+                if piece.count > asked {
+                    throw OnClusterError(
+                        .badResponse,
+                        "The cluster sent \(piece.count) bytes of \(output.name) at \(offset), "
+                            + "where \(asked) were asked for")
+                }
                 try handle.write(contentsOf: piece)
                 offset += piece.count
             }
-            try handle.close()
-        } catch {
-            try? handle.close()
-            try? FileManager.default.removeItem(at: partial)
-            throw error
         }
-        _ = try? FileManager.default.removeItem(at: url)
-        try FileManager.default.moveItem(at: partial, to: url)
+        return target.url
     }
 
     /// Stops the work and removes the actor; never throws (the actor may be gone already). Runs to its end even

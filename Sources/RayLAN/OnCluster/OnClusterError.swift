@@ -27,6 +27,10 @@ public struct OnClusterError: RayLANError, Sendable, Hashable, Codable {
         public static let invalidSource = Code(rawValue: "invalid_source")
         /// `--resume` over a journal answered with another model or other settings (a usage error).
         public static let resumeSettingsDiffer = Code(rawValue: "resume_settings_differ")
+        /// The cluster side answered with something the client refuses to act on: an output's name that is not a
+        /// plain path inside the run's output folder (see ``ClusterSession/download(_:into:)``), a piece longer
+        /// than asked for. Spelt as ``GatewayError``'s and ``DetectionError``'s `bad_response`.
+        public static let badResponse = Code(rawValue: "bad_response")
         /// Another failure of the work on the cluster; ``OnClusterError/traceback`` has Python's traceback.
         public static let sessionFailed = Code(rawValue: "session_failed")
     }

@@ -265,11 +265,11 @@ public struct VideoRun: Sendable {
             }
             finished = true
             if let output {
-                for file in try await session.outputs() where file.name != upload?.fileName {
-                    let target = output.appendingPathComponent(file.name)
-                    if file.name == LocalJournal.name { continue }  // written here frame by frame
-                    try await session.download(file, to: target)
-                    events(.downloaded(target))
+                // The journal is written here frame by frame. Each name is the cluster's: download(_:into:) takes
+                // only a plain one inside `output`.
+                for file in try await session.outputs()
+                where file.name != upload?.fileName && file.name != LocalJournal.name {
+                    events(.downloaded(try await session.download(file, into: output)))
                 }
             }
             await session.close(stopping: false)
