@@ -51,6 +51,12 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
+            "With the variants: anonymous requests per second (no key) sent while (1)'s best level runs again; 0 skips it.",
+            valueName: "n"))
+    var anonymousRate = 200
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
             "Replicas to try (1)'s best level with, separated by commas; each with every --sweep-max-batch.",
             valueName: "list"))
     var sweepReplicas: Counts?
@@ -102,6 +108,7 @@ struct BenchCommand: AsyncParsableCommand {
         try OptionCheck.atLeast(synthetic, 1, "--synthetic")
         try OptionCheck.atLeast(seedImages, 1, "--seed-images")
         try OptionCheck.atLeast(onClusterImages, 1, "--on-cluster-images")
+        try OptionCheck.within(anonymousRate, 0...10_000, "--anonymous-rate")
         if let onClusterDir, !onClusterDir.hasPrefix("/") {
             throw ValidationError(
                 "--on-cluster-dir must be an absolute path (the same on every node), not '\(onClusterDir)'.")
@@ -122,6 +129,7 @@ struct BenchCommand: AsyncParsableCommand {
                     imagesPerRequest: imagesPerRequest.values)
                 configuration.maxSide = shrink.value
                 configuration.measuresVariants = !noVariants
+                configuration.anonymousRequestsPerSecond = anonymousRate
                 configuration.onCluster = onClusterDir.map {
                     Benchmark.OnClusterSetting(folder: URL(fileURLWithPath: $0), images: onClusterImages)
                 }

@@ -33,6 +33,10 @@ public struct Benchmark: Sendable {
         /// Also measure the images read and detected on the cluster (``ClusterDatasetRun``) against streamed
         /// through the service, in one run. Default nil: not measured.
         public var onCluster: OnClusterSetting?
+        /// With the variants: (1)'s best level again while this many anonymous requests per second (no key)
+        /// hit the service, to show that they take nothing from keyed clients (Serve's proxy guard or the
+        /// application refuses them before any work). Default 200; 0 leaves it out.
+        public var anonymousRequestsPerSecond = 200
 
         public init(
             deployment: DetectionDeployment, images: [URL], duration: Duration = .seconds(10),
@@ -265,6 +269,22 @@ public struct Benchmark: Sendable {
         } catch {
             _ = try? await cluster.deleteServeApplication(extra.name)
             progress("The \(other.rawValue) backend was not measured: \(error)")
+        }
+        let rate = configuration.anonymousRequestsPerSecond
+        if rate > 0, let image = images.first {
+            progress("The best level again while \(rate) anonymous requests/s hit the service…")
+            let client = try await DetectionClient(cluster: cluster, application: deployment.name)
+            var anonymous = client.endpoint
+            anonymous.key = nil
+            async let flood = Self.flood(
+                cluster, endpoint: anonymous, image: image, rate: rate, duration: configuration.duration)
+            let level = try await Self.drive(
+                client, images: images, concurrency: best.concurrency, imagesPerRequest: best.imagesPerRequest,
+                duration: configuration.duration, maxSide: endToEnd.maxSide
+            ).level
+            let (sent, refused) = await flood
+            variants.append(
+                variant("alongside \(sent) anonymous requests at \(rate)/s (\(refused) refused 401)", level))
         }
         return variants
     }

@@ -15,11 +15,18 @@ public struct GatewayDeployment: Sendable, Hashable {
     public var maxPutBytes: Int
     /// Largest JSON request (a call's inline arguments), in bytes. Default 64 MiB.
     public var maxJSONBytes: Int
+    /// The most bytes of objects and kept results the gateway holds at once; a put or a kept call past it is
+    /// refused (``GatewayError/Code/storeFull``). Default 8 GiB.
+    public var maxHeldBytes: Int
+    /// How long an object or kept result nobody uses is held before the gateway frees it. Default 24 hours.
+    public var objectTTL: Duration
 
     public init(
         name: String = GatewayDeployment.defaultName, access: ServiceAccess = .key, maxPutBytes: Int = 2 << 30,
-        maxJSONBytes: Int = 64 << 20
+        maxJSONBytes: Int = 64 << 20, maxHeldBytes: Int = 8 << 30, objectTTL: Duration = .seconds(86_400)
     ) {
+        self.maxHeldBytes = maxHeldBytes
+        self.objectTTL = objectTTL
         self.name = name
         self.access = access
         self.maxPutBytes = maxPutBytes
@@ -33,7 +40,8 @@ public struct GatewayDeployment: Sendable, Hashable {
     func applicationConfig(workingDirectoryURI: String, keyArguments: [String: JSONValue] = [:]) -> JSONValue {
         var args: [String: JSONValue] = [
             "max_put_bytes": .number(Double(maxPutBytes)), "max_json_bytes": .number(Double(maxJSONBytes)),
-            "code_uri": .string(workingDirectoryURI),
+            "code_uri": .string(workingDirectoryURI), "max_held_bytes": .number(Double(maxHeldBytes)),
+            "object_ttl_s": .number(objectTTL.seconds),
         ]
         args.merge(keyArguments) { _, key in key }
         return .object([
