@@ -61,6 +61,21 @@ struct JobIDOptions: ParsableArguments {
     }
 }
 
+/// `--raw`, for the commands that print a job's log.
+struct JobLogOptions: ParsableArguments {
+    @Flag(
+        name: .long,
+        help:
+            "Print the log as the job wrote it, terminal control sequences included (a job could then rewrite your terminal or set its title). Default: they are removed, and a carriage return starts a new line."
+    )
+    var raw = false
+
+    /// `line` as it is printed: without terminal controls unless `--raw`.
+    func printable(_ line: String) -> String {
+        raw ? line : TerminalText.strippingControls(from: line)
+    }
+}
+
 struct JobStatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Show one job's state, message and error type.",
@@ -89,10 +104,16 @@ struct JobStatusCommand: AsyncParsableCommand {
 struct JobLogsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logs", abstract: "Print a job's log; with --follow, until the job ends.",
-        discussion: "Exit codes: \(ExitCodes.summary)")
+        discussion: """
+            Terminal control sequences in the log (colours, cursor moves, window titles) are removed and a carriage \
+            return starts a new line, so that a job cannot rewrite your terminal; --raw prints the log as written.
+
+            Exit codes: \(ExitCodes.summary)
+            """)
 
     @OptionGroup var options: JobIDOptions
     @Flag(name: .shortAndLong, help: "Keep printing new lines until the job finishes.") var follow = false
+    @OptionGroup var log: JobLogOptions
 
     struct Result: Encodable {
         var id: String
@@ -105,7 +126,13 @@ struct JobLogsCommand: AsyncParsableCommand {
                 _ = try await cluster.job(options.id)  // a clear error for an unknown id
                 var collected: [String] = []
                 for try await line in cluster.logLines(of: options.id, follow: follow) {
-                    if options.output.json { collected.append(line) } else { Terminal.out(line) }
+                    let printable = log.printable(line)
+                    if options.output.json {
+                        // One element per printed line (a carriage return made a new one).
+                        collected += printable.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+                    } else {
+                        Terminal.out(printable)
+                    }
                 }
                 if options.output.json { try Terminal.json(Result(id: options.id, lines: collected)) }
             }

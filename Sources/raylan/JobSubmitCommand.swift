@@ -12,10 +12,11 @@ struct JobSubmitCommand: AsyncParsableCommand {
             The working directory is zipped and uploaded as Ray's SDK does (same gcs://_ray_pkg_….zip URI, \
             .gitignore and .rayignore honoured, .git/.venv/venv/__pycache__ left out, 100 MiB cap), and only \
             when the cluster does not have it yet. Without --no-wait the job's log streams to stdout (stderr \
-            with --json) until it ends. Ctrl-C asks whether to stop the job (or stops it with \
-            --stop-on-interrupt; without a terminal it leaves the job running). The submission id is made before \
-            sending (unless --id gives one), so a submission whose answer was lost is sent again without a second \
-            job, and Ctrl-C while submitting prints the id to look the job up with 'raylan job status ID'.
+            with --json) until it ends, without terminal control sequences unless --raw. Ctrl-C asks whether to \
+            stop the job (or stops it with --stop-on-interrupt; without a terminal it leaves the job running). \
+            The submission id is made before sending (unless --id gives one), so a submission whose answer was \
+            lost is sent again without a second job, and Ctrl-C while submitting prints the id to look the job up \
+            with 'raylan job status ID'.
 
             Exit codes: \(ExitCodes.summary)
             """)
@@ -30,6 +31,7 @@ struct JobSubmitCommand: AsyncParsableCommand {
 
     @Flag(name: .long, help: "Print the submission id and return at once.") var noWait = false
     @Flag(name: .long, help: "On Ctrl-C, stop the job without asking.") var stopOnInterrupt = false
+    @OptionGroup var log: JobLogOptions
     @OptionGroup var output: OutputOptions
 
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command to run, after '--'.", valueName: "entrypoint"))
@@ -105,9 +107,11 @@ struct JobSubmitCommand: AsyncParsableCommand {
     /// Streams the log until the job ends; on Ctrl-C asks whether to stop the job.
     func follow(_ id: String, _ cluster: RayCluster) async throws -> JobInfo {
         let json = output.json
+        let log = log
         let (result, pressed) = await Interrupt.shared.run {
             for try await line in cluster.logLines(of: id, follow: true) {
-                if json { Terminal.error(line) } else { Terminal.out(line) }
+                let printable = log.printable(line)
+                if json { Terminal.error(printable) } else { Terminal.out(printable) }
             }
         }
         if pressed {

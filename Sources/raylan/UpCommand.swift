@@ -11,11 +11,12 @@ struct UpCommand: AsyncParsableCommand {
             Every port Ray opens is pinned (GCS P and P+1…P+8 for node services, 8265 dashboard, 8000 Serve, \
             10001 Ray Client, 10002–10999 workers), so a firewall can be written for them; the head prints the \
             ufw and firewalld rules, the line for other hosts and the line for the Mac. GPUs come from nvidia-smi \
-            (none: a CPU node). Token authentication is on with Ray ≥ 2.52 unless --insecure. A joining host \
+            (none: a CPU node). Token authentication is on unless --insecure; it needs Ray ≥ 2.52, and a head on an \
+            older Ray is refused (exit 64) unless --insecure accepts a dashboard open to the LAN. A joining host \
             must run the head's Ray and Python versions. Stop the node with 'raylan down'.
 
-            Exit codes: 0 started; 1 Ray did not start; 64 bad input; 69 the head cannot be reached; \
-            77 the head wants a token; \(ExitCodes.versionMismatch) Ray or Python version differs from the head's; \
+            Exit codes: 0 started; 1 Ray did not start; 64 bad input, or a head on Ray < 2.52 without --insecure; \
+            69 the head cannot be reached; 77 the head wants a token; \(ExitCodes.versionMismatch) Ray or Python version differs from the head's; \
             \(ExitCodes.alreadyRunning) a node or a pinned port is already in use.
             """)
 
@@ -38,7 +39,12 @@ struct UpCommand: AsyncParsableCommand {
     var dashboardPort = LocalRay.Ports.defaultDashboard
     @Option(name: .long, help: ArgumentHelp("Serve's HTTP port on every node.", valueName: "port"))
     var servePort = LocalRay.Ports.defaultServe
-    @Flag(name: .long, help: "No token authentication (the dashboard is then open to the LAN).") var insecure = false
+    @Flag(
+        name: .long,
+        help:
+            "No token authentication (the dashboard is then open to the LAN); required for a head on Ray older than 2.52."
+    )
+    var insecure = false
     @Option(
         name: .long,
         help: ArgumentHelp(
@@ -97,7 +103,8 @@ struct UpCommand: AsyncParsableCommand {
                 bind: bind, gpus: try GPUSelection(parsing: gpus), cpus: cpus, gcsPort: port,
                 dashboardPort: dashboardPort,
                 servePort: servePort, insecure: insecure, tokenFile: head ? tokenFile : nil,
-                token: head ? nil : try AuthToken.resolve(tokenFile: tokenFile))
+                token: head ? nil : try AuthToken.resolve(tokenFile: tokenFile),
+                serveGuard: try? ClusterCode.locate().serveGuard)
             let node = try await HostNode.up(configuration) { Terminal.error($0) }
             if json {
                 try Terminal.json(

@@ -224,3 +224,48 @@ extension RayClusterTests.Main {
         }
     }
 }
+
+extension RayClusterTests.Main.CLITests {
+    @Test("A job's terminal control sequences are removed from its log on stdout; --raw keeps them")
+    func hostileLog() async throws {
+        let id = "raylan-hostile-\(UUID().uuidString.prefix(8))"
+        // Ray reads the log as text, so the carriage return already reaches RayLAN as a newline.
+        let script = #"import sys; sys.stdout.write("\x1b]0;pwned\x07\x1b[31mred\x1b[0m\n"); print("a\rb")"#
+        let submitted = try await CommandRunner.raylan([
+            "job", "submit", "--address", address, "--id", id, "--", "python", "-c", script,
+        ])
+        #expect(submitted.status == 0, "\(submitted)")
+        #expect(submitted.stdout.contains("red\n") && submitted.stdout.contains("a\nb\n"), "\(submitted)")
+        #expect(!submitted.stdout.contains("\u{1B}") && !submitted.stdout.contains("\r"), "\(submitted.stdout)")
+
+        let logs = try await CommandRunner.raylan(["job", "logs", id, "--address", address])
+        #expect(logs.status == 0, "\(logs)")
+        #expect(logs.stdout.contains("red\n") && !logs.stdout.contains("\u{1B}"), "\(logs.stdout)")
+
+        // The same log as written: the title sequence and the colour are there, shown to have reached the log.
+        let raw = try await CommandRunner.raylan(["job", "logs", id, "--raw", "--address", address])
+        #expect(raw.status == 0, "\(raw)")
+        #expect(raw.stdout.contains("\u{1B}]0;pwned\u{07}\u{1B}[31mred\u{1B}[0m"), "\(raw.stdout.debugDescription)")
+    }
+}
+
+@Suite("raylan CLI without a cluster")
+struct CLIWithoutClusterTests {
+    @Test("job logs and job submit accept --raw (the address is unreachable: exit 69, not a usage error)")
+    func rawFlag() async throws {
+        let port = try FreePortForTests.pick()
+        let address = ["--address", "127.0.0.1:\(port)"]
+        // A home of its own and no Python: nothing can start a local Ray, whatever the arguments.
+        let home = try TestEnvironment.makeTemporaryDirectory("raylan-home")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let environment = ["RAYLAN_HOME": home.path, "RAYLAN_PYTHON": "/nonexistent/python"]
+        for arguments in [
+            ["job", "logs", "some-job", "--raw"] + address,
+            ["job", "submit", "--raw", "--no-wait"] + address + ["--", "true"],
+        ] {
+            let result = try await CommandRunner.raylan(arguments, environment: environment)
+            #expect(result.status == 69, "\(result)")
+            #expect(result.stderr.contains("127.0.0.1:\(port)") && !result.stderr.contains("--raw"), "\(result)")
+        }
+    }
+}

@@ -56,15 +56,15 @@ extension RayCluster {
         _ deployment: GatewayDeployment = GatewayDeployment(), code: ClusterCode? = nil, httpPort: Int = 8000,
         httpHost: String? = nil, timeout: Duration = .seconds(300), progress: @Sendable (String) -> Void = { _ in }
     ) async throws -> ServeEndpoint {
+        // The cluster's own address is judged before any request; Serve's proxy once its status is read.
         if deployment.access == .open && !address.isLoopback {
             throw Self.openRefused(reachableAt: address.host)
         }
         let current = try await serveStatus()
-        if deployment.access == .open {
-            let proxyHost = current.isRunning ? current.httpOptions?.host : (httpHost ?? "127.0.0.1")
-            guard proxyHost.map(["127.0.0.1", "localhost", "::1"].contains) ?? true else {
-                throw Self.openRefused(reachableAt: "Serve's proxy on \(proxyHost ?? "every address")")
-            }
+        if deployment.access == .open,
+            let place = Self.openGatewayExposure(clusterHost: address.host, serve: current, httpHost: httpHost)
+        {
+            throw Self.openRefused(reachableAt: place)
         }
         let code = try code ?? ClusterCode.locate()
         let staged = try code.stage(model: nil)
@@ -72,14 +72,14 @@ extension RayCluster {
         let package = try WorkingDirectoryPackage.scan(staged.folder)
         if let running = current.applications[deployment.name], running.status == .running,
             running.deployedAppConfig?["runtime_env"]?["working_dir"]?.stringValue == package.uri,
-            Self.accessMatches(deployment.access, ServiceKey.deployed(in: running))
+            Self.accessMatches(deployment.access, running, token: configuration.token)
         {
             return try serveEndpoint(for: deployment.name, in: current)
         }
         let upload = try await uploadIfNeeded(package)
         progress("Deploying the gateway '\(deployment.name)' (code \(upload.uri)).")
         try await writeApplication(deployment.name, access: deployment.access, httpPort: httpPort, httpHost: httpHost) {
-            deployment.applicationConfig(workingDirectoryURI: upload.uri, key: $0)
+            deployment.applicationConfig(workingDirectoryURI: upload.uri, keyArguments: $0)
         }
         _ = try await waitUntilRunning(deployment.name, timeout: timeout, progress: progress)
         return try await serveEndpoint(for: deployment.name)
@@ -95,6 +95,25 @@ extension RayCluster {
         return try await deleteServeApplication(name)
     }
 
+    /// Where a gateway without a key could be reached from beyond this machine, or nil when only this machine
+    /// reaches it. Fails closed: what cannot be shown to be loopback counts as reachable.
+    ///
+    /// - Parameters:
+    ///   - clusterHost: the dashboard's host, as RayLAN reaches it.
+    ///   - serve: Serve's status. Serve's proxy keeps the host it runs with (Ray ignores a new one while Serve
+    ///     runs, with or without applications); Serve runs when it reports applications, proxies or HTTP
+    ///     options, and then a host it does not report is unknown. Otherwise the deploy starts Serve on
+    ///     `httpHost`.
+    ///   - httpHost: the proxy's host the deploy asks for; nil is loopback (the cluster is reached through it).
+    /// - Returns: the place (a host, or Serve's proxy and its host), for the refusal's message.
+    static func openGatewayExposure(clusterHost: String, serve: ServeStatus, httpHost: String?) -> String? {
+        guard ClusterAddress.isLoopbackHost(clusterHost) else { return clusterHost }
+        let serveRuns = !serve.applications.isEmpty || !(serve.proxies ?? [:]).isEmpty || serve.httpOptions != nil
+        let proxyHost = serveRuns ? serve.httpOptions?.host : (httpHost ?? "127.0.0.1")
+        guard let proxyHost else { return "Serve's proxy, on a host it does not report" }
+        return ClusterAddress.isLoopbackHost(proxyHost) ? nil : "Serve's proxy on \(proxyHost)"
+    }
+
     private static func openRefused(reachableAt place: String) -> GatewayError {
         GatewayError(
             .openRefused,
@@ -103,11 +122,13 @@ extension RayCluster {
             remedy: "Deploy it with a key (the default); clients read the key from the deployed config.")
     }
 
-    private static func accessMatches(_ access: ServiceAccess, _ deployed: ServiceKey?) -> Bool {
+    private static func accessMatches(
+        _ access: ServiceAccess, _ running: ServeStatus.Application, token: AuthToken?
+    ) -> Bool {
         switch access {
-        case .key: deployed != nil
-        case .givenKey(let key): deployed?.value == key.value
-        case .open: deployed == nil
+        case .key: ServiceKey.deployed(in: running, token: token) != nil
+        case .givenKey(let key): ServiceKey.deployedVerifier(in: running) == key.verifier
+        case .open: ServiceKey.deployedVerifier(in: running) == nil
         }
     }
 }

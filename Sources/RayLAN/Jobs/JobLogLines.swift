@@ -5,6 +5,9 @@ import Foundation
 /// Single-pass. It reads `GET /api/jobs/{id}/logs` only when asked for more lines, so memory stays bounded
 /// by one log read; lines longer than ``maxLineLength`` are split. While following, it ends after the job
 /// reaches a terminal state and its last line has been delivered.
+///
+/// The lines are as the job wrote them, escape sequences included: print them on a terminal through
+/// ``TerminalText/strippingControls(from:)``, so that a job cannot rewrite the terminal or set its title.
 public struct JobLogLines: AsyncSequence, Sendable {
     public typealias Element = String
 

@@ -101,13 +101,13 @@ public enum HostNetwork {
 
     /// Whether `host` names this machine (loopback, `localhost`, or one of its addresses).
     public static func isLocal(_ host: String) -> Bool {
-        if host == "localhost" || host.hasPrefix("127.") || host == "0.0.0.0" || host == "::1" { return true }
+        if host == "0.0.0.0" || ClusterAddress.isLoopbackHost(host) { return true }
         return interfaces().contains { $0.address == host }
     }
 
     /// Whether `host` is a loopback address or `localhost`.
     public static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host.hasPrefix("127.") || host == "::1"
+        ClusterAddress.isLoopbackHost(host)
     }
 
     /// Resolves a host name or dotted quad to an IPv4 address; nil when it cannot.

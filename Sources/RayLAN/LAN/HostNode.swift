@@ -79,7 +79,8 @@ public struct HostNode: Sendable, Codable {
     ///
     /// - Parameter progress: one line per step, for the user.
     /// - Throws: ``HostNodeError``: `alreadyRunning` when RayLAN's node here still runs, `portInUse`,
-    ///   `versionMismatch` naming both versions, `invalidArgument` for a bad address or GPU selection;
+    ///   `versionMismatch` naming both versions, `invalidArgument` for a bad address or GPU selection,
+    ///   `authenticationUnavailable` for a head on Ray older than 2.52 without `insecure`;
     ///   ``ClusterError``: `unreachable` or `unauthorized` for the head, `tokenUnwritable` for the head's
     ///   token file; ``LocalRayError``: `pythonMissing`, `exitedDuringStart` or `startTimedOut` with Ray's
     ///   output. Nothing is left running.
@@ -143,6 +144,8 @@ public struct HostNode: Sendable, Codable {
     static func startHead(
         _ configuration: HostNodeConfiguration, versions: RayEnvironment.Versions, progress: @Sendable (String) -> Void
     ) async throws -> HostNode {
+        let authentication = try headAuthentication(
+            rayVersion: versions.ray, tokenGiven: configuration.tokenFile != nil, insecure: configuration.insecure)
         let address = try nodeAddress(bind: configuration.bind, toward: nil)
         let interface = HostNetwork.interface(with: address)
         let ports = LocalRay.Ports.pinned(
@@ -153,23 +156,20 @@ public struct HostNode: Sendable, Codable {
         var warnings = plan.logicalOnly ? [plan.summary] : []
 
         var token: AuthToken?
-        if configuration.insecure {
+        switch authentication {
+        case .none:
             warnings.append(
                 "No authentication (--insecure): anyone who reaches port \(ports.dashboard) can run code on this cluster."
             )
-        } else if let version = RayVersion(versions.ray), version >= RayVersion(2, 52, 0) {
+        case .token:
             let path = configuration.tokenFile ?? configuration.stateDirectory + "/cluster-token"
             token = try AuthToken.loadOrCreate(at: path, via: configuration.tokenFile == nil ? nil : "--token-file")
-        } else {
-            warnings.append(
-                "Ray \(versions.ray) has no token authentication (Ray 2.52 added it): the dashboard on port \(ports.dashboard) is open to everyone on the LAN. Upgrade Ray, or open the port only to trusted hosts."
-            )
         }
         let local = LocalRayConfiguration(
             environment: configuration.environment, cpus: configuration.cpus, gpus: Double(plan.count),
             authToken: token,
             extraEnvironment: environment, dashboardHost: dashboardHost, startTimeout: configuration.startTimeout,
-            ports: ports, nodeAddress: address)
+            ports: ports, nodeAddress: address, serveGuard: configuration.serveGuard)
         progress("Starting the Ray head on \(address) (dashboard port \(ports.dashboard), GCS \(ports.gcs))…")
         let ray = try await LocalRay.start(local)
         // Start Serve now, so that its proxy listens on the pinned port on every node and later deploys
@@ -190,6 +190,39 @@ public struct HostNode: Sendable, Codable {
             role: .head, ray: ray, nodeAddress: address, headAddress: address,
             subnet: interface?.subnet ?? address + "/32", gpus: plan, tokenSource: token?.source, versions: versions,
             rayExecutable: configuration.environment.rayExecutable, warnings: warnings, startedAt: Date())
+    }
+
+    /// How a head protects its dashboard, which runs any code it is sent.
+    enum HeadAuthentication: Sendable, Hashable {
+        /// Token authentication (Ray 2.52 and later).
+        case token
+        /// None, as the user asked with `--insecure`: anyone who reaches the dashboard runs code on the host.
+        case none
+    }
+
+    /// The head's authentication: a token where Ray has token authentication, none only with `insecure`.
+    ///
+    /// A head never starts open unless asked: Ray older than 2.52 (or a version that does not parse) has no
+    /// token authentication, so it needs `insecure` as much as a newer Ray does to run without a token.
+    /// - Parameters:
+    ///   - rayVersion: the environment's Ray version, as ``RayEnvironment/versions()`` reads it.
+    ///   - tokenGiven: a token file was named (`--token-file`).
+    ///   - insecure: the user accepts a head without authentication (`--insecure`).
+    /// - Throws: ``HostNodeError`` `authenticationUnavailable` (Ray without token authentication and no
+    ///   `insecure`) or `invalidArgument` (`insecure` with a token file), both usage errors.
+    static func headAuthentication(rayVersion: String, tokenGiven: Bool, insecure: Bool) throws -> HeadAuthentication {
+        if insecure && tokenGiven {
+            throw HostNodeError(
+                .invalidArgument, "--insecure turns token authentication off, and --token-file names a token",
+                remedy: "Leave out --token-file, or --insecure.")
+        }
+        if insecure { return .none }
+        if let version = RayVersion(rayVersion), version.supportsTokenAuthentication { return .token }
+        throw HostNodeError(
+            .authenticationUnavailable,
+            "This Ray (\(rayVersion)) has no token authentication: anyone on the LAN could run code on this host",
+            remedy:
+                "Pass --insecure\(tokenGiven ? " (without --token-file)" : "") to accept that, or install ray>=2.52.")
     }
 
     // MARK: Join
@@ -240,7 +273,7 @@ public struct HostNode: Sendable, Codable {
             environment: configuration.environment, cpus: configuration.cpus, gpus: Double(plan.count),
             authToken: usesToken ? token : nil, extraEnvironment: environment, dashboardHost: headAddress,
             startTimeout: configuration.startTimeout, ports: ports, joinAddress: "\(headAddress):\(ports.gcs)",
-            nodeAddress: address)
+            nodeAddress: address, serveGuard: configuration.serveGuard)
         progress("Joining \(headAddress):\(ports.gcs) as \(address)…")
         let ray = try await LocalRay.start(local)
         return HostNode(

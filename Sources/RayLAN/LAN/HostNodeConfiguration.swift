@@ -23,7 +23,8 @@ public struct HostNodeConfiguration: Sendable {
     public var dashboardPort: Int
     /// Serve's HTTP proxy port on every node. Default 8000.
     public var servePort: Int
-    /// No token authentication. Default false: on (Ray ≥ 2.52).
+    /// No token authentication. Default false: on, which needs Ray ≥ 2.52; a head on an older Ray is refused
+    /// (``HostNodeError/Code/authenticationUnavailable``) unless this is true.
     public var insecure: Bool
     /// Head: where the cluster token is kept, made with mode 0600 when missing (see
     /// ``AuthToken/loadOrCreate(at:via:)``). Default nil: `$RAYLAN_HOME/cluster-token`. Not used when joining.
@@ -35,13 +36,19 @@ public struct HostNodeConfiguration: Sendable {
     public var stateDirectory: String
     /// How long to wait for the node to come up. Default 180 s.
     public var startTimeout: Duration
+    /// The Serve proxy guard to install on this node (``LocalRayConfiguration/serveGuard``): with a token,
+    /// Serve's proxy here refuses every request without a RayLAN service key before a replica sees it. Default
+    /// nil: none.
+    public var serveGuard: String?
 
     public init(
         role: Role, environment: RayEnvironment, bind: String? = nil, gpus: GPUSelection = .all, cpus: Int? = nil,
         gcsPort: Int = LocalRay.Ports.defaultGCS, dashboardPort: Int = LocalRay.Ports.defaultDashboard,
         servePort: Int = LocalRay.Ports.defaultServe, insecure: Bool = false, tokenFile: String? = nil,
-        token: AuthToken? = nil, stateDirectory: String = RayLANHome.path(), startTimeout: Duration = .seconds(180)
+        token: AuthToken? = nil, stateDirectory: String = RayLANHome.path(), startTimeout: Duration = .seconds(180),
+        serveGuard: String? = nil
     ) {
+        self.serveGuard = serveGuard
         self.role = role
         self.environment = environment
         self.bind = bind

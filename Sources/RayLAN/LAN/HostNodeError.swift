@@ -1,7 +1,8 @@
 import Foundation
 
 /// A refusal of `raylan up` (``HostNode``) before or instead of starting Ray on this host: a node or a
-/// port already in use, versions that differ from the head's, a bad address or GPU selection.
+/// port already in use, versions that differ from the head's, a bad address or GPU selection, a head that
+/// would run without authentication unasked.
 ///
 /// A struct with an extensible ``Code`` rather than an enum, so new cases never break callers:
 /// compare with `error.code == .versionMismatch`. Starting Ray itself fails with a ``LocalRayError``;
@@ -21,6 +22,9 @@ public struct HostNodeError: RayLANError, Sendable {
         public static let versionMismatch = Code("versionMismatch")
         /// A value given by the user (an address, `--bind`, `--gpus`) does not fit this host (a usage error).
         public static let invalidArgument = Code("invalidArgument")
+        /// A head was asked for with token authentication, and this host's Ray (older than 2.52) has none;
+        /// `--insecure` accepts a head without it (a usage error).
+        public static let authenticationUnavailable = Code("authenticationUnavailable")
     }
 
     /// What kind of failure this is.
@@ -40,6 +44,6 @@ public struct HostNodeError: RayLANError, Sendable {
     }
 
     public var description: String { sentence(message, remedy: remedy) }
-    /// True for ``Code/invalidArgument``: the input was wrong, not the host.
-    public var isUsageError: Bool { code == .invalidArgument }
+    /// True for ``Code/invalidArgument`` and ``Code/authenticationUnavailable``: the input was wrong, not the host.
+    public var isUsageError: Bool { code == .invalidArgument || code == .authenticationUnavailable }
 }

@@ -15,13 +15,17 @@ public struct RayEnvironment: Sendable, Hashable {
     public static let setupCommand = "scripts/setup-python.sh"
 
     /// Finds the environment: `RAYLAN_PYTHON` (a python executable or a venv folder), else a `.venv` with
-    /// `bin/ray` in the folder of `executablePath` or any folder above it, else in the current directory
-    /// or above.
+    /// `bin/ray` in the folder of `executablePath` (links resolved) or any folder above it — for
+    /// `.build/debug/raylan`, the checkout's `.venv`. The current directory is never searched: a folder the
+    /// user works in does not choose the Python that RayLAN runs.
     ///
+    /// - Parameters:
+    ///   - environment: where `RAYLAN_PYTHON` is read. Default: this process's environment.
+    ///   - executablePath: the program whose checkout to search. Default: this process's executable.
     /// - Throws: ``LocalRayError`` (`pythonMissing`) saying where it looked and which command creates it.
     public static func locate(
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        executablePath: String? = CommandLine.arguments.first
+        executablePath: String? = Bundle.main.executablePath
     ) throws -> RayEnvironment {
         let fileManager = FileManager.default
         if let given = environment["RAYLAN_PYTHON"], !given.isEmpty {
@@ -44,7 +48,7 @@ public struct RayEnvironment: Sendable, Hashable {
         }
         throw LocalRayError(
             .pythonMissing,
-            "No Python environment with Ray found for the local cluster (looked for .venv/bin/ray in \(starts.joined(separator: " and ")) and above)",
+            "No Python environment with Ray found for the local cluster (looked for .venv/bin/ray in \(ProjectSearch.describe(starts)))",
             remedy:
                 "Create it with '\(setupCommand)' in the RayLAN checkout, or set RAYLAN_PYTHON to a Python with ray[default,serve]==\(RayVersion.newestTested); or pass --address of a running cluster."
         )
@@ -78,7 +82,7 @@ extension RayEnvironment {
     /// Ray is installed system-wide or in an active environment).
     public static func locateForNode(
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        executablePath: String? = CommandLine.arguments.first
+        executablePath: String? = Bundle.main.executablePath
     ) throws -> RayEnvironment {
         do {
             return try locate(environment: environment, executablePath: executablePath)

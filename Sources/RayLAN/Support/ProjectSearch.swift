@@ -1,16 +1,16 @@
 import Foundation
 
-/// Finding RayLAN's own files (the `.venv`, the `cluster/` code) from where `raylan` runs.
+/// Finding RayLAN's own files (the `.venv`, the `cluster/` code) from where the running `raylan` is.
+///
+/// Only the executable's folder and the folders above it are searched, never the current folder: a folder
+/// the user merely works in (a downloaded project, say) must not choose the Python that RayLAN runs or the
+/// code it deploys.
 enum ProjectSearch {
-    /// The folders to search from: the executable's (links resolved), then the current one.
+    /// The folders to search from: the executable's (links resolved); none when its path is unknown.
     static func startFolders(executablePath: String?) -> [String] {
-        var starts: [String] = []
-        if let executablePath {
-            let resolved = URL(fileURLWithPath: executablePath).resolvingSymlinksInPath().path
-            starts.append((resolved as NSString).deletingLastPathComponent)
-        }
-        starts.append(FileManager.default.currentDirectoryPath)
-        return starts
+        guard let executablePath, !executablePath.isEmpty else { return [] }
+        let resolved = URL(fileURLWithPath: executablePath).resolvingSymlinksInPath().path
+        return [(resolved as NSString).deletingLastPathComponent]
     }
 
     /// The first folder, walking up from each start in turn, for which `matches` holds.
@@ -25,5 +25,11 @@ enum ProjectSearch {
             }
         }
         return nil
+    }
+
+    /// Where the search looked, for an error message.
+    static func describe(_ starts: [String]) -> String {
+        starts.isEmpty
+            ? "nowhere: this program's path is unknown" : "\(starts.joined(separator: " and ")) and the folders above"
     }
 }
