@@ -81,7 +81,7 @@ struct DetectCommand: AsyncParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "With --on-cluster or a video: the results' folder on the head node (default: one under /tmp/raylan).",
+            "With --on-cluster or a video: the results' folder on the head node (default: a new private one for a video, ~/.raylan/on-cluster/<hash> for images).",
             valueName: "dir"))
     var clusterOut: String?
     @Option(
@@ -113,6 +113,12 @@ struct DetectCommand: AsyncParsableCommand {
             "Videos and --on-cluster images: frames or images per model call on the cluster (default 8 for videos, "
                 + "16 for images).", valueName: "n"))
     var batchSize: Int?
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp(
+            "Videos and --on-cluster images: seconds the work on the cluster waits for this client before it stops "
+                + "itself (5-86400; default 120).", valueName: "seconds"))
+    var lease: Int?
     @OptionGroup var shrink: ShrinkOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var deployment: DeploymentOptions
@@ -134,6 +140,11 @@ struct DetectCommand: AsyncParsableCommand {
             throw ValidationError(
                 "--batch-size is for videos and --on-cluster images; streamed images use --images-per-request.")
         }
+        if lease != nil && !isVideo && !onCluster {
+            throw ValidationError(
+                "--lease is for videos and --on-cluster images (work that runs on the cluster), not streamed images.")
+        }
+        try OptionCheck.within(lease, 5...86_400, "--lease")
         try OptionCheck.atLeast(vidStride, 1, "--vid-stride")
         try OptionCheck.within(batchSize, isVideo ? VideoOptions.batchRange : 1...1024, "--batch-size")
         try OptionCheck.atLeast(reconnectAttempts, 0, "--reconnect-attempts")

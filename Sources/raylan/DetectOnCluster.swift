@@ -23,6 +23,7 @@ extension DetectCommand {
             tracker: track, annotate: annotate, report: report)
         options.reconnectAttempts = reconnectAttempts
         if let batchSize { options.batch = batchSize }
+        if let lease { options.lease = .seconds(lease) }
         if let problem = options.problem { throw ValidationError(problem + ".") }
         let videoOptions = options
         let outFolder = URL(fileURLWithPath: out ?? "raylan-out")
@@ -81,6 +82,7 @@ extension DetectCommand {
                     resume: resume, clusterOutput: clusterOut, output: out.map { URL(fileURLWithPath: $0) })
                 run.actors = actors
                 if let batchSize { run.batchSize = batchSize }
+                if let lease { run.lease = .seconds(lease) }
                 run.gpusPerActor = gpusPerActor ?? deployment.gpusPerReplica
                 run.cpusPerActor = cpusPerActor
                 run.httpPort = self.deployment.servePort(for: connection)

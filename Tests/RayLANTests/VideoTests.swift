@@ -309,6 +309,61 @@ extension RayClusterTests.Main {
             }
         }
 
+        @Test("A live-stream client killed with SIGKILL: its session stops itself after its lease, actor and CPU freed")
+        func leaseOutlivesNoClient() async throws {
+            let cluster = try requireCluster()
+            try await DetectionTests.deployBoth(cluster)
+            let (server, url) = try await VideoFixture.mjpegServer()
+            defer { server.killGroup() }
+            let out = try TestEnvironment.makeTemporaryDirectory("raylan-lease")
+            defer { try? FileManager.default.removeItem(at: out) }
+            let usedBefore = try await cluster.withConnection { try await $0.state().totalCPUs.used }
+            let lease = 5
+            let command = try RunningCommand(
+                raylan: [
+                    "detect", url, "--address", cluster.address.description, "--out", out.path, "--json",
+                    "--no-deploy", "--lease", "\(lease)",
+                ])
+            defer { command.killGroup() }
+            let running = await eventually(timeout: .seconds(180)) { command.stdout.contains(#""frame""#) }
+            #expect(running, "\(command.stdout.suffix(2000))\n\(command.stderr.suffix(2000))")
+            let alive = try await Self.videoSessions(cluster, state: "ALIVE")
+            #expect(alive.count == 1, "the stream's session actor is not alive: \(alive)")
+
+            // The client dies as a crash would end it: no chance to stop the session.
+            command.killGroup()
+            let result = await command.wait(timeout: .seconds(30))
+            #expect(result.status == 128 + SIGKILL, "\(result.status)")
+            let gone = await eventually(timeout: .seconds(lease + 30)) {
+                (try? await Self.videoSessions(cluster, state: "ALIVE"))?.isEmpty == true
+            }
+            #expect(gone, "the session actor outlived its lease and 30 s")
+            let dead = try await Self.videoSessions(cluster, state: "DEAD")
+            #expect(alive.allSatisfy { dead.contains($0) }, "\(alive) not among the dead \(dead)")
+            let freed = await eventually(timeout: .seconds(30)) {
+                (try? await cluster.withConnection { try await $0.state().totalCPUs.used }) == usedBefore
+            }
+            #expect(freed, "the session's CPU was not given back (used \(usedBefore) before)")
+        }
+
+        /// The ids of the cluster's `VideoSession` actors in `state` (ALIVE, DEAD), from Ray's state API.
+        static func videoSessions(_ cluster: TestCluster, state: String) async throws -> [String] {
+            let response = try await cluster.withConnection { ray in
+                try await ray.send(
+                    .GET,
+                    "/api/v0/actors?limit=1000&detail=false&filter_keys=state&filter_predicates=%3D"
+                        + "&filter_values=\(state)")
+            }
+            let answer = try JSONDecoder().decode(JSONValue.self, from: response.body)
+            guard case .array(let actors)? = answer["data"]?["result"]?["result"] else {
+                throw TestSetupError("no actors in the state API's answer: \(response.text.prefix(500))")
+            }
+            return actors.compactMap { actor in
+                actor["class_name"]?.stringValue?.hasSuffix("VideoSession") == true
+                    ? actor["actor_id"]?.stringValue : nil
+            }
+        }
+
         @Test("Bad video input: a missing file and --vid-stride 0 exit 64 with one line saying what to do")
         func badInput() async throws {
             let missing = try await CommandRunner.raylan(["detect", "/nonexistent/clip.mp4"])

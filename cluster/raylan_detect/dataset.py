@@ -22,6 +22,9 @@ Journal lines (out_dir/detections.jsonl; the client gets each with "type": "imag
   {"path", "error": {"code", "message"}, "node"}
   error codes: read_failed and too_large (the file), the service's empty, unsupported_format, decode_failed,
   too_large (the image), inference_failed.
+  {"type": "abandoned", "lease_s", "idle_s", "at"}: the last line when the client made no call for lease_s seconds
+  (a spec field, default 120) and the session stopped itself (session.py's lease: its Ray Data execution and
+  detectors end with it; state abandoned, error client_gone). It has no "path": a resume passes over it.
 Then the client gets {"type": "summary", "inputs", "succeeded", "failed", "skipped", "seconds", "images_per_s",
 "nodes": {ip: count}, "backend", "backend_reason", "stopped"} (also written to out_dir/summary.json).
 Progress (poll's progress): {"phase": "checking", "nodes_checked", "nodes_to_check"(, "waiting": why, while busy
@@ -51,7 +54,7 @@ import numpy as np
 
 from .backend import Options, predict_each
 from .codec import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, ImageError, configure_pil, inspect
-from .session import Session, SessionError, write_line
+from .session import DEFAULT_LEASE_S, Session, SessionError, check_lease, write_line
 
 #: What a folder search picks (lower-cased suffixes). Named files are taken whatever their suffix.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -413,10 +416,13 @@ def whole(value: Any) -> Any:
 class DatasetSession(Session):
     """Detection over files on the cluster's disks (see the module's doc)."""
 
+    journal_name = JOURNAL
+
     def __init__(self, paths: list[str], model: str, out_dir: str | None = None, backend: str = "auto",
                  imgsz: int | None = None, conf: float = 0.25, iou: float = 0.7, classes: list[int] | None = None,
                  annotate: bool = False, resume: bool = False, batch_size: int = 16, actors: int | None = None,
-                 gpus_per_actor: float | None = None, cpus_per_actor: float = 1.0):
+                 gpus_per_actor: float | None = None, cpus_per_actor: float = 1.0,
+                 lease_s: float = DEFAULT_LEASE_S):
         if isinstance(paths, str) or not isinstance(paths, (list, tuple)) or not paths:
             raise ValueError("paths must be a non-empty list of files, folders or globs")
         if not all(isinstance(path, str) and path.strip() for path in paths):
@@ -446,7 +452,8 @@ class DatasetSession(Session):
                              f"not {gpus_per_actor!r}")
         if isinstance(cpus_per_actor, bool) or not isinstance(cpus_per_actor, (int, float)) or cpus_per_actor < 0:
             raise ValueError(f"cpus_per_actor must be a number of CPUs from 0, not {cpus_per_actor!r}")
-        super().__init__(out_dir, "dataset")
+        check_lease(lease_s)
+        super().__init__(out_dir, "dataset", lease_s)
         self.patterns = [str(path) for path in paths]
         self.model = model
         self.model_id = Path(model).stem
@@ -601,7 +608,7 @@ class DatasetSession(Session):
         if self.annotate:
             (self.out_dir / ANNOTATED).mkdir(exist_ok=True)
         wanted = set(files)
-        return open(journal, "a", encoding="utf-8"), done & wanted
+        return self.open_journal_file("a"), done & wanted
 
     # ------------------------------------------------------------------------------------ the work
     def work(self) -> None:

@@ -24,6 +24,9 @@ Result lines (each also written: frame lines to detections.jsonl, the report to 
      "seconds", "fps", "width", "height", "source_fps"}
     {"type": "report", ...}                                    with report=True; see Report
 
+detections.jsonl also gets, as its last line, {"type": "abandoned", "lease_s", "idle_s", "at"} when the client
+made no call for lease_s seconds and the session stopped itself (its lease: session.py).
+
 "frame" is the frame's index in the source (0-based, counting every frame read, also those skipped by
 `stride` or dropped); "time" is the frame's timestamp in seconds (a file's own, CAP_PROP_POS_MSEC) or, live,
 the seconds since the stream was opened. The summary and the report come at the end of every run that
@@ -52,7 +55,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from .session import Session, SessionError, write_line
+from .session import DEFAULT_LEASE_S, Session, SessionError, check_lease, write_line
 
 TRACKERS = ("bytetrack", "botsort")
 BACKENDS = ("auto", "tensor", "ultralytics")
@@ -369,17 +372,21 @@ class VideoSession(Session):
                 out_dir/name (default input.mp4), checked against sha256, then used as the source
     read_timeout
                 seconds that opening a stream, or reading one frame of it, may take before it counts as failed
+    lease_s     seconds without a call of the client after which the session stops itself, ends its actor and
+                is "abandoned" (client_gone; session.py): from 5 to 86400, default 120
     """
+
+    journal_name = "detections.jsonl"
 
     def __init__(self, source: str, detector: dict, out_dir: str | None = None, stride: int = 1,
                  track: str | None = None, annotate: bool = False, report: bool = False, conf: float = 0.25,
                  iou: float = 0.7, classes: list[int] | None = None, batch: int = 8, live: bool | None = None,
                  buffer: int = 16, reconnect_attempts: int = 5, reconnect_delay: float = 0.5,
                  max_reconnect_delay: float = 8.0, chunks: list[bytes] | None = None, sha256: str | None = None,
-                 name: str | None = None, read_timeout: float = 10.0):
+                 name: str | None = None, read_timeout: float = 10.0, lease_s: float = DEFAULT_LEASE_S):
         validate(source, detector, stride, track, conf, iou, classes, batch, buffer, reconnect_attempts,
-                 reconnect_delay, max_reconnect_delay, chunks, sha256, name, read_timeout)
-        super().__init__(out_dir, "video")
+                 reconnect_delay, max_reconnect_delay, chunks, sha256, name, read_timeout, lease_s)
+        super().__init__(out_dir, "video", lease_s)
         self.detector_spec = dict(detector)
         self.stride, self.track, self.annotate, self.report = int(stride), track, bool(annotate), bool(report)
         self.conf, self.iou = float(conf), float(iou)
@@ -410,9 +417,10 @@ class VideoSession(Session):
     # ------------------------------------------------------------------------------------ the client's calls
     def start(self) -> dict:
         """Starts the work and returns once the source is open, or failed to open (state failed, with error)."""
-        super().start()
-        self._opened.wait(self.read_timeout + 5)
-        return self.describe()
+        with self._client_call():
+            super().start()
+            self._opened.wait(self.read_timeout + 5)
+            return self.describe()
 
     def describe(self) -> dict:
         info = super().describe()
@@ -520,7 +528,7 @@ class VideoSession(Session):
     # ------------------------------------------------------------------------------------ the work
     def produced(self, name: str) -> bool:
         """The journal, and annotated.mp4 and report.json when this run writes them (not the uploaded video)."""
-        return (name == "detections.jsonl" or (self.annotate and name == "annotated.mp4")
+        return (name == self.journal_name or (self.annotate and name == "annotated.mp4")
                 or (self.report and name == "report.json"))
 
     def work(self) -> None:
@@ -544,7 +552,7 @@ class VideoSession(Session):
             counts = {"processed": 0, "failed": 0}
             failed_batches = 0
             started = time.monotonic()
-            detections_file = open(self.out_dir / "detections.jsonl", "w")
+            detections_file = self.open_journal_file("w")
             while not self.stopping.is_set():
                 batch = frames.take(self.batch, fill=not self.live, stopping=self.stopping)
                 if not batch:
@@ -633,7 +641,7 @@ class VideoSession(Session):
 # ---------------------------------------------------------------------------------------------- arguments
 def validate(source: Any, detector: Any, stride: Any, track: Any, conf: Any, iou: Any, classes: Any, batch: Any,
              buffer: Any, reconnect_attempts: Any, reconnect_delay: Any, max_reconnect_delay: Any, chunks: Any,
-             sha256: Any, name: Any, read_timeout: Any) -> None:
+             sha256: Any, name: Any, read_timeout: Any, lease_s: Any = DEFAULT_LEASE_S) -> None:
     """Raises ValueError (one line: what is wrong, the value, what is expected) for a bad argument."""
     def number(value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -690,6 +698,7 @@ def validate(source: Any, detector: Any, stride: Any, track: Any, conf: Any, iou
     if name is not None and (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name
                              or name in OUTPUT_NAMES):
         raise ValueError(f"name must be a plain file name (not one of {', '.join(OUTPUT_NAMES)}), not {name!r}")
+    check_lease(lease_s)
 
 
 def assemble(chunks: list, path: Path, sha256: str | None) -> SessionError | None:

@@ -32,6 +32,8 @@ def node(ip: str, node_id: str, cpus: float = 4, gpus: float = 0) -> dict:
     ({"model": ""}, "model"), ({"backend": "fast"}, "backend"), ({"imgsz": 0}, "imgsz"), ({"conf": 1.5}, "conf"),
     ({"iou": -0.1}, "iou"), ({"classes": [1, -2]}, "classes"), ({"batch_size": 0}, "batch_size"),
     ({"actors": 0}, "actors"), ({"gpus_per_actor": -1}, "gpus_per_actor"), ({"cpus_per_actor": -1}, "cpus_per_actor"),
+    ({"lease_s": 4.5}, "lease_s must be a number of seconds from 5 to 86400"), ({"lease_s": 86_401}, "lease_s"),
+    ({"lease_s": None}, "lease_s"),
 ])
 def test_init_refuses_bad_arguments(tmp_path, kwargs, word):
     arguments = {"paths": ["/data"], "model": "models/m.pt", "out_dir": str(tmp_path), **kwargs}
@@ -417,3 +419,61 @@ def test_a_model_that_is_not_on_the_nodes_is_named(cluster, data, tmp_path):
     answer, _ = follow(local(session), timeout=60)
     assert answer["state"] == "failed" and answer["error"]["code"] == "model_not_on_every_node", answer["error"]
     assert "the model models/nope.pt is on none of the nodes that can run it" in answer["error"]["message"]
+
+
+def test_a_session_whose_client_is_gone_ends_its_actor_and_detectors(cluster, tmp_path):
+    """Hosted as the gateway hosts it (its owner actor creates the session's actor), with a lease of 5 s: the client
+    polls until the first answers, then goes away. The session stops its work (its Ray Data execution ends, the
+    summary says stopped), ends the journal with the abandoned line, and its actor ends itself: DEAD in Ray's
+    state, the gateway's next call answered actor_died, the detectors gone and the CPUs back."""
+    from ray._private import state
+
+    from raylan_gateway.owner import Owner
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for copy in range(40):
+        for path in SAMPLES:
+            os.symlink(path, folder / f"{path.stem}_{copy}.jpg")
+    out = tmp_path / "out"
+    owner = cluster.remote(Owner).options(num_cpus=0, max_concurrency=100).remote()
+    try:
+        status, created = cluster.get(owner.create_actor.remote({
+            "class": "raylan_detect.dataset:DatasetSession", "resources": {"cpus": 0}, "wait": 120,
+            "runtime_env": {"working_dir": cluster.working_dir},
+            "kwargs": {"paths": [str(folder)], "model": "models/" + MODEL.name, "out_dir": str(out),
+                       "backend": "tensor", "batch_size": 2, "lease_s": 5}}))
+        assert (status, created["state"]) == (200, "alive"), created
+
+        def call(method: str, **kwargs) -> dict:
+            return cluster.get(owner.call_actor.remote(created["id"], {"method": method, "kwargs": kwargs,
+                                                                       "wait": 60}))[1]
+
+        assert call("start")["value"]["lease_s"] == 5
+        cursor, deadline = 0, time.monotonic() + 180
+        while cursor == 0:
+            answer = call("poll", cursor=cursor, limit=1000, wait=1.0)["value"]
+            assert answer["state"] == "running", answer["error"]
+            assert time.monotonic() < deadline
+            cursor = answer["cursor"]
+        left = time.monotonic()  # the client's last call
+        actor_id = created["id"].partition("-")[2]
+        while state.actors(actor_id)["State"] != "DEAD":
+            assert time.monotonic() - left < 60, state.actors(actor_id)
+            time.sleep(0.2)
+        assert time.monotonic() - left >= 5
+        gone = call("poll", cursor=cursor)
+        assert gone["state"] == "failed" and gone["error"]["code"] == "actor_died", gone
+        *answered, abandoned = journal_lines(out)
+        assert 1 <= len(answered) < 480 and all("path" in line for line in answered)
+        assert abandoned["type"] == "abandoned" and abandoned["lease_s"] == 5.0 and abandoned["idle_s"] >= 5
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["stopped"] and summary["succeeded"] == len(answered)
+        deadline = time.monotonic() + 30
+        while cluster.available_resources().get("CPU", 0) < 2:  # the detectors' and reads' CPUs come back
+            assert time.monotonic() < deadline, cluster.available_resources()
+            time.sleep(0.5)
+        alive = [actor["ActorClassName"] for actor in state.actors().values() if actor["State"] == "ALIVE"]
+        assert not [name for name in alive if "MapWorker" in name], alive
+    finally:
+        cluster.kill(owner)  # and with it any actor it still owns

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from raylan_detect.session import SessionError
+from raylan_detect.session import Session, SessionError
 from raylan_detect.video import Frame, FrameBuffer, Report, VideoSession, redact
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +27,7 @@ MODEL = str(ROOT / "models" / "shapes" / "shapes-yolo11n.pt")
 # comparison, so each session loads in a second or two.
 DETECTOR = {"model": MODEL, "backend": "tensor"}
 FRAMES, FPS, WIDTH, HEIGHT = 60, 30, 640, 360
-TERMINAL = ("finished", "failed", "stopped")
+TERMINAL = ("finished", "failed", "stopped", "abandoned")
 
 
 def iou(a, b):
@@ -257,6 +258,42 @@ def test_stop_mid_file(video, tmp_path):
     assert items[-1]["type"] == "summary" and items[-1]["frames_processed"] == len(lines)
     written = (tmp_path / "detections.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in written] == lines  # whole lines only
+
+
+def test_a_session_whose_client_is_gone_stops_as_stop_does(video, tmp_path, monkeypatch):
+    """No client call for lease_s (a fake clock moves past it): the work stops as stop() stops it (the reader thread
+    ends, the summary comes), detections.jsonl ends with the abandoned line, the state is abandoned (client_gone),
+    and the session ends its process (recorded here; outside an actor it does nothing)."""
+    now = [time.monotonic()]
+    monkeypatch.setattr(Session, "clock", staticmethod(lambda: now[0]))
+    monkeypatch.setattr(Session, "lease_check_s", 0.01)
+    ended = []
+    monkeypatch.setattr(VideoSession, "end_process", lambda self: ended.append(self))
+    session = VideoSession(str(video[0]), DETECTOR, out_dir=str(tmp_path), batch=1, buffer=2, lease_s=5)
+    try:
+        session.start()
+        items, cursor, deadline = [], 0, time.monotonic() + 60
+        while not frame_lines(items) and time.monotonic() < deadline:
+            answer = session.poll(cursor, wait=1.0)
+            items += answer["items"]
+            cursor = answer["cursor"]
+        assert frame_lines(items), "no frame within 60 s"
+        now[0] += 5
+        assert session.expired.wait(15), "the lease did not end the session"
+        rest, last = run_to_end(session, timeout=10, cursor=cursor)
+    finally:
+        session.stop()
+    assert ended == [session] and session.stopping.is_set()
+    assert not [thread for thread in threading.enumerate() if thread.name == "raylan-video-reader"]
+    items += rest
+    assert last["state"] == "abandoned" and last["error"]["code"] == "client_gone", last["error"]
+    lines = frame_lines(items)
+    assert 1 <= len(lines) < FRAMES
+    assert items[-1]["type"] == "summary" and items[-1]["frames_processed"] == len(lines)
+    *written, abandoned = [json.loads(line) for line in (tmp_path / "detections.jsonl").read_text().splitlines()]
+    assert written == lines
+    assert {key: abandoned[key] for key in ("type", "lease_s", "idle_s")} == {"type": "abandoned", "lease_s": 5.0,
+                                                                            "idle_s": 5.0}
 
 
 # ------------------------------------------------------------------------------------------ a live stream
@@ -502,6 +539,9 @@ def test_a_corrupt_upload(tmp_path):
     ({"buffer": 0}, "buffer"),
     ({"reconnect_delay": 2.0, "max_reconnect_delay": 1.0}, "max_reconnect_delay"),
     ({"read_timeout": 0}, "read_timeout"),
+    ({"lease_s": 4}, "lease_s must be a number of seconds from 5 to 86400"),
+    ({"lease_s": 86_401}, "lease_s"),
+    ({"lease_s": "120"}, "lease_s"),
     ({"sha256": "00" * 32}, "chunks"),
     ({"chunks": [b"x"], "name": "../x.mp4"}, "name"),
     ({"chunks": [b"x"], "name": "detections.jsonl"}, "name"),
@@ -518,9 +558,9 @@ def test_bad_arguments_are_refused_at_once(arguments, message, tmp_path):
 def test_whole_numbers_may_come_as_doubles(tmp_path):
     """JSON from Swift writes numbers as doubles: 3.0 is a stride of 3."""
     session = VideoSession("x.mp4", DETECTOR, out_dir=str(tmp_path), stride=3.0, batch=4.0, buffer=8.0,
-                           reconnect_attempts=2.0, classes=[1.0])
+                           reconnect_attempts=2.0, classes=[1.0], lease_s=30.0)
     assert (session.stride, session.batch, session.buffer, session.reconnect_attempts) == (3, 4, 8, 2)
-    assert type(session.stride) is int and session.classes == [1]
+    assert type(session.stride) is int and session.classes == [1] and session.lease_s == 30
 
 
 def test_live_buffer_drops_the_oldest():

@@ -70,7 +70,9 @@ public struct ClusterDatasetRun: Sendable {
     public var annotate: Bool
     /// Skip images the cluster's `detections.jsonl` already answered.
     public var resume: Bool
-    /// The results' folder on the head node. Default nil: `/tmp/raylan/on-cluster/<hash of the paths and model>`,
+    /// The results' folder on the head node. Default nil: `~/.raylan/on-cluster/<hash of the paths and model>` in
+    /// the home of the user Ray runs as there (made with mode 0700; no shared `/tmp` folder another user could
+    /// plant),
     /// the same for the same paths, so that `--resume` finds it.
     public var clusterOutput: String?
     /// Download the results here when done. Default nil.
@@ -85,6 +87,9 @@ public struct ClusterDatasetRun: Sendable {
     public var cpusPerActor: Double = 1
     /// How long a poll waits on the cluster for new lines. Default 0.5 s.
     public var pollWait: Duration = .milliseconds(500)
+    /// How long the session on the cluster waits for a call of this client before it stops itself (see
+    /// ``VideoOptions/lease``), from ``VideoOptions/leaseRange``. Default 120 s.
+    public var lease: Duration = .seconds(120)
     /// Serve's proxy port, should the gateway's deploy have to start Serve. Default 8000.
     public var httpPort: Int = ServeEndpoint.defaultPort
 
@@ -105,7 +110,7 @@ public struct ClusterDatasetRun: Sendable {
     public var defaultClusterOutput: String {
         let key = (paths + [deployment.model]).joined(separator: "\n")
         let digest = SHA256.hash(data: Data(key.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
-        return "/tmp/raylan/on-cluster/\(digest)"
+        return "~/.raylan/on-cluster/\(digest)"
     }
 
     /// Runs to the end, handing each event to `events`; Ctrl-C (cancelling the task) stops the cluster side.
@@ -128,7 +133,7 @@ public struct ClusterDatasetRun: Sendable {
             "out_dir": .json(.string(folder)), "backend": .json(.string(deployment.backend.rawValue)),
             "conf": .json(.number(options.confidence)), "iou": .json(.number(options.iou)),
             "annotate": .json(.bool(annotate)), "resume": .json(.bool(resume)),
-            "batch_size": .json(.number(Double(batchSize))),
+            "batch_size": .json(.number(Double(batchSize))), "lease_s": .json(.number(lease.seconds)),
         ]
         if let size = deployment.imageSize { keywords["imgsz"] = .json(.number(Double(size))) }
         if let classes = options.classes { keywords["classes"] = .json(.array(classes.map { .number(Double($0)) })) }

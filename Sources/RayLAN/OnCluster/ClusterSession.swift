@@ -18,6 +18,8 @@ struct ClusterSession: Sendable {
         static let failed = State(rawValue: "failed")
         static let stopped = State(rawValue: "stopped")
         static let created = State(rawValue: "created")
+        /// Its client made no call for the session's lease: it stopped itself (``OnClusterError/Code/clientGone``).
+        static let abandoned = State(rawValue: "abandoned")
 
         var isTerminal: Bool { self != .running && self != .created }
     }

@@ -33,6 +33,9 @@ public struct OnClusterError: RayLANError, Sendable, Hashable, Codable {
         public static let badResponse = Code(rawValue: "bad_response")
         /// Another failure of the work on the cluster; ``OnClusterError/traceback`` has Python's traceback.
         public static let sessionFailed = Code(rawValue: "session_failed")
+        /// The session made no progress with its client for its lease (``VideoOptions/lease``) and stopped itself:
+        /// the client was gone, or stopped polling.
+        public static let clientGone = Code(rawValue: "client_gone")
     }
 
     public var code: Code

@@ -28,12 +28,20 @@ public struct VideoOptions: Sendable, Hashable {
     public var reconnectAttempts: Int
     /// The first wait before reconnecting. Default 0.5 s.
     public var reconnectDelay: Duration
+    /// How long the session on the cluster waits for a call of this client before it stops itself, releases
+    /// its actors, CPUs and GPUs and writes `abandoned` in its journal (a client that crashed or lost the LAN
+    /// leaves nothing running), from ``leaseRange``. The client polls every half second, so only a client that
+    /// is gone lets it run out. Default 120 s.
+    public var lease: Duration
+    /// The leases a session takes (the cluster's bounds).
+    public static let leaseRange: ClosedRange<Duration> = .seconds(5) ... .seconds(86_400)
 
     public init(
         detection: DetectionOptions = DetectionOptions(), stride: Int = 1, tracker: Tracker? = nil,
         annotate: Bool = false, report: Bool = false, batch: Int = 8, buffer: Int = 16, reconnectAttempts: Int = 5,
-        reconnectDelay: Duration = .milliseconds(500)
+        reconnectDelay: Duration = .milliseconds(500), lease: Duration = .seconds(120)
     ) {
+        self.lease = lease
         self.detection = detection
         self.stride = stride
         self.tracker = tracker
@@ -54,6 +62,7 @@ public struct VideoOptions: Sendable, Hashable {
         }
         if buffer < 1 { return "the live buffer must hold at least 1 frame, not \(buffer)" }
         if reconnectAttempts < 0 { return "reconnection attempts cannot be negative" }
+        if !Self.leaseRange.contains(lease) { return "the lease must be from 5 to 86400 seconds, not \(lease)" }
         return nil
     }
 }
@@ -214,6 +223,7 @@ public struct VideoRun: Sendable {
             "batch": .json(.number(Double(options.batch))), "buffer": .json(.number(Double(options.buffer))),
             "reconnect_attempts": .json(.number(Double(options.reconnectAttempts))),
             "reconnect_delay": .json(.number(options.reconnectDelay.seconds)),
+            "lease_s": .json(.number(options.lease.seconds)),
         ]
         if let classes = options.detection.classes {
             keywords["classes"] = .json(.array(classes.map { .number(Double($0)) }))
