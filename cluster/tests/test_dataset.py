@@ -392,12 +392,17 @@ def test_stop_mid_run_releases_the_detectors(cluster, tmp_path):
     summary = answer["items"][-1]
     assert summary["type"] == "summary" and summary["stopped"] and summary["succeeded"] < 240
     assert len(journal_lines(tmp_path / "out")) == summary["succeeded"]  # whole lines only
-    deadline = time.monotonic() + 30
-    while cluster.available_resources().get("CPU", 0) < 2:  # the detectors' and reads' CPUs come back
-        assert time.monotonic() < deadline, cluster.available_resources()
-        time.sleep(0.5)
+    assert_detectors_released(cluster)
+
+
+def assert_detectors_released(cluster) -> None:
+    """Within 30 s the detectors' and reads' CPUs come back, and no Ray Data MapWorker actor is alive."""
     from ray._private import state
 
+    deadline = time.monotonic() + 30
+    while cluster.available_resources().get("CPU", 0) < 2:
+        assert time.monotonic() < deadline, cluster.available_resources()
+        time.sleep(0.5)
     alive = [actor["ActorClassName"] for actor in state.actors().values() if actor["State"] == "ALIVE"]
     assert not [name for name in alive if "MapWorker" in name], alive
 
@@ -469,11 +474,6 @@ def test_a_session_whose_client_is_gone_ends_its_actor_and_detectors(cluster, tm
         assert abandoned["type"] == "abandoned" and abandoned["lease_s"] == 5.0 and abandoned["idle_s"] >= 5
         summary = json.loads((out / "summary.json").read_text())
         assert summary["stopped"] and summary["succeeded"] == len(answered)
-        deadline = time.monotonic() + 30
-        while cluster.available_resources().get("CPU", 0) < 2:  # the detectors' and reads' CPUs come back
-            assert time.monotonic() < deadline, cluster.available_resources()
-            time.sleep(0.5)
-        alive = [actor["ActorClassName"] for actor in state.actors().values() if actor["State"] == "ALIVE"]
-        assert not [name for name in alive if "MapWorker" in name], alive
+        assert_detectors_released(cluster)
     finally:
         cluster.kill(owner)  # and with it any actor it still owns

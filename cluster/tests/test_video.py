@@ -235,16 +235,22 @@ def test_stride_with_botsort(video, tmp_path):
         again.read("annotated.mp4")
 
 
+def until_a_frame(session: VideoSession) -> tuple[list, int]:
+    """Polls a started session until its first frame line (at most 60 s): the items so far and the cursor."""
+    items, cursor, deadline = [], 0, time.monotonic() + 60
+    while not frame_lines(items) and time.monotonic() < deadline:
+        answer = session.poll(cursor, wait=1.0)
+        items += answer["items"]
+        cursor = answer["cursor"]
+    assert frame_lines(items), "no frame within 60 s"
+    return items, cursor
+
+
 def test_stop_mid_file(video, tmp_path):
     session = VideoSession(str(video[0]), DETECTOR, out_dir=str(tmp_path), batch=1, buffer=2)
     try:
         session.start()
-        items, cursor, deadline = [], 0, time.monotonic() + 60
-        while not frame_lines(items) and time.monotonic() < deadline:
-            answer = session.poll(cursor, wait=1.0)
-            items += answer["items"]
-            cursor = answer["cursor"]
-        assert frame_lines(items), "no frame within 60 s"
+        items, cursor = until_a_frame(session)
         started = time.monotonic()
         assert session.stop()["state"] == "stopped"
         assert time.monotonic() - started < 10
@@ -272,12 +278,7 @@ def test_a_session_whose_client_is_gone_stops_as_stop_does(video, tmp_path, monk
     session = VideoSession(str(video[0]), DETECTOR, out_dir=str(tmp_path), batch=1, buffer=2, lease_s=5)
     try:
         session.start()
-        items, cursor, deadline = [], 0, time.monotonic() + 60
-        while not frame_lines(items) and time.monotonic() < deadline:
-            answer = session.poll(cursor, wait=1.0)
-            items += answer["items"]
-            cursor = answer["cursor"]
-        assert frame_lines(items), "no frame within 60 s"
+        items, cursor = until_a_frame(session)
         now[0] += 5
         assert session.expired.wait(15), "the lease did not end the session"
         rest, last = run_to_end(session, timeout=10, cursor=cursor)

@@ -78,7 +78,8 @@ extension RayCluster {
     /// Writes application `name` into Serve's config, every other application kept as deployed (Serve's PUT is
     /// declarative: an application left out would be removed). `config` builds the application from the
     /// arguments that stand for its key (see ``ServiceKey``): for ``ServiceAccess/key`` the key it already
-    /// has when redeployed, else a new one (derived from this connection's token, or random without one).
+    /// has when redeployed, else a new one (derived from this connection's token where the cluster requires one,
+    /// else random).
     func writeApplication(
         _ name: String, access: ServiceAccess, httpPort: Int, httpHost: String?,
         config: ([String: JSONValue]) -> JSONValue
@@ -87,7 +88,9 @@ extension RayCluster {
         var applications = current.applications.values
             .filter { $0.name != name }
             .compactMap(\.deployedAppConfig)
-        let token = configuration.token
+        // A key is derived only on a cluster that requires the token: a client's token (from the environment,
+        // for another cluster) must not make a key that clients of an open cluster cannot derive.
+        let token = await authenticationMode() == .token ? configuration.token : nil
         let key: ServiceKey?
         switch access {
         case .key:
