@@ -282,9 +282,11 @@ public struct Benchmark: Sendable {
                 client, images: images, concurrency: best.concurrency, imagesPerRequest: best.imagesPerRequest,
                 duration: configuration.duration, maxSide: endToEnd.maxSide
             ).level
-            let (sent, refused) = await flood
+            let (sent, refused, served) = await flood
             variants.append(
-                variant("alongside \(sent) anonymous requests at \(rate)/s (\(refused) refused 401)", level))
+                variant(
+                    "alongside \(sent) anonymous requests at \(rate)/s (\(refused) refused 401, \(served) served)",
+                    level))
         }
         return variants
     }
