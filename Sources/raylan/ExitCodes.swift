@@ -52,7 +52,8 @@ func reportingErrors(_ body: () async throws -> Void) async throws {
     } catch is CancellationError {
         throw ExitCode(ExitCodes.interrupted)
     } catch {
-        Terminal.error("Error: \(error)")
+        // Messages may quote the cluster's text (Ray's, a remote exception's): no terminal control sequences pass.
+        Terminal.error(TerminalText.strippingControls(from: "Error: \(error)"))
         throw ExitCode(ExitCodes.code(for: error))
     }
 }

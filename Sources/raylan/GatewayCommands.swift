@@ -27,8 +27,11 @@ private func withGateway(
                     [gateway] in try await body(gateway)
                 }
             } catch let error as GatewayError where error.isRemoteFailure && !error.isUsageError {
-                if let remote = error.remote, !remote.traceback.isEmpty { Terminal.error(remote.traceback) }
-                Terminal.error("Error: \(error)")
+                // The traceback and message are the remote code's text: no terminal control sequences pass.
+                if let remote = error.remote, !remote.traceback.isEmpty {
+                    Terminal.error(TerminalText.strippingControls(from: remote.traceback))
+                }
+                Terminal.error(TerminalText.strippingControls(from: "Error: \(error)"))
                 throw ExitCode(ExitCodes.jobFailed)
             }
         }

@@ -104,7 +104,7 @@ struct UpCommand: AsyncParsableCommand {
                 dashboardPort: dashboardPort,
                 servePort: servePort, insecure: insecure, tokenFile: head ? tokenFile : nil,
                 token: head ? nil : try AuthToken.resolve(tokenFile: tokenFile),
-                serveGuard: try? ClusterCode.locate().serveGuard)
+                serveGuard: Self.serveGuard())
             let node = try await HostNode.up(configuration) { Terminal.error($0) }
             if json {
                 try Terminal.json(
@@ -118,6 +118,19 @@ struct UpCommand: AsyncParsableCommand {
             } else {
                 Self.print(node)
             }
+        }
+    }
+
+    /// The Serve proxy guard from RayLAN's cluster code, or nil with a warning on stderr when the code is not
+    /// found (a `raylan` outside its checkout without RAYLAN_CLUSTER_DIR).
+    static func serveGuard() -> String? {
+        do {
+            return try ClusterCode.locate().serveGuard
+        } catch {
+            Terminal.error(
+                "Warning: Serve's proxy guard is not installed (\(error)); anonymous requests then reach the "
+                    + "replicas, which refuse them without their key.")
+            return nil
         }
     }
 

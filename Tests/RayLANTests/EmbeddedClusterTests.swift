@@ -169,6 +169,9 @@ extension RayClusterTests {
                 for output in [hidden, watch, detect, call] { #expect(!output.stdout.contains(key)) }
                 #expect(!detect.stderr.contains(key) && !call.stderr.contains(key))
             }
+            // The cluster's token neither: it is in RayLAN's 0600 token file only.
+            let token = try String(contentsOfFile: home.path + "/local-token", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
             var files = 0
             let walker = FileManager.default.enumerator(atPath: ray.temporaryDirectory)
             while let name = walker?.nextObject() as? String {
@@ -179,6 +182,7 @@ extension RayClusterTests {
                 else { continue }
                 files += 1
                 for key in keys { #expect(data.range(of: Data(key.utf8)) == nil, "a service key in \(path)") }
+                #expect(data.range(of: Data(token.utf8)) == nil, "the cluster's token in \(path)")
             }
             #expect(files > 20, "the cluster's temp dir holds too few files to be its session folder")
         }

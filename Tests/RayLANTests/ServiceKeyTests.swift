@@ -39,12 +39,12 @@ struct ServiceKeyTests {
         #expect(ServiceKey.derive(from: token, salt: ServiceKey.newSalt()).value != key.value)
     }
 
-    @Test("With a token the config holds the salt and the verifier, never the key; without one, the key")
+    @Test("A derived key: the config holds the salt and the verifier, never the key; any other key in clear")
     func configArguments() throws {
         let golden = try Self.golden()
         let token = AuthToken(value: golden.token, source: .inline("test"))
         let derived = ServiceKey.derive(from: token, salt: golden.salt)
-        let arguments = derived.configArguments(inClear: false)
+        let arguments = derived.configArguments
         #expect(arguments == ["key_salt": .string(golden.salt), "api_key_sha256": .string(golden.verifier)])
         let application = Self.application(arguments)
         #expect(ServiceKey.deployed(in: application, token: token)?.value == golden.key)
@@ -53,9 +53,8 @@ struct ServiceKeyTests {
         #expect(ServiceKey.deployedVerifier(in: application) == golden.verifier)
 
         let given = ServiceKey(value: "a-given-key-of-some-length", source: "--key-file k")
-        #expect(given.configArguments(inClear: false) == ["api_key_sha256": .string(given.verifier)])
-        #expect(given.configArguments(inClear: true) == ["api_key": .string(given.value)])
-        let clear = Self.application(given.configArguments(inClear: true))
+        #expect(given.configArguments == ["api_key": .string(given.value)])
+        let clear = Self.application(given.configArguments)
         #expect(ServiceKey.deployed(in: clear, token: nil)?.value == given.value)
         #expect(ServiceKey.deployedVerifier(in: clear) == given.verifier)
         #expect(ServiceKey.deployedVerifier(in: Self.application([:])) == nil)
@@ -68,8 +67,8 @@ struct ServiceKeyTests {
         let derived = ServiceKey.derive(from: token, salt: golden.salt)
         let clear = ServiceKey(value: "a-key-kept-in-clear-0123", source: "test")
         var status = ServeStatus(applications: [:])
-        status.applications["derived"] = Self.application(derived.configArguments(inClear: false))
-        status.applications["clear"] = Self.application(clear.configArguments(inClear: true))
+        status.applications["derived"] = Self.application(derived.configArguments)
+        status.applications["clear"] = Self.application(clear.configArguments)
         let encoder = JSONEncoder()
         let hidden = String(
             decoding: try encoder.encode(status.printable(showingKeys: false, token: token)), as: UTF8.self)

@@ -81,8 +81,8 @@ def forget_ray_auth_token() -> None:
 def keep_replica_grpc_on_loopback() -> None:
     """On a private cluster (the node's address is loopback: RayLAN's embedded cluster), makes Serve's replica
     start its inter-deployment gRPC server on that address. Serve 2.60 binds it to every interface ("[::]:0",
-    ray/serve/_private/replica.py, Replica._on_initialized), with no key, which would open each replica to the LAN
-    however private the rest of the cluster is. Called from the deployment's constructor, which Serve runs before
+    ray/serve/_private/replica.py, Replica._on_initialized), which would open each replica to the LAN however
+    private the rest of the cluster is (behind Ray's token interceptor only where the cluster has a token). Called from the deployment's constructor, which Serve runs before
     it starts that server; a no-op on a Ray without it (2.45) and on a node with a LAN address."""
     try:
         import ray

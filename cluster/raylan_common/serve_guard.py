@@ -13,14 +13,16 @@ with the cluster's token alone (RAY_AUTH_TOKEN, which Ray gives its worker proce
 state and no I/O. Each application still checks its own key (its verifier) behind the guard. Without a token
 (a cluster started with --insecure) the guard lets everything through: there is nothing to check against.
 
-Health checks stay open: GET or HEAD of `/-/healthz` (Serve's) and of any path ending in `/healthz`.
+Health checks stay open: GET or HEAD of `/-/healthz` (Serve's) and of `/raylan/<name>/healthz` (an application's).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import logging
 import os
+import re
 from typing import Any, Callable
 
 PREFIX = b"rlk1"
@@ -36,9 +38,13 @@ def is_service_key(presented: bytes, token: bytes) -> bool:
     return hmac.compare_digest(parts[2], expected)
 
 
+#: The health checks left open: Serve's own, and a RayLAN application's (`/raylan/<name>/healthz`, which the
+#: application answers without its key). Matched whole: `/raylan/x/detect/healthz` or an encoded `..` is not one.
+HEALTH = re.compile(r"/-/healthz|/raylan/[A-Za-z0-9._-]+/healthz")
+
+
 def is_health_check(scope: dict) -> bool:
-    path = scope.get("path", "")
-    return scope.get("method") in ("GET", "HEAD") and (path == "/-/healthz" or path.endswith("/healthz"))
+    return scope.get("method") in ("GET", "HEAD") and HEALTH.fullmatch(scope.get("path", "")) is not None
 
 
 class ServeGuard:
@@ -48,6 +54,10 @@ class ServeGuard:
     def __init__(self, app: Callable, token: str | None = None):
         self.app = app
         self.token = (os.environ.get("RAY_AUTH_TOKEN", "") if token is None else token).strip().encode()
+        if not self.token:
+            logging.getLogger("ray.serve").warning(
+                "RayLAN's Serve guard has no cluster token (RAY_AUTH_TOKEN): it lets every request through, and "
+                "each application checks its own key")
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> Any:
         if scope["type"] not in ("http", "websocket") or not self.token:

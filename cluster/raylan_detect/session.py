@@ -305,7 +305,11 @@ class Session:
         """Steps 1-3: stops the work, writes the abandoned line, sets the state."""
         self._stop_work()
         line = {"type": "abandoned", "lease_s": self.lease_s, "idle_s": round(idle, 1), "at": round(time.time(), 3)}
-        self._journal_abandoned(line)
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self._journal_abandoned(line)
+        else:  # the work did not stop in time: a line written now could be overwritten or followed by its own
+            log.warning("the work did not stop within its wait: the abandoned line is not written to the journal")
         error = {"code": "client_gone", "message": (
             f"the session's client made no call for {idle:.0f} s (its lease, lease_s, is {self.lease_s:g} s), so "
             f"the session stopped its work and ended"), "remedy": (

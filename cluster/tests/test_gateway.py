@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from raylan_common.http import verifier_of
 from fastapi.testclient import TestClient
 
 import raylan_gateway.app as app
@@ -443,7 +444,7 @@ def gateway(owner, monkeypatch):
     def make(key: str | None = None):
         cls = app.Gateway.func_or_class.__bases__[0]  # the class as written, without Serve's ASGI wrapper
         instance = cls.__new__(cls)
-        instance.service_key, instance.code_uri = key, None
+        instance.service_key, instance.code_uri = (verifier_of(key) if key else None), None  # as key_verifier makes it
         instance.max_json_bytes, instance.max_put_bytes = app.DEFAULT_MAX_JSON_BYTES, app.DEFAULT_MAX_PUT_BYTES
         instance.max_held_bytes, instance.object_ttl_s = owner.max_held_bytes, owner.object_ttl_s
         instance._owner = OwnerHandle(owner)
@@ -517,6 +518,12 @@ def test_the_key_is_checked_first_then_the_browser(gateway, client):
     gateway(key="k3y-0f-th3-g4t3w4y")
     assert client.get("/objects", headers={"Origin": "http://localhost"}).status_code == 401
     assert client.post("/call", content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 401
+    # With the key, the browser checks still apply.
+    keyed = {"Authorization": "Bearer k3y-0f-th3-g4t3w4y"}
+    refused = client.get("/objects", headers={**keyed, "Origin": "http://localhost"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "browser_refused"
+    wrong_type = client.post("/call", content=b"{}", headers={**keyed, "Content-Type": "text/plain"})
+    assert wrong_type.status_code == 415
     assert [entry.cls for entry in app.api.user_middleware] == [app.ServiceKey, app.BrowserGuard]  # outermost first
 
 

@@ -61,6 +61,10 @@ def test_health_checks_stay_open_and_websockets_are_closed():
         assert run(guard, request(path, method="GET"))[0] == [path]
     assert run(guard, request("/raylan/m/healthz", method="POST"))[0] == []
     assert run(guard, request("/-/routes", method="GET"))[0] == []
+    # Only the whole health paths: anything else that merely ends in /healthz would reach a replica.
+    for path in ("/raylan/m/x/healthz", "/raylan/m/detect/../healthz", "/raylan/m/detect%2F..%2Fhealthz", "/healthz",
+                 "/x/-/healthz"):
+        assert run(guard, request(path, method="GET"))[0] == [], path
     reached, sent = run(guard, request("/raylan/m/ws", kind="websocket"))
     assert reached == [] and sent == [{"type": "websocket.close", "code": 1008}]
 

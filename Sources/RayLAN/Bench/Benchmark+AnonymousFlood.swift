@@ -24,7 +24,7 @@ extension Benchmark {
                 if status == 401 { unauthorized += 1 }
                 if let status, (200..<300).contains(status) { served += 1 }
             }
-            for index in 0..<total {
+            for index in 0..<total where !Task.isCancelled {
                 let due = start.advanced(by: interval * index)
                 if due > clock.now { try? await Task.sleep(until: due, clock: clock) }
                 if inFlight >= 64, let status = await group.next() {

@@ -274,10 +274,9 @@ public struct Benchmark: Sendable {
         if rate > 0, let image = images.first {
             progress("The best level again while \(rate) anonymous requests/s hit the service…")
             let client = try await DetectionClient(cluster: cluster, application: deployment.name)
-            var anonymous = client.endpoint
-            anonymous.key = nil
             async let flood = Self.flood(
-                cluster, endpoint: anonymous, image: image, rate: rate, duration: configuration.duration)
+                cluster, endpoint: client.endpoint.anonymous, image: image, rate: rate, duration: configuration.duration
+            )
             let level = try await Self.drive(
                 client, images: images, concurrency: best.concurrency, imagesPerRequest: best.imagesPerRequest,
                 duration: configuration.duration, maxSide: endToEnd.maxSide

@@ -16,8 +16,8 @@ import Foundation
 /// - **On a cluster without a token**, the key is a random one kept in clear in the application's config
 ///   (`api_key`), as open as the dashboard that serves that config: anyone who can read the dashboard (and
 ///   on such a cluster, run jobs) can read it.
-/// - **A key given with `--key-file`** is kept only as its verifier on a cluster with a token (clients pass
-///   the same file), in clear without one.
+/// - **A key given with `--key-file`** (and an open service, `--public`) is for clusters without a token: on
+///   one with a token, every key is derived, and such a deploy is refused (``ServeError/Code/accessRefused``).
 ///
 /// The key goes only to Serve's proxy, never to the dashboard, and the dashboard's token never to the proxy.
 public struct ServiceKey: Sendable, Hashable, CustomStringConvertible {
@@ -37,7 +37,7 @@ public struct ServiceKey: Sendable, Hashable, CustomStringConvertible {
 
     /// The key's SHA-256 as 64 hex digits: what an application's config holds instead of the key on a cluster
     /// with a token (`api_key_sha256`).
-    public var verifier: String { Self.hex(SHA256.hash(data: Data(value.utf8))) }
+    public var verifier: String { SHA256.hash(data: Data(value.utf8)).hexString }
 
     /// The key that `token` gives for `salt`: `rlk1.<salt>.<HMAC-SHA256(token, "raylan-service-key/v1/" +
     /// salt)>`. Serve's proxy on a cluster RayLAN started checks this form with the token alone
@@ -46,7 +46,7 @@ public struct ServiceKey: Sendable, Hashable, CustomStringConvertible {
         let mac = HMAC<SHA256>.authenticationCode(
             for: Data((derivationLabel + salt).utf8), using: SymmetricKey(data: Data(token.value.utf8)))
         return ServiceKey(
-            value: "\(derivedPrefix).\(salt).\(hex(mac))", source: "derived from the cluster's \(token)", salt: salt)
+            value: "\(derivedPrefix).\(salt).\(mac.hexString)", source: "the cluster's \(token)", salt: salt)
     }
 
     /// A new salt for ``derive(from:salt:)``: 16 random bytes as hex.
@@ -57,15 +57,11 @@ public struct ServiceKey: Sendable, Hashable, CustomStringConvertible {
     static let derivedPrefix = "rlk1"
     static let derivationLabel = "raylan-service-key/v1/"
 
-    /// The application config's arguments that stand for this key: its salt and verifier for a derived key;
-    /// otherwise the key itself when `inClear` (a cluster without a token), else its verifier alone.
-    func configArguments(inClear: Bool) -> [String: JSONValue] {
+    /// The application config's arguments that stand for this key: its salt and verifier for a derived key
+    /// (a cluster with a token), the key itself otherwise (a cluster without one).
+    var configArguments: [String: JSONValue] {
         if let salt { return ["key_salt": .string(salt), "api_key_sha256": .string(verifier)] }
-        return inClear ? ["api_key": .string(value)] : ["api_key_sha256": .string(verifier)]
-    }
-
-    private static func hex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
-        bytes.map { String(format: "%02x", $0) }.joined()
+        return ["api_key": .string(value)]
     }
 
     /// Never prints the secret.

@@ -451,7 +451,7 @@ public struct DetectionRun: Sendable {
             || components.contains { $0 == ".." || $0.contains("__") || $0.hasPrefix("_") || $0.hasSuffix("_") }
         let plain = fold + "." + ext
         if !isLossy && plain.utf8.count <= 255 { return folder + "/" + plain }
-        let digest = SHA256.hash(data: Data(path.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
+        let digest = SHA256.hash(data: Data(path.utf8)).prefix(6).hexString
         let suffix = "___" + digest + "." + ext
         var tail = Substring(fold)
         while tail.utf8.count + suffix.utf8.count > 255 { tail = tail.dropFirst() }

@@ -37,12 +37,17 @@ public struct GatewayDeployment: Sendable, Hashable {
     public var routePrefix: String { "/raylan/\(name)" }
 
     /// The application in Serve's declarative config.
-    func applicationConfig(workingDirectoryURI: String, keyArguments: [String: JSONValue] = [:]) -> JSONValue {
-        var args: [String: JSONValue] = [
+    /// The limits as the application's arguments: a running gateway with others is redeployed.
+    var limitArguments: [String: JSONValue] {
+        [
             "max_put_bytes": .number(Double(maxPutBytes)), "max_json_bytes": .number(Double(maxJSONBytes)),
-            "code_uri": .string(workingDirectoryURI), "max_held_bytes": .number(Double(maxHeldBytes)),
-            "object_ttl_s": .number(objectTTL.seconds),
+            "max_held_bytes": .number(Double(maxHeldBytes)), "object_ttl_s": .number(objectTTL.seconds),
         ]
+    }
+
+    func applicationConfig(workingDirectoryURI: String, keyArguments: [String: JSONValue] = [:]) -> JSONValue {
+        var args = limitArguments
+        args["code_uri"] = .string(workingDirectoryURI)
         args.merge(keyArguments) { _, key in key }
         return .object([
             "name": .string(name),

@@ -72,6 +72,7 @@ extension RayCluster {
         let package = try WorkingDirectoryPackage.scan(staged.folder)
         if let running = current.applications[deployment.name], running.status == .running,
             running.deployedAppConfig?["runtime_env"]?["working_dir"]?.stringValue == package.uri,
+            deployment.limitArguments.allSatisfy({ running.deployedAppConfig?["args"]?[$0.key] == $0.value }),
             Self.accessMatches(deployment.access, running, token: configuration.token)
         {
             return try serveEndpoint(for: deployment.name, in: current)

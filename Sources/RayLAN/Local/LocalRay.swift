@@ -184,6 +184,12 @@ public struct LocalRay: Sendable, Codable, Hashable {
             environment["PYTHONPATH"] = ([folder] + [environment["PYTHONPATH"]].compactMap { $0 }).joined(
                 separator: ":")
             environment["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] = "raylan_serve_guard:middlewares"
+            // Serve settings under which replicas (or an HAProxy) take HTTP themselves, not behind the guard.
+            for bypass in [
+                "RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED",
+            ] {
+                environment[bypass] = nil
+            }
         }
         for (key, value) in configuration.extraEnvironment { environment[key] = value }
 

@@ -109,7 +109,7 @@ public struct ClusterDatasetRun: Sendable {
     /// The default ``clusterOutput`` for these paths and model.
     public var defaultClusterOutput: String {
         let key = (paths + [deployment.model]).joined(separator: "\n")
-        let digest = SHA256.hash(data: Data(key.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
+        let digest = SHA256.hash(data: Data(key.utf8)).prefix(6).hexString
         return "~/.raylan/on-cluster/\(digest)"
     }
 
@@ -117,6 +117,9 @@ public struct ClusterDatasetRun: Sendable {
     /// - Throws: ``OnClusterError`` (`pathNotOnEveryNode`, `noInputs`, …), ``GatewayError``, ``ClusterError``,
     ///   `CancellationError`.
     public func run(on cluster: RayCluster, events: @Sendable (Event) -> Void = { _ in }) async throws -> Summary {
+        guard VideoOptions.leaseRange.contains(lease) else {
+            throw OnClusterError(.invalidSource, "The lease must be from 5 to 86400 seconds, not \(lease)")
+        }
         for path in paths where !path.hasPrefix("/") {
             throw OnClusterError(
                 .invalidSource, "'\(path)' is not an absolute path",

@@ -84,6 +84,6 @@ struct VideoUpload: Sendable {
         defer { try? handle.close() }
         var hasher = SHA256()
         while let piece = try handle.read(upToCount: 4 << 20), !piece.isEmpty { hasher.update(data: piece) }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return hasher.finalize().hexString
     }
 }

@@ -60,7 +60,7 @@ public struct WorkingDirectoryPackage: Sendable {
         }
         var walker = Walker(root: root, options: options)
         try walker.travel(root, relative: ".")
-        let name = "_ray_pkg_" + walker.hash.map { String(format: "%02x", $0) }.joined() + ".zip"
+        let name = "_ray_pkg_" + walker.hash.hexString + ".zip"
         return WorkingDirectoryPackage(directory: root, name: name, entries: walker.entries)
     }
 

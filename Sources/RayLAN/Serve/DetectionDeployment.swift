@@ -121,7 +121,7 @@ public struct DetectionDeployment: Sendable, Hashable {
             defer { try? handle.close() }
             var hash = SHA256()
             while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hash.update(data: chunk) }
-            let hex = hash.finalize().map { String(format: "%02x", $0) }.joined()
+            let hex = hash.finalize().hexString
             return ModelIdentity(id: "sha256:" + hex, backend: backend)
         } catch {
             throw ServeError(.invalidModel, "The model file '\(model)' cannot be read (\(error))")

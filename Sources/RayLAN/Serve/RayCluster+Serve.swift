@@ -99,13 +99,28 @@ extension RayCluster {
             key =
                 kept.flatMap { token == nil || $0.salt != nil ? $0 : nil }
                 ?? token.map { ServiceKey.derive(from: $0, salt: ServiceKey.newSalt()) } ?? .generate()
-        case .givenKey(let given): key = given
-        case .open: key = nil
+        case .givenKey(let given):
+            guard token == nil else { throw Self.accessRefused(name, "a key of your own (--key-file)") }
+            key = given
+        case .open:
+            guard token == nil else { throw Self.accessRefused(name, "no key (--public)") }
+            key = nil
         }
-        applications.append(config(key?.configArguments(inClear: token == nil) ?? [:]))
+        applications.append(config(key?.configArguments ?? [:]))
         try await writeServeConfig(
             applications, http: proxyOptions(current, port: httpPort, host: httpHost),
             what: "Deploying '\(name)' to Serve")
+    }
+
+    /// On a cluster that requires the token, every service's key is derived from it: Serve's proxy on the
+    /// clusters RayLAN starts refuses any other key, and no key at all.
+    private static func accessRefused(_ name: String, _ what: String) -> ServeError {
+        ServeError(
+            .accessRefused,
+            "'\(name)' cannot be deployed with \(what) on a cluster with token authentication: there each service's "
+                + "key is derived from the cluster's token, and Serve's proxy on the clusters RayLAN starts refuses "
+                + "requests without such a key",
+            remedy: "Leave --key-file and --public out: clients with the cluster's token derive the key themselves.")
     }
 
     /// GPUs per replica when none is asked for: 1 where an alive node has a GPU, else 0 (a CPU-only cluster,

@@ -24,6 +24,9 @@ public struct ServeError: RayLANError, Sendable {
         public static let keyUnreadable = Code("keyUnreadable")
         /// RayLAN's cluster-side code (the `cluster/` folder) was not found.
         public static let clusterCodeMissing = Code("clusterCodeMissing")
+        /// A key of one's own (`--key-file`) or an open service (`--public`) on a cluster with token
+        /// authentication, where every service's key is derived from the token (a usage error).
+        public static let accessRefused = Code("accessRefused")
     }
 
     public let code: Code
@@ -44,5 +47,5 @@ public struct ServeError: RayLANError, Sendable {
             .notDeployed, "The detection service '\(name)' is not running on \(address)",
             remedy: "Deploy it with 'raylan serve deploy --model …' (or let 'raylan detect' deploy it).")
     }
-    public var isUsageError: Bool { code == .invalidModel || code == .keyUnreadable }
+    public var isUsageError: Bool { code == .invalidModel || code == .keyUnreadable || code == .accessRefused }
 }

@@ -4,6 +4,10 @@ import Foundation
 /// tokens, service keys).
 func randomHex(bytes count: Int = 32) -> String {
     var generator = SystemRandomNumberGenerator()
-    return (0..<count).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &generator)) }
-        .joined()
+    return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }.hexString
+}
+
+extension Sequence<UInt8> {
+    /// The bytes as lower-case hex, two digits each: digests, keys, package names.
+    var hexString: String { map { String(format: "%02x", $0) }.joined() }
 }
