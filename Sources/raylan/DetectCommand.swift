@@ -144,9 +144,9 @@ struct DetectCommand: AsyncParsableCommand {
             throw ValidationError(
                 "--lease is for videos and --on-cluster images (work that runs on the cluster), not streamed images.")
         }
+        let leases = VideoOptions.leaseRange
         try OptionCheck.within(
-            lease, Int(VideoOptions.leaseRange.lowerBound.seconds)...Int(VideoOptions.leaseRange.upperBound.seconds),
-            "--lease")
+            lease, Int(leases.lowerBound.components.seconds)...Int(leases.upperBound.components.seconds), "--lease")
         try OptionCheck.atLeast(vidStride, 1, "--vid-stride")
         try OptionCheck.within(batchSize, isVideo ? VideoOptions.batchRange : 1...1024, "--batch-size")
         try OptionCheck.atLeast(reconnectAttempts, 0, "--reconnect-attempts")
