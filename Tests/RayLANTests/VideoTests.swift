@@ -318,6 +318,7 @@ extension RayClusterTests.Main {
             let out = try TestEnvironment.makeTemporaryDirectory("raylan-lease")
             defer { try? FileManager.default.removeItem(at: out) }
             let usedBefore = try await cluster.withConnection { try await $0.state().totalCPUs.used }
+            let hostsBefore = Set(try await Self.hostedActors(cluster, state: "ALIVE"))
             let lease = 5
             let command = try RunningCommand(
                 raylan: [
@@ -327,18 +328,19 @@ extension RayClusterTests.Main {
             defer { command.killGroup() }
             let running = await eventually(timeout: .seconds(180)) { command.stdout.contains(#""frame""#) }
             #expect(running, "\(command.stdout.suffix(2000))\n\(command.stderr.suffix(2000))")
-            let alive = try await Self.videoSessions(cluster, state: "ALIVE")
-            #expect(alive.count == 1, "the stream's session actor is not alive: \(alive)")
+            // The session is the one actor the gateway's owner hosts now that it did not before.
+            let alive = Set(try await Self.hostedActors(cluster, state: "ALIVE")).subtracting(hostsBefore)
+            #expect(alive.count == 1, "not one new session actor alive: \(alive)")
 
             // The client dies as a crash would end it: no chance to stop the session.
             command.killGroup()
             let result = await command.wait(timeout: .seconds(30))
             #expect(result.status == 128 + SIGKILL, "\(result.status)")
             let gone = await eventually(timeout: .seconds(lease + 30)) {
-                (try? await Self.videoSessions(cluster, state: "ALIVE"))?.isEmpty == true
+                (try? await Self.hostedActors(cluster, state: "ALIVE")).map { alive.isDisjoint(with: $0) } == true
             }
             #expect(gone, "the session actor outlived its lease and 30 s")
-            let dead = try await Self.videoSessions(cluster, state: "DEAD")
+            let dead = try await Self.hostedActors(cluster, state: "DEAD")
             #expect(alive.allSatisfy { dead.contains($0) }, "\(alive) not among the dead \(dead)")
             let freed = await eventually(timeout: .seconds(30)) {
                 (try? await cluster.withConnection { try await $0.state().totalCPUs.used }) == usedBefore
@@ -346,8 +348,9 @@ extension RayClusterTests.Main {
             #expect(freed, "the session's CPU was not given back (used \(usedBefore) before)")
         }
 
-        /// The ids of the cluster's `VideoSession` actors in `state` (ALIVE, DEAD), from Ray's state API.
-        static func videoSessions(_ cluster: TestCluster, state: String) async throws -> [String] {
+        /// The ids of the actors in `state` (ALIVE, DEAD) that the gateway's owner hosts (a session is one: Ray
+        /// knows its class as the gateway's `Host`), from Ray's state API.
+        static func hostedActors(_ cluster: TestCluster, state: String) async throws -> [String] {
             let response = try await cluster.withConnection { ray in
                 try await ray.send(
                     .GET,
@@ -359,7 +362,7 @@ extension RayClusterTests.Main {
                 throw TestSetupError("no actors in the state API's answer: \(response.text.prefix(500))")
             }
             return actors.compactMap { actor in
-                actor["class_name"]?.stringValue?.hasSuffix("VideoSession") == true
+                actor["class_name"]?.stringValue == "Host"
                     ? actor["actor_id"]?.stringValue : nil
             }
         }
