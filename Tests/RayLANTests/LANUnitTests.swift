@@ -74,8 +74,9 @@ struct LANUnitTests {
 
     @Test("Port probes tell an open port from a refused one")
     func portProbe() async throws {
-        // A listening socket of our own on loopback, on a port below the ephemeral range (so that a probe's
-        // own source port can never be it), then the same port closed.
+        // A socket of our own on loopback, on a port below the ephemeral range (so that a probe's own source
+        // port can never be it). While it is bound and not listening, a connection is refused, and no other
+        // process can take the port; then it listens and the same port is open.
         var listener: Int32 = -1
         var port = 0
         for candidate in 20_000..<20_500 {
@@ -95,7 +96,7 @@ struct LANUnitTests {
                     bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
                 }
             }
-            if bound == 0 && listen(fd, 1) == 0 {
+            if bound == 0 {
                 listener = fd
                 port = candidate
                 break
@@ -103,11 +104,12 @@ struct LANUnitTests {
             close(fd)
         }
         try #require(listener >= 0, "no free port in 20000–20499")
-        let open = await PortProbe.probe(host: "127.0.0.1", port: port)
-        close(listener)
+        defer { close(listener) }
         let refused = await PortProbe.probe(host: "127.0.0.1", port: port)
-        #expect(open.outcome == .open)
+        try #require(listen(listener, 1) == 0)
+        let open = await PortProbe.probe(host: "127.0.0.1", port: port)
         #expect(refused.outcome == .refused, "\(refused)")
+        #expect(open.outcome == .open, "\(open)")
     }
 
     @Test("Subnets come from an interface's prefix")
