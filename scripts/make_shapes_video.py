@@ -11,6 +11,9 @@ model's square input, which the frame's longer side fills once letterboxed (here
     python scripts/make_shapes_video.py OUT.mp4 --frames 90 --fps 30 --width 640 --height 360 --seed 0 \
         --truth OUT.json
 
+With --crossing, three shapes of one class and one colour instead cross each other's paths and occlude each
+other (generate_crossing_frames): only their motion tells them apart, which is what a tracker is for.
+
 Ground truth (--truth): {"fps", "width", "height", "classes", "frames": [{"frame": i, "objects":
 [{"id": shape id (0–2), "class_id", "class", "box": [x1, y1, x2, y2]}]}]}, boxes in pixels: the exact
 extent of the drawn shape. The video is MPEG-4 Part 2 ('mp4v') at OpenCV's default bit rate for it, one
@@ -135,6 +138,43 @@ def generate_frames(width: int, height: int, seed: int, frames: int | None = Non
         index += 1
 
 
+def generate_crossing_frames(width: int, height: int, seed: int, frames: int
+                             ) -> Iterator[tuple[np.ndarray, list[dict]]]:
+    """Three shapes of one class and one colour that cross (--crossing): shape 0 goes left to right and shape
+    1 right to left on nearly the same line, passing in front of it (shape 0 is drawn last) mid-video, so each
+    ends where the other began; shape 2 goes top to bottom across both their paths at a third of the width.
+    Only motion tells them apart: a tracker that keys on the class (or the colour) gives all three one id."""
+    rng = np.random.default_rng(seed)
+    scene = background(rng, height, width)
+    kind = CLASSES[int(rng.integers(len(CLASSES)))]
+    scale = max(width, height)
+    r = 0.09 * scale
+    margin = r + GAP
+    whole = (0, 0, width, height)
+    shapes = [Shape(i, kind, whole, rng, scale) for i in range(SHAPES)]
+    color = contrasting_color(scene, whole, rng)
+    steps = max(1, frames - 1)
+    apart = 0.5 * r  # each of the two lines this far from the middle: the shapes overlap by half as they pass
+    paths = [((margin, height / 2 - apart), (width - margin, height / 2 - apart)),
+             ((width - margin, height / 2 + apart), (margin, height / 2 + apart)),
+             ((width / 3, margin), (width / 3, height - margin))]
+    for shape, ((x1, y1), (x2, y2)) in zip(shapes, paths):
+        shape.r, shape.color = r, color
+        shape.cx, shape.cy = x1, y1
+        shape.vx, shape.vy = (x2 - x1) / steps, (y2 - y1) / steps
+    order = [2, 1, 0]  # drawn back to front: 0 passes in front of 1
+    for _ in range(frames):
+        image = scene.copy()
+        for index in order:
+            shapes[index].draw(image)
+        yield image, [{"id": shape.ident, "class_id": CLASSES.index(kind), "class": kind,
+                       "box": [round(v, 2) for v in shape.box()]} for shape in shapes]
+        for shape in shapes:
+            shape.cx += shape.vx
+            shape.cy += shape.vy
+            shape.angle += shape.turn
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", help="the video to write (.mp4)")
@@ -144,6 +184,8 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--truth", help="where to write the ground truth (JSON)")
+    parser.add_argument("--crossing", action="store_true",
+                        help="three shapes of one class and colour whose paths cross (see generate_crossing_frames)")
     args = parser.parse_args()
     if args.frames < 1 or args.fps <= 0 or args.width < 96 or args.height < 96:
         parser.error("--frames must be at least 1, --fps positive, --width and --height at least 96")
@@ -151,7 +193,8 @@ def main() -> None:
     if not writer.isOpened():
         sys.exit(f"error: OpenCV cannot write {args.out} with the 'mp4v' codec")
     truth = {"fps": args.fps, "width": args.width, "height": args.height, "classes": CLASSES, "frames": []}
-    for index, (image, objects) in enumerate(generate_frames(args.width, args.height, args.seed, args.frames)):
+    generate = generate_crossing_frames if args.crossing else generate_frames
+    for index, (image, objects) in enumerate(generate(args.width, args.height, args.seed, args.frames)):
         writer.write(image)
         truth["frames"].append({"frame": index, "objects": objects})
     writer.release()

@@ -156,6 +156,72 @@ def test_tracking_keeps_one_id_per_shape(tracked, video):
         assert values.count(main_ids[shape]) >= 0.9 * len(values)
 
 
+@pytest.fixture(scope="module")
+def crossing(tmp_path_factory):
+    """A video of three shapes of one class and colour whose paths cross (make_shapes_video.py --crossing), its
+    ground truth, and ByteTrack's lines from a session on it."""
+    folder = tmp_path_factory.mktemp("crossing")
+    path, truth = folder / "crossing.mp4", folder / "crossing.json"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_shapes_video.py"), str(path), "--frames", "90",
+                    "--fps", str(FPS), "--width", str(WIDTH), "--height", str(HEIGHT), "--seed", "3", "--crossing",
+                    "--truth", str(truth)], check=True, capture_output=True, timeout=120)
+    session = VideoSession(str(path), DETECTOR, out_dir=str(folder / "out"), track="bytetrack")
+    try:
+        session.start()
+        items, _ = run_to_end(session)
+    finally:
+        session.stop()
+    return path, json.loads(truth.read_text()), frame_lines(items)
+
+
+def mot_scores(truth, tracks):
+    """MOTA, IDF1 and ID switches (py-motmetrics) of `tracks` ({frame: [(box, track id)]}, boxes x1 y1 x2 y2)
+    against the ground truth, a box matching an object at IoU ≥ 0.5. Untracked boxes (id None) are left out."""
+    import motmetrics
+
+    accumulator = motmetrics.MOTAccumulator(auto_id=False)
+    for entry in truth["frames"]:
+        objects = entry["objects"]
+        hypotheses = [(box, ident) for box, ident in tracks.get(entry["frame"], []) if ident is not None]
+        # The IoU distance matrix by hand: motmetrics.distances.iou_matrix uses np.asfarray, gone in NumPy 2.
+        distances = np.full((len(objects), len(hypotheses)), np.nan)
+        for i, objekt in enumerate(objects):
+            for j, (box, _) in enumerate(hypotheses):
+                overlap = iou(objekt["box"], box)
+                if overlap >= 0.5:
+                    distances[i, j] = 1 - overlap
+        accumulator.update([o["id"] for o in objects], [ident for _, ident in hypotheses], distances,
+                           frameid=entry["frame"])
+    summary = motmetrics.metrics.create().compute(accumulator, metrics=["mota", "idf1", "num_switches"])
+    return {name: float(summary[name].iloc[0]) for name in summary.columns}
+
+
+def test_tracking_crossing_shapes_scores_as_ultralytics_tracks(crossing):
+    """Shapes of one class that cross and occlude each other, scored with the standard MOT metrics against the
+    ground truth: the session's tracking scores as Ultralytics' own model.track (ByteTrack) on the same video,
+    within what was measured (IDF1 0.710 vs 0.715, MOTA 0.785 vs 0.778, 6 switches each: the detections of
+    the tensor backend and of Ultralytics' predictor differ slightly). A "tracker" that gives each detection
+    its class id as track id (one id for all three shapes) scores far lower: the fixture tells them apart."""
+    from ultralytics import YOLO
+
+    path, truth, lines = crossing
+    ours = mot_scores(truth, {line["frame"]: [(d["box"], d["track_id"]) for d in line["detections"]]
+                              for line in lines})
+    reference = {}
+    for index, result in enumerate(YOLO(MODEL).track(source=str(path), tracker="bytetrack.yaml", stream=True,
+                                                     verbose=False, device="cpu")):
+        ids = result.boxes.id.int().tolist() if result.boxes.id is not None else [None] * len(result.boxes)
+        reference[index] = list(zip(result.boxes.xyxy.tolist(), ids))
+    theirs = mot_scores(truth, reference)
+    by_class = mot_scores(truth, {line["frame"]: [(d["box"], d["class_id"]) for d in line["detections"]]
+                                  for line in lines})
+    print(f"crossing shapes: ours {ours}; Ultralytics' model.track {theirs}; class id as track id {by_class}")
+    assert ours["idf1"] >= theirs["idf1"] - 0.05, (ours, theirs)
+    assert ours["mota"] >= theirs["mota"] - 0.05, (ours, theirs)
+    assert ours["num_switches"] <= theirs["num_switches"] + 2, (ours, theirs)
+    assert by_class["idf1"] <= ours["idf1"] - 0.2, (by_class, ours)
+
+
 def test_summary_and_jsonl_file(tracked):
     session, _, items, _ = tracked
     summary = next(item for item in items if item["type"] == "summary")
