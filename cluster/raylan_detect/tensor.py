@@ -336,7 +336,9 @@ def check_images() -> list[np.ndarray]:
 def difference(reference: list[Prediction], candidate: list[Prediction], score_tolerance: float = SCORE_TOLERANCE,
                box_tolerance: float = BOX_TOLERANCE_PX) -> str | None:
     """None when both give the same detections within the tolerances (same count and classes, each box matched
-    in order of position), else what differs first."""
+    in order of position), else what differs first; lists of other lengths differ in their image count."""
+    if len(reference) != len(candidate):
+        return f"{len(reference)} vs {len(candidate)} images"
     for index, (a, b) in enumerate(zip(reference, candidate)):
         if len(a.detections) != len(b.detections):
             return f"image {index}: {len(a.detections)} vs {len(b.detections)} detections"

@@ -79,6 +79,9 @@ def test_difference_names_what_differs():
     assert "box off" in difference(same, [Prediction([moved])])
     assert "score off" in difference(same, [Prediction([dict(box, score=0.9 + 2 * SCORE_TOLERANCE)])])
     assert "1 vs 0 detections" in difference(same, [Prediction([])])
+    # A backend that drops an image (or adds one) differs, whatever the images both have say.
+    assert difference(same, []) == "1 vs 0 images"
+    assert difference(same, same + same) == "1 vs 2 images"
 
 
 def test_decoding_gives_pils_pixels():
