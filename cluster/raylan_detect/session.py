@@ -101,7 +101,10 @@ def session_folder(out_dir: str | None, kind: str) -> Path:
         return Path(tempfile.mkdtemp(prefix=f"raylan-{kind}-"))
     folder = Path(out_dir).expanduser()
     if not folder.is_symlink():
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except FileExistsError:  # a file (or other non-folder) of that name: refused just below, by name
+            pass
     # Checked after mkdir, on the path itself (lstat): a link planted meanwhile is refused too.
     if not stat.S_ISDIR(os.lstat(folder).st_mode):
         what = "a symbolic link" if folder.is_symlink() else "not a folder"

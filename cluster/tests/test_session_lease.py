@@ -242,3 +242,8 @@ def test_a_given_folder_is_made_and_a_link_is_refused(tmp_path):
         with pytest.raises(ValueError, match=f"^out_dir {tmp_path / name} is a symbolic link"):
             session_folder(str(tmp_path / name), "video")
     assert list(target.iterdir()) == [] and not (tmp_path / "nowhere").exists()
+    # A file of that name is refused with the same kind of message (not mkdir's "File exists"), and kept.
+    (tmp_path / "file").write_bytes(b"kept")
+    with pytest.raises(ValueError, match=f"^out_dir {tmp_path / 'file'} is not a folder"):
+        session_folder(str(tmp_path / "file"), "video")
+    assert (tmp_path / "file").read_bytes() == b"kept"
