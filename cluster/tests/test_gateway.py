@@ -548,3 +548,19 @@ def test_a_put_is_refused_for_the_cap_before_its_body_is_read(gateway, owner):
     asyncio.run(app.api(scope, receive, send))
     assert sent[0]["status"] == 507 and b'"store_full"' in sent[1]["body"] and b"2.0 MiB" in sent[1]["body"]
     assert instance._owner.asked == ["room"] and owner.puts == [] and list(owner.objects) == ["0123abcd-aa"]
+
+
+@pytest.mark.parametrize("args", [{"max_held_bytes": -1}, {"object_ttl_s": -1}, {"object_ttl_s": float("nan")},
+                                  {"object_ttl_s": float("inf")}])
+def test_build_refuses_limits_below_zero_or_not_finite(args):
+    with pytest.raises(ValueError, match="must be positive"):
+        app.build(args)
+
+
+def test_build_hands_the_limits_to_the_gateway():
+    bound = app.build({"max_held_bytes": 1000, "object_ttl_s": 5})
+    kwargs = bound._bound_deployment.init_kwargs
+    assert (kwargs["max_held_bytes"], kwargs["object_ttl_s"]) == (1000, 5.0)
+    defaults = app.build({})._bound_deployment.init_kwargs
+    assert (defaults["max_held_bytes"], defaults["object_ttl_s"]) == (app.DEFAULT_MAX_HELD_BYTES,
+                                                                      app.DEFAULT_OBJECT_TTL_SECONDS)
