@@ -268,4 +268,21 @@ struct CLIWithoutClusterTests {
             #expect(result.stderr.contains("127.0.0.1:\(port)") && !result.stderr.contains("--raw"), "\(result)")
         }
     }
+
+    @Test("--lease on streamed images, or outside 5…86400 seconds, exits 64 naming it, before connecting")
+    func leaseRefused() async throws {
+        let port = try FreePortForTests.pick()
+        let address = ["--address", "127.0.0.1:\(port)"]
+        let image = TestEnvironment.packageRoot.appendingPathComponent("samples/shapes_00.jpg").path
+        let streamed = try await CommandRunner.raylan(["detect", image, "--lease", "30"] + address)
+        #expect(streamed.status == 64, "\(streamed)")
+        #expect(streamed.stderr.contains("--lease is for videos"), "\(streamed.stderr)")
+        for lease in ["4", "86401"] {
+            let outside = try await CommandRunner.raylan(
+                ["detect", "rtsp://127.0.0.1:1/x", "--lease", lease] + address)
+            #expect(outside.status == 64, "\(outside)")
+            #expect(outside.stderr.contains("--lease must be a whole number from 5 to 86400"), "\(outside.stderr)")
+            #expect(!outside.stderr.contains("127.0.0.1:\(port)"), "it connected: \(outside.stderr)")
+        }
+    }
 }
