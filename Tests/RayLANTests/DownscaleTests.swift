@@ -177,6 +177,76 @@ struct DownscaleTests {
     }
 
     @Test(
+        "Guards: a CMYK JPEG, an original over 50 MP and a shrink that saves no bytes go as they are; a grey one stays grey"
+    )
+    func guards() async throws {
+        // The images are made by PIL (not by the library's codecs), in a folder removed afterwards.
+        let folder = try TestEnvironment.makeTemporaryDirectory("raylan-downscale-guards")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let script = """
+            import sys, numpy as np
+            from PIL import Image
+            out = sys.argv[1]
+            Image.new("CMYK", (1280, 720), (10, 200, 30, 0)).save(f"{out}/cmyk.jpg", quality=90)
+            Image.fromarray((np.indices((720, 1280)).sum(0) % 256).astype("uint8"), "L").save(f"{out}/grey.jpg", quality=90)
+            Image.new("L", (8000, 6400), 128).save(f"{out}/over.jpg", quality=50)
+            Image.new("L", (7000, 7000), 128).save(f"{out}/under.jpg", quality=50)
+            noise = (np.random.default_rng(1).random((720, 1280, 3)) * 255).astype("uint8")
+            Image.fromarray(noise, "RGB").save(f"{out}/noise.jpg", quality=3)
+            """
+        let made = try await CommandRunner.run(
+            try TestEnvironment.environment(.current).python, ["-c", script, folder.path])
+        try #require(made.status == 0, "\(made)")
+        func image(_ name: String) throws -> Data { try Data(contentsOf: folder.appendingPathComponent(name)) }
+
+        let cmyk = try image("cmyk.jpg")
+        try #require(Self.jpegComponents(cmyk) == 4, "not a CMYK JPEG")
+        #expect(DownscaledImage.make(cmyk, maxSide: 320).data == cmyk)
+        #expect(!DownscaledImage.make(cmyk, maxSide: 320).isDownscaled)
+
+        let grey = try image("grey.jpg")
+        try #require(Self.jpegComponents(grey) == 1, "not a grey JPEG")
+        let greyShrunk = DownscaledImage.make(grey, maxSide: 320)
+        #expect(greyShrunk.isDownscaled && greyShrunk.data.count < grey.count)
+        #if !canImport(ImageIO)
+            #expect(Self.jpegComponents(greyShrunk.data) == 1, "a grey JPEG was sent with colour")
+        #endif
+        #expect(Self.jpegSize(greyShrunk.data).map { [$0.width, $0.height] } == [320, 180])
+
+        // 51.2 MP goes as it is (the service names it too_large); the same kind of image at 49 MP is shrunk.
+        let over = try image("over.jpg")
+        try #require(Self.jpegSize(over).map { $0.width * $0.height } == 51_200_000)
+        #expect(DownscaledImage.make(over, maxSide: 320).data == over)
+        let under = try image("under.jpg")
+        #expect(DownscaledImage.make(under, maxSide: 320).isDownscaled)
+
+        // Noise saved at quality 3: a shrink at quality 95 would be larger, so the original goes.
+        let noise = try image("noise.jpg")
+        let wouldBe = try #require(DownscaledImage.shrink(noise, maxSide: 320), "the noise did not shrink at all")
+        try #require(
+            wouldBe.data.count >= noise.count, "the shrink saves bytes: \(wouldBe.data.count) of \(noise.count)")
+        #expect(DownscaledImage.make(noise, maxSide: 320).data == noise)
+        #expect(!DownscaledImage.make(noise, maxSide: 320).isDownscaled)
+    }
+
+    /// The number of colour components in a JPEG's frame header (1 grey, 3 YCbCr, 4 CMYK or YCCK); nil when
+    /// there is none. Independent of the library's codecs.
+    static func jpegComponents(_ data: Data) -> Int? {
+        let bytes = [UInt8](data)
+        var index = 2
+        while index + 9 < bytes.count, bytes[index] == 0xFF {
+            let marker = bytes[index + 1]
+            if marker == 0xFF {
+                index += 1
+                continue
+            }
+            if (0xC0...0xCF).contains(marker) && ![0xC4, 0xC8, 0xCC].contains(marker) { return Int(bytes[index + 9]) }
+            index += 2 + (Int(bytes[index + 2]) << 8 | Int(bytes[index + 3]))
+        }
+        return nil
+    }
+
+    @Test(
         "--max-side values: auto, off and whole numbers of 1 or more",
         arguments: [
             ("auto", MaxSide.auto), ("AUTO", .auto), ("off", .off), (" Off ", .off), ("320", .pixels(320)),
