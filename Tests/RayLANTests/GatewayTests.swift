@@ -133,10 +133,23 @@ extension RayClusterTests.Main {
         func timeoutsAndCancellation() async throws {
             try await requireCluster().withConnection { cluster in
                 let tasks = try await GatewayFixture.gateway(cluster)
-                let late = await GatewayFixture.gatewayError {
-                    let _: Double = try await tasks.call("tasks:sleep", 120, timeout: .seconds(1))
+                // A call that times out while it runs: it held the only GPU for a 600 s sleep, and is gone on the
+                // cluster afterwards, since a GPU call runs next (its own 120 s timeout would end it otherwise).
+                let timingOut = Task {
+                    await GatewayFixture.gatewayError {
+                        let _: Double = try await tasks.call(
+                            "tasks:sleep", 600, resources: .gpus(1), timeout: .seconds(20))
+                    }
                 }
+                let ran = await eventually(timeout: .seconds(20)) {
+                    (try? await tasks.tasks().contains { $0.function == "tasks:sleep" && $0.state == .running }) == true
+                }
+                #expect(ran, "the call that was to time out never ran")
+                let late = await timingOut.value
                 #expect(late?.code == .timeout, "\(String(describing: late))")
+                let gpuBack: Double = try await tasks.call(
+                    "tasks:sleep", 0, resources: .gpus(1), timeout: .seconds(120))
+                #expect(gpuBack == 0)
 
                 // A task holding the only GPU, cancelled: another GPU call runs afterwards (it could not while
                 // the first held the GPU, and its own timeout would end it).
@@ -443,10 +456,30 @@ extension RayClusterTests.Main {
             #expect(create.status == 0, "\(create)")
             let added = try await CommandRunner.raylan(["actor", "call"] + address + ["cli-counter", "add", "2"])
             #expect(added.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "7", "\(added)")
+            let listed = try await CommandRunner.raylan(["actor", "list", "--json"] + address)
+            #expect(listed.stdout.contains("cli-counter"), "\(listed)")
             let killed = try await CommandRunner.raylan(["actor", "kill"] + address + ["cli-counter"])
             #expect(killed.status == 0, "\(killed)")
+            // The kill took effect: the actor no longer answers, and the gateway lists it no more as alive.
+            let afterKill = try await CommandRunner.raylan(["actor", "call"] + address + ["cli-counter", "add", "1"])
+            #expect(afterKill.status != 0 && afterKill.stdout.isEmpty, "\(afterKill)")
+            let actorsLeft = try JSONDecoder().decode(
+                [[String: String]].self,
+                from: Data(try await CommandRunner.raylan(["actor", "list", "--json"] + address).stdout.utf8))
+            #expect(
+                !actorsLeft.contains { $0["name"] == "cli-counter" && $0["state"]?.lowercased() == "alive" },
+                "\(actorsLeft)")
             let free = try await CommandRunner.raylan(["free"] + address + [ref, id])
             #expect(free.status == 0, "\(free)")
+            // Freed: neither the put nor the kept result can be fetched or is listed any more.
+            let getFreed = try await CommandRunner.raylan(["get"] + address + [ref, "-o", output.path + ".2"])
+            #expect(getFreed.status != 0, "\(getFreed)")
+            #expect(!FileManager.default.fileExists(atPath: output.path + ".2"))
+            let resultFreed = try await CommandRunner.raylan(["task", "result"] + address + [id])
+            #expect(resultFreed.status != 0, "\(resultFreed)")
+            let objectsLeft = try await CommandRunner.raylan(["objects", "--json"] + address)
+            #expect(objectsLeft.status == 0, "\(objectsLeft)")
+            #expect(!objectsLeft.stdout.contains(String(ref.dropFirst(4))), "\(objectsLeft)")
 
             // Down ends the owner (with what it holds) and removes the application.
             let down = try await CommandRunner.raylan(["gateway", "down"] + address)
