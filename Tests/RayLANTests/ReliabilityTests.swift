@@ -87,25 +87,36 @@ extension RayClusterTests.Main {
             let run = try RunningCommand(raylan: arguments)
             let started = await eventually(timeout: .seconds(120)) { DetectionJournal.read(journal).count >= 20 }
             #expect(started, "the run did not get going")
-            let replicas = try await cluster.withConnection { ray in
-                try await ray.serveStatus().applications["shapes-yolo11n"]?.deployments?.values
-                    .flatMap { $0.replicas ?? [] }.compactMap(\.pid) ?? []
+            let replicaPIDs = {
+                try await cluster.withConnection { ray in
+                    try await ray.serveStatus().applications["shapes-yolo11n"]?.deployments?.values
+                        .flatMap { $0.replicas ?? [] }.compactMap(\.pid) ?? []
+                }
             }
+            let replicas = try await replicaPIDs()
             try #require(!replicas.isEmpty, "no replica pid")
             for pid in replicas { kill(pid_t(pid), SIGKILL) }
+            // The kill landed mid-run: right after it, the journal still lacks inputs.
+            let answeredAtKill = DetectionJournal.read(journal).count
+            #expect(answeredAtKill < 300, "the run had ended before the kill")
             let first = await run.wait(timeout: .seconds(900))
-            var records = try Self.check(journal: journal, inputs: 300)
-            let failedFirst = records.filter { !$0.succeeded }.count
-            print("KILL replica \(replicas): first run exit \(first.status), \(failedFirst) of 300 failed")
-            if failedFirst > 0 {
-                #expect(first.status == 5)
-                // Serve restarts the replica; one resume answers the rest.
-                _ = try await cluster.withConnection { try await $0.waitUntilRunning("shapes-yolo11n") }
-                let resumed = try await CommandRunner.raylan(arguments + ["--resume"], timeout: .seconds(900))
-                #expect(resumed.status == 0, "\(resumed)")
-                records = try Self.check(journal: journal, inputs: 300)
-            }
+            let firstRecords = try Self.check(journal: journal, inputs: 300)
+            let failedFirst = firstRecords.filter { !$0.succeeded }.count
+            print(
+                "KILL replica \(replicas) at \(answeredAtKill) of 300 answered: first run exit \(first.status), "
+                    + "\(failedFirst) of 300 failed")
+            #expect(first.status == (failedFirst > 0 ? 5 : 0), "\(first)")
+            // Serve replaced the replica: another process serves now.
+            _ = try await cluster.withConnection { try await $0.waitUntilRunning("shapes-yolo11n") }
+            let replaced = try await replicaPIDs()
+            #expect(!replaced.isEmpty && Set(replaced).isDisjoint(with: replicas), "replicas now \(replaced)")
+            // One resume answers whatever failed, and keeps every line the first run answered as it was.
+            let resumed = try await CommandRunner.raylan(arguments + ["--resume"], timeout: .seconds(900))
+            #expect(resumed.status == 0, "\(resumed)")
+            let records = try Self.check(journal: journal, inputs: 300)
             #expect(records.filter { !$0.succeeded }.isEmpty, "\(records.compactMap(\.error))")
+            let answeredFirst = Set(firstRecords.filter(\.succeeded))
+            #expect(records.filter { answeredFirst.contains($0) }.count == answeredFirst.count, "answers were re-sent")
         }
 
         @Test("Ctrl-C mid-run, then --resume: exactly one line per input; --resume with another --conf is refused")
