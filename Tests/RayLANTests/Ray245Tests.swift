@@ -68,7 +68,7 @@ extension RayClusterTests {
             #expect(records.allSatisfy { ($0.result?.detections.count ?? 0) > 0 })
             // A video through the service's replicas (a DeploymentHandle from the session actor) with a tracker, and
             // a dataset read with Ray Data, both on 2.45.
-            let (video, _) = try await VideoFixture.make(in: out, frames: 20)
+            let (video, truth) = try await VideoFixture.make(in: out, frames: 20)
             let videoOut = out.appendingPathComponent("video")
             let tracked = try await CommandRunner.raylan(
                 [
@@ -76,10 +76,15 @@ extension RayClusterTests {
                     cluster.address.description, "--out", videoOut.path, "--no-deploy",
                 ], timeout: .seconds(600))
             #expect(tracked.status == 0, "\(tracked)")
-            let frameLines = try String(
+            let frames = try String(
                 contentsOf: videoOut.appendingPathComponent("detections.jsonl"), encoding: .utf8
-            ).split(separator: "\n")
-            #expect(frameLines.count == 10 && frameLines.allSatisfy { $0.contains("track_id") }, "\(frameLines)")
+            ).split(separator: "\n").map { try JSONDecoder().decode(FrameResult.self, from: Data($0.utf8)) }
+            // Every second frame, its shapes found, each detection with a track id that stays with its shape.
+            #expect(frames.map(\.frame) == Array(stride(from: 0, to: 20, by: 2)), "\(frames.map(\.frame))")
+            let score = VideoFixture.score(frames, against: truth)
+            #expect(score.recall >= 0.9 && score.precision >= 0.9, "\(score)")
+            #expect(frames.allSatisfy { $0.detections.allSatisfy { $0.trackID != nil } }, "untracked detections")
+            #expect(score.switches <= 2, "\(score.switches) id switches")
             try await cluster.withConnection { ray in
                 let endpoint = try await ray.serveEndpoint(for: "shapes-yolo11n")
                 #expect(try await ray.send(.GET, to: endpoint.anonymous, "/models").status == 401)
