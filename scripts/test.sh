@@ -29,8 +29,11 @@ echo "Format (swift format lint --strict, the repo's .swift-format)…" >&2
 swift format lint --strict --recursive Sources Tests examples Package.swift
 echo "Cluster side (pytest cluster/tests)…" >&2
 .venv/bin/python -m pytest -q cluster/tests
-echo "Cluster side on Ray 2.45 (the video and Ray Data sessions)…" >&2
-.venv-ray245/bin/python -m pytest -q cluster/tests/test_video.py cluster/tests/test_dataset.py
+# On Ray 2.45 only what touches Ray's API: the Ray Data sessions and a video upload through a Serve handle
+# (the other video tests run the session without Ray; the Swift suite runs a tracked video on a 2.45 cluster).
+echo "Cluster side on Ray 2.45 (the Ray Data sessions, a video through Serve)…" >&2
+.venv-ray245/bin/python -m pytest -q cluster/tests/test_dataset.py \
+    cluster/tests/test_video.py::test_upload_in_chunks_through_a_serve_application
 echo "Building (swift build --build-tests)…" >&2
 swift build --build-tests
 swift test --skip-build

@@ -291,7 +291,7 @@ extension RayClusterTests.Main {
         }
 
         @Test(
-            "An unknown model is a deploy error naming it with Ray's message; the other services keep running; --no-deploy on a missing service is a clear error"
+            "An unknown model is a deploy error naming it with Ray's message, which doctor's check 8 shows without blaming the firewall; the other services keep running; --no-deploy on a missing service is a clear error"
         )
         func deployErrors() async throws {
             let cluster = try requireCluster()
@@ -315,7 +315,17 @@ extension RayClusterTests.Main {
             let status = try await cluster.withConnection { try await $0.serveStatus() }
             #expect(status.applications["shapes-yolo11n"]?.status == .running)
             #expect(status.applications["shapes-yolo11n-onnx"]?.status == .running)
+
+            // Doctor's check 8 (Serve) fails on the DEPLOY_FAILED application with Ray's error, and does not
+            // send the user to the firewall: the ports answer.
+            let report = await Doctor(Doctor.Configuration(address: address)).run()
             _ = try await cluster.withConnection { try await $0.deleteServeApplication("no-such-model-raylan") }
+            let serve = try #require(report[.serve])
+            #expect(serve.status == .fail, "\(serve)")
+            #expect(serve.summary.contains("'no-such-model-raylan' is DEPLOY_FAILED"), "\(serve.summary)")
+            #expect(serve.summary.contains(Self.missingWeightsText), "Ray's error is missing: \(serve.summary)")
+            #expect(serve.remedy?.contains("firewall") == false, "\(serve.remedy ?? "")")
+            #expect(report[.ports]?.status != .fail, "\(report[.ports].map(\.summary) ?? "")")
         }
 
         /// What Ultralytics raises for weights it can neither find nor download (no network here).
