@@ -164,6 +164,24 @@ struct SmallSecurityTests {
         #expect((exposure != nil) == refused, "\(exposure ?? "allowed")")
     }
 
+    // MARK: RayLAN's folders
+
+    @Test("RayLAN's folders are made 0700 with every missing folder above them; a wider existing one is narrowed")
+    func privateFolders() throws {
+        let root = try TestEnvironment.makeTemporaryDirectory("raylan-private")
+        defer { try? FileManager.default.removeItem(at: root) }
+        func mode(_ path: String) -> Int? {
+            (try? FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int).map { $0 & 0o777 }
+        }
+        let home = root.appendingPathComponent("home/.raylan").path
+        try RayLANHome.makePrivateFolder(home + "/uploads")
+        #expect([mode(root.path + "/home"), mode(home), mode(home + "/uploads")] == [0o700, 0o700, 0o700])
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: home)
+        try RayLANHome.makePrivateFolder(home)
+        #expect(mode(home) == 0o700)
+        #expect(mode(home + "/uploads") == 0o700)
+    }
+
     // MARK: Project search
 
     /// A folder that looks like a RayLAN checkout: `.venv/bin/ray` (executable) and `cluster/raylan_detect/app.py`.

@@ -94,7 +94,7 @@ def session_folder(out_dir: str | None, kind: str) -> Path:
     """The session's output folder. Without out_dir, a new one of this session's own, made at once with mode 0700
     under the system's temp folder (tempfile.mkdtemp: <temp>/raylan-<kind>-XXXXXXXX), so that no other user can
     foresee, plant or read it. With out_dir (`~` is the cluster user's home), that folder (created if missing, mode
-    0700, with its parents); ValueError if
+    0700, with any missing folders above it, 0700 too); ValueError if
     its last component is a symbolic link, which is not followed (another user could have planted it where the
     folder was to be made). The folders above it are taken as they are."""
     if not out_dir:
@@ -102,7 +102,11 @@ def session_folder(out_dir: str | None, kind: str) -> Path:
     folder = Path(out_dir).expanduser()
     if not folder.is_symlink():
         try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Folders made on the way are private too (mkdir's parents=True would make them with the default
+            # mode): ~/.raylan/on-cluster/<hash> leaves neither ~/.raylan nor on-cluster readable by others.
+            for above in reversed([p for p in folder.parents if not p.exists()]):
+                above.mkdir(mode=0o700, exist_ok=True)
+            folder.mkdir(mode=0o700, exist_ok=True)
         except FileExistsError:  # a file (or other non-folder) of that name: refused just below, by name
             pass
     # Checked after mkdir, on the path itself (lstat): a link planted meanwhile is refused too.

@@ -233,6 +233,8 @@ def test_a_planted_raylan_link_in_the_temp_folder_is_not_followed(temp_root, tmp
 def test_a_given_folder_is_made_and_a_link_is_refused(tmp_path):
     made = session_folder(str(tmp_path / "a" / "b"), "video")
     assert made == tmp_path / "a" / "b" and made.is_dir()
+    # The folder and the ones made on the way are the user's only (as ~/.raylan/on-cluster/<hash> is made).
+    assert [oct(stat.S_IMODE(p.stat().st_mode)) for p in (made, made.parent)] == ["0o700", "0o700"]
     assert session_folder(str(made), "video") == made  # an existing folder is reused
     target = tmp_path / "target"
     target.mkdir()

@@ -88,7 +88,7 @@ public struct HostNode: Sendable, Codable {
         _ configuration: HostNodeConfiguration, progress: @Sendable (String) -> Void = { _ in }
     ) async throws -> HostNode {
         let directory = configuration.stateDirectory
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try RayLANHome.makePrivateFolder(directory)
         let lock = try FileLock(path: directory + "/node.lock")
         defer { lock.unlock() }
         if let running = recorded(in: directory) {

@@ -48,13 +48,7 @@ public struct EmbeddedCluster: Sendable {
     /// Makes the state folder, mode 0700 (it holds the token and the cluster's record), and takes that mode
     /// away from others where the folder existed with a wider one.
     func makeStateDirectory() throws {
-        try FileManager.default.createDirectory(
-            atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        if let mode = try? FileManager.default.attributesOfItem(atPath: stateDirectory)[.posixPermissions] as? Int,
-            mode & 0o077 != 0
-        {
-            try? FileManager.default.setAttributes([.posixPermissions: mode & 0o700], ofItemAtPath: stateDirectory)
-        }
+        try RayLANHome.makePrivateFolder(stateDirectory)
     }
 
     /// The recorded cluster, whether or not it still runs.

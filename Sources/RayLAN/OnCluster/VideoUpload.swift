@@ -35,7 +35,7 @@ struct VideoUpload: Sendable {
         let size = try Self.size(of: file)
         let digest = try Self.sha256(of: file)
         let folder = URL(fileURLWithPath: home).appendingPathComponent("uploads")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try RayLANHome.makePrivateFolder(folder.path)
         let recordURL = folder.appendingPathComponent("\(digest).json")
         let count = max(1, (size + pieceBytes - 1) / pieceBytes)
         var record = Record(pieceBytes: pieceBytes, refs: Array(repeating: nil, count: count))
