@@ -217,7 +217,12 @@ extension RayClusterTests {
                         "\(name ?? "?"): \(got) vs \(expected.detections)")
                 }
                 let refused = try await lab.raylan(
-                    on: "client", ["detect", "--on-cluster", headOnly, "--gpus-per-actor", "0"] + auth,
+                    on: "client",
+                    [
+                        "detect", "--on-cluster", headOnly, "--gpus-per-actor", "0", "--cluster-out",
+                        datasetOut + "-refused",
+                    ]
+                        + auth,
                     home: home("client"), timeout: .seconds(300))
                 #expect(refused.status == 64, "\(refused)")
                 #expect(

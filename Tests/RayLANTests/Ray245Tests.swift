@@ -95,7 +95,8 @@ extension RayClusterTests {
             let onCluster = try await CommandRunner.raylan(
                 [
                     "detect", "--on-cluster", RayClusterTests.Main.DetectionTests.samples.path, "--address",
-                    cluster.address.description, "--out", datasetOut.path, "--port", String(cluster.ray.ports.serve),
+                    cluster.address.description, "--out", datasetOut.path, "--cluster-out",
+                    out.appendingPathComponent("dataset-on-cluster").path, "--port", String(cluster.ray.ports.serve),
                     "--gpus-per-actor", "0", "--actors", "1",
                 ], timeout: .seconds(600))
             #expect(onCluster.status == 0, "\(onCluster)")

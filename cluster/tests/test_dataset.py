@@ -243,11 +243,21 @@ def cluster(tmp_path_factory):
         shutil.copytree(ROOT / "cluster" / package, work / package, ignore=shutil.ignore_patterns("__pycache__"))
     (work / "models").mkdir()
     shutil.copy(MODEL, work / "models" / MODEL.name)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT / "cluster")}})
-    ray.working_dir = uploaded(work)  # for first_run
-    yield ray
-    ray.shutdown()
+    # Ray 2.60's local ray.init() otherwise turns token authentication on and writes a token to the user's
+    # ~/.ray/auth_token (mode 0644), which a test must not leave behind.
+    mode = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    try:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT / "cluster")}})
+        ray.working_dir = uploaded(work)  # for first_run
+        yield ray
+    finally:
+        ray.shutdown()
+        if mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = mode
 
 
 def uploaded(folder: Path) -> str:
