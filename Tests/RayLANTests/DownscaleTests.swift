@@ -26,10 +26,10 @@ struct DownscaleTests {
         try Data(contentsOf: samples.appendingPathComponent(name))
     }
 
-    /// The width and height in a JPEG's frame header (SOFn), found by walking its markers from SOI; nil when
-    /// the bytes are not a JPEG that starts with SOI, has a frame header and ends with EOI. Independent of the
-    /// library's codecs.
-    static func jpegSize(_ data: Data) -> (width: Int, height: Int)? {
+    /// The width, height and number of colour components (1 grey, 3 YCbCr, 4 CMYK or YCCK) in a JPEG's frame
+    /// header (SOFn), found by walking its markers from SOI; nil when the bytes are not a JPEG that starts with
+    /// SOI, has a frame header and ends with EOI. Independent of the library's codecs.
+    static func jpegFrame(_ data: Data) -> (width: Int, height: Int, components: Int)? {
         let bytes = [UInt8](data)
         guard bytes.count > 4, bytes[0] == 0xFF, bytes[1] == 0xD8, bytes.suffix(2) == [0xFF, 0xD9] else { return nil }
         var index = 2
@@ -44,11 +44,16 @@ struct DownscaleTests {
             if (0xC0...0xCF).contains(marker) && ![0xC4, 0xC8, 0xCC].contains(marker) {
                 let height = Int(bytes[index + 5]) << 8 | Int(bytes[index + 6])
                 let width = Int(bytes[index + 7]) << 8 | Int(bytes[index + 8])
-                return (width, height)
+                return (width, height, Int(bytes[index + 9]))
             }
             index += 2 + length
         }
         return nil
+    }
+
+    /// The width and height in a JPEG's frame header (see ``jpegFrame(_:)``).
+    static func jpegSize(_ data: Data) -> (width: Int, height: Int)? {
+        jpegFrame(data).map { ($0.width, $0.height) }
     }
 
     /// A real grey PNG of `width`×`height` (zlib stored blocks, CRC-32 and Adler-32 written here).
@@ -207,15 +212,15 @@ struct DownscaleTests {
         }
 
         let cmyk = try image("cmyk.jpg")
-        try #require(Self.jpegComponents(cmyk) == 4, "not a CMYK JPEG")
+        try #require(Self.jpegFrame(cmyk)?.components == 4, "not a CMYK JPEG")
         #expect(sentAsItIs(cmyk, maxSide: 320), "a CMYK JPEG was shrunk")
 
         let grey = try image("grey.jpg")
-        try #require(Self.jpegComponents(grey) == 1, "not a grey JPEG")
+        try #require(Self.jpegFrame(grey)?.components == 1, "not a grey JPEG")
         let greyShrunk = DownscaledImage.make(grey, maxSide: 320)
         #expect(greyShrunk.isDownscaled && greyShrunk.data.count < grey.count)
         #if !canImport(ImageIO)
-            #expect(Self.jpegComponents(greyShrunk.data) == 1, "a grey JPEG was sent with colour")
+            #expect(Self.jpegFrame(greyShrunk.data)?.components == 1, "a grey JPEG was sent with colour")
         #endif
         #expect(Self.jpegSize(greyShrunk.data).map { [$0.width, $0.height] } == [320, 180])
 
@@ -232,23 +237,6 @@ struct DownscaleTests {
         try #require(
             wouldBe.data.count >= noise.count, "the shrink saves bytes: \(wouldBe.data.count) of \(noise.count)")
         #expect(sentAsItIs(noise, maxSide: 1280), "a shrink that saves nothing was sent")
-    }
-
-    /// The number of colour components in a JPEG's frame header (1 grey, 3 YCbCr, 4 CMYK or YCCK); nil when
-    /// there is none. Independent of the library's codecs.
-    static func jpegComponents(_ data: Data) -> Int? {
-        let bytes = [UInt8](data)
-        var index = 2
-        while index + 9 < bytes.count, bytes[index] == 0xFF {
-            let marker = bytes[index + 1]
-            if marker == 0xFF {
-                index += 1
-                continue
-            }
-            if (0xC0...0xCF).contains(marker) && ![0xC4, 0xC8, 0xCC].contains(marker) { return Int(bytes[index + 9]) }
-            index += 2 + (Int(bytes[index + 2]) << 8 | Int(bytes[index + 3]))
-        }
-        return nil
     }
 
     @Test(

@@ -96,7 +96,7 @@ def session_folder(out_dir: str | None, kind: str) -> Path:
     foresee, plant or read it. With out_dir (`~` is the cluster user's home), that folder (created if missing, mode
     0700, with any missing folders above it, 0700 too); ValueError if
     its last component is a symbolic link, which is not followed (another user could have planted it where the
-    folder was to be made). The folders above it are taken as they are."""
+    folder was to be made). Folders above it that exist already are taken as they are."""
     if not out_dir:
         return Path(tempfile.mkdtemp(prefix=f"raylan-{kind}-"))
     folder = Path(out_dir).expanduser()
