@@ -30,6 +30,9 @@ struct DetectCommand: AsyncParsableCommand {
             detections.jsonl (and annotated/) is written on the head node in --cluster-out, downloaded to --out \
             when given; --resume skips what the cluster already answered. Every node must see the paths.
 
+            Which option applies where (an option given where it does not apply is a usage error, exit 64):
+            \(modeTable)
+
             Exit codes: 0 every input answered; \(someInputsFailed) some inputs failed (each named in \
             detections.jsonl); 1 other failure; \(ExitCodes.common)
             """)
@@ -50,19 +53,20 @@ struct DetectCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Only these class ids, comma-separated.", valueName: "ids"))
     var classes: ClassIDs?
     @Option(name: .long, help: ArgumentHelp("Output folder (default raylan-out).", valueName: "dir")) var out: String?
-    @Option(name: .long, help: "Label format besides detections.jsonl: json (none), coco or yolo.")
-    var format: Format = .json
+    @Option(name: .long, help: "Label format besides detections.jsonl: json (none, the default), coco or yolo.")
+    var format: Format?
     @Flag(name: .long, help: "Write annotated images (drawn on the cluster, at the size sent: see --max-side).")
     var annotate = false
     @Flag(name: .long, help: "Write report.html.") var report = false
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Requests in flight.", valueName: "n"))
-    var concurrency = 8
+    @Option(
+        name: .long, parsing: .unconditional, help: ArgumentHelp("Requests in flight (default 8).", valueName: "n"))
+    var concurrency: Int?
     @Option(
         name: .long, parsing: .unconditional,
         help: ArgumentHelp(
-            "Images per request (one request costs the Serve proxy and the service less than several).",
+            "Images per request (one request costs the Serve proxy and the service less than several; default 8).",
             valueName: "n"))
-    var imagesPerRequest = 8
+    var imagesPerRequest: Int?
     @Flag(
         name: .long,
         help: "Skip inputs already answered in --out's detections.jsonl (failed ones that may pass are sent again).")
@@ -86,14 +90,14 @@ struct DetectCommand: AsyncParsableCommand {
     var clusterOut: String?
     @Option(
         name: .long, parsing: .unconditional,
-        help: ArgumentHelp("Videos: detect every n-th frame.", valueName: "n"))
-    var vidStride = 1
+        help: ArgumentHelp("Videos: detect every n-th frame (default 1).", valueName: "n"))
+    var vidStride: Int?
     @Option(name: .long, help: ArgumentHelp("Videos: track objects across frames.", valueName: "bytetrack|botsort"))
     var track: VideoOptions.Tracker?
     @Option(
         name: .long, parsing: .unconditional,
-        help: ArgumentHelp("Streams: reconnection attempts after a stream breaks.", valueName: "n"))
-    var reconnectAttempts = 5
+        help: ArgumentHelp("Streams: reconnection attempts after a stream breaks (default 5).", valueName: "n"))
+    var reconnectAttempts: Int?
     @Option(
         name: .long, parsing: .unconditional,
         help: ArgumentHelp("--on-cluster images: most Ray Data actors (model copies).", valueName: "n"))
@@ -105,8 +109,8 @@ struct DetectCommand: AsyncParsableCommand {
     var gpusPerActor: Double?
     @Option(
         name: .long, parsing: .unconditional,
-        help: ArgumentHelp("--on-cluster images: CPUs per actor.", valueName: "c"))
-    var cpusPerActor = 1.0
+        help: ArgumentHelp("--on-cluster images: CPUs per actor (default 1).", valueName: "c"))
+    var cpusPerActor: Double?
     @Option(
         name: .long, parsing: .unconditional,
         help: ArgumentHelp(
@@ -133,16 +137,9 @@ struct DetectCommand: AsyncParsableCommand {
         if isVideo && !paths.allSatisfy(VideoSource.isVideo) {
             throw ValidationError("Give videos and streams, or images, not both in one run.")
         }
-        if !isVideo && (vidStride != 1 || track != nil) {
-            throw ValidationError("--vid-stride and --track are for videos and streams.")
-        }
-        if batchSize != nil && !isVideo && !onCluster {
-            throw ValidationError(
-                "--batch-size is for videos and --on-cluster images; streamed images use --images-per-request.")
-        }
-        if lease != nil && !isVideo && !onCluster {
-            throw ValidationError(
-                "--lease is for videos and --on-cluster images (work that runs on the cluster), not streamed images.")
+        try checkOptionsApply()
+        if force && !resume {
+            throw ValidationError("--force goes with --resume (it moves aside a journal written with other settings).")
         }
         let leases = VideoOptions.leaseRange
         try OptionCheck.within(
@@ -189,7 +186,8 @@ struct DetectCommand: AsyncParsableCommand {
                 let run = DetectionRun(
                     inputs: paths, output: URL(fileURLWithPath: out), service: service,
                     options: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), outputs: outputs,
-                    concurrency: concurrency, imagesPerRequest: imagesPerRequest, resume: resume, force: force,
+                    concurrency: concurrency ?? 8, imagesPerRequest: imagesPerRequest ?? 8, resume: resume,
+                    force: force,
                     key: try deployment.key(), maxSide: shrink.value)
                 let display = DetectProgressDisplay()
                 summary = try await run.run(on: connection.cluster, events: { display.show($0) })

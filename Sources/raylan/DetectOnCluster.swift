@@ -19,9 +19,9 @@ extension DetectCommand {
         let sources = parsed
         let model = try self.model ?? DeploymentOptions.defaultModel()
         var options = VideoOptions(
-            detection: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), stride: vidStride,
+            detection: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), stride: vidStride ?? 1,
             tracker: track, annotate: annotate, report: report)
-        options.reconnectAttempts = reconnectAttempts
+        if let reconnectAttempts { options.reconnectAttempts = reconnectAttempts }
         if let batchSize { options.batch = batchSize }
         if let lease { options.lease = .seconds(lease) }
         if let problem = options.problem { throw ValidationError(problem + ".") }
@@ -33,7 +33,9 @@ extension DetectCommand {
             try await Connection.with(cluster) { (connection: Connection) in
                 let service: DetectionRun.Service =
                     noDeploy
-                    ? .running(DetectionDeployment.defaultName(for: model))
+                    ? .running(
+                        DetectionDeployment.defaultName(for: model),
+                        model: try DetectionDeployment(model: model).modelIdentity())
                     : .deployIfNeeded(
                         try await deployment.make(model: model, name: nil, on: connection.cluster),
                         httpPort: deployment.servePort(for: connection))
@@ -84,7 +86,7 @@ extension DetectCommand {
                 if let batchSize { run.batchSize = batchSize }
                 if let lease { run.lease = .seconds(lease) }
                 run.gpusPerActor = gpusPerActor ?? deployment.gpusPerReplica
-                run.cpusPerActor = cpusPerActor
+                if let cpusPerActor { run.cpusPerActor = cpusPerActor }
                 run.httpPort = self.deployment.servePort(for: connection)
                 let configured = run
                 let cluster = connection.cluster

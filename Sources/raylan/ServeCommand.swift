@@ -49,11 +49,14 @@ struct DeploymentOptions: ParsableArguments {
 
     @Option(
         name: .long,
-        help: ArgumentHelp("Replicas: a number, or 'auto' for Serve's autoscaling (1 to 4).", valueName: "n|auto"))
-    var replicas: ReplicaCount = .fixed(1)
+        help: ArgumentHelp(
+            "Replicas: a number, or 'auto' for Serve's autoscaling (1 to 4). Default 1.", valueName: "n|auto"))
+    var replicas: ReplicaCount?
 
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Most images per dynamic batch.", valueName: "n"))
-    var maxBatch = 8
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp("Most images per dynamic batch (default 8).", valueName: "n"))
+    var maxBatch: Int?
 
     @Option(
         name: .long, parsing: .unconditional,
@@ -68,8 +71,8 @@ struct DeploymentOptions: ParsableArguments {
 
     @Option(
         name: .long, parsing: .unconditional,
-        help: ArgumentHelp("Longest wait for a batch to fill, in ms.", valueName: "ms"))
-    var batchWaitMs: Double = 10
+        help: ArgumentHelp("Longest wait for a batch to fill, in ms (default 10).", valueName: "ms"))
+    var batchWaitMs: Double?
 
     @Option(
         name: .long, parsing: .unconditional,
@@ -124,8 +127,10 @@ struct DeploymentOptions: ParsableArguments {
         let gpus: Double
         if let gpusPerReplica { gpus = gpusPerReplica } else { gpus = await cluster.defaultGPUsPerReplica() }
         var deployment = DetectionDeployment(
-            model: model, name: name, gpusPerReplica: gpus, replicas: replicas.replicas, maxBatch: maxBatch,
-            batchWaitMilliseconds: batchWaitMs, imageSize: imgsz)
+            model: model, name: name, gpusPerReplica: gpus, imageSize: imgsz)
+        if let replicas { deployment.replicas = replicas.replicas }
+        if let maxBatch { deployment.maxBatch = maxBatch }
+        if let batchWaitMs { deployment.batchWaitMilliseconds = batchWaitMs }
         deployment.maxQueuedRequests = maxQueuedRequests
         deployment.maxReplicasPerNode = maxReplicasPerNode
         deployment.backend = backend

@@ -9,11 +9,12 @@ struct ShrinkOptions: ParsableArguments {
             "Shrink each JPEG here before sending it, to a longer side of about N pixels (never below; the model "
                 + "letterboxes to its input size anyway): N, auto (the served model's input size, e.g. 320 for the "
                 + "shipped model, 640 for a typical YOLO) or off. Boxes and image sizes in the results are the "
-                + "original file's. Other formats and smaller JPEGs are sent as they are.",
+                + "original file's. Other formats and smaller JPEGs are sent as they are. Default auto.",
             valueName: "n|auto|off"))
-    var maxSide = "auto"
+    var maxSide: String?
 
     func validate() throws {
+        guard let maxSide else { return }
         do {
             _ = try MaxSide(parsing: maxSide)
         } catch let error as DetectionError {
@@ -22,5 +23,5 @@ struct ShrinkOptions: ParsableArguments {
     }
 
     /// The parsed value (``validate()`` has checked it).
-    var value: MaxSide { (try? MaxSide(parsing: maxSide)) ?? .auto }
+    var value: MaxSide { maxSide.flatMap { try? MaxSide(parsing: $0) } ?? .auto }
 }

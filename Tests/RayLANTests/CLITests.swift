@@ -161,7 +161,10 @@ extension RayClusterTests.Main {
                 (["status", "--address", "ftp://gpu-box"], "is not supported"),
                 (["actor", "call", "--timeout", "0", "counter", "get"], "--timeout must be more than 0 seconds"),
                 (["call", "--timeout", "1e17", "tasks:noop"], "--timeout must be more than 0 seconds and below"),
-                (["detect", "photo.jpg", "--batch-size", "4"], "--batch-size is for videos and --on-cluster images"),
+                (
+                    ["detect", "photo.jpg", "--batch-size", "4"],
+                    "--batch-size does not apply to images (only to --on-cluster images, videos/streams)"
+                ),
                 (
                     ["detect", "--on-cluster", "/data", "--batch-size", "0"],
                     "--batch-size must be a whole number from 1"
@@ -276,7 +279,7 @@ struct CLIWithoutClusterTests {
         let image = TestEnvironment.packageRoot.appendingPathComponent("samples/shapes_00.jpg").path
         let streamed = try await CommandRunner.raylan(["detect", image, "--lease", "30"] + address)
         #expect(streamed.status == 64, "\(streamed)")
-        #expect(streamed.stderr.contains("--lease is for videos"), "\(streamed.stderr)")
+        #expect(streamed.stderr.contains("--lease does not apply to images"), "\(streamed.stderr)")
         for lease in ["4", "86401"] {
             let outside = try await CommandRunner.raylan(
                 ["detect", "rtsp://127.0.0.1:1/x", "--lease", lease] + address)

@@ -176,6 +176,15 @@ extension RayClusterTests.Main {
                     return error?.code == .modelMismatch && error!.description.contains(identityA.id)
                         && error!.description.contains(identityB.id)
                 }
+                // A stream with --no-deploy checks the model the same way, before the stream is opened.
+                let stream = try await CommandRunner.raylan([
+                    "detect", "rtsp://127.0.0.1:1/live", "--no-deploy", "--model", a.path, "--address",
+                    cluster.address.description, "--out", folder.appendingPathComponent("out-stream").path,
+                ])
+                #expect(stream.status == 1, "\(stream)")
+                #expect(
+                    stream.stderr.contains(identityA.id) && stream.stderr.contains(identityB.id)
+                        && !stream.stderr.contains("rtsp"), "\(stream.stderr)")
             }
 
             do {
