@@ -10,6 +10,8 @@ from typing import Any, Callable
 from fastapi.responses import JSONResponse
 from ray import serve
 
+from . import contract
+
 
 class ServiceKey:
     """Pure ASGI middleware: with a key, every request but GET /healthz needs `Authorization: Bearer <key>`,
@@ -35,9 +37,9 @@ class ServiceKey:
             return await send({"type": "websocket.close", "code": 1008})
         why = "no Authorization header" if not given else (
             "the key is wrong" if scheme.lower() == b"bearer" else "only the Bearer scheme is accepted")
-        await send_json(send, 401, {"error": {"code": "unauthorized", "message": (
+        await send_json(send, 401, contract.error_answer(contract.error("unauthorized", (
             f"this service needs its key as 'Authorization: Bearer <key>' ({why}); raylan reads the key from "
-            f"the application's config on the Ray dashboard, or pass --key-file")}},
+            f"the application's config on the Ray dashboard, or pass --key-file"))),
             extra_headers=[(b"www-authenticate", b"Bearer")])
 
 

@@ -34,7 +34,6 @@ original pixels, "score", "class_id", "class_name"}], "batch_size", "timings_ms"
 "preprocess", "inference", "postprocess", "total"}}.
 """
 import asyncio
-import base64
 import logging
 import math
 import os
@@ -48,6 +47,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 
+from raylan_common import contract
 from raylan_common import compat  # noqa: F401 - before any @serve.ingress: FastAPI apps picklable on Ray 2.45
 from raylan_common.http import (BadContentLength, BodyTooLarge, ServiceKey, forget_ray_auth_token, keep_replica_grpc_on_loopback,
                                  key_verifier)
@@ -110,20 +110,16 @@ def make_answer(model_id: str, image: DecodedImage, prediction: Prediction, batc
                 decode_ms: float, received: float) -> dict:
     """One image's result, as /detect answers it and /detect/batch lists it. `received` is the
     perf_counter() when the request arrived: timings_ms.total runs from it to now."""
-    answer = {
-        "model": model_id,
-        "image": {"width": image.width, "height": image.height, "format": image.format},
-        "detections": prediction.detections, "batch_size": batch_size,
-        "timings_ms": {"queue": round(queue_ms, 3), "decode": round(decode_ms, 3), **prediction.timings_ms,
-                       "total": round((time.perf_counter() - received) * 1000, 3)}}
-    if prediction.annotated_jpeg is not None:
-        answer["annotated_jpeg"] = base64.b64encode(prediction.annotated_jpeg).decode()
-    return answer
+    return contract.detection_result(
+        model_id, contract.image(image.width, image.height, image.format), prediction.detections, batch_size,
+        {"queue": round(queue_ms, 3), "decode": round(decode_ms, 3), **prediction.timings_ms,
+         "total": round((time.perf_counter() - received) * 1000, 3)},
+        prediction.annotated_jpeg)
 
 
 def error_answer(error: ImageError) -> JSONResponse:
     """A refused request: 400 bad_request, 413 for a limit, 422 for an unusable image (see STATUS)."""
-    return JSONResponse({"error": error.as_dict()}, status_code=STATUS.get(error.code, 422))
+    return JSONResponse(contract.error_answer(error.as_dict()), status_code=STATUS.get(error.code, 422))
 
 
 def bad_query(name: str, value: str, expected: str) -> ImageError:
@@ -367,12 +363,12 @@ class Detector:
         async def one(frame: Any) -> list | dict:
             shape = getattr(frame, "shape", ())
             if getattr(frame, "dtype", None) != "uint8" or len(shape) != 3 or shape[2] != 3:
-                return {"error": {"code": "unsupported_format", "message": "a frame must be an H×W×3 uint8 array"}}
+                return contract.error_answer(contract.error("unsupported_format", "a frame must be an H×W×3 uint8 array"))
             if shape[0] * shape[1] > self.max_pixels:
-                return {"error": too_large(shape[1], shape[0], f"over {self.max_pixels} pixels").as_dict()}
+                return contract.error_answer(too_large(shape[1], shape[0], f"over {self.max_pixels} pixels").as_dict())
             inferred = await self.infer(BatchItem(frame, chosen, time.perf_counter()))
             if isinstance(inferred.prediction, ImageError):
-                return {"error": inferred.prediction.as_dict()}
+                return contract.error_answer(inferred.prediction.as_dict())
             return inferred.prediction.detections
 
         return list(await asyncio.gather(*(one(frame) for frame in frames)))
@@ -413,11 +409,11 @@ class Detector:
 
         async def one(image: Decoded | ImageError) -> dict:
             if isinstance(image, ImageError):
-                return {"error": image.as_dict()}
+                return contract.error_answer(image.as_dict())
             try:
                 return await self.finish(image, options, received)
             except ImageError as error:
-                return {"error": error.as_dict()}
+                return contract.error_answer(error.as_dict())
 
         return {"results": await asyncio.gather(*(one(image) for image in images))}
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from raylan_common import contract
+
 from .codec import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, ImageError, decode
 
 logger = logging.getLogger("ray.serve")
@@ -93,10 +95,7 @@ class Backend:
             xyxy = boxes.xyxy.cpu().numpy().tolist() if len(boxes) else []
             scores = boxes.conf.cpu().numpy().tolist() if len(boxes) else []
             classes = boxes.cls.cpu().numpy().astype(int).tolist() if len(boxes) else []
-            detections = [
-                {"box": [round(v, 2) for v in box], "score": round(float(score), 5), "class_id": int(cls),
-                 "class_name": self.names.get(int(cls), str(cls))}
-                for box, score, cls in zip(xyxy, scores, classes)]
+            detections = [contract.detection(box, score, cls, self.names) for box, score, cls in zip(xyxy, scores, classes)]
             speed = result.speed or {}
             annotated = None
             if options.annotate:

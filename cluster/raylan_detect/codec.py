@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from raylan_common import contract
+
 SUPPORTED_FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "BMP": "bmp"}
 #: Known but unsupported formats, by magic bytes, for a precise error.
 OTHER_FORMATS = {b"GIF8": "GIF", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
@@ -46,7 +48,7 @@ class ImageError(Exception):
         self.message = message
 
     def as_dict(self) -> dict:
-        return {"code": self.code, "message": self.message}
+        return contract.error(self.code, self.message)
 
 
 @dataclass

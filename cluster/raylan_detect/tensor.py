@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from raylan_common import contract
+
 from .backend import Options, Prediction, trained_size
 from .codec import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode, inspect
 
@@ -232,10 +234,7 @@ class TensorBackend:
                    "postprocess": round((done - inferred) * 1000 / count, 3)}
         out = []
         for image, rows in zip(images, kept):
-            detections = [
-                {"box": [round(v, 2) for v in row[:4]], "score": round(row[4], 5), "class_id": int(row[5]),
-                 "class_name": self.names.get(int(row[5]), str(int(row[5])))}
-                for row in rows]
+            detections = [contract.detection(row[:4], row[4], row[5], self.names) for row in rows]
             annotated = self.annotate(image, detections) if options.annotate else None
             out.append(Prediction(detections, dict(timings), annotated))
         return out

@@ -55,6 +55,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from raylan_common import contract
+
 from .session import DEFAULT_LEASE_S, Session, SessionError, check_lease, write_line
 
 TRACKERS = ("bytetrack", "botsort")
@@ -238,7 +240,7 @@ class Tracker:
         rows = np.array([[*d["box"], d["score"], d["class_id"]] for d in detections], dtype=np.float32).reshape(-1, 6)
         tracks = self.tracker.update(Boxes(rows, image.shape[:2]), image)
         ids = {int(track[-1]): int(track[4]) for track in tracks} if len(tracks) else {}
-        return [{**detection, "track_id": ids.get(i)} for i, detection in enumerate(detections)]
+        return contract.tracked(detections, ids)
 
 
 # ---------------------------------------------------------------------------------------------- the report
@@ -559,14 +561,13 @@ class VideoSession(Session):
                     break
                 results, failed_batches = self._detect(detect, batch, failed_batches)
                 for frame, result in zip(batch, results):
-                    line: dict[str, Any] = {"type": "frame", "frame": frame.index, "time": round(frame.time, 3)}
                     detections: list[dict] = []
                     if isinstance(result, dict):
-                        line["error"] = result.get("error", result)
+                        line = contract.frame_line(frame.index, frame.time, error=result.get("error", result))
                         counts["failed"] += 1
                     else:
                         detections = tracker.assign(result, frame.pixels) if tracker else result
-                        line["detections"] = detections
+                        line = contract.frame_line(frame.index, frame.time, detections)
                         if report is not None:
                             report.add(frame.time, detections)
                     if self.annotate:
@@ -617,7 +618,7 @@ class VideoSession(Session):
             if failed_batches >= MAX_FAILED_BATCHES:
                 raise SessionError("detector_failed", f"detection failed on {failed_batches} batches in a row ({message})",
                                    "See the cluster's log; check the detection application ('raylan serve status').")
-            return [{"error": {"code": "detection_failed", "message": message}} for _ in batch], failed_batches
+            return [contract.error_answer(contract.error("detection_failed", message)) for _ in batch], failed_batches
 
     def _annotated_writer(self, first: np.ndarray) -> AnnotatedVideo:
         return AnnotatedVideo(self.out_dir / "annotated.mp4", (self.source_fps or DEFAULT_FPS) / self.stride,

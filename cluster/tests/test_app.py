@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from starlette.requests import Request
 
+from raylan_common import contract
 from raylan_detect.app import BatchItem, Detector, error_answer, make_answer, parse_options
 from raylan_detect.backend import Options, Prediction
 from raylan_detect.codec import DecodedImage, ImageError
@@ -37,6 +38,7 @@ def test_answer_has_the_documented_shape():
     assert {stage: timings[stage] for stage in STAGES} == STAGES
     assert 0 <= timings["total"] <= (time.perf_counter() - received) * 1000
     assert "annotated_jpeg" not in answer
+    contract.check("detection_result", answer)
     json.dumps(answer)  # plain JSON, as FastAPI sends it
 
 

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from raylan_common import contract
 from raylan_detect.session import Session, SessionError
 from raylan_detect.video import Frame, FrameBuffer, Report, VideoSession, redact
 
@@ -232,6 +233,8 @@ def test_summary_and_jsonl_file(tracked):
     print(f"local detector (tensor backend, CPU, batch 8, ByteTrack, annotate): {summary['fps']} frames/s")
     written = [json.loads(line) for line in (session.out_dir / "detections.jsonl").read_text().splitlines()]
     assert written == frame_lines(items)
+    for line in written:
+        contract.check("frame_line", line)
     assert {entry["name"] for entry in session.outputs()} >= {"detections.jsonl", "annotated.mp4", "report.json"}
     assert session.read("detections.jsonl", 0, 20) == (session.out_dir / "detections.jsonl").read_bytes()[:20]
 

@@ -88,6 +88,18 @@ public struct FrameResult: Sendable, Hashable, Codable {
         detections = try container.decodeIfPresent([Detection].self, forKey: .detections) ?? []
         error = try container.decodeIfPresent(DetectionError.self, forKey: .error)
     }
+
+    /// As the cluster writes it (`contract.frame_line`): `detections`, or `error` without them.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(frame, forKey: .frame)
+        try container.encode(time, forKey: .time)
+        if let error {
+            try container.encode(error, forKey: .error)
+        } else {
+            try container.encode(detections, forKey: .detections)
+        }
+    }
 }
 
 /// What a video's session counted at its end.

@@ -1,0 +1,77 @@
+import Foundation
+import RayLANTesting
+import Testing
+
+@testable import RayLAN
+
+/// The golden wire examples in `contracts/` (made by `cluster/raylan_common/contract.py`, checked by
+/// `cluster/tests/test_contract.py`) decode into the Swift types and encode back to the same JSON, so that a
+/// field added, renamed or dropped on one side only fails here or there.
+@Suite("Wire contracts shared with the cluster code")
+struct ContractTests {
+    static let folder = TestEnvironment.packageRoot.appendingPathComponent("contracts")
+
+    /// Keys that tell the cluster's lines apart and that no Swift type keeps.
+    static let routing: Set<String> = ["type"]
+
+    /// `value` with null members and routing keys left out, at every depth (null and absent mean the same on
+    /// the wire).
+    static func normalized(_ value: JSONValue, top: Bool = true) -> JSONValue {
+        switch value {
+        case .object(let members):
+            return .object(
+                members.filter { $0.value != .null && !(top && routing.contains($0.key)) }.mapValues {
+                    normalized($0, top: false)
+                })
+        case .array(let items): return .array(items.map { normalized($0, top: false) })
+        default: return value
+        }
+    }
+
+    /// The file's JSON, and what decoding it as `T` and encoding it again gives.
+    static func roundTrip<T: Codable>(_ name: String, as type: T.Type) throws -> (golden: JSONValue, again: JSONValue) {
+        let data = try Data(contentsOf: folder.appendingPathComponent(name))
+        let golden = try JSONDecoder().decode(JSONValue.self, from: data)
+        let decoded = try JSONDecoder().decode(T.self, from: data)
+        let again = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(decoded))
+        return (normalized(golden), normalized(again))
+    }
+
+    struct ErrorAnswer: Codable { var error: DetectionError }
+
+    @Test(
+        "Each golden file decodes into its Swift type and encodes back to the same JSON",
+        arguments: ["detection_result.json", "frame_line.json", "frame_line_error.json", "error_answer.json"])
+    func roundTrips(name: String) throws {
+        let (golden, again): (JSONValue, JSONValue)
+        switch name {
+        case "detection_result.json": (golden, again) = try Self.roundTrip(name, as: DetectionResult.self)
+        case "error_answer.json": (golden, again) = try Self.roundTrip(name, as: ErrorAnswer.self)
+        default: (golden, again) = try Self.roundTrip(name, as: FrameResult.self)
+        }
+        #expect(golden == again, "\(name): the cluster's \(golden)\nSwift's \(again)")
+    }
+
+    @Test("Every golden file is checked here")
+    func everyFile() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.folder.path).filter {
+            $0.hasSuffix(".json")
+        }
+        #expect(
+            files.sorted() == [
+                "detection_result.json", "error_answer.json", "frame_line.json", "frame_line_error.json",
+            ])
+    }
+
+    @Test("The golden values arrive as the Swift API names them")
+    func values() throws {
+        let data = try Data(contentsOf: Self.folder.appendingPathComponent("frame_line.json"))
+        let frame = try JSONDecoder().decode(FrameResult.self, from: data)
+        #expect(frame.frame == 12 && frame.time == 0.4 && frame.error == nil)
+        #expect(frame.detections.map(\.trackID) == [3, nil])
+        #expect(frame.detections.first?.className == "square" && frame.detections.first?.classID == 1)
+        let failed = try JSONDecoder().decode(
+            FrameResult.self, from: Data(contentsOf: Self.folder.appendingPathComponent("frame_line_error.json")))
+        #expect(failed.error?.code.rawValue == "detection_failed" && failed.detections.isEmpty)
+    }
+}

@@ -1,0 +1,103 @@
+"""The wire shapes the cluster code sends to RayLAN's Swift client, each made in one place: here.
+
+Every detection, every answer of the detection service, every frame line of a video session and every error
+answer is built by a function of this module, never as a dict literal elsewhere. Their Swift counterparts are
+the `Codable` types named in each function's doc. Golden examples of each shape are the JSON files in the
+repository's `contracts/` folder; `cluster/tests/test_contract.py` and the Swift suite
+`Tests/RayLANTests/ContractTests.swift` read the same files, so a field added, renamed or dropped on one side
+only fails a test on the other.
+
+`SHAPES` names each shape's required and optional keys; `check(shape, value)` raises ValueError when a value has
+a key the shape lacks or lacks one it requires. A null value means the same as an absent key.
+"""
+from __future__ import annotations
+
+import base64
+from typing import Any, Iterable, Mapping
+
+# shape -> (required keys, optional keys)
+SHAPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    # Swift: Detection. track_id only on tracked video frames (null where the tracker holds no confirmed track).
+    "detection": (frozenset({"box", "score", "class_id", "class_name"}), frozenset({"track_id"})),
+    # Swift: DetectionResult.Image.
+    "image": (frozenset({"width", "height", "format"}), frozenset()),
+    # Swift: DetectionResult (its `sent` is the client's own, never on the wire).
+    "detection_result": (frozenset({"model", "image", "detections", "batch_size", "timings_ms"}),
+                         frozenset({"annotated_jpeg"})),
+    # Swift: FrameResult (`type` tells a frame from the session's other lines).
+    "frame_line": (frozenset({"type", "frame", "time"}), frozenset({"detections", "error"})),
+    # Swift: DetectionError.
+    "error": (frozenset({"code", "message"}), frozenset()),
+    # Swift: the body of a refused request, `{"error": DetectionError}`.
+    "error_answer": (frozenset({"error"}), frozenset()),
+}
+
+# The nested shapes each shape holds: key -> (shape, whether it is a list of them).
+NESTED: dict[str, dict[str, tuple[str, bool]]] = {
+    "detection_result": {"image": ("image", False), "detections": ("detection", True)},
+    "frame_line": {"detections": ("detection", True), "error": ("error", False)},
+    "error_answer": {"error": ("error", False)},
+}
+
+
+def check(shape: str, value: Any) -> None:
+    """Raises ValueError naming the shape and the keys when `value` does not have `shape`'s keys."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{shape}: not an object: {value!r}")
+    required, optional = SHAPES[shape]
+    present = {key for key, item in value.items() if item is not None}
+    missing, unknown = required - present, present - required - optional
+    if missing or unknown:
+        raise ValueError(f"{shape}: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    for key, (inner, many) in NESTED.get(shape, {}).items():
+        if value.get(key) is None:
+            continue
+        for item in (value[key] if many else [value[key]]):
+            check(inner, item)
+
+
+def detection(box: Iterable[float], score: float, class_id: int, names: Mapping[int, str]) -> dict:
+    """One detected object: box `[x1, y1, x2, y2]` in the original image's pixels (2 decimals), score (5
+    decimals), class id and name (the id as text where the model names none)."""
+    cls = int(class_id)
+    return {"box": [round(float(v), 2) for v in box], "score": round(float(score), 5), "class_id": cls,
+            "class_name": names.get(cls, str(cls))}
+
+
+def tracked(detections: list[dict], track_ids: Mapping[int, int]) -> list[dict]:
+    """The detections with `track_id`: `track_ids[i]` for the i-th, None (null) where it has none."""
+    return [{**item, "track_id": track_ids.get(i)} for i, item in enumerate(detections)]
+
+
+def image(width: int, height: int, format: str) -> dict:
+    return {"width": int(width), "height": int(height), "format": format}
+
+
+def detection_result(model: str, image: dict, detections: list[dict], batch_size: int,
+                     timings_ms: Mapping[str, float], annotated_jpeg: bytes | None = None) -> dict:
+    """The detection service's answer for one image (`/detect`, and each item of `/detect/batch`)."""
+    answer = {"model": model, "image": image, "detections": detections, "batch_size": batch_size,
+              "timings_ms": dict(timings_ms)}
+    if annotated_jpeg is not None:
+        answer["annotated_jpeg"] = base64.b64encode(annotated_jpeg).decode()
+    return answer
+
+
+def frame_line(index: int, time: float, detections: list[dict] | None = None, error: dict | None = None) -> dict:
+    """A video session's line for one frame: its detections, or the error the model met on it."""
+    line: dict[str, Any] = {"type": "frame", "frame": index, "time": round(time, 3)}
+    if error is not None:
+        line["error"] = error
+    else:
+        line["detections"] = detections if detections is not None else []
+    return line
+
+
+def error(code: str, message: str) -> dict:
+    """A named error: a snake_case code and a one-line message."""
+    return {"code": code, "message": message}
+
+
+def error_answer(error: dict) -> dict:
+    """The body of a refused request."""
+    return {"error": error}

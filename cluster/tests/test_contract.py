@@ -1,0 +1,69 @@
+"""The golden wire examples in contracts/ against contract.py: each has its shape's keys, and the builders make
+each again from its values. The Swift suite ContractTests reads the same files into its Codable types."""
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from raylan_common import contract
+
+CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
+SHAPE_OF = {"detection_result.json": "detection_result", "frame_line.json": "frame_line",
+            "frame_line_error.json": "frame_line", "error_answer.json": "error_answer"}
+
+
+def load(name: str) -> dict:
+    return json.loads((CONTRACTS / name).read_text())
+
+
+def test_every_golden_file_is_named_here_and_in_the_readme():
+    files = sorted(path.name for path in CONTRACTS.glob("*.json"))
+    assert files == sorted(SHAPE_OF)
+    readme = (CONTRACTS / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in files)
+
+
+@pytest.mark.parametrize("name", sorted(SHAPE_OF))
+def test_a_golden_file_has_its_shapes_keys(name):
+    contract.check(SHAPE_OF[name], load(name))
+
+
+def rebuilt_detection(item: dict) -> dict:
+    made = contract.detection(item["box"], item["score"], item["class_id"],
+                              {item["class_id"]: item["class_name"]} if item["class_name"] != str(item["class_id"])
+                              else {})
+    return contract.tracked([made], {0: item["track_id"]})[0] if "track_id" in item else made
+
+
+def test_the_builders_make_the_golden_files_again():
+    result = load("detection_result.json")
+    assert contract.detection_result(
+        result["model"], contract.image(**result["image"]), [rebuilt_detection(d) for d in result["detections"]],
+        result["batch_size"], result["timings_ms"], base64.b64decode(result["annotated_jpeg"])) == result
+    frame = load("frame_line.json")
+    assert contract.frame_line(frame["frame"], frame["time"], [rebuilt_detection(d) for d in frame["detections"]]) \
+        == frame
+    failed = load("frame_line_error.json")
+    assert contract.frame_line(failed["frame"], failed["time"], error=contract.error(**failed["error"])) == failed
+    answer = load("error_answer.json")
+    assert contract.error_answer(contract.error(**answer["error"])) == answer
+
+
+@pytest.mark.parametrize("shape, value, named", [
+    ("detection", {"box": [0, 0, 1, 1], "score": 0.5, "class_id": 0}, "class_name"),
+    ("detection", {"box": [0, 0, 1, 1], "score": 0.5, "class_id": 0, "class_name": "a", "label": "a"}, "label"),
+    ("detection_result", {**json.loads((CONTRACTS / "detection_result.json").read_text()), "batch": 1}, "batch"),
+    ("frame_line", {"type": "frame", "frame": 1, "time": 0.0, "detections": [{"box": []}]}, "score"),
+    ("error_answer", {"error": {"code": "x"}}, "message"),
+])
+def test_check_names_a_missing_or_unknown_key_also_nested(shape, value, named):
+    with pytest.raises(ValueError, match=named):
+        contract.check(shape, value)
+
+
+def test_a_null_counts_as_absent():
+    contract.check("detection", {"box": [0, 0, 1, 1], "score": 0.5, "class_id": 0, "class_name": "a",
+                                 "track_id": None})
+    with pytest.raises(ValueError, match="class_name"):
+        contract.check("detection", {"box": [0, 0, 1, 1], "score": 0.5, "class_id": 0, "class_name": None})
