@@ -28,9 +28,10 @@ enum RayMessage {
 }
 
 /// What RayLAN acts on in Ray's error answers that Ray gives only as text. Ray's Jobs API answers these
-/// cases with a status shared by other failures and a message, with no code or field to tell them apart,
-/// so their wording is matched here, in one place, and nowhere else (RayLAN's own errors are matched by
-/// their typed codes).
+/// cases with a status shared by other failures and a message, with no code or field to tell them apart, and
+/// Serve reports a fault in the cluster's set-up only as a traceback in an application's message, so their
+/// wording is matched here, in one place, and nowhere else (RayLAN's own errors are matched by their typed
+/// codes).
 enum RaySays {
     /// `POST /api/jobs/` for a submission id that exists: 500 "Job with submission_id … already exists".
     static func jobExists(_ body: String) -> Bool { body.contains("already exists") }
@@ -38,4 +39,19 @@ enum RaySays {
     static func noJobAgent(_ body: String) -> Bool { body.contains("No available agent") }
     /// `DELETE /api/jobs/{id}` for a job still running: "… is not in a terminal state".
     static func jobNotTerminal(_ body: String) -> Bool { body.contains("terminal") }
+
+    /// Faults in a cluster's set-up that Ray reports only inside a message (a Python exception in a Serve
+    /// application's or deployment's `message`): what Ray says, and the fault it means. Each row has a test that
+    /// feeds it Ray's own recorded text (Tests/Fixtures/ray-says/).
+    static let knownFaults: [(says: String, fault: ClusterFault)] = [
+        // Ray 2.45's Serve controller with protobuf 7, in a DEPLOY_FAILED application's message:
+        // "AttributeError: 'google._upb._message.FieldDescriptor' object has no attribute 'label'" (protobuf's
+        // C backend; its pure-Python one says "'FieldDescriptor' object …").
+        ("FieldDescriptor' object has no attribute 'label'", .protobufTooNew)
+    ]
+
+    /// The known fault that `text` (Ray's message, a traceback) reports, if any; see ``knownFaults``.
+    static func knownFault(in text: String) -> ClusterFault? {
+        knownFaults.first { text.contains($0.says) }?.fault
+    }
 }

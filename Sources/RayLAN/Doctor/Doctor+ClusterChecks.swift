@@ -194,10 +194,12 @@ extension Doctor {
         return check(status, summary, remedy: remedies.first, details: details)
     }
 
-    /// One node's GPU finding: how it fared and the sentence that says so.
+    /// One finding of a check (a node's GPUs, a Serve application): how it fared, the sentence that says so, and
+    /// what to do about it where something is wrong.
     struct Finding: Hashable {
         var status: DoctorCheck.Status
         var text: String
+        var remedy: String? = nil
     }
 
     static let cpuOnlyRemedy =
@@ -258,24 +260,36 @@ extension Doctor {
             details.append(
                 "application \(app.name) (\(app.routePrefix ?? "")): \(app.status), replicas \(placed.joined(separator: ", "))"
             )
-            switch app.status {
-            case .running:
-                lines.append("'\(app.name)' RUNNING with \(replicas.count) replica(s).")
-            case .deploying:
-                status = max(status, .warn)
-                lines.append("'\(app.name)' is still DEPLOYING.")
-                remedy = remedy ?? "Wait for it ('raylan serve status'); a replica waiting for a GPU stays DEPLOYING."
-            default:
-                // Ray's own error (the replica's exception for DEPLOY_FAILED) is the finding, not the network.
-                status = .fail
-                lines.append("'\(app.name)' is \(app.status): \(RayCluster.failureSummary(app))")
-                remedy =
-                    "Fix the cause Ray gives ('raylan serve status' shows the whole traceback) and deploy again "
-                    + "('raylan serve deploy')."
-            }
+            let finding = Self.serveFinding(app)
+            status = max(status, finding.status)
+            lines.append(finding.text)
+            // An application's failure is the finding, not the network: its remedy replaces the proxy's.
+            if finding.status == .fail { remedy = finding.remedy } else { remedy = remedy ?? finding.remedy }
         }
         if serve.applications.isEmpty { lines.append("No detection service is deployed.") }
         return check(status, lines.joined(separator: " "), remedy: remedy, details: details)
+    }
+
+    /// One application's finding in the serve check: RUNNING passes; DEPLOYING warns; any other state fails with
+    /// Ray's reason, and the remedy of a fault RayLAN knows in it (``RaySays/knownFault(in:)``, such as Ray 2.45
+    /// with protobuf 7) or else the generic one.
+    static func serveFinding(_ app: ServeStatus.Application) -> Finding {
+        switch app.status {
+        case .running:
+            let replicas = (app.deployments ?? [:]).values.reduce(0) { $0 + ($1.replicas ?? []).count }
+            return Finding(status: .pass, text: "'\(app.name)' RUNNING with \(replicas) replica(s).")
+        case .deploying:
+            return Finding(
+                status: .warn, text: "'\(app.name)' is still DEPLOYING.",
+                remedy: "Wait for it ('raylan serve status'); a replica waiting for a GPU stays DEPLOYING.")
+        default:
+            // Ray's own error (the replica's exception for DEPLOY_FAILED) is the finding, not the network.
+            return Finding(
+                status: .fail, text: "'\(app.name)' is \(app.status): \(RayCluster.failureSummary(app))",
+                remedy: RayCluster.knownFault(app)?.description
+                    ?? "Fix the cause Ray gives ('raylan serve status' shows the whole traceback) and deploy again "
+                    + "('raylan serve deploy').")
+        }
     }
 
     /// Whether Serve's proxy answered `/-/healthz` with its 503 "Route table is not populated yet": no

@@ -158,10 +158,7 @@ extension RayCluster {
                 switch app.status {
                 case .running where identity == nil || app.modelIdentity == identity: return app
                 case .deployFailed where identity == nil || app.modelIdentity == identity:
-                    throw ServeError(
-                        .deployFailed, "The Serve application '\(name)' failed to deploy: \(Self.failureSummary(app))",
-                        remedy: "Fix the cause above (model name or path, GPUs per replica) and deploy again; "
-                            + "'raylan serve status' shows Ray's whole traceback.")
+                    throw Self.deployFailure(name, app)
                 default: break
                 }
             }
@@ -200,10 +197,28 @@ extension RayCluster {
         return true
     }
 
+    /// The error for application `name`, which Serve reports DEPLOY_FAILED: Ray's reason and, for a fault
+    /// RayLAN knows (``RaySays/knownFault(in:)``, such as Ray 2.45 with protobuf 7), that fault's cause and remedy;
+    /// for any other, the usual suspects.
+    static func deployFailure(_ name: String, _ app: ServeStatus.Application) -> ServeError {
+        ServeError(
+            .deployFailed, "The Serve application '\(name)' failed to deploy: \(failureSummary(app))",
+            remedy: knownFault(app)?.description
+                ?? "Fix the cause above (model name or path, GPUs per replica) and deploy again; "
+                + "'raylan serve status' shows Ray's whole traceback.")
+    }
+
+    /// The fault RayLAN knows in a failed application's messages (its own, and each deployment's), if any.
+    static func knownFault(_ app: ServeStatus.Application) -> ClusterFault? {
+        let messages = [app.message] + (app.deployments ?? [:]).values.sorted { $0.name < $1.name }.map(\.message)
+        return RaySays.knownFault(in: messages.compactMap { $0 }.joined(separator: "\n"))
+    }
+
     /// Ray's reason for a failed application: its own message ("Failed to update the deployments …") and, from
     /// each deployment's message (which holds the replica's traceback), the first line and the exception.
     static func failureSummary(_ app: ServeStatus.Application) -> String {
-        var parts = [app.message ?? "no message from Ray"]
+        // Ray's traceback ends in a newline: trimmed, the remedy that follows stays on the exception's line.
+        var parts = [app.message.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "no message from Ray"]
         for deployment in (app.deployments ?? [:]).values.sorted(by: { $0.name < $1.name }) {
             let lines = (deployment.message ?? "").split(separator: "\n").map {
                 $0.trimmingCharacters(in: .whitespaces)
