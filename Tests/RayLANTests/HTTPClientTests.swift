@@ -151,6 +151,41 @@ struct HTTPClientTests {
         }
     }
 
+    @Test(
+        "An endpoint that refuses connections: a request spends its tries, the next is tried once, and after an answer every try is spent again"
+    )
+    func refusedEndpoint() async throws {
+        // A free port nothing listens on (until the fake server takes it for the middle step).
+        let port = try FreePortForTests.pick()
+        let address = ClusterAddress(host: "127.0.0.1", port: port)
+        try await RayCluster.withConnection(to: address) { cluster in
+            var client = DetectionClient(
+                cluster: cluster, endpoint: ServeEndpoint(address: address, port: port, routePrefix: "/raylan/m"))
+            client.retryPolicy.initialBackoff = .milliseconds(10)
+            let detector = client
+            func failure() async -> String {
+                do {
+                    _ = try await detector.detect(Data([0xFF, 0xD8]))
+                    return "answered"
+                } catch {
+                    return "\(error)"
+                }
+            }
+            let first = await failure()
+            #expect(first.contains("connection refused") && first.contains("tried 5 times"), "\(first)")
+            let second = await failure()
+            #expect(second.contains("connection refused") && second.contains("tried once"), "\(second)")
+            let answer = FakeHTTPServer.Answer(
+                status: 200, headers: ["Content-Type": "application/json"], body: Self.result)
+            try await FakeHTTPServer.with([answer], port: port) { server in
+                _ = try await detector.detect(Data([0xFF, 0xD8]))
+                #expect(server.requests.count == 1)
+            }
+            let third = await failure()
+            #expect(third.contains("connection refused") && third.contains("tried 5 times"), "\(third)")
+        }
+    }
+
     @Test("A service that keeps answering 503 ends named after the configured tries and shed-wait")
     func exhausted() async throws {
         try await FakeHTTPServer.with([FakeHTTPServer.Answer(status: 503, body: "busy")]) { server in
@@ -182,10 +217,8 @@ struct HTTPClientTests {
         #expect(policy.delay(after: response, attempt: 1, now: now) == .seconds(30))
     }
 
-    /// A small file to send (the fake server does not look at it).
+    /// A file to send (the fake server does not look at it): one of the samples, so that nothing is left behind.
     static func image() throws -> URL {
-        let file = try TestEnvironment.makeTemporaryDirectory("raylan-img").appendingPathComponent("a.jpg")
-        try Data([0xFF, 0xD8, 0xFF, 0xD9]).write(to: file)
-        return file
+        TestEnvironment.packageRoot.appendingPathComponent("samples/shapes_00.jpg")
     }
 }

@@ -1,9 +1,10 @@
 import RayLANTesting
 import Testing
 
-/// Every suite that needs a real Ray nests here. Serialized: one cluster at a time on a two-core machine,
-/// because Ray's own start-up deadlines (Ray 2.45's dashboard must come up within 20 s) are missed when
-/// clusters boot while others run jobs.
+/// Every suite that needs a real local Ray nests here. Serialized: one local cluster at a time on a two-core
+/// machine, because Ray's own start-up deadlines (Ray 2.45's dashboard must come up within 20 s) are missed
+/// when clusters boot while others run jobs (`LocalRay.start` tries three times). The simulated LAN
+/// (``SimulatedLANTests``) runs beside it: its Rays are in network namespaces of their own.
 @Suite("Against real local Ray clusters", .serialized)
 struct RayClusterTests {}
 

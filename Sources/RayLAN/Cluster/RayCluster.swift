@@ -42,6 +42,10 @@ public final class RayCluster: Sendable {
         // Detection keeps many requests in flight to one Serve proxy; AsyncHTTPClient's default of 8
         // connections per host would queue the rest (and fail them after the connect timeout).
         httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
+        // A refused connection is an answer (nothing listens there), given at once: AsyncHTTPClient would
+        // otherwise try again until the connect timeout and only then fail. RayLAN's callers decide what to
+        // retry (``DetectionClient/RetryPolicy``, the waits for a starting cluster).
+        httpConfiguration.connectionPool.retryConnectionEstablishment = false
         self.http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
     }
 

@@ -29,6 +29,10 @@ public struct DetectionClient: Sendable {
     /// sent as they are (shrink them with ``DownscaledImage/make(_:maxSide:)``). ``modelImageSize()`` is the model's
     /// own size, what ``MaxSide/auto`` uses. Default nil.
     public var maxSide: Int?
+    /// Whether the last request found nothing listening at the endpoint after every try (its host went down):
+    /// until one gets an answer, a request is tried once, so that a run facing a dead service gives up in
+    /// seconds rather than spending the whole retry schedule on every input. Shared by the client's copies.
+    let endpointDown = LockedBox(false)
     /// Tries per request, the first included (``RetryPolicy/attempts``). Default 5.
     public var attempts: Int {
         get { retryPolicy.attempts }
@@ -225,12 +229,26 @@ public struct DetectionClient: Sendable {
     private func post(_ path: String, body: Data) async throws -> RayCluster.Response {
         var attempt = 1
         var shedWaited = Duration.zero
+        let attempts = endpointDown.withLock { $0 } ? 1 : retryPolicy.attempts
         while true {
             let delay: Duration
             do {
-                let response = try await cluster.send(
-                    .POST, to: endpoint, path, body: body, contentType: "application/octet-stream",
-                    timeout: .seconds(300))
+                let response: RayCluster.Response
+                do {
+                    response = try await cluster.send(
+                        .POST, to: endpoint, path, body: body, contentType: "application/octet-stream",
+                        timeout: .seconds(300))
+                    endpointDown.withLock { $0 = false }
+                } catch let error as ClusterError where error.code == .unreachable && attempt >= attempts {
+                    let refused = error.underlying.map { ConnectionFailure($0) == .refused } ?? false
+                    if refused { endpointDown.withLock { $0 = true } }
+                    let tries =
+                        attempts < retryPolicy.attempts
+                        ? "; tried once, as the request before found nothing listening there either"
+                        : attempt > 1 ? "; tried \(attempt) times" : ""
+                    throw ClusterError(
+                        error.code, error.message + tries, remedy: error.remedy, underlying: error.underlying)
+                }
                 guard let wait = retryPolicy.delay(after: response, attempt: attempt) else { return response }
                 let shed = response.status == 503 || response.status == 429
                 guard attempt < retryPolicy.attempts || (shed && shedWaited + wait <= retryPolicy.maxShedWait) else {
@@ -241,7 +259,7 @@ public struct DetectionClient: Sendable {
                 cluster.logger.debug("POST \(path): HTTP \(response.status), try \(attempt + 1) in \(delay)")
             } catch let error as ClusterError where error.code == .responseTooLarge {
                 throw DetectionError(transport: error)
-            } catch let error as ClusterError where error.code == .unreachable && attempt < retryPolicy.attempts {
+            } catch let error as ClusterError where error.code == .unreachable && attempt < attempts {
                 delay = retryPolicy.backoff(attempt: attempt)
                 cluster.logger.debug("POST \(path): \(error.message), try \(attempt + 1) in \(delay)")
             }

@@ -61,9 +61,12 @@ final class FakeHTTPServer: Sendable {
         return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(Request.self, from: Data($0.utf8)) }
     }
 
-    /// Starts a server that answers with `plan`, runs `body`, and stops the server.
-    static func with<R: Sendable>(_ plan: [Answer], _ body: (FakeHTTPServer) async throws -> R) async throws -> R {
-        try await start("serve", try JSONEncoder().encode(plan), body)
+    /// Starts a server that answers with `plan` (on `port`, default a free one), runs `body`, and stops the
+    /// server.
+    static func with<R: Sendable>(
+        _ plan: [Answer], port: Int? = nil, _ body: (FakeHTTPServer) async throws -> R
+    ) async throws -> R {
+        try await start("serve", try JSONEncoder().encode(plan), port: port, body)
     }
 
     /// Starts a proxy to `upstream` that forwards everything but never delivers the answer to the first
@@ -77,13 +80,15 @@ final class FakeHTTPServer: Sendable {
     }
 
     private static func start<R: Sendable>(
-        _ mode: String, _ configuration: Data, _ body: (FakeHTTPServer) async throws -> R
+        _ mode: String, _ configuration: Data, port: Int? = nil, _ body: (FakeHTTPServer) async throws -> R
     ) async throws -> R {
         let directory = try TestEnvironment.makeTemporaryDirectory("raylan-fake")
         let config = directory.appendingPathComponent("config.json")
         try configuration.write(to: config)
         let python = try TestEnvironment.environment(.current).python
-        let process = try RunningCommand(python, ["-c", script, mode, config.path, directory.path])
+        let process = try RunningCommand(
+            python, ["-c", script, mode, config.path, directory.path],
+            environment: ["RAYLAN_FAKE_PORT": port.map(String.init)])
         let portFile = directory.appendingPathComponent("port")
         let started = await eventually(timeout: .seconds(30), every: .milliseconds(50)) {
             FileManager.default.fileExists(atPath: portFile.path)
@@ -229,7 +234,7 @@ final class FakeHTTPServer: Sendable {
 
         server = socket.socket()
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", 0))
+        server.bind(("127.0.0.1", int(os.environ.get("RAYLAN_FAKE_PORT") or 0)))
         server.listen(64)
         with open(os.path.join(folder, "port.tmp"), "w") as f:
             f.write(str(server.getsockname()[1]))
