@@ -52,15 +52,41 @@ struct ContractTests {
         #expect(golden == again, "\(name): the cluster's \(golden)\nSwift's \(again)")
     }
 
-    @Test("Every golden file is checked here")
+    @Test("Every golden file is checked here (error_codes.json by ErrorCodeTests)")
     func everyFile() throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.folder.path).filter {
             $0.hasSuffix(".json")
         }
         #expect(
             files.sorted() == [
-                "detection_result.json", "error_answer.json", "frame_line.json", "frame_line_error.json",
+                "detection_result.json", "error_answer.json", "error_codes.json", "frame_line.json",
+                "frame_line_error.json",
             ])
+    }
+
+    @Test("The three runs' summaries (what 'raylan detect --json' prints) share one casing: snake_case")
+    func summariesSnakeCase() throws {
+        func keys<T: Codable>(_ json: String, as type: T.Type) throws -> (given: Set<String>, again: Set<String>) {
+            let value = try JSONDecoder().decode(T.self, from: Data(json.utf8))
+            let again = try JSONDecoder().decode([String: JSONValue].self, from: JSONEncoder().encode(value))
+            let given = try JSONDecoder().decode([String: JSONValue].self, from: Data(json.utf8))
+            return (Set(given.keys), Set(again.keys))
+        }
+        let images = try keys(
+            #"{"inputs": 2, "succeeded": 1, "failed": 1, "skipped": 0, "seconds": 1.5, "images_per_s": 1.3, "out": "o"}"#,
+            as: DetectionRun.Summary.self)
+        let dataset = try keys(
+            #"{"inputs": 2, "succeeded": 2, "failed": 0, "skipped": 0, "seconds": 3, "images_per_s": 1, "startup_s": 1, "nodes": {"10.0.0.2": 2}, "backend": "tensor", "backend_reason": "matches", "cluster_output": "/c", "out": "o"}"#,
+            as: ClusterDatasetRun.Summary.self)
+        let video = try keys(
+            #"{"frames_read": 3, "frames_processed": 3, "frames_dropped": 0, "seconds": 1, "fps": 3, "width": 64, "height": 48, "source_fps": 30}"#,
+            as: VideoSummary.self)
+        for (given, again) in [images, dataset, video] {
+            #expect(given == again)
+            #expect(again.allSatisfy { $0 == $0.lowercased() }, "\(again.sorted())")
+        }
+        // The rate is spelt alike where two summaries have it.
+        #expect(images.again.contains("images_per_s") && dataset.again.contains("images_per_s"))
     }
 
     @Test("The golden values arrive as the Swift API names them")

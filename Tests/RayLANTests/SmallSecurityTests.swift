@@ -70,12 +70,12 @@ struct SmallSecurityTests {
         ("2.61.0.dev0", false, false, "token"),
         ("2.60.0", false, true, "none"),
         ("2.45.0", false, true, "none"),
-        ("2.51.9", false, false, "authenticationUnavailable"),
-        ("2.45.0", false, false, "authenticationUnavailable"),
-        ("2.45.0", true, false, "authenticationUnavailable"),
-        ("not-a-version", false, false, "authenticationUnavailable"),
-        ("2.60.0", true, true, "invalidArgument"),
-        ("2.45.0", true, true, "invalidArgument"),
+        ("2.51.9", false, false, "authentication_unavailable"),
+        ("2.45.0", false, false, "authentication_unavailable"),
+        ("2.45.0", true, false, "authentication_unavailable"),
+        ("not-a-version", false, false, "authentication_unavailable"),
+        ("2.60.0", true, true, "invalid_argument"),
+        ("2.45.0", true, true, "invalid_argument"),
     ]
 
     @Test(

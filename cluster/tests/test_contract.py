@@ -19,7 +19,7 @@ def load(name: str) -> dict:
 
 def test_every_golden_file_is_named_here_and_in_the_readme():
     files = sorted(path.name for path in CONTRACTS.glob("*.json"))
-    assert files == sorted(SHAPE_OF)
+    assert files == sorted([*SHAPE_OF, "error_codes.json"])
     readme = (CONTRACTS / "README.md").read_text()
     assert all(f"`{name}`" in readme for name in files)
 
@@ -67,3 +67,32 @@ def test_a_null_counts_as_absent():
                                  "track_id": None})
     with pytest.raises(ValueError, match="class_name"):
         contract.check("detection", {"box": [0, 0, 1, 1], "score": 0.5, "class_id": 0, "class_name": None})
+
+
+def codes_sent_by_the_cluster_code() -> dict[str, set[str]]:
+    """code -> the files that send it: SessionError(...), ImageError(...), contract.error(...), `"code": "…"`,
+    and codec.py's code constants."""
+    import re
+    found: dict[str, set[str]] = {}
+    patterns = [r'SessionError\(\s*"([a-z_]+)"', r'ImageError\(\s*"([a-z_]+)"', r'contract\.error\(\s*"([a-z_]+)"',
+                r'"code": "([a-z_]+)"']
+    cluster = CONTRACTS.parent / "cluster"
+    for path in [*cluster.glob("raylan_detect/*.py"), *cluster.glob("raylan_common/*.py")]:
+        text = path.read_text()
+        for pattern in patterns:
+            for code in re.findall(pattern, text):
+                found.setdefault(code, set()).add(path.name)
+    codec = (cluster / "raylan_detect/codec.py").read_text()
+    for code in re.findall(r'^[A-Z_]+ = "([a-z_]+)"$', codec, re.M):
+        found.setdefault(code, set()).add("codec.py")
+    return found
+
+
+def test_every_error_code_the_cluster_sends_is_in_the_contract():
+    listed = json.loads((CONTRACTS / "error_codes.json").read_text())
+    known = {code for codes in listed.values() for code in codes}
+    sent = codes_sent_by_the_cluster_code()
+    assert len(sent) >= 20, sorted(sent)
+    missing = {code: sorted(files) for code, files in sent.items() if code not in known}
+    assert not missing, f"codes sent but not in contracts/error_codes.json: {missing}"
+    assert all(code == code.lower() and " " not in code for code in known)

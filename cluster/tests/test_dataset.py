@@ -129,6 +129,19 @@ def test_the_journal_on_resume_keeps_answers_and_drops_errors_and_without_resume
     assert done == set() and journal.read_text() == "" and (tmp_path / "detections.jsonl.1").exists()
 
 
+def test_a_resume_with_a_same_named_model_of_other_content_is_refused(tmp_path):
+    first, second = tmp_path / "one" / "best.pt", tmp_path / "two" / "best.pt"
+    for path, extra in ((first, b""), (second, b"\0")):
+        path.parent.mkdir()
+        path.write_bytes(MODEL.read_bytes() + extra)
+    out = tmp_path / "out"
+    DatasetSession(["/d"], str(first), out_dir=str(out)).open_journal(["/d/a.jpg"])[0].close()
+    DatasetSession(["/d"], str(first), out_dir=str(out), resume=True).open_journal(["/d/a.jpg"])[0].close()
+    with pytest.raises(SessionError) as refused:
+        DatasetSession(["/d"], str(second), out_dir=str(out), resume=True).open_journal(["/d/a.jpg"])
+    assert refused.value.code == "resume_settings_differ" and "best.pt sha256:" in refused.value.message
+
+
 def test_a_resume_with_other_settings_is_refused_and_a_new_run_sets_the_old_outputs_aside(tmp_path):
     def journal_of_one_run(**kwargs):
         session = DatasetSession(["/d"], str(MODEL), out_dir=str(tmp_path), annotate=True, **kwargs)

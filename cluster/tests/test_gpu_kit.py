@@ -188,29 +188,53 @@ def test_ray_head_serve_and_jobs_run_from_the_kit(installed, tmp_path):
         log.close()
 
 
+def process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, start time in clock ticks after boot), from /proc/<pid>/stat."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                table[int(entry.name)] = (int(fields[1]), int(fields[19]))
+            except (OSError, IndexError, ValueError):
+                pass
+    return table
+
+
+def descendants(root: int) -> dict[int, int]:
+    """The processes `root` started, at any depth, while they still run: pid -> start time."""
+    table = process_table()
+    found, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, started) in table.items():
+            if ppid == parent and pid not in found:
+                found[pid] = started
+                frontier.append(pid)
+    return found
+
+
 def stop(ray, temp):
-    """Ends what this test started: `ray start`'s process group, then any process left with our --temp-dir."""
-    def ours():
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    if temp.encode() in (entry / "cmdline").read_bytes():
-                        pids.append(int(entry.name))
-                except OSError:
-                    pass
-        return pids
+    """Ends what this test started and nothing else: `ray start`'s process group, and every process it started
+    (its descendants, listed while `ray start` still runs: Ray's workers, Serve's actors and the job's processes,
+    some in groups or sessions of their own). A pid is signalled only while its start time is the one listed."""
+    ours = descendants(ray.pid)
+
+    def alive():
+        table = process_table()
+        return [pid for pid, started in ours.items() if table.get(pid, (0, None))[1] == started]
+
     for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
         try:
             os.killpg(ray.pid, sig)
         except ProcessLookupError:
             pass
-        for pid in ours():
+        for pid in alive():
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
         deadline = time.time() + wait
-        while time.time() < deadline and (ray.poll() is None or ours()):
+        while time.time() < deadline and (ray.poll() is None or alive()):
             time.sleep(0.5)
     shutil.rmtree(temp, ignore_errors=True)

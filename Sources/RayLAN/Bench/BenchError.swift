@@ -13,11 +13,11 @@ public struct BenchError: RayLANError, Sendable {
         public var description: String { name }
 
         /// The configuration holds no images to send (a usage error).
-        public static let noImages = Code("noImages")
+        public static let noImages = Code("no_images")
         /// Every request at one concurrency level failed; ``BenchError/underlying`` is the first failure.
-        public static let everyRequestFailed = Code("everyRequestFailed")
+        public static let everyRequestFailed = Code("every_request_failed")
         /// A reference measurement (Ray Client's side of `--gateway`) gave no result.
-        public static let referenceFailed = Code("referenceFailed")
+        public static let referenceFailed = Code("reference_failed")
     }
 
     /// What kind of failure this is.

@@ -12,7 +12,7 @@ public struct ClusterError: RayLANError, Sendable {
         public var description: String { name }
 
         /// The address could not be parsed.
-        public static let invalidAddress = Code("invalidAddress")
+        public static let invalidAddress = Code("invalid_address")
         /// No connection could be made (refused, timed out, no route).
         public static let unreachable = Code("unreachable")
         /// HTTP 401: the cluster wants a token and none was sent.
@@ -20,19 +20,19 @@ public struct ClusterError: RayLANError, Sendable {
         /// HTTP 403: the token sent was refused.
         public static let forbidden = Code("forbidden")
         /// The cluster's Ray version is outside the supported range.
-        public static let unsupportedVersion = Code("unsupportedVersion")
+        public static let unsupportedVersion = Code("unsupported_version")
         /// The server answered with an unexpected HTTP status.
-        public static let serverError = Code("serverError")
+        public static let serverError = Code("server_error")
         /// The server's answer could not be understood.
-        public static let invalidResponse = Code("invalidResponse")
+        public static let invalidResponse = Code("invalid_response")
         /// A token file could not be read, or is empty.
-        public static let tokenUnreadable = Code("tokenUnreadable")
+        public static let tokenUnreadable = Code("token_unreadable")
         /// A new token file could not be written.
-        public static let tokenUnwritable = Code("tokenUnwritable")
+        public static let tokenUnwritable = Code("token_unwritable")
         /// The request needs a feature the cluster's Ray version lacks.
-        public static let unsupportedFeature = Code("unsupportedFeature")
+        public static let unsupportedFeature = Code("unsupported_feature")
         /// The server answered with more bytes than the request accepts.
-        public static let responseTooLarge = Code("responseTooLarge")
+        public static let responseTooLarge = Code("response_too_large")
     }
 
     /// What kind of failure this is.

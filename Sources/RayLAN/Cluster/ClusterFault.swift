@@ -13,7 +13,7 @@ struct ClusterFault: Sendable, Hashable, CustomStringConvertible {
 
         /// Ray 2.45's Serve with protobuf 7: Serve reads `FieldDescriptor.label`, which protobuf 7 removed, so
         /// every deploy fails (`AttributeError: '…FieldDescriptor' object has no attribute 'label'`).
-        static let protobufTooNew = Code("protobufTooNew")
+        static let protobufTooNew = Code("protobuf_too_new")
     }
 
     let code: Code

@@ -38,12 +38,22 @@ public struct DetectionError: RayLANError, Sendable, Codable, Hashable {
         /// The input is not a regular file (a FIFO, a device, a socket): it is never read.
         public static let notAFile = Code(rawValue: "not_a_file")
         /// `resume` found a journal written with other settings (model, conf, iou, classes, imgsz): a usage error.
-        public static let resumeMismatch = Code(rawValue: "resume_mismatch")
+        public static let resumeSettingsDiffer = Code(rawValue: "resume_settings_differ")
         /// A run's input argument matched no image file (a usage error).
         public static let noInput = Code(rawValue: "no_input")
         /// A maximum side for the client's downscale (``MaxSide``) that is not `auto`, `off` or a whole number of
         /// pixels of 1 or more (a usage error).
         public static let invalidMaxSide = Code(rawValue: "invalid_max_side")
+        /// The request's body is over the service's byte cap (the whole request is refused).
+        public static let bodyTooLarge = Code(rawValue: "body_too_large")
+        /// The request holds more images than the service takes at once (the whole request is refused).
+        public static let tooManyFrames = Code(rawValue: "too_many_frames")
+        /// The model failed on this image alone.
+        public static let inferenceFailed = Code(rawValue: "inference_failed")
+        /// The file could not be read on the cluster (a dataset run).
+        public static let readFailed = Code(rawValue: "read_failed")
+        /// A video frame's batch failed in the model.
+        public static let detectionFailed = Code(rawValue: "detection_failed")
 
     }
 
@@ -56,5 +66,5 @@ public struct DetectionError: RayLANError, Sendable, Codable, Hashable {
     }
 
     public var description: String { "\(code): \(message)" }
-    public var isUsageError: Bool { code == .noInput || code == .resumeMismatch || code == .invalidMaxSide }
+    public var isUsageError: Bool { code == .noInput || code == .resumeSettingsDiffer || code == .invalidMaxSide }
 }

@@ -102,6 +102,12 @@ public struct DetectionRun: Sendable {
         public var imagesPerSecond: Double
         /// The output folder.
         public var out: String
+
+        /// snake_case, as ``ClusterDatasetRun/Summary`` and ``VideoSummary`` (and the cluster's lines).
+        enum CodingKeys: String, CodingKey {
+            case inputs, succeeded, failed, skipped, seconds, out
+            case imagesPerSecond = "images_per_s"
+        }
     }
 
     /// Files, folders (searched recursively for `.jpg .jpeg .png .webp .bmp`) and globs.
@@ -121,7 +127,7 @@ public struct DetectionRun: Sendable {
     public var imagesPerRequest: Int
     /// Keep the journal's lines that stand (results, and errors that are the input's own: see
     /// ``DetectionRecord/isFinal``) and send only the inputs it lacks. Refused (``DetectionError``
-    /// `resumeMismatch`) when the journal was written with other settings (``DetectionRecord/Settings``).
+    /// `resumeSettingsDiffer`) when the journal was written with other settings (``DetectionRecord/Settings``).
     /// Default false: a new journal, the previous one moved aside (`detections.jsonl.1`, …) once the service
     /// is known to run.
     public var resume: Bool
@@ -165,7 +171,7 @@ public struct DetectionRun: Sendable {
     /// - Parameter events: called with each ``Event``, from the calling task, in order.
     /// - Returns: the summary; inputs that failed are counted there, not thrown (an output file that cannot be
     ///   written is the input's `output_failed`).
-    /// - Throws: ``DetectionError`` (`noInput`) when an argument matches no image file, (`resumeMismatch`) when
+    /// - Throws: ``DetectionError`` (`noInput`) when an argument matches no image file, (`resumeSettingsDiffer`) when
     ///   resuming a journal written with other settings, (`invalidMaxSide`) for ``MaxSide/pixels(_:)`` below 1,
     ///   before anything is sent or written; ``ServeError``
     ///   when the service is not running, runs another model, or cannot be deployed; ``ClusterError``; an error
@@ -343,7 +349,7 @@ public struct DetectionRun: Sendable {
         let differences =
             earlier.map { settings.differences(from: $0) } ?? ["the journal's lines record no settings"]
         return DetectionError(
-            .resumeMismatch,
+            .resumeSettingsDiffer,
             "Cannot resume \(journal.path): it was written with other settings "
                 + "(\(differences.joined(separator: ", "))). "
                 + "Resume with the journal's settings, or pass --force to start a new journal (the old one is moved "

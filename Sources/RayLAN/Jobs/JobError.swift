@@ -9,17 +9,17 @@ public struct JobError: RayLANError, Sendable {
         public var description: String { name }
 
         /// The spec is invalid (checked before any network traffic).
-        public static let invalidSpec = Code("invalidSpec")
+        public static let invalidSpec = Code("invalid_spec")
         /// No job with that id.
-        public static let notFound = Code("notFound")
+        public static let notFound = Code("not_found")
         /// The submission id is taken.
-        public static let alreadyExists = Code("alreadyExists")
+        public static let alreadyExists = Code("already_exists")
         /// Ray refused the submission.
         public static let rejected = Code("rejected")
         /// The job is still running (delete needs a finished job).
-        public static let notTerminal = Code("notTerminal")
+        public static let notTerminal = Code("not_terminal")
         /// Waiting for the job took longer than allowed.
-        public static let timedOut = Code("timedOut")
+        public static let timedOut = Code("timed_out")
     }
 
     public let code: Code

@@ -15,16 +15,16 @@ public struct HostNodeError: RayLANError, Sendable {
         public var description: String { name }
 
         /// RayLAN already runs a Ray node on this host.
-        public static let alreadyRunning = Code("alreadyRunning")
+        public static let alreadyRunning = Code("already_running")
         /// A pinned port is taken (another Ray, or another program).
-        public static let portInUse = Code("portInUse")
+        public static let portInUse = Code("port_in_use")
         /// This host's Ray or Python version differs from the head's; Ray refuses such a node.
-        public static let versionMismatch = Code("versionMismatch")
+        public static let versionMismatch = Code("version_mismatch")
         /// A value given by the user (an address, `--bind`, `--gpus`) does not fit this host (a usage error).
-        public static let invalidArgument = Code("invalidArgument")
+        public static let invalidArgument = Code("invalid_argument")
         /// A head was asked for with token authentication, and this host's Ray (older than 2.52) has none;
         /// `--insecure` accepts a head without it (a usage error).
-        public static let authenticationUnavailable = Code("authenticationUnavailable")
+        public static let authenticationUnavailable = Code("authentication_unavailable")
     }
 
     /// What kind of failure this is.

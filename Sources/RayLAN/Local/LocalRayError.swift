@@ -14,18 +14,18 @@ public struct LocalRayError: RayLANError, Sendable {
         public var description: String { name }
 
         /// No Python environment with Ray where RayLAN looked, or its Python or Ray cannot be run.
-        public static let pythonMissing = Code("pythonMissing")
+        public static let pythonMissing = Code("python_missing")
         /// A command could not be started at all (`posix_spawn` failed).
-        public static let spawnFailed = Code("spawnFailed")
+        public static let spawnFailed = Code("spawn_failed")
         /// `ray start` exited before the cluster answered. On a busy machine Ray can miss its own start-up
         /// deadlines; ``LocalRay/start(_:)`` tries again.
-        public static let exitedDuringStart = Code("exitedDuringStart")
+        public static let exitedDuringStart = Code("exited_during_start")
         /// `ray start` runs, but the dashboard or the job agent did not answer within the start timeout.
-        public static let startTimedOut = Code("startTimedOut")
+        public static let startTimedOut = Code("start_timed_out")
         /// No free TCP port could be found for the cluster.
-        public static let noFreePort = Code("noFreePort")
+        public static let noFreePort = Code("no_free_port")
         /// RayLAN's state folder (its lock file) cannot be opened.
-        public static let stateUnavailable = Code("stateUnavailable")
+        public static let stateUnavailable = Code("state_unavailable")
     }
 
     /// What kind of failure this is.

@@ -36,6 +36,30 @@ public struct OnClusterError: RayLANError, Sendable, Hashable, Codable {
         /// The session made no progress with its client for its lease (``VideoOptions/lease``) and stopped itself:
         /// the client was gone, or stopped polling.
         public static let clientGone = Code(rawValue: "client_gone")
+        /// The upload could not be written on the cluster (its disk).
+        public static let uploadFailed = Code(rawValue: "upload_failed")
+        /// An output (`annotated.mp4`) could not be written on the cluster.
+        public static let outputFailed = Code(rawValue: "output_failed")
+        /// The model file is missing on a node that may host a detector (a dataset run), or on the head (a video).
+        public static let modelNotOnEveryNode = Code(rawValue: "model_not_on_every_node")
+        /// The detection service's model could not be found for a video's session.
+        public static let modelNotFound = Code(rawValue: "model_not_found")
+        /// No alive node has the CPUs or GPUs one detector asks for.
+        public static let noNodeFits = Code(rawValue: "no_node_fits")
+        /// Every GPU is held by other work (the detection service's replicas, say) for the whole wait.
+        public static let noFreeGPU = Code(rawValue: "no_free_gpu")
+        /// Every CPU is held by other work for the whole wait.
+        public static let noFreeCPU = Code(rawValue: "no_free_cpu")
+        /// The dataset's paths could not be listed on a node.
+        public static let listingFailed = Code(rawValue: "listing_failed")
+        /// Listing the dataset's paths on the nodes took too long.
+        public static let listingTimedOut = Code(rawValue: "listing_timed_out")
+        /// The detectors could not start, or failed on every batch.
+        public static let detectionFailed = Code(rawValue: "detection_failed")
+        /// A video's detection failed on several batches in a row.
+        public static let detectorFailed = Code(rawValue: "detector_failed")
+        /// A video's session could not reach the detection service's replicas.
+        public static let detectorUnavailable = Code(rawValue: "detector_unavailable")
     }
 
     public var code: Code

@@ -9,19 +9,19 @@ public struct PackageError: RayLANError, Sendable {
         public var description: String { name }
 
         /// The directory does not exist.
-        public static let notFound = Code("notFound")
+        public static let notFound = Code("not_found")
         /// The path is not a directory.
-        public static let notADirectory = Code("notADirectory")
+        public static let notADirectory = Code("not_a_directory")
         /// The zipped package is at or over Ray's upload cap.
-        public static let tooLarge = Code("tooLarge")
+        public static let tooLarge = Code("too_large")
         /// The package could not be written.
-        public static let zipFailed = Code("zipFailed")
+        public static let zipFailed = Code("zip_failed")
         /// The cluster refused the upload.
-        public static let uploadFailed = Code("uploadFailed")
+        public static let uploadFailed = Code("upload_failed")
         /// A file or folder in the directory cannot be read.
         public static let unreadable = Code("unreadable")
         /// A folder link leads back to a folder that holds it.
-        public static let symlinkLoop = Code("symlinkLoop")
+        public static let symlinkLoop = Code("symlink_loop")
     }
 
     public let code: Code

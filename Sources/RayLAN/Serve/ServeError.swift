@@ -11,22 +11,22 @@ public struct ServeError: RayLANError, Sendable {
         /// Ray refused the config (HTTP 400).
         public static let rejected = Code("rejected")
         /// The application reached DEPLOY_FAILED (Ray's message has the traceback).
-        public static let deployFailed = Code("deployFailed")
+        public static let deployFailed = Code("deploy_failed")
         /// The application did not reach RUNNING in time.
-        public static let timedOut = Code("timedOut")
+        public static let timedOut = Code("timed_out")
         /// No such application.
-        public static let notDeployed = Code("notDeployed")
+        public static let notDeployed = Code("not_deployed")
         /// The running application serves another model than the one asked for (`--no-deploy`).
-        public static let modelMismatch = Code("modelMismatch")
+        public static let modelMismatch = Code("model_mismatch")
         /// A local model file is missing or too large.
-        public static let invalidModel = Code("invalidModel")
+        public static let invalidModel = Code("invalid_model")
         /// A service key file could not be read or holds no usable key.
-        public static let keyUnreadable = Code("keyUnreadable")
+        public static let keyUnreadable = Code("key_unreadable")
         /// RayLAN's cluster-side code (the `cluster/` folder) was not found.
-        public static let clusterCodeMissing = Code("clusterCodeMissing")
+        public static let clusterCodeMissing = Code("cluster_code_missing")
         /// A key of one's own (`--key-file`) or an open service (`--public`) on a cluster with token
         /// authentication, where every service's key is derived from the token (a usage error).
-        public static let accessRefused = Code("accessRefused")
+        public static let accessRefused = Code("access_refused")
     }
 
     public let code: Code
