@@ -85,7 +85,7 @@ struct DetectCommand: AsyncParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "With --on-cluster or a video: the results' folder on the head node (default: a new private one for a video, ~/.raylan/on-cluster/<hash> for images).",
+            "With --on-cluster or a video: the results' folder on the head node (default: a new private one for a video, removed once its files are downloaded; ~/.raylan/on-cluster/<hash> for images).",
             valueName: "dir"))
     var clusterOut: String?
     @Option(

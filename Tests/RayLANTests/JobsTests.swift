@@ -132,7 +132,9 @@ extension RayClusterTests.Main {
         func interruptedSubmission() async throws {
             let cluster = try requireCluster()
             let marker = "interrupted-\(UUID().uuidString.prefix(8))"
-            let tokenFile = try TestEnvironment.makeTemporaryDirectory("raylan-token").appendingPathComponent("t")
+            let tokenFolder = try TestEnvironment.makeTemporaryDirectory("raylan-token")
+            defer { try? FileManager.default.removeItem(at: tokenFolder) }
+            let tokenFile = tokenFolder.appendingPathComponent("t")
             try Data((cluster.token?.value ?? "").utf8).write(to: tokenFile)
             let tokenArguments = cluster.token == nil ? [] : ["--token-file", tokenFile.path]
             try await FakeHTTPServer.withProxy(to: cluster.address, losing: "POST /api/jobs/ ", mode: "hold") {

@@ -29,10 +29,12 @@ struct PackageHashTests {
             d, user = sys.argv[1], json.loads(sys.argv[2])
             excludes = ray_constants.get_runtime_env_default_excludes() + user
             uri = get_uri_for_directory(d, include_gitignore=True, excludes=excludes)
-            out = os.path.join(tempfile.mkdtemp(), "p.zip")
-            _zip_files(d, excludes, out, include_gitignore=True)
-            z = zipfile.ZipFile(out)
-            entries = {n: "" if n.endswith("/") else hashlib.sha256(z.read(n)).hexdigest() for n in z.namelist()}
+            with tempfile.TemporaryDirectory() as folder:
+                out = os.path.join(folder, "p.zip")
+                _zip_files(d, excludes, out, include_gitignore=True)
+                with zipfile.ZipFile(out) as z:
+                    entries = {n: "" if n.endswith("/") else hashlib.sha256(z.read(n)).hexdigest()
+                               for n in z.namelist()}
             print(json.dumps({"uri": uri, "entries": entries}))
             """
         let excludesJSON = String(decoding: try JSONEncoder().encode(excludes), as: UTF8.self)
@@ -46,7 +48,9 @@ struct PackageHashTests {
     /// The entries of a zip (name → SHA-256 of its bytes; folders map to ""), read by Python's zipfile (so the
     /// zip is also checked to be valid and its entries to decompress with their CRCs).
     static func zipEntries(_ data: Data) async throws -> [String: String] {
-        let file = try TestEnvironment.makeTemporaryDirectory().appendingPathComponent("p.zip")
+        let folder = try TestEnvironment.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("p.zip")
         try data.write(to: file)
         let python = try TestEnvironment.environment(.current).python
         let result = try await CommandRunner.run(

@@ -121,6 +121,10 @@ extension EventRecorder where Event == VideoEvent {
     var uploads: [(Int, Int)] {
         events.compactMap { if case .uploading(let sent, let total) = $0 { (sent, total) } else { nil } }
     }
+    /// The session's folder on the cluster, as its start said.
+    var clusterFolder: String? {
+        events.lazy.compactMap { if case .started(let info) = $0 { info["out_dir"]?.stringValue } else { nil } }.first
+    }
 }
 
 extension RayClusterTests.Main {
@@ -172,6 +176,11 @@ extension RayClusterTests.Main {
             let report = try JSONDecoder().decode(
                 JSONValue.self, from: Data(contentsOf: out.appendingPathComponent("report.json")))
             #expect("\(report)".contains("circle") || "\(report)".contains("square") || "\(report)".contains("star"))
+            // The session's own folder on the cluster (this machine), with the uploaded copy and the outputs, went
+            // once they were downloaded.
+            let clusterFolder = try #require(recorder.clusterFolder)
+            #expect(clusterFolder.contains("raylan-video-"), "\(clusterFolder)")
+            #expect(!FileManager.default.fileExists(atPath: clusterFolder), "\(clusterFolder) was left")
             // The finished run freed the upload's pieces and forgot its record.
             let record = URL(fileURLWithPath: RayLANHome.path()).appendingPathComponent(
                 "uploads/\(try VideoUpload.sha256(of: video)).json")
@@ -324,6 +333,8 @@ extension RayClusterTests.Main {
                 raylan: [
                     "detect", url, "--address", cluster.address.description, "--out", out.path, "--json",
                     "--no-deploy", "--lease", "\(lease)",
+                    // An abandoned session keeps its folder: this test's own, removed with it.
+                    "--cluster-out", out.appendingPathComponent("on-cluster").path,
                 ])
             defer { command.killGroup() }
             let running = await eventually(timeout: .seconds(180)) { command.stdout.contains(#""frame""#) }

@@ -47,6 +47,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import stat
 import tempfile
 import threading
@@ -131,6 +132,8 @@ class Session:
     def __init__(self, out_dir: str | None, kind: str, lease_s: float = DEFAULT_LEASE_S):
         self.lease_s = check_lease(lease_s)
         self.out_dir = session_folder(out_dir, kind)
+        #: Whether out_dir is this session's own (none was given): discard() removes it.
+        self.owns_folder = not out_dir
         self.stopping = threading.Event()
         #: Set once the watchdog has ended a session whose lease expired (its work stopped, its state final).
         self.expired = threading.Event()
@@ -182,6 +185,22 @@ class Session:
                 if self._state in ("running", "created"):
                     self._state = "stopped"
                 return {"state": self._state}
+
+    def discard(self, wait: float = 15.0) -> dict:
+        """Removes out_dir, with everything in it (an uploaded video, the outputs), when the session made it (no
+        out_dir given) and its work has ended: the client calls it once it has downloaded what it wants, so that
+        no run leaves its files in the cluster's temp folder. A folder the client named is kept, and so is one
+        whose work still runs (after a stop, the work is given `wait` seconds to end)."""
+        with self._client_call():
+            with self._lock:
+                ended = self._state in TERMINAL
+            thread = self._thread
+            if thread is not None:
+                thread.join(timeout=max(0.0, min(float(wait), 60.0)))
+            if not self.owns_folder or not ended or (thread is not None and thread.is_alive()):
+                return {"removed": False}
+            shutil.rmtree(self.out_dir, ignore_errors=True)
+            return {"removed": not self.out_dir.exists()}
 
     def outputs(self) -> list[dict]:
         """This run's output files under out_dir (sub-folders included; see produced()), by their paths relative

@@ -50,8 +50,8 @@ class Counting(Session):
 
     journal_name = "journal.jsonl"
 
-    def __init__(self, out_dir: Path, clock: FakeClock, lines: int | None = None):
-        super().__init__(str(out_dir), "test", LEASE)
+    def __init__(self, out_dir: Path | None, clock: FakeClock, lines: int | None = None):
+        super().__init__(str(out_dir) if out_dir is not None else None, "test", LEASE)
         clock.sessions.append(self)
         self.lines = lines
         self.count = 0
@@ -249,3 +249,23 @@ def test_a_given_folder_is_made_and_a_link_is_refused(tmp_path):
     with pytest.raises(ValueError, match=f"^out_dir {tmp_path / 'file'} is not a folder"):
         session_folder(str(tmp_path / "file"), "video")
     assert (tmp_path / "file").read_bytes() == b"kept"
+
+
+def test_discard_removes_a_folder_the_session_made_once_its_work_ended(clock, temp_root, tmp_path):
+    own, given = Counting(None, clock, lines=2), Counting(tmp_path / "given", clock, lines=2)
+    assert own.out_dir.parent == temp_root
+    for session in (own, given):
+        assert session.discard(wait=0) == {"removed": False}  # not started: its work has not ended
+        session.start()
+        wait_for(lambda: session.poll()["state"] == "finished", "the work did not finish")
+    assert own.discard() == {"removed": True} and not own.out_dir.exists()
+    assert given.discard() == {"removed": False} and journal(given) == [{"n": 1}, {"n": 2}]
+
+
+def test_discard_keeps_a_folder_whose_work_still_runs(clock, temp_root):
+    session = Counting(None, clock)
+    session.start()
+    wait_for(lambda: session.count >= 1, "the work did not start")
+    assert session.discard(wait=0.05) == {"removed": False} and session.out_dir.exists()
+    session.stop()
+    assert session.discard() == {"removed": True} and not session.out_dir.exists()

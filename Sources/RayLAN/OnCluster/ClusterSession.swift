@@ -121,12 +121,15 @@ struct ClusterSession: Sendable {
         return target.url
     }
 
-    /// Stops the work and removes the actor; never throws (the actor may be gone already). Runs to its end even
-    /// when the calling task is cancelled (Ctrl-C is what usually brings it here).
+    /// Stops the work, removes the session's folder on the cluster when the session made it (no folder was
+    /// named: a video's uploaded copy and outputs, once downloaded, are not left in the head's temp folder) and
+    /// removes the actor; never throws (the actor may be gone already). Runs to its end even when the calling
+    /// task is cancelled (Ctrl-C is what usually brings it here).
     func close(stopping: Bool) async {
         let actor = self.actor
         await Task.detached {
             if stopping { _ = try? await actor.call("stop", timeout: .seconds(15), as: JSONValue.self) }
+            _ = try? await actor.call("discard", timeout: .seconds(30), as: JSONValue.self)
             try? await actor.kill()
         }.value
     }

@@ -171,7 +171,8 @@ public struct VideoRun: Sendable {
     public var key: ServiceKey?
     /// A local folder for `detections.jsonl` and the downloaded outputs. Default nil: nothing written here.
     public var output: URL?
-    /// The session's folder on the head node. Default nil: a new folder under its temp directory.
+    /// The session's folder on the head node. Default nil: a new folder under its temp directory, removed (with
+    /// the uploaded copy) once the run has downloaded the outputs.
     public var clusterOutput: String?
     /// How long a poll waits on the cluster for new frames. Default 0.5 s.
     public var pollWait: Duration = .milliseconds(500)
