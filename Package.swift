@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/weichsel/ZIPFoundation.git", from: "0.9.20"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        // Without its default trait SubprocessFoundation (Data inputs and outputs), which RayLAN does not use.
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2", traits: []),
     ],
     targets: [
         .target(
@@ -35,6 +37,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                // Short commands run for their output (ProcessGroup.capture).
+                .product(name: "Subprocess", package: "swift-subprocess"),
                 // Client-side downscale of JPEGs (DownscaledImage); macOS uses ImageIO instead.
                 .target(name: "CTurboJPEG", condition: .when(platforms: [.linux])),
             ],

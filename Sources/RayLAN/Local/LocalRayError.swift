@@ -15,8 +15,12 @@ public struct LocalRayError: RayLANError, Sendable {
 
         /// No Python environment with Ray where RayLAN looked, or its Python or Ray cannot be run.
         public static let pythonMissing = Code("python_missing")
-        /// A command could not be started at all (`posix_spawn` failed).
+        /// A command could not be started at all (`posix_spawn` failed), or swift-subprocess could not follow a
+        /// short command it started (read its output, wait for its exit).
         public static let spawnFailed = Code("spawn_failed")
+        /// A short command RayLAN runs for its output (a version probe, `nvidia-smi`) printed more than RayLAN
+        /// reads; it was killed with its process group.
+        public static let outputTooLarge = Code("output_too_large")
         /// `ray start` exited before the cluster answered. On a busy machine Ray can miss its own start-up
         /// deadlines; ``LocalRay/start(_:)`` tries again.
         public static let exitedDuringStart = Code("exited_during_start")

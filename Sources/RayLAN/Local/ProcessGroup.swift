@@ -54,6 +54,17 @@ public enum ProcessGroup {
     /// Starts `arguments` with `environment` in a new process group (its id is the returned pid), with
     /// stdin from /dev/null, stdout appended to `logFile` and stderr to `errorFile` (default: `logFile`).
     ///
+    /// It returns at once and leaves the process running, so that a leader such as `ray start` outlives the
+    /// raylan process. That is why it calls `posix_spawn` itself, not swift-subprocess (which runs the short
+    /// commands of `capture`): every `run` of swift-subprocess 1.0.2 returns only once the child has exited and
+    /// been reaped, and kills it if the calling task is cancelled; it has no way to start a process and let it go.
+    ///
+    /// - Parameters:
+    ///   - arguments: The command (a path, not looked up in `PATH`) and its arguments.
+    ///   - environment: Its whole environment.
+    ///   - logFile: Where its stdout goes (appended, created if missing).
+    ///   - errorFile: Where its stderr goes; nil: `logFile`.
+    /// - Returns: Its pid, which is also its process group's id.
     /// - Throws: a ``LocalRayError`` (`spawnFailed`) naming the command and errno.
     public static func spawn(
         _ arguments: [String], environment: [String: String], logFile: String, errorFile: String? = nil
