@@ -12,7 +12,7 @@ import Testing
 
 @testable import RayLAN
 
-extension RayClusterTests {
+extension OwnClusterTests {
     @Suite("Token authentication (Ray 2.60, RAY_AUTH_MODE=token)", .cluster(.tokenAuth))
     struct AuthTests {
         @Test("No token is a 401 error, a wrong token a 403 error, each saying what to do")

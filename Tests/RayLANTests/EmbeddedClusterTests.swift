@@ -4,7 +4,7 @@ import Testing
 
 @testable import RayLAN
 
-extension RayClusterTests {
+extension OwnClusterTests {
     @Suite("The embedded local Ray (no address given)")
     struct EmbeddedClusterTests {
         @Test(

@@ -3,9 +3,9 @@ import RayLAN
 import RayLANTesting
 import Testing
 
-/// Not nested in ``RayClusterTests``: the LAN runs beside its serialized suites (its clusters are in their
-/// own network namespaces, so their ports never meet), which takes its ten minutes out of the suite's wall time.
-enum SimulatedLANTests {
+/// Beside ``RayClusterTests`` (see ``OwnClusterTests``): the LAN's clusters are in network namespaces of their own,
+/// so their ports never meet the local ones.
+extension OwnClusterTests {
     /// A real (simulated) LAN: a head host, a worker host and a client, each in its own network, PID and
     /// mount namespace, joined by a bridge. Every Ray here is started by `raylan up` inside those hosts.
     @Suite("On a simulated LAN (network namespaces)")

@@ -299,7 +299,7 @@ struct ProcessSafetyTests {
     }
 }
 
-extension RayClusterTests {
+extension OwnClusterTests {
     @Suite("Process safety with a real embedded Ray")
     struct ProcessSafetyClusterTests {
         @Test(

@@ -155,12 +155,15 @@ def test_ray_head_serve_and_jobs_run_from_the_kit(installed, tmp_path):
      autoscaler_metrics, dashboard_metrics) = free_ports(12)
     env = {**os.environ, **NO_INDEX, "PATH": bin_dir + ":" + os.environ["PATH"], "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_AUTH_MODE": "disabled", "AUTOSCALER_METRIC_PORT": str(autoscaler_metrics),
+           # On loopback only, as RayLAN's own test clusters: Ray on Linux otherwise binds the LAN address.
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            "DASHBOARD_METRIC_PORT": str(dashboard_metrics), "YOLO_OFFLINE": "1",
            "YOLO_CONFIG_DIR": str(tmp_path / "ultralytics")}
     env.pop("RAY_ADDRESS", None)
     log = open(tmp_path / "ray-start.log", "w")
     ray = subprocess.Popen(
         [bin_dir + "/ray", "start", "--head", "--block", f"--temp-dir={temp}", f"--port={gcs}",
+         "--node-ip-address=127.0.0.1",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
          f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
          f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
