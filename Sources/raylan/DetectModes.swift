@@ -37,7 +37,9 @@ extension DetectCommand {
     }
 
     /// Every option that applies to some modes only. Options not listed (the model, `--conf`, `--iou`,
-    /// `--classes`, `--out`, `--annotate`, `--json`, the cluster's address and token) apply to every mode.
+    /// `--classes`, `--out`, `--annotate`, `--gpus-per-replica`, `--imgsz`, `--backend`, `--port`, `--json`, the
+    /// cluster's address and token) apply to every mode; `DetectModeTests` holds that list too, and fails on an
+    /// option that is in neither.
     static let modeOptions: [DetectModeOption] = [
         DetectModeOption(name: "--format", modes: [.images]) { $0.format != nil },
         DetectModeOption(name: "--report", modes: [.images, .videos]) { $0.report },
