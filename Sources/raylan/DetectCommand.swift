@@ -59,12 +59,13 @@ struct DetectCommand: AsyncParsableCommand {
     var annotate = false
     @Flag(name: .long, help: "Write report.html.") var report = false
     @Option(
-        name: .long, parsing: .unconditional, help: ArgumentHelp("Requests in flight (default 8).", valueName: "n"))
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp("Requests in flight (default \(DetectionRun.defaultConcurrency)).", valueName: "n"))
     var concurrency: Int?
     @Option(
         name: .long, parsing: .unconditional,
         help: ArgumentHelp(
-            "Images per request (one request costs the Serve proxy and the service less than several; default 8).",
+            "Images per request (one request costs the Serve proxy and the service less than several; default \(DetectionRun.defaultImagesPerRequest)).",
             valueName: "n"))
     var imagesPerRequest: Int?
     @Flag(
@@ -186,7 +187,8 @@ struct DetectCommand: AsyncParsableCommand {
                 let run = DetectionRun(
                     inputs: paths, output: URL(fileURLWithPath: out), service: service,
                     options: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), outputs: outputs,
-                    concurrency: concurrency ?? 8, imagesPerRequest: imagesPerRequest ?? 8, resume: resume,
+                    concurrency: concurrency ?? DetectionRun.defaultConcurrency,
+                    imagesPerRequest: imagesPerRequest ?? DetectionRun.defaultImagesPerRequest, resume: resume,
                     force: force,
                     key: try deployment.key(), maxSide: shrink.value)
                 let display = DetectProgressDisplay()

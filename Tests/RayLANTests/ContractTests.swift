@@ -37,8 +37,6 @@ struct ContractTests {
         return (normalized(golden), normalized(again))
     }
 
-    struct ErrorAnswer: Codable { var error: DetectionError }
-
     @Test(
         "Each golden file decodes into its Swift type and encodes back to the same JSON",
         arguments: ["detection_result.json", "frame_line.json", "frame_line_error.json", "error_answer.json"])
@@ -46,7 +44,7 @@ struct ContractTests {
         let (golden, again): (JSONValue, JSONValue)
         switch name {
         case "detection_result.json": (golden, again) = try Self.roundTrip(name, as: DetectionResult.self)
-        case "error_answer.json": (golden, again) = try Self.roundTrip(name, as: ErrorAnswer.self)
+        case "error_answer.json": (golden, again) = try Self.roundTrip(name, as: DetectionError.Answer.self)
         default: (golden, again) = try Self.roundTrip(name, as: FrameResult.self)
         }
         #expect(golden == again, "\(name): the cluster's \(golden)\nSwift's \(again)")

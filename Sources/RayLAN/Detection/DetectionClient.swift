@@ -91,8 +91,7 @@ public struct DetectionClient: Sendable {
         var result: Result<DetectionResult, DetectionError>
 
         init(from decoder: any Decoder) throws {
-            struct Failure: Decodable { var error: DetectionError }
-            if let failure = try? Failure(from: decoder) {
+            if let failure = try? DetectionError.Answer(from: decoder) {
                 result = .failure(failure.error)
             } else {
                 result = .success(try DetectionResult(from: decoder))
@@ -278,8 +277,7 @@ public struct DetectionClient: Sendable {
     }
 
     private func serverError(_ response: RayCluster.Response) -> DetectionError {
-        struct Failure: Decodable { var error: DetectionError }
-        if var error = try? JSONDecoder().decode(Failure.self, from: response.body).error {
+        if var error = try? JSONDecoder().decode(DetectionError.Answer.self, from: response.body).error {
             if error.code == .unauthorized { error.message += " (sent: \(endpoint.key?.description ?? "no key"))" }
             return error
         }

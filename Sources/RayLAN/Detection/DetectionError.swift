@@ -65,6 +65,12 @@ public struct DetectionError: RayLANError, Sendable, Codable, Hashable {
         self.message = message
     }
 
+    /// The service's body for a refused request or image, `{"error": {"code", "message"}}` (the cluster's
+    /// `contract.error_answer`).
+    struct Answer: Codable {
+        var error: DetectionError
+    }
+
     public var description: String { "\(code): \(message)" }
     public var isUsageError: Bool { code == .noInput || code == .resumeSettingsDiffer || code == .invalidMaxSide }
 }

@@ -121,10 +121,14 @@ public struct DetectionRun: Sendable {
     public var options: DetectionOptions
     /// Files besides the journal. Default none.
     public var outputs: Outputs
-    /// Requests in flight. Default 8.
+    /// Requests in flight. Default ``defaultConcurrency``.
     public var concurrency: Int
-    /// Images per request. Default 8.
+    /// Images per request. Default ``defaultImagesPerRequest``.
     public var imagesPerRequest: Int
+    /// Requests in flight when none is asked for: 8.
+    public static let defaultConcurrency = 8
+    /// Images per request when none is asked for: 8.
+    public static let defaultImagesPerRequest = 8
     /// Keep the journal's lines that stand (results, and errors that are the input's own: see
     /// ``DetectionRecord/isFinal``) and send only the inputs it lacks. Refused (``DetectionError``
     /// `resumeSettingsDiffer`) when the journal was written with other settings (``DetectionRecord/Settings``).
@@ -145,7 +149,8 @@ public struct DetectionRun: Sendable {
 
     public init(
         inputs: [String], output: URL, service: Service, options: DetectionOptions = DetectionOptions(),
-        outputs: Outputs = [], concurrency: Int = 8, imagesPerRequest: Int = 8, resume: Bool = false,
+        outputs: Outputs = [], concurrency: Int = defaultConcurrency, imagesPerRequest: Int = defaultImagesPerRequest,
+        resume: Bool = false,
         force: Bool = false, key: ServiceKey? = nil, maxSide: MaxSide = .auto
     ) {
         self.force = force
