@@ -186,6 +186,57 @@ struct HTTPClientTests {
         }
     }
 
+    @Test(
+        "More requests than connections, to a slow server: each waits its turn, past the connect timeout, and all are answered"
+    )
+    func moreRequestsThanConnections() async throws {
+        // Each answer takes 1 s, twice the connect timeout; 2 connections for 6 requests. AsyncHTTPClient's own
+        // queue would fail the waiting requests once they had waited for the connect timeout.
+        let answer = FakeHTTPServer.Answer(status: 200, body: "{}", delay: 1)
+        try await FakeHTTPServer.with([answer]) { server in
+            let configuration = RayCluster.Configuration(
+                timeouts: .init(connect: .milliseconds(500)), requestsInFlightPerServer: 2)
+            try await RayCluster.withConnection(to: server.address, configuration: configuration) { cluster in
+                let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                    for _ in 0..<6 { group.addTask { try await cluster.send(.GET, "/api/version").status } }
+                    return try await group.reduce(into: [Int]()) { $0.append($1) }
+                }
+                #expect(statuses == Array(repeating: 200, count: 6))
+                let requests = server.requests
+                #expect(requests.count == 6)
+                #expect(requests.map(\.inFlight).max() == 2, "\(requests.map(\.inFlight))")
+            }
+        }
+    }
+
+    @Test("A request waiting for its turn ends when its task is cancelled, and never takes a turn")
+    func cancelledWhileWaiting() async throws {
+        let turns = InFlightLimit(1)
+        let (released, release) = AsyncStream.makeStream(of: Void.self)
+        let (enteredSignal, entered) = AsyncStream.makeStream(of: Void.self)
+        let ran = LockedBox<[String]>([])
+        let holder = Task {
+            try await turns.withTurn {
+                entered.yield()
+                for await _ in released { break }
+                ran.withLock { $0.append("holder") }
+            }
+        }
+        for await _ in enteredSignal { break }
+        let waiter = Task {
+            try await turns.withTurn { ran.withLock { $0.append("waiter") } }
+        }
+        while turns.waiting == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        waiter.cancel()
+        await #expect(throws: CancellationError.self) { try await waiter.value }
+        #expect(turns.waiting == 0)
+        release.yield()
+        try await holder.value
+        // The turn is free again: a new request takes it at once.
+        try await turns.withTurn { ran.withLock { $0.append("next") } }
+        #expect(ran.withLock { $0 } == ["holder", "next"])
+    }
+
     @Test("A service that keeps answering 503 ends named after the configured tries and shed-wait")
     func exhausted() async throws {
         try await FakeHTTPServer.with([FakeHTTPServer.Answer(status: 503, body: "busy")]) { server in

@@ -38,13 +38,18 @@ extension RayCluster {
         /// The `User-Agent` header. Ray refuses POSTs from agents that start with "Mozilla", so this
         /// must not. Default `RayLAN/<version>`.
         public var userAgent: String
+        /// The most requests on the wire to one server (the dashboard, a Serve proxy) at a time, each on its
+        /// own connection. Further requests wait their turn, first come first served; the wait counts toward
+        /// their own time limit. Values below 1 count as 1. Default 256.
+        public var requestsInFlightPerServer: Int
 
         public init(
             token: AuthToken? = nil, timeouts: Timeouts = Timeouts(),
-            userAgent: String = "RayLAN/\(RayLANVersion.current)"
+            userAgent: String = "RayLAN/\(RayLANVersion.current)", requestsInFlightPerServer: Int = 256
         ) {
             self.token = token
             self.timeouts = timeouts
+            self.requestsInFlightPerServer = requestsInFlightPerServer
             self.userAgent = userAgent.hasPrefix("Mozilla") ? "RayLAN/\(RayLANVersion.current)" : userAgent
         }
     }

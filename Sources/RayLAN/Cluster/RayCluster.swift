@@ -24,6 +24,9 @@ public final class RayCluster: Sendable {
     let logger: Logger
     let http: HTTPClient
     private let cachedInfo = LockedBox<ServerInfo?>(nil)
+    /// One turn-taker per server: at most ``Configuration/requestsInFlightPerServer`` requests on the wire to it.
+    private let inFlight = LockedBox<[ClusterAddress: InFlightLimit]>([:])
+    private let requestsInFlightPerServer: Int
 
     /// Creates a connection. No network traffic happens until the first request.
     ///
@@ -32,6 +35,7 @@ public final class RayCluster: Sendable {
         self.address = address
         self.configuration = configuration
         self.logger = logger ?? Logger(label: "raylan", factory: { _ in SwiftLogNoOpLogHandler() })
+        self.requestsInFlightPerServer = max(1, configuration.requestsInFlightPerServer)
         var httpConfiguration = HTTPClient.Configuration()
         // The read timeout is AsyncHTTPClient's idle timer: started when the request is sent, restarted by
         // every part of the answer (head and each body chunk), so it also ends a body that stalls midway. The
@@ -40,8 +44,10 @@ public final class RayCluster: Sendable {
         httpConfiguration.timeout = .init(connect: .init(configuration.timeouts.connect), read: idle, write: idle)
         httpConfiguration.redirectConfiguration = .disallow
         // Detection keeps many requests in flight to one Serve proxy; AsyncHTTPClient's default of 8
-        // connections per host would queue the rest (and fail them after the connect timeout).
-        httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
+        // connections per host would queue the rest, and fail them once they waited for the connect timeout
+        // (3 s), however long their own timeout. RayLAN's own turn-taking (`execute`) keeps the requests to one
+        // server within this limit, so a request never waits in AsyncHTTPClient's queue.
+        httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = requestsInFlightPerServer
         // A refused connection is an answer (nothing listens there), given at once: AsyncHTTPClient would
         // otherwise try again until the connect timeout and only then fail. RayLAN's callers decide what to
         // retry (``DetectionClient/RetryPolicy``, the waits for a starting cluster).
@@ -180,11 +186,21 @@ public final class RayCluster: Sendable {
             request.body = .bytes(ByteBuffer(bytes: body))
         }
         let limit = timeout ?? configuration.timeouts.request
+        // The request's time starts now and includes any wait for its turn: a turn ends when its answer's
+        // body is read, as the connection is busy until then.
+        let deadline = NIODeadline.now() + TimeAmount(limit)
+        let serverAddress: ClusterAddress
+        switch server {
+        case .dashboard: serverAddress = address
+        case .serveProxy(let proxy): serverAddress = proxy
+        }
         let response: HTTPClientResponse
         let bytes: ByteBuffer
         do {
-            response = try await http.execute(request, timeout: .init(limit))
-            bytes = try await response.body.collect(upTo: maxResponseBytes)
+            (response, bytes) = try await turns(for: serverAddress).withTurn {
+                let response = try await http.execute(request, deadline: deadline)
+                return (response, try await response.body.collect(upTo: maxResponseBytes))
+            }
         } catch is CancellationError {
             throw CancellationError()
         } catch is NIOTooManyBytesError {
@@ -207,6 +223,16 @@ public final class RayCluster: Sendable {
         case 401: throw ClusterError.unauthorized(address, body: result.text)
         case 403: throw ClusterError.forbidden(address, tokenSource: configuration.token?.source, body: result.text)
         default: return result
+        }
+    }
+
+    /// The turn-taker for requests to `server`.
+    func turns(for server: ClusterAddress) -> InFlightLimit {
+        inFlight.withLock { limits in
+            if let limit = limits[server] { return limit }
+            let limit = InFlightLimit(requestsInFlightPerServer)
+            limits[server] = limit
+            return limit
         }
     }
 

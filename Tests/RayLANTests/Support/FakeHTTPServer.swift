@@ -26,9 +26,11 @@ final class FakeHTTPServer: Sendable {
         var streamedBytes: Int?
         /// Stop after the head and `body`, and send nothing more.
         var stall = false
+        /// Seconds to wait before answering.
+        var delay: Double?
 
         enum CodingKeys: String, CodingKey {
-            case status, headers, body, stall
+            case status, headers, body, stall, delay
             case contentLength = "content_length"
             case streamedBytes = "streamed_bytes"
         }
@@ -41,6 +43,13 @@ final class FakeHTTPServer: Sendable {
         var method: String
         var path: String
         var body: String
+        /// The requests received and not yet answered when this one arrived, itself included.
+        var inFlight: Int
+
+        enum CodingKeys: String, CodingKey {
+            case t, method, path, body
+            case inFlight = "in_flight"
+        }
     }
 
     let process: RunningCommand
@@ -125,6 +134,7 @@ final class FakeHTTPServer: Sendable {
         log = open(os.path.join(folder, "requests.jsonl"), "a", buffering=1)
         lock = threading.Lock()
         count = [0]
+        in_flight = [0]
 
         def read_request(conn, buf):
             while b"\r\n\r\n" not in buf:
@@ -148,7 +158,9 @@ final class FakeHTTPServer: Sendable {
             with lock:
                 index = count[0]
                 count[0] += 1
-                entry = {"t": time.time(), "method": method, "path": path, "body": body.decode("utf-8", "replace")}
+                in_flight[0] += 1
+                entry = {"t": time.time(), "method": method, "path": path, "body": body.decode("utf-8", "replace"),
+                         "in_flight": in_flight[0]}
                 log.write(json.dumps(entry) + "\n")
             return index
 
@@ -161,6 +173,8 @@ final class FakeHTTPServer: Sendable {
                         return
                     index = record(request[1], request[2])
                     answer = config[min(index, len(config) - 1)]
+                    if answer.get("delay"):
+                        time.sleep(answer["delay"])
                     body = answer.get("body", "").encode()
                     head = f"HTTP/1.1 {answer['status']} Answer\r\n"
                     for key, value in answer.get("headers", {}).items():
@@ -170,6 +184,8 @@ final class FakeHTTPServer: Sendable {
                         head += f"Content-Length: {answer.get('content_length', len(body))}\r\n"
                     else:
                         head += "Connection: close\r\n"
+                    with lock:  # before the answer leaves, so that no later request can overlap this one
+                        in_flight[0] -= 1
                     conn.sendall(head.encode() + b"\r\n" + body)
                     if answer.get("stall"):
                         time.sleep(3600)
