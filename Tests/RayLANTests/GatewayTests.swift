@@ -225,6 +225,38 @@ extension RayClusterTests.Main {
             }
         }
 
+        @Test(
+            "RayLAN's cluster code is staged once per connection: asked again, it is neither staged nor sent; an edited file stages anew"
+        )
+        func codeStagedOncePerConnection() async throws {
+            let folder = try TestEnvironment.makeTemporaryDirectory("raylan-staged-code")
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let code = ClusterCode(directory: folder.appendingPathComponent("cluster"))
+            try FileManager.default.copyItem(at: try ClusterCode.locate().directory, to: code.directory)
+            try await requireCluster().withConnection { cluster in
+                let said = LockedBox<[String]>([])
+                func stage() async throws -> StagedCode {
+                    try await cluster.stageCode(code, model: nil) { line in said.withLock { $0.append(line) } }
+                }
+                let first = try await stage()
+                #expect(said.withLock { $0.count } == 1, "\(said.withLock { $0 })")
+                #expect(try await cluster.hasPackage(named: first.packageName))
+                let again = try await stage()
+                #expect(again == first)
+                #expect(said.withLock { $0.count } == 1, "staged again: \(said.withLock { $0 })")
+
+                let edited = code.directory.appendingPathComponent("raylan_common/contract.py")
+                let handle = try FileHandle(forWritingTo: edited)
+                try handle.seekToEnd()
+                try handle.write(contentsOf: Data("\n# edited by the staging test\n".utf8))
+                try handle.close()
+                let afterEdit = try await stage()
+                #expect(afterEdit.uri != first.uri)
+                #expect(said.withLock { $0.last?.contains("Uploaded RayLAN's cluster code") } == true)
+                #expect(try await cluster.hasPackage(named: afterEdit.packageName))
+            }
+        }
+
         @Test("500 concurrent calls are all answered")
         func manyCalls() async throws {
             try await requireCluster().withConnection { cluster in

@@ -27,6 +27,9 @@ public final class RayCluster: Sendable {
     /// One turn-taker per server: at most ``Configuration/requestsInFlightPerServer`` requests on the wire to it.
     private let inFlight = LockedBox<[ClusterAddress: InFlightLimit]>([:])
     private let requestsInFlightPerServer: Int
+    /// RayLAN's cluster code as this connection uploaded it, by code folder and model file
+    /// (``stageCode(_:model:progress:)``).
+    let stagedCode = LockedBox<[StagedCode.Key: (stamp: [String], code: StagedCode)]>([:])
 
     /// Creates a connection. No network traffic happens until the first request.
     ///

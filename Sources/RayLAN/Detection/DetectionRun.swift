@@ -191,7 +191,7 @@ public struct DetectionRun: Sendable {
                     + "hold some, or globs.")
         }
         let model = try service.model()
-        let plan = try makePlan(on: cluster, status: try await cluster.serveStatus(), model: model)
+        let plan = try service.plan(on: cluster, status: try await cluster.serveStatus(), model: model)
         let settings = plan.settings(options, maxSide: maxSide)
         var earlier: [DetectionRecord] = []
         var isNewJournal = !resume
@@ -203,7 +203,7 @@ public struct DetectionRun: Sendable {
                 isNewJournal = true
             }
         }
-        var client = try await ensureService(plan, on: cluster, events: events)
+        var client = try await service.ensure(plan, key: key, on: cluster, events: events)
         client.maxSide = try await resolveMaxSide(with: client)
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         // The service runs: only now does the previous journal make way (kept as detections.jsonl.1).
@@ -271,7 +271,7 @@ public struct DetectionRun: Sendable {
             seconds: progress.seconds, imagesPerSecond: progress.imagesPerSecond, out: output.path)
     }
 
-    /// What ``ensureService(_:on:events:)`` will do, decided from Serve's status before anything is written.
+    /// What ``Service/ensure(_:key:on:events:)`` will do, decided from Serve's status before anything is written.
     struct Plan {
         /// The model the run's lines record.
         var model: DetectionDeployment.ModelIdentity?
@@ -286,52 +286,6 @@ public struct DetectionRun: Sendable {
                 model: model, options: options,
                 imageSize: application.map(\.deployedImageSize) ?? deployment?.imageSize, maxSide: maxSide)
         }
-    }
-
-    /// Reuse the application when it runs the model; else deploy it (``Service/deployIfNeeded(_:httpPort:)``)
-    /// or refuse (``Service/running(_:model:)``).
-    func makePlan(
-        on cluster: RayCluster, status: ServeStatus, model: DetectionDeployment.ModelIdentity?
-    ) throws -> Plan {
-        let running = status.applications[service.application].flatMap { $0.status == .running ? $0 : nil }
-        switch service {
-        case .running(let name, let expected):
-            guard let running else { throw ServeError.notDeployed(name, on: cluster.address) }
-            if let expected, running.modelIdentity != expected {
-                let actual =
-                    running.modelIdentity?.description ?? "unrecorded (deployed without RayLAN's model identity)"
-                throw ServeError(
-                    .modelMismatch, "The detection service '\(name)' runs the model \(actual), not \(expected)",
-                    remedy: "Run detect without --no-deploy to redeploy it with this model, or pass the model it runs.")
-            }
-            return Plan(model: expected ?? running.modelIdentity, application: running, status: status)
-        case .deployIfNeeded(let deployment, let httpPort):
-            if let running, running.modelIdentity == model {
-                return Plan(model: model, application: running, status: status)
-            }
-            return Plan(model: model, status: status, deployment: deployment, httpPort: httpPort)
-        }
-    }
-
-    /// A client for the service, deploying it first when the plan says so.
-    func ensureService(_ plan: Plan, on cluster: RayCluster, events: @Sendable (Event) -> Void) async throws
-        -> DetectionClient
-    {
-        guard let deployment = plan.deployment else {
-            var endpoint = try cluster.serveEndpoint(for: service.application, in: plan.status)
-            if let key { endpoint.key = key }
-            return DetectionClient(cluster: cluster, endpoint: endpoint)
-        }
-        events(.deploying(deployment))
-        if let other = plan.status.applications[deployment.name], let model = plan.model, other.modelIdentity != model {
-            events(
-                .deployStep(
-                    "'\(deployment.name)' runs \(other.modelIdentity?.description ?? "an unrecorded model"); "
-                        + "redeploying it with \(model)."))
-        }
-        try await cluster.deploy(
-            deployment, identity: plan.model, httpPort: plan.httpPort, progress: { events(.deployStep($0)) })
-        return try await DetectionClient(cluster: cluster, application: deployment.name, key: key)
     }
 
     /// The pixels ``maxSide`` stands for with the service: for ``MaxSide/auto`` its model's input size, or nil
@@ -477,5 +431,52 @@ extension DetectionRun.Service {
         case .running(_, let model): model
         case .deployIfNeeded(let deployment, _): try deployment.modelIdentity()
         }
+    }
+
+    /// Reuse the application when it runs the model; else deploy it (``Service/deployIfNeeded(_:httpPort:)``)
+    /// or refuse (``Service/running(_:model:)``).
+    func plan(
+        on cluster: RayCluster, status: ServeStatus, model: DetectionDeployment.ModelIdentity?
+    ) throws -> DetectionRun.Plan {
+        let running = status.applications[application].flatMap { $0.status == .running ? $0 : nil }
+        switch self {
+        case .running(let name, let expected):
+            guard let running else { throw ServeError.notDeployed(name, on: cluster.address) }
+            if let expected, running.modelIdentity != expected {
+                let actual =
+                    running.modelIdentity?.description ?? "unrecorded (deployed without RayLAN's model identity)"
+                throw ServeError(
+                    .modelMismatch, "The detection service '\(name)' runs the model \(actual), not \(expected)",
+                    remedy: "Run detect without --no-deploy to redeploy it with this model, or pass the model it runs.")
+            }
+            return DetectionRun.Plan(model: expected ?? running.modelIdentity, application: running, status: status)
+        case .deployIfNeeded(let deployment, let httpPort):
+            if let running, running.modelIdentity == model {
+                return DetectionRun.Plan(model: model, application: running, status: status)
+            }
+            return DetectionRun.Plan(model: model, status: status, deployment: deployment, httpPort: httpPort)
+        }
+    }
+
+    /// A client for the service, deploying it first when the plan says so.
+    func ensure(
+        _ plan: DetectionRun.Plan, key: ServiceKey?, on cluster: RayCluster,
+        events: @Sendable (DetectionRun.Event) -> Void
+    ) async throws -> DetectionClient {
+        guard let deployment = plan.deployment else {
+            var endpoint = try cluster.serveEndpoint(for: application, in: plan.status)
+            if let key { endpoint.key = key }
+            return DetectionClient(cluster: cluster, endpoint: endpoint)
+        }
+        events(.deploying(deployment))
+        if let other = plan.status.applications[deployment.name], let model = plan.model, other.modelIdentity != model {
+            events(
+                .deployStep(
+                    "'\(deployment.name)' runs \(other.modelIdentity?.description ?? "an unrecorded model"); "
+                        + "redeploying it with \(model)."))
+        }
+        try await cluster.deploy(
+            deployment, identity: plan.model, httpPort: plan.httpPort, progress: { events(.deployStep($0)) })
+        return try await DetectionClient(cluster: cluster, application: deployment.name, key: key)
     }
 }

@@ -56,33 +56,13 @@ extension RayCluster {
         _ deployment: GatewayDeployment = GatewayDeployment(), code: ClusterCode? = nil, httpPort: Int = 8000,
         httpHost: String? = nil, timeout: Duration = .seconds(300), progress: @Sendable (String) -> Void = { _ in }
     ) async throws -> ServeEndpoint {
-        // The cluster's own address is judged before any request; Serve's proxy once its status is read.
+        // The cluster's own address is judged before any request; Serve's proxy once its status is read
+        // (``GatewayDeployment/refusal(on:serve:httpHost:)``).
         if deployment.access == .open && !address.isLoopback {
             throw Self.openRefused(reachableAt: address.host)
         }
-        let current = try await serveStatus()
-        if deployment.access == .open,
-            let place = Self.openGatewayExposure(clusterHost: address.host, serve: current, httpHost: httpHost)
-        {
-            throw Self.openRefused(reachableAt: place)
-        }
-        let code = try code ?? ClusterCode.locate()
-        let staged = try code.stage(model: nil)
-        defer { try? FileManager.default.removeItem(at: staged.folder) }
-        let package = try WorkingDirectoryPackage.scan(staged.folder)
-        if let running = current.applications[deployment.name], running.status == .running,
-            running.deployedAppConfig?["runtime_env"]?["working_dir"]?.stringValue == package.uri,
-            deployment.limitArguments.allSatisfy({ running.deployedAppConfig?["args"]?[$0.key] == $0.value }),
-            Self.accessMatches(deployment.access, running, token: configuration.token)
-        {
-            return try serveEndpoint(for: deployment.name, in: current)
-        }
-        let upload = try await uploadIfNeeded(package)
-        progress("Deploying the gateway '\(deployment.name)' (code \(upload.uri)).")
-        try await writeApplication(deployment.name, access: deployment.access, httpPort: httpPort, httpHost: httpHost) {
-            deployment.applicationConfig(workingDirectoryURI: upload.uri, keyArguments: $0)
-        }
-        _ = try await waitUntilRunning(deployment.name, timeout: timeout, progress: progress)
+        try await ensure(
+            deployment, code: code, httpPort: httpPort, httpHost: httpHost, timeout: timeout, progress: progress)
         return try await serveEndpoint(for: deployment.name)
     }
 
@@ -115,21 +95,11 @@ extension RayCluster {
         return ClusterAddress.isLoopbackHost(proxyHost) ? nil : "Serve's proxy on \(proxyHost)"
     }
 
-    private static func openRefused(reachableAt place: String) -> GatewayError {
+    static func openRefused(reachableAt place: String) -> GatewayError {
         GatewayError(
             .openRefused,
             "A gateway without a key runs code for anyone who reaches it, and this cluster is reachable beyond this "
                 + "machine (\(place))",
             remedy: "Deploy it with a key (the default); clients read the key from the deployed config.")
-    }
-
-    private static func accessMatches(
-        _ access: ServiceAccess, _ running: ServeStatus.Application, token: AuthToken?
-    ) -> Bool {
-        switch access {
-        case .key: ServiceKey.deployed(in: running, token: token) != nil
-        case .givenKey(let key): ServiceKey.deployedVerifier(in: running) == key.verifier
-        case .open: ServiceKey.deployedVerifier(in: running) == nil
-        }
     }
 }

@@ -9,9 +9,8 @@ enum OnClusterWork {
         _ service: DetectionRun.Service, key: ServiceKey?, on cluster: RayCluster,
         progress: @Sendable (String) -> Void
     ) async throws -> String {
-        let run = DetectionRun(inputs: [], output: URL(fileURLWithPath: "/"), service: service, key: key)
-        let plan = try run.makePlan(on: cluster, status: try await cluster.serveStatus(), model: try service.model())
-        _ = try await run.ensureService(plan, on: cluster) { event in
+        let plan = try service.plan(on: cluster, status: try await cluster.serveStatus(), model: try service.model())
+        _ = try await service.ensure(plan, key: key, on: cluster) { event in
             switch event {
             case .deploying(let deployment): progress("Deploying the detection service '\(deployment.name)'…")
             case .deployStep(let step): progress(step)
@@ -33,12 +32,11 @@ enum OnClusterWork {
     static func gateway(
         on cluster: RayCluster, model: String?, httpPort: Int, progress: @Sendable (String) -> Void
     ) async throws -> (gateway: Gateway, model: String?) {
-        let code = try ClusterCode.locate()
         let isLocalFile = model.map { FileManager.default.fileExists(atPath: $0) } ?? false
-        let staged = try code.stage(model: isLocalFile ? model : nil)
-        defer { try? FileManager.default.removeItem(at: staged.folder) }
-        let gateway = try await cluster.gateway(
-            workingDirectory: staged.folder, httpPort: httpPort, progress: progress)
+        var gateway = try await cluster.gateway(httpPort: httpPort, progress: progress)
+        let staged = try await cluster.stageCode(
+            try ClusterCode.locate(), model: isLocalFile ? model : nil, progress: progress)
+        gateway.runtime.workingDirectoryURI = staged.uri
         return (gateway, staged.modelArgument ?? model)
     }
 }

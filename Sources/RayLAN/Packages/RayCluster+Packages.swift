@@ -15,7 +15,12 @@ extension RayCluster {
     /// Whether the cluster already holds `package` (`GET /api/packages/gcs/<name>`; this also pins it on
     /// the cluster for 10 minutes).
     public func hasPackage(_ package: WorkingDirectoryPackage) async throws -> Bool {
-        let path = "/api/packages/gcs/\(package.name)"
+        try await hasPackage(named: package.name)
+    }
+
+    /// ``hasPackage(_:)`` by the package's name, `_ray_pkg_<hash>.zip`.
+    func hasPackage(named name: String) async throws -> Bool {
+        let path = "/api/packages/gcs/\(name)"
         let check = try await send(.GET, path)
         switch check.status {
         case 200: return true

@@ -46,6 +46,29 @@ public struct ClusterCode: Sendable, Hashable {
             remedy: "Run the raylan built in the RayLAN checkout, or set RAYLAN_CLUSTER_DIR to its cluster/ folder.")
     }
 
+    /// The Python packages a staged folder holds, where the `cluster/` folder has them.
+    static let packages = ["raylan_common", "raylan_detect", "raylan_gateway", "raylan_bench", "raylan_doctor"]
+
+    /// What ``stage(model:extra:)`` would copy, as each file's path, size and modification time: equal stamps
+    /// stage equal folders. Reads metadata only, never the files.
+    func stamp(model: String?) -> [String] {
+        let fileManager = FileManager.default
+        func stamp(_ path: String) -> String {
+            let attributes = try? fileManager.attributesOfItem(atPath: path)
+            let size = (attributes?[.size] as? NSNumber)?.int64Value ?? -1
+            let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? -1
+            return "\(path)\t\(size)\t\(modified)"
+        }
+        var stamps: [String] = []
+        for package in Self.packages {
+            let source = directory.appendingPathComponent(package).path
+            let names = (try? fileManager.contentsOfDirectory(atPath: source)) ?? []
+            stamps += names.filter { $0.hasSuffix(".py") }.sorted().map { stamp(source + "/" + $0) }
+        }
+        if let model { stamps.append(stamp(model)) }
+        return stamps
+    }
+
     /// A folder holding what a working directory on the cluster needs: the Python packages (`raylan_common/`,
     /// `raylan_detect/`, `raylan_gateway/`,
     /// `raylan_bench/`), `models/<file>` when the model is a local file, and `extra` files at the given
@@ -57,7 +80,7 @@ public struct ClusterCode: Sendable, Hashable {
         let folder = fileManager.temporaryDirectory.appendingPathComponent(
             "raylan-serve-\(UUID().uuidString.prefix(8))")
         try fileManager.createDirectory(at: folder, withIntermediateDirectories: true)
-        for package in ["raylan_common", "raylan_detect", "raylan_gateway", "raylan_bench", "raylan_doctor"] {
+        for package in Self.packages {
             let source = directory.appendingPathComponent(package)
             guard fileManager.fileExists(atPath: source.path) else { continue }
             let target = folder.appendingPathComponent(package)

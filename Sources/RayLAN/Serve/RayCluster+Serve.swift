@@ -47,32 +47,11 @@ extension RayCluster {
         progress: @Sendable (String) -> Void = { _ in }
     ) async throws -> ServeStatus.Application {
         try deployment.validate()
-        let identity = try identity ?? deployment.modelIdentity()
-        let code = try code ?? ClusterCode.locate()
-        let staged = try code.stage(model: deployment.isLocalFile ? deployment.model : nil)
-        defer { try? FileManager.default.removeItem(at: staged.folder) }
-        let package = try WorkingDirectoryPackage.scan(staged.folder)
-        let upload: PackageUpload
-        do {
-            upload = try await uploadIfNeeded(package)
-        } catch let error as PackageError where error.code == .tooLarge {
-            throw ServeError(
-                .invalidModel,
-                "The model '\(deployment.model)' and the service code zip to more than Ray's 100 MiB upload cap",
-                remedy:
-                    "Copy the model to the cluster and pass its path there, or use a name Ultralytics downloads (e.g. yolo11s.pt)."
-            )
-        }
-        progress("Uploaded the service as \(upload.uri)\(upload.uploaded ? "" : " (already on the cluster)").")
-
-        try await writeApplication(
-            deployment.name, access: deployment.access, httpPort: httpPort, httpHost: httpHost
-        ) { keyArguments in
-            deployment.applicationConfig(
-                workingDirectoryURI: upload.uri, modelArgument: staged.modelArgument ?? deployment.model,
-                keyArguments: keyArguments, identity: identity)
-        }
-        return try await waitUntilRunning(deployment.name, identity: identity, timeout: timeout, progress: progress)
+        let application = DetectionServiceApplication(
+            deployment: deployment, identity: try identity ?? deployment.modelIdentity())
+        return try await ensure(
+            application, code: code, httpPort: httpPort, httpHost: httpHost, redeploy: true, timeout: timeout,
+            progress: progress)
     }
 
     /// Writes application `name` into Serve's config, every other application kept as deployed (Serve's PUT is
