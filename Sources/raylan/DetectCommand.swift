@@ -218,7 +218,9 @@ struct ClassIDs: ExpressibleByArgument {
         let ids = argument.split(separator: ",", omittingEmptySubsequences: false).map {
             Int($0.trimmingCharacters(in: .whitespaces))
         }
-        guard !ids.isEmpty, ids.allSatisfy({ ($0 ?? -1) >= 0 }) else { return nil }
+        guard !ids.isEmpty, ids.allSatisfy({ (0..<DetectionOptions.classIDLimit).contains($0 ?? -1) }) else {
+            return nil
+        }
         self.ids = ids.compactMap { $0 }
     }
 }

@@ -58,7 +58,7 @@ struct ContractTests {
         #expect(
             files.sorted() == [
                 "detection_result.json", "error_answer.json", "error_codes.json", "frame_line.json",
-                "frame_line_error.json",
+                "frame_line_error.json", "vocabulary.json",
             ])
     }
 
@@ -97,5 +97,34 @@ struct ContractTests {
         let failed = try JSONDecoder().decode(
             FrameResult.self, from: Data(contentsOf: Self.folder.appendingPathComponent("frame_line_error.json")))
         #expect(failed.error?.code.rawValue == "detection_failed" && failed.detections.isEmpty)
+    }
+
+    /// `contracts/vocabulary.json`, as written.
+    struct Vocabulary: Decodable {
+        var backends: [String]
+        var trackers: [String]
+        var classIDLimit: Int
+        var imageSuffixes: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case backends, trackers
+            case classIDLimit = "class_id_limit"
+            case imageSuffixes = "image_suffixes"
+        }
+    }
+
+    @Test("The backends, trackers, class id limit and image suffixes are the cluster code's")
+    func vocabulary() async throws {
+        let words = try JSONDecoder().decode(
+            Vocabulary.self, from: Data(contentsOf: Self.folder.appendingPathComponent("vocabulary.json")))
+        #expect(DetectionDeployment.Backend.allCases.map(\.rawValue) == words.backends)
+        #expect(VideoOptions.Tracker.allCases.map(\.rawValue) == words.trackers)
+        #expect(DetectionOptions.classIDLimit == words.classIDLimit)
+        #expect(DetectionInput.imageExtensions == Set(words.imageSuffixes.map { String($0.dropFirst()) }))
+        // The CLI refuses a class id the cluster would refuse, before anything is sent.
+        let tooHigh = try await CommandRunner.raylan(
+            ["detect", "a.jpg", "--classes", "0,\(words.classIDLimit)", "--address", "127.0.0.1:9"])
+        #expect(tooHigh.status == 64, "\(tooHigh)")
+        #expect(tooHigh.stderr.contains("--classes"), "\(tooHigh)")
     }
 }

@@ -15,6 +15,23 @@ from __future__ import annotations
 import base64
 from typing import Any, Iterable, Mapping
 
+# The words both sides use, one list each (`contracts/vocabulary.json`; Swift: DetectionDeployment.Backend,
+# VideoOptions.Tracker, DetectionOptions.classIDLimit, DetectionInput.imageExtensions).
+#: What runs the model: the tensor backend where it agrees with Ultralytics' predictor (auto), or either one.
+BACKENDS = ("auto", "tensor", "ultralytics")
+#: Ultralytics' multi-object trackers.
+TRACKERS = ("bytetrack", "botsort")
+#: Class ids are whole numbers from 0 to this, exclusive (an int32, as the model's tensors hold them).
+CLASS_ID_LIMIT = 2**31
+#: The file suffixes a folder or a glob contributes as images.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def backend_error(kind: Any) -> ValueError:
+    """The one-line error for a backend not in BACKENDS."""
+    return ValueError(f"backend must be {', '.join(BACKENDS[:-1])} or {BACKENDS[-1]}, not {kind!r}")
+
+
 # shape -> (required keys, optional keys)
 SHAPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # Swift: Detection. track_id only on tracked video frames (null where the tracker holds no confirmed track).

@@ -72,7 +72,7 @@ DEFAULT_MAX_FRAMES = 64
 #: Largest request body, in bytes. Override with the deployment's max_body_bytes.
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 #: Largest class id accepted in `classes` (exclusive).
-CLASS_ID_LIMIT = 2**31
+CLASS_ID_LIMIT = contract.CLASS_ID_LIMIT
 
 
 api = FastAPI(title="RayLAN detection service")
@@ -437,8 +437,8 @@ def build(args: dict) -> Any:
 
 def backend_kind(args: dict) -> str:
     kind = str(args.get("backend") or "auto")
-    if kind not in ("auto", "tensor", "ultralytics"):
-        raise ValueError(f"backend must be auto, tensor or ultralytics, not {kind!r}")
+    if kind not in contract.BACKENDS:
+        raise contract.backend_error(kind)
     return kind
 
 

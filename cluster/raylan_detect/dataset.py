@@ -52,12 +52,14 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from raylan_common import contract
+
 from .backend import Options, predict_each
 from .codec import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, ImageError, configure_pil, inspect
 from .session import DEFAULT_LEASE_S, Session, SessionError, check_lease, write_line
 
 #: What a folder search picks (lower-cased suffixes). Named files are taken whatever their suffix.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+IMAGE_SUFFIXES = contract.IMAGE_SUFFIXES
 JOURNAL = "detections.jsonl"
 SUMMARY = "summary.json"
 ANNOTATED = "annotated"
@@ -429,8 +431,8 @@ class DatasetSession(Session):
             raise ValueError("every path must be a non-empty string")
         if not isinstance(model, str) or not model.strip():
             raise ValueError("model must be the path of a model file (.pt or .onnx)")
-        if backend not in ("auto", "tensor", "ultralytics"):
-            raise ValueError(f"backend must be auto, tensor or ultralytics, not {backend!r}")
+        if backend not in contract.BACKENDS:
+            raise contract.backend_error(backend)
         # Whole numbers may come as JSON's 16.0: taken as 16.
         imgsz, batch_size, actors = whole(imgsz), whole(batch_size), whole(actors)
         classes = [whole(c) for c in classes] if isinstance(classes, (list, tuple)) else classes
@@ -440,7 +442,7 @@ class DatasetSession(Session):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a number from 0 to 1, not {value!r}")
         if classes is not None and (not isinstance(classes, (list, tuple)) or not all(
-                isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 2**31 for c in classes)):
+                isinstance(c, int) and not isinstance(c, bool) and 0 <= c < contract.CLASS_ID_LIMIT for c in classes)):
             raise ValueError(f"classes must be a list of class ids (whole numbers from 0), not {classes!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 1024:
             raise ValueError(f"batch_size must be from 1 to 1024, not {batch_size!r}")

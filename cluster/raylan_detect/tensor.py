@@ -358,8 +358,8 @@ def load_backend(kind: str, source: str, imgsz: int | None = None, device: str |
     the Ultralytics backend, also when the tensor backend cannot load or run the model."""
     from .backend import Backend
 
-    if kind not in ("auto", "tensor", "ultralytics"):
-        raise ValueError(f"backend must be auto, tensor or ultralytics, not {kind!r}")
+    if kind not in contract.BACKENDS:
+        raise contract.backend_error(kind)
     if kind == "ultralytics":
         return Backend(source, imgsz=imgsz, device=device, half=half), "asked for"
     if kind == "tensor":

@@ -59,8 +59,8 @@ from raylan_common import contract
 
 from .session import DEFAULT_LEASE_S, Session, SessionError, check_lease, write_line
 
-TRACKERS = ("bytetrack", "botsort")
-BACKENDS = ("auto", "tensor", "ultralytics")
+TRACKERS = contract.TRACKERS
+BACKENDS = contract.BACKENDS
 #: Most frames in one detection call (the Serve application's default max_frames is 64).
 MAX_BATCH = 64
 #: Seconds a Serve application has to answer one batch.
@@ -673,7 +673,7 @@ def validate(source: Any, detector: Any, stride: Any, track: Any, conf: Any, iou
         if not number(value) or not 0 <= value <= 1:
             raise ValueError(f"{label} must be a number from 0 to 1, not {value!r}")
     if classes is not None and (not isinstance(classes, (list, tuple))
-                                or not all(whole(c) and 0 <= c < 100_000 for c in classes)):
+                                or not all(whole(c) and 0 <= c < contract.CLASS_ID_LIMIT for c in classes)):
         raise ValueError(f"classes must be a list of class ids (whole numbers from 0), not {classes!r}")
     if not whole(batch) or not 1 <= batch <= MAX_BATCH:
         raise ValueError(f"batch must be a whole number from 1 to {MAX_BATCH}, not {batch!r}")

@@ -19,7 +19,7 @@ def load(name: str) -> dict:
 
 def test_every_golden_file_is_named_here_and_in_the_readme():
     files = sorted(path.name for path in CONTRACTS.glob("*.json"))
-    assert files == sorted([*SHAPE_OF, "error_codes.json"])
+    assert files == sorted([*SHAPE_OF, "error_codes.json", "vocabulary.json"])
     readme = (CONTRACTS / "README.md").read_text()
     assert all(f"`{name}`" in readme for name in files)
 
@@ -96,3 +96,38 @@ def test_every_error_code_the_cluster_sends_is_in_the_contract():
     missing = {code: sorted(files) for code, files in sent.items() if code not in known}
     assert not missing, f"codes sent but not in contracts/error_codes.json: {missing}"
     assert all(code == code.lower() and " " not in code for code in known)
+
+
+def test_the_vocabulary_is_the_one_every_module_uses():
+    from raylan_detect import app, dataset, video
+
+    words = load("vocabulary.json")
+    assert list(contract.BACKENDS) == words["backends"]
+    assert list(contract.TRACKERS) == words["trackers"]
+    assert contract.CLASS_ID_LIMIT == words["class_id_limit"]
+    assert list(contract.IMAGE_SUFFIXES) == words["image_suffixes"]
+    # The modules that check these values check them against the contract's, not copies of their own.
+    assert video.BACKENDS is contract.BACKENDS and video.TRACKERS is contract.TRACKERS
+    assert dataset.IMAGE_SUFFIXES is contract.IMAGE_SUFFIXES
+    assert app.CLASS_ID_LIMIT == contract.CLASS_ID_LIMIT
+
+
+@pytest.mark.parametrize("session", ["video", "dataset"])
+@pytest.mark.parametrize("limit_ok", [True, False])
+def test_every_session_takes_class_ids_up_to_the_one_limit(tmp_path, session, limit_ok):
+    from raylan_detect import dataset, video
+
+    highest = contract.CLASS_ID_LIMIT - 1 if limit_ok else contract.CLASS_ID_LIMIT
+    if session == "video":
+        arguments = dict(source="a.mp4", detector={"app": "x"}, stride=1, track=None, conf=0.25, iou=0.7,
+                         classes=[0, highest], batch=8, buffer=16, reconnect_attempts=5, reconnect_delay=0.5,
+                         max_reconnect_delay=8.0, chunks=None, sha256=None, name=None, read_timeout=10.0)
+        start = lambda: video.validate(**arguments)  # noqa: E731
+    else:
+        start = lambda: dataset.DatasetSession(["/d"], "models/m.pt", out_dir=str(tmp_path),  # noqa: E731
+                                               classes=[0, highest])
+    if limit_ok:
+        start()
+    else:
+        with pytest.raises(ValueError, match="classes"):
+            start()

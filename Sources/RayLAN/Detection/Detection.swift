@@ -88,8 +88,10 @@ public struct DetectionOptions: Sendable, Hashable {
     public var confidence: Double
     /// NMS IoU threshold. Default 0.7.
     public var iou: Double
-    /// Only these class ids; nil keeps all. Default nil.
+    /// Only these class ids (each from 0 to ``classIDLimit``, exclusive); nil keeps all. Default nil.
     public var classes: [Int]?
+    /// Class ids are below this (an int32, as the model's tensors hold them): the cluster refuses any other.
+    public static let classIDLimit = 1 << 31
     /// Return the annotated image. Default false.
     public var annotate: Bool
 
