@@ -39,12 +39,17 @@ struct ContractTests {
 
     @Test(
         "Each golden file decodes into its Swift type and encodes back to the same JSON",
-        arguments: ["detection_result.json", "frame_line.json", "frame_line_error.json", "error_answer.json"])
+        arguments: [
+            "detection_result.json", "frame_line.json", "frame_line_error.json", "error_answer.json", "poll_page.json",
+            "poll_page_failed.json",
+        ])
     func roundTrips(name: String) throws {
         let (golden, again): (JSONValue, JSONValue)
         switch name {
         case "detection_result.json": (golden, again) = try Self.roundTrip(name, as: DetectionResult.self)
         case "error_answer.json": (golden, again) = try Self.roundTrip(name, as: DetectionError.Answer.self)
+        case "poll_page.json", "poll_page_failed.json":
+            (golden, again) = try Self.roundTrip(name, as: ClusterSession.Poll.self)
         default: (golden, again) = try Self.roundTrip(name, as: FrameResult.self)
         }
         #expect(golden == again, "\(name): the cluster's \(golden)\nSwift's \(again)")
@@ -58,7 +63,7 @@ struct ContractTests {
         #expect(
             files.sorted() == [
                 "detection_result.json", "error_answer.json", "error_codes.json", "frame_line.json",
-                "frame_line_error.json", "vocabulary.json",
+                "frame_line_error.json", "poll_page.json", "poll_page_failed.json", "vocabulary.json",
             ])
     }
 
@@ -105,15 +110,17 @@ struct ContractTests {
         var trackers: [String]
         var classIDLimit: Int
         var imageSuffixes: [String]
+        var sessionStates: [String]
 
         enum CodingKeys: String, CodingKey {
             case backends, trackers
             case classIDLimit = "class_id_limit"
             case imageSuffixes = "image_suffixes"
+            case sessionStates = "session_states"
         }
     }
 
-    @Test("The backends, trackers, class id limit and image suffixes are the cluster code's")
+    @Test("The backends, trackers, class id limit, image suffixes and session states are the cluster code's")
     func vocabulary() async throws {
         let words = try JSONDecoder().decode(
             Vocabulary.self, from: Data(contentsOf: Self.folder.appendingPathComponent("vocabulary.json")))
@@ -121,6 +128,9 @@ struct ContractTests {
         #expect(VideoOptions.Tracker.allCases.map(\.rawValue) == words.trackers)
         #expect(DetectionOptions.classIDLimit == words.classIDLimit)
         #expect(DetectionInput.imageExtensions == Set(words.imageSuffixes.map { String($0.dropFirst()) }))
+        #expect(ClusterSession.State.all.map(\.rawValue) == words.sessionStates)
+        #expect(
+            ClusterSession.State.all.filter(\.isTerminal).map(\.rawValue) == Array(words.sessionStates.dropFirst(2)))
         // The CLI refuses a class id the cluster would refuse, before anything is sent.
         let tooHigh = try await CommandRunner.raylan(
             ["detect", "a.jpg", "--classes", "0,\(words.classIDLimit)", "--address", "127.0.0.1:9"])

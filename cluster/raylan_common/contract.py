@@ -25,6 +25,8 @@ TRACKERS = ("bytetrack", "botsort")
 CLASS_ID_LIMIT = 2**31
 #: The file suffixes a folder or a glob contributes as images.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+#: A session's states (Swift: ClusterSession.State); the last four are terminal.
+SESSION_STATES = ("created", "running", "finished", "failed", "stopped", "abandoned")
 
 
 def backend_error(kind: Any) -> ValueError:
@@ -47,6 +49,11 @@ SHAPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "error": (frozenset({"code", "message"}), frozenset()),
     # Swift: the body of a refused request, `{"error": DetectionError}`.
     "error_answer": (frozenset({"error"}), frozenset()),
+    # Swift: ClusterSession.Failure, a session's own account of why its work ended.
+    "session_failure": (frozenset({"code", "message"}), frozenset({"remedy", "traceback"})),
+    # Swift: ClusterSession.Poll. `items` are the session's lines (a video's frame lines, a dataset's journal
+    # lines), `progress` its counters.
+    "poll_page": (frozenset({"items", "cursor", "state", "progress"}), frozenset({"error"})),
 }
 
 # The nested shapes each shape holds: key -> (shape, whether it is a list of them).
@@ -54,6 +61,7 @@ NESTED: dict[str, dict[str, tuple[str, bool]]] = {
     "detection_result": {"image": ("image", False), "detections": ("detection", True)},
     "frame_line": {"detections": ("detection", True), "error": ("error", False)},
     "error_answer": {"error": ("error", False)},
+    "poll_page": {"error": ("session_failure", False)},
 }
 
 
@@ -118,3 +126,20 @@ def error(code: str, message: str) -> dict:
 def error_answer(error: dict) -> dict:
     """The body of a refused request."""
     return {"error": error}
+
+
+def session_failure(code: str, message: str, remedy: str = "", traceback: str | None = None) -> dict:
+    """Why a session's work ended: a snake_case code, a one-line message, what to do, and for an unexpected
+    exception its traceback."""
+    failure = {"code": code, "message": message, "remedy": remedy}
+    if traceback is not None:
+        failure["traceback"] = traceback
+    return failure
+
+
+def poll_page(items: list, cursor: int, state: str, progress: Mapping[str, Any], error: dict | None = None) -> dict:
+    """One answer of a session's poll: the lines from the asked cursor on, the cursor after them, the session's
+    state (one of SESSION_STATES), its progress counters, and once it failed its failure."""
+    if state not in SESSION_STATES:
+        raise ValueError(f"state must be one of {', '.join(SESSION_STATES)}, not {state!r}")
+    return {"items": items, "cursor": cursor, "state": state, "error": error, "progress": dict(progress)}

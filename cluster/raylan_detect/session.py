@@ -56,6 +56,8 @@ import traceback
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
+from raylan_common import contract
+
 #: The most bytes read() returns at once.
 MAX_READ_BYTES = 8 * 1024 * 1024
 #: Result lines held for the client before the work waits for it to poll (bounded memory per session).
@@ -64,7 +66,7 @@ MAX_PENDING = 20_000
 DEFAULT_LEASE_S = 120
 MIN_LEASE_S, MAX_LEASE_S = 5, 86_400
 #: The states in which the work has ended.
-TERMINAL = ("finished", "failed", "stopped", "abandoned")
+TERMINAL = contract.SESSION_STATES[2:]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ class SessionError(Exception):
         self.remedy = remedy
 
     def as_dict(self) -> dict:
-        return {"code": self.code, "message": self.message, "remedy": self.remedy}
+        return contract.session_failure(self.code, self.message, self.remedy)
 
 
 def check_lease(lease_s: Any) -> float:
@@ -175,8 +177,7 @@ class Session:
                 while not self._items and self._state == "running" and time.monotonic() < deadline:
                     self._lock.wait(deadline - time.monotonic())
                 items = self._items[:max(1, int(limit))]
-                return {"items": items, "cursor": cursor + len(items), "state": self._state, "error": self._error,
-                        "progress": dict(self._progress)}
+                return contract.poll_page(items, cursor + len(items), self._state, self._progress, self._error)
 
     def stop(self) -> dict:
         with self._client_call():
@@ -274,8 +275,9 @@ class Session:
             state, error = "failed", failure.as_dict()
         except Exception as failure:  # noqa: BLE001 - reported to the client as the session's error
             state = "failed"
-            error = {"code": "session_failed", "message": f"{type(failure).__name__}: {failure}",
-                     "remedy": "See the traceback in the cluster's log.", "traceback": traceback.format_exc()[-4000:]}
+            error = contract.session_failure(
+                "session_failed", f"{type(failure).__name__}: {failure}", "See the traceback in the cluster's log.",
+                traceback.format_exc()[-4000:])
         with self._lock:
             if self._state != "abandoned":  # the watchdog gave up waiting for the work: its state stands
                 self._state, self._error = state, error
@@ -336,11 +338,12 @@ class Session:
             self._journal_abandoned(line)
         else:  # the work did not stop in time: a line written now could be overwritten or followed by its own
             log.warning("the work did not stop within its wait: the abandoned line is not written to the journal")
-        error = {"code": "client_gone", "message": (
+        error = contract.session_failure(
+            "client_gone",
             f"the session's client made no call for {idle:.0f} s (its lease, lease_s, is {self.lease_s:g} s), so "
-            f"the session stopped its work and ended"), "remedy": (
+            f"the session stopped its work and ended",
             "Keep polling the session at least every lease_s seconds (raylan polls about twice a second), or create "
-            "it with a longer lease_s; a dataset run continues where it stopped with --resume.")}
+            "it with a longer lease_s; a dataset run continues where it stopped with --resume.")
         with self._lock:
             self._state, self._error = "abandoned", error
             self._lock.notify_all()

@@ -10,7 +10,8 @@ from raylan_common import contract
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 SHAPE_OF = {"detection_result.json": "detection_result", "frame_line.json": "frame_line",
-            "frame_line_error.json": "frame_line", "error_answer.json": "error_answer"}
+            "frame_line_error.json": "frame_line", "error_answer.json": "error_answer",
+            "poll_page.json": "poll_page", "poll_page_failed.json": "poll_page"}
 
 
 def load(name: str) -> dict:
@@ -48,6 +49,11 @@ def test_the_builders_make_the_golden_files_again():
     assert contract.frame_line(failed["frame"], failed["time"], error=contract.error(**failed["error"])) == failed
     answer = load("error_answer.json")
     assert contract.error_answer(contract.error(**answer["error"])) == answer
+    for name in ("poll_page.json", "poll_page_failed.json"):
+        page = load(name)
+        error = contract.session_failure(**page["error"]) if "error" in page else None
+        made = contract.poll_page(page["items"], page["cursor"], page["state"], page["progress"], error)
+        assert {key: value for key, value in made.items() if value is not None} == page
 
 
 @pytest.mark.parametrize("shape, value, named", [
@@ -106,6 +112,7 @@ def test_the_vocabulary_is_the_one_every_module_uses():
     assert list(contract.TRACKERS) == words["trackers"]
     assert contract.CLASS_ID_LIMIT == words["class_id_limit"]
     assert list(contract.IMAGE_SUFFIXES) == words["image_suffixes"]
+    assert list(contract.SESSION_STATES) == words["session_states"]
     # The modules that check these values check them against the contract's, not copies of their own.
     assert video.BACKENDS is contract.BACKENDS and video.TRACKERS is contract.TRACKERS
     assert dataset.IMAGE_SUFFIXES is contract.IMAGE_SUFFIXES
@@ -131,3 +138,25 @@ def test_every_session_takes_class_ids_up_to_the_one_limit(tmp_path, session, li
     else:
         with pytest.raises(ValueError, match="classes"):
             start()
+
+
+def test_a_session_polls_and_fails_in_the_contract_shapes(tmp_path):
+    from raylan_detect.session import Session, SessionError
+
+    class Failing(Session):
+        def work(self):
+            self.emit({"type": "frame", "frame": 0, "time": 0.0, "detections": []})
+            raise SessionError("stream_lost", "the stream ended", "Check the camera.")
+
+    session = Failing(str(tmp_path), "test", 60)
+    session.start()
+    pages = [session.poll(0, wait=5)]
+    for _ in range(50):
+        if pages[-1]["state"] == "failed":
+            break
+        pages.append(session.poll(pages[-1]["cursor"], wait=0.2))
+    for page in pages:
+        contract.check("poll_page", page)
+    assert pages[-1]["error"] == contract.session_failure("stream_lost", "the stream ended", "Check the camera.")
+    with pytest.raises(ValueError, match="state"):
+        contract.poll_page([], 0, "paused", {})

@@ -20,12 +20,14 @@ struct ClusterSession: Sendable {
         static let created = State(rawValue: "created")
         /// Its client made no call for the session's lease: it stopped itself (``OnClusterError/Code/clientGone``).
         static let abandoned = State(rawValue: "abandoned")
+        /// Every state the cluster code names (`contract.SESSION_STATES`), in its order.
+        static let all: [State] = [.created, .running, .finished, .failed, .stopped, .abandoned]
 
         var isTerminal: Bool { self != .running && self != .created }
     }
 
     /// The session's own account of its failure.
-    struct Failure: Decodable, Hashable {
+    struct Failure: Codable, Hashable {
         var code: String
         var message: String
         var remedy: String?
@@ -39,7 +41,7 @@ struct ClusterSession: Sendable {
     }
 
     /// One ``poll(cursor:wait:)`` answer.
-    struct Poll: Decodable {
+    struct Poll: Codable {
         var items: [JSONValue]
         var cursor: Int
         var state: State
