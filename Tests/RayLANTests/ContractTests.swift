@@ -41,7 +41,7 @@ struct ContractTests {
         "Each golden file decodes into its Swift type and encodes back to the same JSON",
         arguments: [
             "detection_result.json", "frame_line.json", "frame_line_error.json", "error_answer.json", "poll_page.json",
-            "poll_page_failed.json",
+            "poll_page_failed.json", "video_session.json", "dataset_session.json",
         ])
     func roundTrips(name: String) throws {
         let (golden, again): (JSONValue, JSONValue)
@@ -50,6 +50,8 @@ struct ContractTests {
         case "error_answer.json": (golden, again) = try Self.roundTrip(name, as: DetectionError.Answer.self)
         case "poll_page.json", "poll_page_failed.json":
             (golden, again) = try Self.roundTrip(name, as: ClusterSession.Poll.self)
+        case "video_session.json": (golden, again) = try Self.roundTrip(name, as: VideoSessionSpec.self)
+        case "dataset_session.json": (golden, again) = try Self.roundTrip(name, as: DatasetSessionSpec.self)
         default: (golden, again) = try Self.roundTrip(name, as: FrameResult.self)
         }
         #expect(golden == again, "\(name): the cluster's \(golden)\nSwift's \(again)")
@@ -62,8 +64,10 @@ struct ContractTests {
         }
         #expect(
             files.sorted() == [
-                "detection_result.json", "error_answer.json", "error_codes.json", "frame_line.json",
-                "frame_line_error.json", "poll_page.json", "poll_page_failed.json", "vocabulary.json",
+                "dataset_session.json", "detection_result.json", "error_answer.json", "error_codes.json",
+                "frame_line.json", "frame_line_error.json", "gateway_config.json", "naive_service_config.json",
+                "poll_page.json", "poll_page_failed.json", "service_config.json", "video_session.json",
+                "vocabulary.json",
             ])
     }
 
@@ -136,5 +140,41 @@ struct ContractTests {
             ["detect", "a.jpg", "--classes", "0,\(words.classIDLimit)", "--address", "127.0.0.1:9"])
         #expect(tooHigh.status == 64, "\(tooHigh)")
         #expect(tooHigh.stderr.contains("--classes"), "\(tooHigh)")
+    }
+
+    /// The two Serve applications as Swift writes them, with a key derived from a token (its salt and verifier in
+    /// the config) and the options a user can set.
+    static func serveConfigs() -> [String: JSONValue] {
+        let key = ServiceKey(value: "rlk1.00112233.secret", source: "golden", salt: "00112233")
+        var service = DetectionDeployment(
+            model: "models/shapes-yolo11n.pt", name: "shapes", gpusPerReplica: 0.5, replicas: .auto(min: 1, max: 3),
+            maxBatch: 16, batchWaitMilliseconds: 5, imageSize: 640)
+        service.backend = .tensor
+        service.maxReplicasPerNode = 2
+        var naive = DetectionDeployment(model: "models/shapes-yolo11n.pt", name: "shapes-naive")
+        naive.isNaive = true
+        let identity = DetectionDeployment.ModelIdentity(
+            id: "sha256:" + String(repeating: "ab", count: 32), backend: "pt")
+        let code = "gcs://_ray_pkg_0123456789abcdef.zip"
+        return [
+            "service_config.json": service.applicationConfig(
+                workingDirectoryURI: code, modelArgument: service.model, keyArguments: key.configArguments,
+                identity: identity),
+            "naive_service_config.json": naive.applicationConfig(
+                workingDirectoryURI: code, modelArgument: naive.model, keyArguments: key.configArguments,
+                identity: identity),
+            "gateway_config.json": GatewayDeployment(maxPutBytes: 1 << 30).applicationConfig(
+                workingDirectoryURI: code, keyArguments: key.configArguments),
+        ]
+    }
+
+    @Test("The Serve applications' configs Swift writes are the golden ones, whose args the cluster's builders take")
+    func serveConfigs() throws {
+        for (name, made) in Self.serveConfigs().sorted(by: { $0.key < $1.key }) {
+            let golden = try JSONDecoder().decode(
+                JSONValue.self, from: Data(contentsOf: Self.folder.appendingPathComponent(name)))
+            let text = String(decoding: try JSONEncoder().encode(made), as: UTF8.self)
+            #expect(made == golden, "\(name): Swift writes \(text)")
+        }
     }
 }

@@ -54,6 +54,18 @@ SHAPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # Swift: ClusterSession.Poll. `items` are the session's lines (a video's frame lines, a dataset's journal
     # lines), `progress` its counters.
     "poll_page": (frozenset({"items", "cursor", "state", "progress"}), frozenset({"error"})),
+    # The other way: the `args` of the Serve applications RayLAN deploys, as Swift writes them (Swift:
+    # DetectionDeployment.applicationConfig, GatewayDeployment.applicationConfig; ServiceKey.configArguments for
+    # the key: api_key in clear, or api_key_sha256 and key_salt). Each application's builder checks its args.
+    "service_args": (frozenset({"model"}), frozenset({
+        "imgsz", "max_batch", "batch_wait_ms", "max_pixels", "device", "half", "max_frames", "max_body_bytes",
+        "max_decoded_bytes", "backend", "api_key", "api_key_sha256", "key_salt"})),
+    "naive_service_args": (frozenset({"model"}), frozenset({
+        "imgsz", "max_pixels", "device", "half", "max_body_bytes", "max_decoded_bytes", "api_key", "api_key_sha256",
+        "key_salt"})),
+    "gateway_args": (frozenset(), frozenset({
+        "max_json_bytes", "max_put_bytes", "code_uri", "max_held_bytes", "object_ttl_s", "api_key", "api_key_sha256",
+        "key_salt"})),
 }
 
 # The nested shapes each shape holds: key -> (shape, whether it is a list of them).

@@ -424,7 +424,8 @@ def build(args: dict) -> Any:
     max_decoded_bytes (512 MiB), api_key or api_key_sha256 (the key in clear, or its verifier with key_salt on a
     cluster with a token; the replica keeps only the verifier; both absent or empty: an open service), backend (auto: the batched
     tensor backend where it matches the Ultralytics one at start-up, see tensor.load_backend; tensor;
-    ultralytics)."""
+    ultralytics). Any other key is refused (contract.SHAPES["service_args"])."""
+    contract.check("service_args", args)
     return Detector.bind(
         model=args["model"], imgsz=int(args["imgsz"]) if args.get("imgsz") else None,
         max_batch=int(args.get("max_batch", 8)), batch_wait_ms=float(args.get("batch_wait_ms", 10)),
@@ -485,7 +486,8 @@ class NaiveDetector:
 
 def build_naive(args: dict) -> Any:
     """The naive form's application builder: model, imgsz, max_pixels, device, half, max_body_bytes,
-    max_decoded_bytes, api_key (as build())."""
+    max_decoded_bytes, api_key (as build()). Any other key is refused."""
+    contract.check("naive_service_args", args)
     return NaiveDetector.bind(
         model=args["model"], imgsz=int(args["imgsz"]) if args.get("imgsz") else None,
         max_pixels=positive(args, "max_pixels", DEFAULT_MAX_PIXELS), device=args.get("device"),

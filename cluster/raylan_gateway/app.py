@@ -47,6 +47,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 
+from raylan_common import contract
 from raylan_common import compat  # noqa: F401 - before any @serve.ingress: FastAPI apps picklable on Ray 2.45
 from raylan_common.http import (BadContentLength, BodyTooLarge, ServiceKey, keep_replica_grpc_on_loopback, key_verifier,
                                  read_body)
@@ -368,7 +369,8 @@ def build(args: dict) -> Any:
     or its verifier with key_salt on a cluster with a token; the replica keeps only the verifier; absent: open),
     max_json_bytes (64 MiB), max_put_bytes (2 GiB), code_uri (default: this application's working_dir),
     max_held_bytes (8 GiB: what the owner may hold, puts and kept results together), object_ttl_s (86400: an
-    object or kept result unused this long is freed)."""
+    object or kept result unused this long is freed). Any other key is refused (contract.SHAPES["gateway_args"])."""
+    contract.check("gateway_args", args)
     max_held_bytes = int(args.get("max_held_bytes") or DEFAULT_MAX_HELD_BYTES)
     object_ttl_s = float(args.get("object_ttl_s") or DEFAULT_OBJECT_TTL_SECONDS)
     if max_held_bytes < 0 or not math.isfinite(object_ttl_s) or object_ttl_s < 0:

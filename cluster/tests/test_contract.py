@@ -14,13 +14,22 @@ SHAPE_OF = {"detection_result.json": "detection_result", "frame_line.json": "fra
             "poll_page.json": "poll_page", "poll_page_failed.json": "poll_page"}
 
 
+# The sessions' creation keywords, as the Swift client sends them: the golden file -> the session class's module.
+SESSION_SPECS = {"video_session.json": "video", "dataset_session.json": "dataset"}
+
+
+# The Serve applications' configs, as the Swift client writes them: the golden file -> the shape of its args.
+SERVE_CONFIGS = {"service_config.json": "service_args", "naive_service_config.json": "naive_service_args",
+                 "gateway_config.json": "gateway_args"}
+
+
 def load(name: str) -> dict:
     return json.loads((CONTRACTS / name).read_text())
 
 
 def test_every_golden_file_is_named_here_and_in_the_readme():
     files = sorted(path.name for path in CONTRACTS.glob("*.json"))
-    assert files == sorted([*SHAPE_OF, "error_codes.json", "vocabulary.json"])
+    assert files == sorted([*SHAPE_OF, *SESSION_SPECS, *SERVE_CONFIGS, "error_codes.json", "vocabulary.json"])
     readme = (CONTRACTS / "README.md").read_text()
     assert all(f"`{name}`" in readme for name in files)
 
@@ -160,3 +169,51 @@ def test_a_session_polls_and_fails_in_the_contract_shapes(tmp_path):
     assert pages[-1]["error"] == contract.session_failure("stream_lost", "the stream ended", "Check the camera.")
     with pytest.raises(ValueError, match="state"):
         contract.poll_page([], 0, "paused", {})
+
+
+@pytest.mark.parametrize("name", sorted(SESSION_SPECS))
+def test_a_session_spec_names_the_sessions_parameters(name):
+    import importlib
+    import inspect
+
+    module = importlib.import_module(f"raylan_detect.{SESSION_SPECS[name]}")
+    session = module.VideoSession if SESSION_SPECS[name] == "video" else module.DatasetSession
+    parameters = inspect.signature(session.__init__).parameters
+    spec = load(name)
+    unknown = set(spec) - set(parameters)
+    required = {key for key, parameter in parameters.items()
+                if key != "self" and parameter.default is inspect.Parameter.empty}
+    assert not unknown, f"{name} sends keywords {session.__name__} does not take: {sorted(unknown)}"
+    assert required <= set(spec), f"{session.__name__} requires {sorted(required - set(spec))}, absent from {name}"
+
+
+def test_the_session_specs_values_pass_the_sessions_checks(tmp_path):
+    import inspect
+
+    from raylan_detect import dataset, video
+
+    spec = load("video_session.json")
+    defaults = {key: parameter.default for key, parameter in inspect.signature(video.VideoSession).parameters.items()
+                if parameter.default is not inspect.Parameter.empty}
+    # The gateway hands the session each ref's bytes.
+    values = {**defaults, **spec, "chunks": [b"piece" for _ in spec["chunks"]]}
+    checked = inspect.signature(video.validate).parameters
+    video.validate(**{key: value for key, value in values.items() if key in checked})
+    session = dataset.DatasetSession(**{**load("dataset_session.json"), "out_dir": str(tmp_path)})
+    assert (session.classes, session.actors) == (load("dataset_session.json")["classes"], 2)
+
+
+@pytest.mark.parametrize("name", sorted(SERVE_CONFIGS))
+def test_a_serve_config_builds_its_application(name):
+    import importlib
+
+    config = load(name)
+    module, function = config["import_path"].split(":")
+    builder = getattr(importlib.import_module(module), function)
+    contract.check(SERVE_CONFIGS[name], config["args"])
+    bound = builder(config["args"])._bound_deployment
+    assert [bound.name] == [deployment["name"] for deployment in config["deployments"]]
+    # The key's verifier reaches the replica; the salt is for clients only.
+    assert bound.init_kwargs["api_key_sha256"] == config["args"]["api_key_sha256"]
+    with pytest.raises(ValueError, match="unknown"):
+        builder({**config["args"], "unheard_of": 1})

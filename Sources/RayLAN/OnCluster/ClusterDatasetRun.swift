@@ -131,21 +131,14 @@ public struct ClusterDatasetRun: Sendable {
             events(.preparing($0))
         }
         let folder = clusterOutput ?? defaultClusterOutput
-        var keywords: [String: RemoteArgument] = [
-            "paths": .json(.array(paths.map { .string($0) })), "model": .json(.string(model ?? deployment.model)),
-            "out_dir": .json(.string(folder)), "backend": .json(.string(deployment.backend.rawValue)),
-            "conf": .json(.number(options.confidence)), "iou": .json(.number(options.iou)),
-            "annotate": .json(.bool(annotate)), "resume": .json(.bool(resume)),
-            "batch_size": .json(.number(Double(batchSize))), "lease_s": .json(.number(lease.seconds)),
-        ]
-        if let size = deployment.imageSize { keywords["imgsz"] = .json(.number(Double(size))) }
-        if let classes = options.classes { keywords["classes"] = .json(.array(classes.map { .number(Double($0)) })) }
-        if let actors { keywords["actors"] = .json(.number(Double(actors))) }
-        if let gpusPerActor { keywords["gpus_per_actor"] = .json(.number(gpusPerActor)) }
-        keywords["cpus_per_actor"] = .json(.number(cpusPerActor))
+        let spec = DatasetSessionSpec(
+            paths: paths, model: model ?? deployment.model, outDir: folder, backend: deployment.backend.rawValue,
+            imgsz: deployment.imageSize, conf: options.confidence, iou: options.iou, classes: options.classes,
+            annotate: annotate, resume: resume, batchSize: batchSize, actors: actors, gpusPerActor: gpusPerActor,
+            cpusPerActor: cpusPerActor, leaseS: lease.seconds)
         // The session only drives Ray Data; the actor pool reserves what detection needs.
         let session = try await ClusterSession.create(
-            "raylan_detect.dataset:DatasetSession", keywords: keywords, on: gateway, cpus: 0)
+            "raylan_detect.dataset:DatasetSession", keywords: try spec.keywords(), on: gateway, cpus: 0)
         var finished = false
         do {
             _ = try await session.start()

@@ -228,40 +228,31 @@ public struct VideoRun: Sendable {
     public func run(on cluster: RayCluster, events: @Sendable (VideoEvent) -> Void) async throws {
         if let problem = options.problem { throw OnClusterError(.invalidSource, problem) }
         let (application, gateway) = try await prepare(on: cluster, events: events)
-        var keywords: [String: RemoteArgument] = [
-            "detector": .json(.object(["app": .string(application)])),
-            "stride": .json(.number(Double(options.stride))),
-            "annotate": .json(.bool(options.annotate)), "report": .json(.bool(options.report)),
-            "conf": .json(.number(options.detection.confidence)), "iou": .json(.number(options.detection.iou)),
-            "batch": .json(.number(Double(options.batch))), "buffer": .json(.number(Double(options.buffer))),
-            "reconnect_attempts": .json(.number(Double(options.reconnectAttempts))),
-            "reconnect_delay": .json(.number(options.reconnectDelay.seconds)),
-            "lease_s": .json(.number(options.lease.seconds)),
-        ]
-        if let classes = options.detection.classes {
-            keywords["classes"] = .json(.array(classes.map { .number(Double($0)) }))
-        }
-        if let tracker = options.tracker { keywords["track"] = .json(.string(tracker.rawValue)) }
-        if let clusterOutput { keywords["out_dir"] = .json(.string(clusterOutput)) }
+        var spec = VideoSessionSpec(
+            source: "", detector: .init(app: application), stride: options.stride, annotate: options.annotate,
+            report: options.report, conf: options.detection.confidence, iou: options.detection.iou,
+            classes: options.detection.classes, track: options.tracker?.rawValue, batch: options.batch,
+            buffer: options.buffer, reconnectAttempts: options.reconnectAttempts,
+            reconnectDelay: options.reconnectDelay.seconds, leaseS: options.lease.seconds, outDir: clusterOutput)
         // The local journal first: a folder that cannot be written is found before anything is uploaded.
         let journal = try output.map { try LocalJournal(folder: $0) }
         var upload: VideoUpload?
         switch source {
         case .file(let url):
             let uploaded = try await VideoUpload.upload(url, via: gateway) { events(.uploading(sent: $0, total: $1)) }
-            keywords["source"] = .json(.string(url.lastPathComponent))
-            keywords["chunks"] = .json(.array(uploaded.chunks.map { RemoteArgument.ref($0).wire }))
-            keywords["sha256"] = .json(.string(uploaded.sha256))
-            keywords["name"] = .json(.string("input." + (url.pathExtension.isEmpty ? "mp4" : url.pathExtension)))
+            spec.source = url.lastPathComponent
+            spec.chunks = uploaded.chunks.map { RemoteArgument.ref($0).wire }
+            spec.sha256 = uploaded.sha256
+            spec.name = "input." + (url.pathExtension.isEmpty ? "mp4" : url.pathExtension)
             upload = uploaded
         case .cluster(let path):
-            keywords["source"] = .json(.string(path))
+            spec.source = path
         case .stream(let url):
-            keywords["source"] = .json(.string(url))
-            keywords["live"] = .json(.bool(true))
+            spec.source = url
+            spec.live = true
         }
         let session = try await ClusterSession.create(
-            "raylan_detect.video:VideoSession", keywords: keywords, on: gateway)
+            "raylan_detect.video:VideoSession", keywords: try spec.keywords(), on: gateway)
         var finished = false
         do {
             events(.started(try await session.start()))
