@@ -151,6 +151,11 @@ struct DetectCommand: AsyncParsableCommand {
         try OptionCheck.atLeast(actors, 1, "--actors")
         try OptionCheck.amount(gpusPerActor, "--gpus-per-actor")
         try OptionCheck.positive(cpusPerActor, "--cpus-per-actor")
+        if mode == .imagesOnCluster && out == nil && ((format != nil && format != .json) || report) {
+            throw ValidationError(
+                "--format and --report with --on-cluster are made on this machine from the downloaded results: "
+                    + "give --out.")
+        }
         if onCluster && !isVideo, let relative = paths.first(where: { !$0.hasPrefix("/") }) {
             throw ValidationError(
                 "With --on-cluster, give paths as the cluster's nodes see them (absolute), not '\(relative)'.")

@@ -83,6 +83,9 @@ extension DetectCommand {
                     options: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), annotate: annotate,
                     resume: resume, clusterOutput: clusterOut, output: out.map { URL(fileURLWithPath: $0) })
                 run.actors = actors
+                if format == .coco { run.exports.insert(.coco) }
+                if format == .yolo { run.exports.insert(.yolo) }
+                if report { run.exports.insert(.report) }
                 if let batchSize { run.batchSize = batchSize }
                 if let lease { run.lease = .seconds(lease) }
                 run.gpusPerActor = gpusPerActor ?? deployment.gpusPerReplica
@@ -137,6 +140,7 @@ extension DetectProgressDisplay {
         case .progress(let progress): step(progress)
         case .image: break
         case .downloaded(let url): Terminal.error("Downloaded \(url.path).")
+        case .wrote(let url): Terminal.error("Wrote \(url.path).")
         }
     }
 }

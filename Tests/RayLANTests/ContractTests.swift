@@ -41,7 +41,8 @@ struct ContractTests {
         "Each golden file decodes into its Swift type and encodes back to the same JSON",
         arguments: [
             "detection_result.json", "frame_line.json", "frame_line_error.json", "error_answer.json", "poll_page.json",
-            "poll_page_failed.json", "video_session.json", "dataset_session.json",
+            "poll_page_failed.json", "video_session.json", "dataset_session.json", "dataset_line.json",
+            "dataset_line_error.json",
         ])
     func roundTrips(name: String) throws {
         let (golden, again): (JSONValue, JSONValue)
@@ -52,6 +53,8 @@ struct ContractTests {
             (golden, again) = try Self.roundTrip(name, as: ClusterSession.Poll.self)
         case "video_session.json": (golden, again) = try Self.roundTrip(name, as: VideoSessionSpec.self)
         case "dataset_session.json": (golden, again) = try Self.roundTrip(name, as: DatasetSessionSpec.self)
+        case "dataset_line.json", "dataset_line_error.json":
+            (golden, again) = try Self.roundTrip(name, as: ClusterDatasetRun.Line.self)
         default: (golden, again) = try Self.roundTrip(name, as: FrameResult.self)
         }
         #expect(golden == again, "\(name): the cluster's \(golden)\nSwift's \(again)")
@@ -64,7 +67,8 @@ struct ContractTests {
         }
         #expect(
             files.sorted() == [
-                "dataset_session.json", "detection_result.json", "error_answer.json", "error_codes.json",
+                "dataset_line.json", "dataset_line_error.json", "dataset_session.json", "detection_result.json",
+                "error_answer.json", "error_codes.json",
                 "frame_line.json", "frame_line_error.json", "gateway_config.json", "naive_service_config.json",
                 "poll_page.json", "poll_page_failed.json", "service_config.json", "video_session.json",
                 "vocabulary.json",

@@ -112,6 +112,16 @@ struct DetectModeTests {
         }
     }
 
+    @Test("--format and --report with --on-cluster need --out: exit 64 naming it, before anything is sent")
+    func onClusterExportsNeedOut() async throws {
+        for option in [["--format", "coco"], ["--format", "yolo"], ["--report"]] {
+            let result = try await CommandRunner.raylan(
+                ["detect", "--on-cluster", "/data/photos"] + option + ["--address", "127.0.0.1:9"])
+            #expect(result.status == 64, "\(option): \(result)")
+            #expect(result.stderr.contains("give --out"), "\(option): \(result.stderr)")
+        }
+    }
+
     @Test("docs/video-and-datasets.md shows the same table as --help")
     func docsTable() async throws {
         let help = try await CommandRunner.raylan(["detect", "--help"])

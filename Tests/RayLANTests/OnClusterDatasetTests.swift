@@ -81,6 +81,10 @@ extension RayClusterTests.Main {
             let journal = try Self.lines(folder.appendingPathComponent("on-cluster/detections.jsonl"))
             #expect(journal[images.appendingPathComponent("broken.jpg").path]?["error"]?["code"] != nil, "\(journal)")
             run.resume = true
+            // The resumed run downloads its results and makes COCO, YOLO and the report from every line.
+            let downloaded = folder.appendingPathComponent("downloaded")
+            run.output = downloaded
+            run.exports = [.coco, .yolo, .report]
             let recorder = EventRecorder<ClusterDatasetRun.Event>()
             let second = try await cluster.withConnection { ray in try await run.run(on: ray, events: recorder.record) }
             #expect(second.skipped == 3 && second.failed == 1 && second.succeeded == 0, "\(second)")
@@ -90,6 +94,37 @@ extension RayClusterTests.Main {
             #expect(progress.last?.done == 1 && progress.last?.failed == 1, "\(progress)")
             let after = try Self.lines(folder.appendingPathComponent("on-cluster/detections.jsonl"))
             #expect(after.count == 4)
+            // The exports hold the three images the first run answered: the resumed run skipped them, and they count.
+            let answered = after.values.filter { $0["detections"] != nil }
+            #expect(answered.count == 3)
+            let coco = try JSONDecoder().decode(
+                JSONValue.self, from: Data(contentsOf: downloaded.appendingPathComponent("annotations.json")))
+            guard case .array(let cocoImages) = coco["images"], case .array(let annotations) = coco["annotations"]
+            else {
+                Issue.record("annotations.json: \(coco)")
+                return
+            }
+            #expect(
+                Set(cocoImages.compactMap { $0["file_name"]?.stringValue })
+                    == Set(answered.compactMap { $0["path"]?.stringValue }))
+            func detections(of line: JSONValue) -> [JSONValue] {
+                if case .array(let items) = line["detections"] { items } else { [] }
+            }
+            let allDetections = answered.flatMap(detections(of:))
+            #expect(annotations.count == allDetections.count && !allDetections.isEmpty)
+            for line in answered {
+                let path = try #require(line["path"]?.stringValue)
+                let labels = try String(
+                    contentsOf: downloaded.appendingPathComponent(
+                        DetectionRun.outputPath(of: path, in: "labels", extension: "txt")), encoding: .utf8)
+                let classes = labels.split(separator: "\n").compactMap {
+                    $0.split(separator: " ").first.flatMap { Int($0) }
+                }
+                let expected = detections(of: line).compactMap { $0["class_id"]?.doubleValue.map(Int.init) }
+                #expect(classes == expected, "\(path): \(labels)")
+            }
+            let report = try String(contentsOf: downloaded.appendingPathComponent("report.html"), encoding: .utf8)
+            #expect(report.contains("broken.jpg") && report.contains("shapes_02.jpg"))
 
             var nothing = run
             nothing.paths = [folder.path + "/no-such-folder"]

@@ -49,6 +49,10 @@ SHAPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "error": (frozenset({"code", "message"}), frozenset()),
     # Swift: the body of a refused request, `{"error": DetectionError}`.
     "error_answer": (frozenset({"error"}), frozenset()),
+    # Swift: ClusterDatasetRun.Line, one file's line of a dataset run's detections.jsonl (and, with "type": "image",
+    # its line to the client): its image and detections, or its error.
+    "dataset_line": (frozenset({"path", "node"}), frozenset({"type", "image", "detections", "model", "annotated",
+                                                           "error"})),
     # Swift: ClusterSession.Failure, a session's own account of why its work ended.
     "session_failure": (frozenset({"code", "message"}), frozenset({"remedy", "traceback"})),
     # Swift: ClusterSession.Poll. `items` are the session's lines (a video's frame lines, a dataset's journal
@@ -74,6 +78,7 @@ NESTED: dict[str, dict[str, tuple[str, bool]]] = {
     "frame_line": {"detections": ("detection", True), "error": ("error", False)},
     "error_answer": {"error": ("error", False)},
     "poll_page": {"error": ("session_failure", False)},
+    "dataset_line": {"image": ("image", False), "detections": ("detection", True), "error": ("error", False)},
 }
 
 
@@ -155,3 +160,15 @@ def poll_page(items: list, cursor: int, state: str, progress: Mapping[str, Any],
     if state not in SESSION_STATES:
         raise ValueError(f"state must be one of {', '.join(SESSION_STATES)}, not {state!r}")
     return {"items": items, "cursor": cursor, "state": state, "error": error, "progress": dict(progress)}
+
+
+def dataset_line(path: str, node: str, image: dict | None = None, detections: list[dict] | None = None,
+                 model: str | None = None, annotated: str | None = None, error: dict | None = None) -> dict:
+    """One file's line of a dataset run: its image, detections and model (and its annotated copy's path in the
+    run's folder), or its error; `node` is the address of the node that read it."""
+    if error is not None:
+        return {"path": path, "error": error, "node": node}
+    line = {"path": path, "image": image, "detections": detections, "model": model, "node": node}
+    if annotated is not None:
+        line["annotated"] = annotated
+    return line

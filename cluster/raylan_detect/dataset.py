@@ -721,17 +721,16 @@ class DatasetSession(Session):
         path, node = str(batch["path"][row]), str(batch["node"][row])
         error = batch["error"][row]
         if error:
-            line = {"path": path, "error": json.loads(error), "node": node}
+            line = contract.dataset_line(path, node, error=json.loads(error))
             counts["failed"] += 1
         else:
             result = json.loads(batch["result"][row])
-            line = {"path": path, "image": result["image"], "detections": result["detections"],
-                    "model": self.model_id, "node": node}
-            annotated = batch["annotated"][row]
+            annotated, written = batch["annotated"][row], None
             if self.annotate and annotated is not None and len(annotated):
                 name = clashing.get(path) or f"{Path(path).stem}.jpg"
                 (self.out_dir / ANNOTATED / name).write_bytes(bytes(annotated))
-                line["annotated"] = f"{ANNOTATED}/{name}"
+                written = f"{ANNOTATED}/{name}"
+            line = contract.dataset_line(path, node, result["image"], result["detections"], self.model_id, written)
             counts["succeeded"] += 1
             backends.setdefault(node, (str(batch["backend"][row]), str(batch["reason"][row])))
         nodes[node] += 1

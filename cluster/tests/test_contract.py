@@ -11,7 +11,8 @@ from raylan_common import contract
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 SHAPE_OF = {"detection_result.json": "detection_result", "frame_line.json": "frame_line",
             "frame_line_error.json": "frame_line", "error_answer.json": "error_answer",
-            "poll_page.json": "poll_page", "poll_page_failed.json": "poll_page"}
+            "poll_page.json": "poll_page", "poll_page_failed.json": "poll_page",
+            "dataset_line.json": "dataset_line", "dataset_line_error.json": "dataset_line"}
 
 
 # The sessions' creation keywords, as the Swift client sends them: the golden file -> the session class's module.
@@ -58,6 +59,13 @@ def test_the_builders_make_the_golden_files_again():
     assert contract.frame_line(failed["frame"], failed["time"], error=contract.error(**failed["error"])) == failed
     answer = load("error_answer.json")
     assert contract.error_answer(contract.error(**answer["error"])) == answer
+    line = load("dataset_line.json")
+    assert {"type": "image", **contract.dataset_line(
+        line["path"], line["node"], contract.image(**line["image"]), [rebuilt_detection(d) for d in line["detections"]],
+        line["model"], line["annotated"])} == line
+    failed_line = load("dataset_line_error.json")
+    assert contract.dataset_line(failed_line["path"], failed_line["node"],
+                                 error=contract.error(**failed_line["error"])) == failed_line
     for name in ("poll_page.json", "poll_page_failed.json"):
         page = load(name)
         error = contract.session_failure(**page["error"]) if "error" in page else None

@@ -43,4 +43,32 @@ public enum DetectionExports {
             return "\(detection.classID) " + values.map { String(format: "%.6f", $0) }.joined(separator: " ")
         }.joined(separator: "\n") + (result.detections.isEmpty ? "" : "\n")
     }
+
+    /// Writes `data` to `relative` in `folder`, making the folders on the way; returns where.
+    @discardableResult
+    static func write(_ data: Data, to relative: String, in folder: URL) throws -> URL {
+        let url = folder.appendingPathComponent(relative)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try data.write(to: url)
+        return url
+    }
+
+    /// The files over a whole run, in `folder`: `annotations.json` (COCO) with ``DetectionRun/Outputs/coco`` and
+    /// `report.html` with ``DetectionRun/Outputs/report`` (`imageLink` and `elapsed` as for
+    /// ``DetectionReport/html(_:imageLink:elapsed:)``). Returns the files written.
+    @discardableResult
+    static func writeRunFiles(
+        _ records: [DetectionRecord], _ outputs: DetectionRun.Outputs, in folder: URL,
+        imageLink: (DetectionRecord) -> String?, elapsed: Double
+    ) throws -> [URL] {
+        var written: [URL] = []
+        if outputs.contains(.coco) {
+            written.append(try write(try coco(records, classNames: [:]), to: "annotations.json", in: folder))
+        }
+        if outputs.contains(.report) {
+            let html = DetectionReport.html(records, imageLink: imageLink, elapsed: elapsed)
+            written.append(try write(Data(html.utf8), to: "report.html", in: folder))
+        }
+        return written
+    }
 }

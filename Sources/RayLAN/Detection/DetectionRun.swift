@@ -376,28 +376,20 @@ public struct DetectionRun: Sendable {
     func writeSummaryOutputs(_ inputs: [DetectionInput], seconds: Double) throws -> [DetectionRecord] {
         let byPath = Dictionary(DetectionJournal.read(journalURL).map { ($0.path, $0) }, uniquingKeysWith: { $1 })
         let records = inputs.compactMap { byPath[$0.path] }
-        if outputs.contains(.coco) {
-            try writeFile(try DetectionExports.coco(records, classNames: [:]), to: "annotations.json")
-        }
-        if outputs.contains(.report) {
-            let html = DetectionReport.html(
-                records,
-                imageLink: { record in
-                    let annotated = Self.outputPath(of: record.path, in: "annotated", extension: "jpg")
-                    if FileManager.default.fileExists(atPath: output.appendingPathComponent(annotated).path) {
-                        return annotated
-                    }
-                    return URL(fileURLWithPath: record.path).absoluteString
-                }, elapsed: seconds)
-            try writeFile(Data(html.utf8), to: "report.html")
-        }
+        try DetectionExports.writeRunFiles(
+            records, outputs, in: output,
+            imageLink: { record in
+                let annotated = Self.outputPath(of: record.path, in: "annotated", extension: "jpg")
+                if FileManager.default.fileExists(atPath: output.appendingPathComponent(annotated).path) {
+                    return annotated
+                }
+                return URL(fileURLWithPath: record.path).absoluteString
+            }, elapsed: seconds)
         return records
     }
 
     func writeFile(_ data: Data, to relative: String) throws {
-        let url = output.appendingPathComponent(relative)
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try data.write(to: url)
+        try DetectionExports.write(data, to: relative, in: output)
     }
 
     /// Where an input's own output goes, relative to the output folder: `folder/<name>.<extension>`, distinct

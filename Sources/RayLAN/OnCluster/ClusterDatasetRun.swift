@@ -59,6 +59,8 @@ public struct ClusterDatasetRun: Sendable {
         case progress(DetectionRun.Progress)
         /// A result file downloaded to this machine.
         case downloaded(URL)
+        /// A file made on this machine from the downloaded results (``exports``).
+        case wrote(URL)
     }
 
     public var paths: [String]
@@ -77,6 +79,11 @@ public struct ClusterDatasetRun: Sendable {
     public var clusterOutput: String?
     /// Download the results here when done. Default nil.
     public var output: URL?
+    /// Files made on this machine from the downloaded results, in ``output``: ``DetectionRun/Outputs/coco``
+    /// (`annotations.json`), ``DetectionRun/Outputs/yolo`` (`labels/`), ``DetectionRun/Outputs/report``
+    /// (`report.html`, showing the annotated images with ``annotate``), as a streamed run makes them. They need
+    /// ``output``. Default none.
+    public var exports: DetectionRun.Outputs = []
     /// Images per model call. Default 16.
     public var batchSize: Int = 16
     /// Most actors in the pool. Default nil: Ray Data's choice.
@@ -120,6 +127,11 @@ public struct ClusterDatasetRun: Sendable {
         guard VideoOptions.leaseRange.contains(lease) else {
             throw OnClusterError(.invalidSource, "The lease must be from 5 to 86400 seconds, not \(lease)")
         }
+        if output == nil && !exports.subtracting(.annotated).isEmpty {
+            throw OnClusterError(
+                .invalidSource, "COCO, YOLO and report files are made on this machine from the downloaded results",
+                remedy: "Give the folder to download them to (--out).")
+        }
         for path in paths where !path.hasPrefix("/") {
             throw OnClusterError(
                 .invalidSource, "'\(path)' is not an absolute path",
@@ -143,37 +155,24 @@ public struct ClusterDatasetRun: Sendable {
         do {
             _ = try await session.start()
             events(.checking)
-            var cursor = 0
             var summary: Summary?
-            var lastProgress: JSONValue?
             let started = ContinuousClock.now
-            while true {
-                let poll = try await session.poll(cursor: cursor, wait: pollWait)
-                cursor = poll.cursor
-                for item in poll.items {
-                    switch item["type"]?.stringValue {
-                    case "image": events(.image(item))
-                    case "summary":
-                        summary = try JSONDecoder().decode(Summary.self, from: JSONEncoder().encode(item))
-                    default: break
-                    }
+            try await session.follow(wait: pollWait) { item in
+                switch item["type"]?.stringValue {
+                case "image": events(.image(item))
+                case "summary": summary = try JSONDecoder().decode(Summary.self, from: JSONEncoder().encode(item))
+                default: break
                 }
-                if let progress = poll.progress, progress != lastProgress, let total = progress["total"]?.doubleValue {
-                    lastProgress = progress
-                    let count = { (key: String) in Int(progress[key]?.doubleValue ?? 0) }
-                    let skipped = count("skipped")
-                    events(
-                        .progress(
-                            DetectionRun.Progress(
-                                total: Int(total) - skipped, done: count("done") - skipped, failed: count("failed"),
-                                skipped: skipped, seconds: (ContinuousClock.now - started).seconds,
-                                measuredRate: progress["images_per_s"]?.doubleValue)))
-                }
-                if poll.state.isTerminal && poll.items.isEmpty {
-                    if let error = poll.error { throw error.error }
-                    break
-                }
-                try Task.checkCancellation()
+            } progress: { progress in
+                guard let total = progress["total"]?.doubleValue else { return }
+                let count = { (key: String) in Int(progress[key]?.doubleValue ?? 0) }
+                let skipped = count("skipped")
+                events(
+                    .progress(
+                        DetectionRun.Progress(
+                            total: Int(total) - skipped, done: count("done") - skipped, failed: count("failed"),
+                            skipped: skipped, seconds: (ContinuousClock.now - started).seconds,
+                            measuredRate: progress["images_per_s"]?.doubleValue)))
             }
             finished = true
             guard var result = summary else {
@@ -190,6 +189,7 @@ public struct ClusterDatasetRun: Sendable {
                     }
                     events(.downloaded(try await session.download(file, into: output)))
                 }
+                for file in try writeExports(into: output, seconds: result.seconds) { events(.wrote(file)) }
                 result.out = output.path
             }
             await session.close(stopping: false)
@@ -198,5 +198,60 @@ public struct ClusterDatasetRun: Sendable {
             await session.close(stopping: !finished)
             throw error
         }
+    }
+}
+
+extension ClusterDatasetRun {
+    /// One file's line of the run's `detections.jsonl` (also its ``Event/image(_:)`` line): its image and
+    /// detections, or its error. Golden examples: `contracts/dataset_line.json`, `dataset_line_error.json`.
+    struct Line: Codable, Hashable {
+        var path: String
+        var node: String
+        var image: DetectionResult.Image?
+        var detections: [Detection]?
+        var model: String?
+        /// Its annotated copy, relative to the run's folder.
+        var annotated: String?
+        var error: DetectionError?
+
+        /// As a streamed run's record (no batch or timings: the cluster's actors do not report them).
+        var record: DetectionRecord {
+            guard let image, let detections else { return DetectionRecord(path: path, error: error) }
+            return DetectionRecord(
+                path: path,
+                result: DetectionResult(
+                    model: model ?? "", image: image, detections: detections, batchSize: 0, timingsMs: [:]))
+        }
+    }
+
+    /// Writes ``exports`` from the downloaded journal in `output`; returns what it wrote (the `labels/` folder once).
+    func writeExports(into output: URL, seconds: Double) throws -> [URL] {
+        guard !exports.subtracting(.annotated).isEmpty else { return [] }
+        let journal = output.appendingPathComponent(LocalJournal.name)
+        let text = (try? String(contentsOf: journal, encoding: .utf8)) ?? ""
+        let lines = text.split(separator: "\n").compactMap { try? JSONDecoder().decode(Line.self, from: Data($0.utf8)) }
+        let records = lines.map(\.record)
+        let annotated = Dictionary(lines.map { ($0.path, $0.annotated) }, uniquingKeysWith: { $1 })
+        var written = try DetectionExports.writeRunFiles(
+            records, exports, in: output,
+            imageLink: { record in
+                // The annotated copy when it was downloaded beside the report (the cluster's file is not here),
+                // by a plain relative name only: the name is the cluster's.
+                guard let relative = annotated[record.path] ?? nil, DownloadTarget.problem(with: relative) == nil,
+                    FileManager.default.fileExists(atPath: output.appendingPathComponent(relative).path)
+                else { return nil }
+                return relative
+            }, elapsed: seconds)
+        if exports.contains(.yolo) {
+            for record in records {
+                guard let result = record.result else { continue }
+                try DetectionExports.write(
+                    Data(DetectionExports.yolo(result).utf8),
+                    to: DetectionRun.outputPath(of: record.path, in: "labels", extension: "txt"), in: output)
+            }
+            // The folder, not a line per file.
+            written.append(output.appendingPathComponent("labels", isDirectory: true))
+        }
+        return written
     }
 }

@@ -83,6 +83,31 @@ struct ClusterSession: Sendable {
         try await actor.call("poll", keywords: ["cursor": cursor, "limit": 2000, "wait": wait.seconds], as: Poll.self)
     }
 
+    /// Follows the work to its end: polls until the session has ended and every line is fetched, handing `line`
+    /// each line in order and `progress` each new value of its progress counters.
+    /// - Throws: the session's own failure (``OnClusterError``), what `line` or `progress` throw, ``GatewayError``,
+    ///   `CancellationError`.
+    func follow(
+        wait: Duration, line: (JSONValue) throws -> Void, progress: (JSONValue) throws -> Void = { _ in }
+    ) async throws {
+        var cursor = 0
+        var lastProgress: JSONValue?
+        while true {
+            let page = try await poll(cursor: cursor, wait: wait)
+            cursor = page.cursor
+            for item in page.items { try line(item) }
+            if let value = page.progress, value != lastProgress {
+                lastProgress = value
+                try progress(value)
+            }
+            if page.state.isTerminal && page.items.isEmpty {
+                if let error = page.error { throw error.error }
+                return
+            }
+            try Task.checkCancellation()
+        }
+    }
+
     /// The files the session wrote.
     func outputs() async throws -> [Output] {
         try await actor.call("outputs", as: [Output].self)

@@ -256,26 +256,13 @@ public struct VideoRun: Sendable {
         var finished = false
         do {
             events(.started(try await session.start()))
-            var cursor = 0
-            var lastProgress: JSONValue?
-            while true {
-                let poll = try await session.poll(cursor: cursor, wait: pollWait)
-                cursor = poll.cursor
-                for item in poll.items {
-                    if let event = try Self.event(from: item) {
-                        if case .frame = event { try journal?.append(item) }
-                        events(event)
-                    }
+            try await session.follow(wait: pollWait) { item in
+                if let event = try Self.event(from: item) {
+                    if case .frame = event { try journal?.append(item) }
+                    events(event)
                 }
-                if let progress = poll.progress, progress != lastProgress, !poll.items.isEmpty {
-                    lastProgress = progress
-                    events(.progress(progress))
-                }
-                if poll.state.isTerminal && poll.items.isEmpty {
-                    if let error = poll.error { throw error.error }
-                    break
-                }
-                try Task.checkCancellation()
+            } progress: {
+                events(.progress($0))
             }
             finished = true
             if let output {

@@ -41,6 +41,7 @@ extension RayCluster {
     /// ``deploy(_:code:httpPort:httpHost:timeout:progress:)`` with the model's identity when the caller has it
     /// already (nil: computed here, hashing a local model file). The identity goes into the application's
     /// config, and the deploy waits until Serve runs the application with that identity.
+    @discardableResult
     func deploy(
         _ deployment: DetectionDeployment, identity: DetectionDeployment.ModelIdentity?, code: ClusterCode? = nil,
         httpPort: Int = 8000, httpHost: String? = nil, timeout: Duration = .seconds(600),
