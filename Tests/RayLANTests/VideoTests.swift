@@ -145,14 +145,21 @@ extension RayClusterTests.Main {
             let (video, truth) = try await VideoFixture.make(in: folder, frames: 60)
             let out = folder.appendingPathComponent("out")
             let recorder = VideoFixture.Recorder()
-            let run = VideoRun(
+            var run = VideoRun(
                 source: .file(video), service: Self.service,
                 options: VideoOptions(tracker: .bytetrack, annotate: true, report: true), output: out)
+            // The upload's record goes to the test's folder, not the user's ~/.raylan.
+            let home = folder.appendingPathComponent("home")
+            run.home = home.path
             try await cluster.withConnection { ray in
                 try await run.run(on: ray) { recorder.record($0) }
             }
             let size = try VideoUpload.size(of: video)
             #expect(recorder.uploads.last.map { $0 == (size, size) } == true, "\(recorder.uploads)")
+            // Its record was kept in the run's home while it lasted (and removed once the run was done).
+            let records = try FileManager.default.contentsOfDirectory(
+                atPath: home.appendingPathComponent("uploads").path)
+            #expect(records.isEmpty, "\(records)")
             let frames = recorder.frames
             #expect(frames.map(\.frame) == Array(0..<60))
             #expect(zip(frames, frames.dropFirst()).allSatisfy { $0.time < $1.time }, "timestamps not increasing")

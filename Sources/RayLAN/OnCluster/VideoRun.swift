@@ -176,6 +176,10 @@ public struct VideoRun: Sendable {
     public var clusterOutput: String?
     /// How long a poll waits on the cluster for new frames. Default 0.5 s.
     public var pollWait: Duration = .milliseconds(500)
+    /// RayLAN's folder on this machine, where a local file's upload record is kept (`uploads/<sha256>.json`: the
+    /// pieces on the cluster, so that an interrupted upload sends only what is missing). Default
+    /// `$RAYLAN_HOME`, else `~/.raylan`.
+    public var home: String = RayLANHome.path()
 
     public init(
         source: VideoSource, service: DetectionRun.Service, options: VideoOptions = VideoOptions(),
@@ -239,7 +243,9 @@ public struct VideoRun: Sendable {
         var upload: VideoUpload?
         switch source {
         case .file(let url):
-            let uploaded = try await VideoUpload.upload(url, via: gateway) { events(.uploading(sent: $0, total: $1)) }
+            let uploaded = try await VideoUpload.upload(url, via: gateway, home: home) {
+                events(.uploading(sent: $0, total: $1))
+            }
             spec.source = url.lastPathComponent
             spec.chunks = uploaded.chunks.map { RemoteArgument.ref($0).wire }
             spec.sha256 = uploaded.sha256
