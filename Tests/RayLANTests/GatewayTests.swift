@@ -226,32 +226,42 @@ extension RayClusterTests.Main {
         }
 
         @Test(
-            "RayLAN's cluster code is staged once per connection: asked again, it is neither staged nor sent; an edited file stages anew"
+            "RayLAN's cluster code is staged once per connection: asked again, it is neither staged nor sent; an edited file is staged and sent anew"
         )
         func codeStagedOncePerConnection() async throws {
             let folder = try TestEnvironment.makeTemporaryDirectory("raylan-staged-code")
             defer { try? FileManager.default.removeItem(at: folder) }
             let code = ClusterCode(directory: folder.appendingPathComponent("cluster"))
             try FileManager.default.copyItem(at: try ClusterCode.locate().directory, to: code.directory)
+            func edit(_ note: String) throws {
+                let file = code.directory.appendingPathComponent("raylan_common/contract.py")
+                let handle = try FileHandle(forWritingTo: file)
+                try handle.seekToEnd()
+                try handle.write(contentsOf: Data("\n# \(note)\n".utf8))
+                try handle.close()
+            }
+            // Code no cluster has yet: its first staging is an upload, which says so.
+            try edit("staging test \(UUID().uuidString)")
             try await requireCluster().withConnection { cluster in
                 let said = LockedBox<[String]>([])
                 func stage() async throws -> StagedCode {
                     try await cluster.stageCode(code, model: nil) { line in said.withLock { $0.append(line) } }
                 }
                 let first = try await stage()
-                #expect(said.withLock { $0.count } == 1, "\(said.withLock { $0 })")
+                #expect(cluster.stagings.withLock { $0 } == 1)
+                #expect(said.withLock { $0 }.count == 1, "\(said.withLock { $0 })")
+                #expect(said.withLock { $0.first?.contains("Uploaded RayLAN's cluster code") } == true)
                 #expect(try await cluster.hasPackage(named: first.packageName))
                 let again = try await stage()
                 #expect(again == first)
-                #expect(said.withLock { $0.count } == 1, "staged again: \(said.withLock { $0 })")
+                #expect(cluster.stagings.withLock { $0 } == 1, "staged again")
+                #expect(said.withLock { $0.count } == 1, "sent again: \(said.withLock { $0 })")
 
-                let edited = code.directory.appendingPathComponent("raylan_common/contract.py")
-                let handle = try FileHandle(forWritingTo: edited)
-                try handle.seekToEnd()
-                try handle.write(contentsOf: Data("\n# edited by the staging test\n".utf8))
-                try handle.close()
+                try edit("edited by the staging test")
                 let afterEdit = try await stage()
+                #expect(cluster.stagings.withLock { $0 } == 2)
                 #expect(afterEdit.uri != first.uri)
+                #expect(said.withLock { $0 }.count == 2, "\(said.withLock { $0 })")
                 #expect(said.withLock { $0.last?.contains("Uploaded RayLAN's cluster code") } == true)
                 #expect(try await cluster.hasPackage(named: afterEdit.packageName))
             }

@@ -30,6 +30,8 @@ public final class RayCluster: Sendable {
     /// RayLAN's cluster code as this connection uploaded it, by code folder and model file
     /// (``stageCode(_:model:progress:)``).
     let stagedCode = LockedBox<[StagedCode.Key: (stamp: [String], code: StagedCode)]>([:])
+    /// How many times this connection staged (copied, zipped and hashed) RayLAN's cluster code.
+    let stagings = LockedBox(0)
 
     /// Creates a connection. No network traffic happens until the first request.
     ///

@@ -95,6 +95,7 @@ extension RayCluster {
         let staged = try code.stage(model: model)
         defer { try? FileManager.default.removeItem(at: staged.folder) }
         let package = try WorkingDirectoryPackage.scan(staged.folder)
+        stagings.withLock { $0 += 1 }
         let upload: PackageUpload
         do {
             upload = try await uploadIfNeeded(package)
@@ -106,12 +107,12 @@ extension RayCluster {
                     "Copy the model to the cluster and pass its path there, or use a name Ultralytics downloads (e.g. yolo11s.pt)."
             )
         }
-        progress(
-            upload.uploaded
-                ? "Uploaded RayLAN's cluster code\(model == nil ? "" : " with the model") as \(upload.uri) "
-                    + "(\(Formatting.bytes(Double(upload.bytes))))."
-                : "The cluster has RayLAN's cluster code\(model == nil ? "" : " with the model") already (\(upload.uri))."
-        )
+        // Said only when it was sent: a cluster that has it already is the usual case (every `raylan call`).
+        if upload.uploaded {
+            progress(
+                "Uploaded RayLAN's cluster code\(model == nil ? "" : " with the model") as \(upload.uri) "
+                    + "(\(Formatting.bytes(Double(upload.bytes)))).")
+        }
         let result = StagedCode(uri: upload.uri, modelArgument: staged.modelArgument)
         stagedCode.withLock { $0[key] = (stamp, result) }
         return result
