@@ -195,6 +195,9 @@ extension OwnClusterTests {
                     [
                         "detect", "--on-cluster", sharedMount, "--out", datasetOut, "--actors", "2",
                         "--batch-size", "2", "--gpus-per-actor", "0", "--json",
+                        // The results' folder on the head, in the test's folder: the default is in the home of
+                        // the user the head's Ray runs as, here this machine's root.
+                        "--cluster-out", root.appendingPathComponent("on-cluster-results").path,
                     ] + auth, home: home("client"), timeout: .seconds(600))
                 #expect(onCluster.status == 0, "\(onCluster)")
                 let datasetSummary = try? JSONDecoder().decode(
