@@ -5,11 +5,13 @@ import Foundation
 protocol SessionSpec: Codable, Hashable {}
 
 extension SessionSpec {
-    /// The members as keyword arguments; a nil member is left out (the session's default).
+    /// The members as keyword arguments, through ``RemoteArgument/init(_:)``'s encoding; a nil member is left
+    /// out (encoded if present only: the session's default).
     func keywords() throws -> [String: RemoteArgument] {
-        guard case .object(let members) = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(self))
-        else { preconditionFailure("a session spec encodes as a JSON object") }
-        return members.filter { $0.value != .null }.mapValues { .json($0) }
+        guard case .json(.object(let members)) = try RemoteArgument(self) else {
+            preconditionFailure("a session spec encodes as a JSON object")
+        }
+        return members.mapValues { .json($0) }
     }
 }
 

@@ -59,9 +59,8 @@ extension RayCluster {
     ) async throws -> ServeStatus.Application {
         let current = try await serveStatus()
         if let refusal = application.refusal(on: self, serve: current, httpHost: httpHost) { throw refusal }
-        let staged = try await stageCode(try code ?? ClusterCode.locate(), model: application.localModel) {
-            progress($0)
-        }
+        let staged = try await stageCode(
+            try code ?? ClusterCode.locate(), model: application.localModel, progress: progress)
         if !redeploy, let running = current.applications[application.name], running.status == .running,
             application.isRunning(as: running, code: staged, token: configuration.token)
         {
