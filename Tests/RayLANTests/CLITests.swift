@@ -210,7 +210,9 @@ extension RayClusterTests.Main {
 
         @Test("Unreachable address: exit 69 with the address and port")
         func unreachable() async throws {
-            let port = try FreePortForTests.pick()
+            let closed = try ClosedPort()
+            defer { withExtendedLifetime(closed) {} }
+            let port = closed.port
             let result = try await CommandRunner.raylan(["status", "--address", "127.0.0.1:\(port)"])
             #expect(result.status == 69, "\(result)")
             #expect(result.stderr.contains("127.0.0.1:\(port)"))
@@ -256,7 +258,9 @@ extension RayClusterTests.Main.CLITests {
 struct CLIWithoutClusterTests {
     @Test("job logs and job submit accept --raw (the address is unreachable: exit 69, not a usage error)")
     func rawFlag() async throws {
-        let port = try FreePortForTests.pick()
+        let closed = try ClosedPort()
+        defer { withExtendedLifetime(closed) {} }
+        let port = closed.port
         let address = ["--address", "127.0.0.1:\(port)"]
         // A home of its own and no Python: nothing can start a local Ray, whatever the arguments.
         let home = try TestEnvironment.makeTemporaryDirectory("raylan-home")
@@ -274,7 +278,9 @@ struct CLIWithoutClusterTests {
 
     @Test("--lease on streamed images, or outside 5…86400 seconds, exits 64 naming it, before connecting")
     func leaseRefused() async throws {
-        let port = try FreePortForTests.pick()
+        let closed = try ClosedPort()
+        defer { withExtendedLifetime(closed) {} }
+        let port = closed.port
         let address = ["--address", "127.0.0.1:\(port)"]
         let image = TestEnvironment.packageRoot.appendingPathComponent("samples/shapes_00.jpg").path
         let streamed = try await CommandRunner.raylan(["detect", image, "--lease", "30"] + address)

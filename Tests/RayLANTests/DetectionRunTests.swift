@@ -174,7 +174,9 @@ struct DetectionValueTests {
 
     @Test("A refused connection is told apart by the error's value")
     func refused() async throws {
-        let port = try FreePort.pick(1)[0]  // nothing listens on it
+        let closed = try ClosedPort()
+        defer { withExtendedLifetime(closed) {} }
+        let port = closed.port
         let address = try ClusterAddress(parsing: "127.0.0.1:\(port)")
         let failure = await #expect(throws: ClusterError.self) {
             try await RayCluster.withConnection(to: address) { _ = try await $0.serverInfo() }

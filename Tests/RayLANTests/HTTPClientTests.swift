@@ -155,8 +155,11 @@ struct HTTPClientTests {
         "An endpoint that refuses connections: a request spends its tries, the next is tried once, and after an answer every try is spent again"
     )
     func refusedEndpoint() async throws {
-        // A free port nothing listens on (until the fake server takes it for the middle step).
-        let port = try FreePortForTests.pick()
+        // A port nothing listens on (until the fake server takes it for the middle step), held so that no other
+        // test's server takes it in between.
+        var closed: ClosedPort? = try ClosedPort()
+        defer { withExtendedLifetime(closed) {} }
+        let port = try #require(closed).port
         let address = ClusterAddress(host: "127.0.0.1", port: port)
         try await RayCluster.withConnection(to: address) { cluster in
             var client = DetectionClient(
@@ -177,10 +180,12 @@ struct HTTPClientTests {
             #expect(second.contains("connection refused") && second.contains("tried once"), "\(second)")
             let answer = FakeHTTPServer.Answer(
                 status: 200, headers: ["Content-Type": "application/json"], body: Self.result)
+            closed = nil
             try await FakeHTTPServer.with([answer], port: port) { server in
                 _ = try await detector.detect(Data([0xFF, 0xD8]))
                 #expect(server.requests.count == 1)
             }
+            closed = try ClosedPort(port)
             let third = await failure()
             #expect(third.contains("connection refused") && third.contains("tried 5 times"), "\(third)")
         }

@@ -198,7 +198,9 @@ extension RayClusterTests.Main {
 struct ConnectionFailureTests {
     @Test("An address where nothing listens fails fast, naming the address and port")
     func unreachable() async throws {
-        let socket = try FreePortForTests.pick()
+        let closed = try ClosedPort()
+        defer { withExtendedLifetime(closed) {} }
+        let socket = closed.port
         let address = ClusterAddress(host: "127.0.0.1", port: socket)
         let error = await #expect(throws: ClusterError.self) {
             try await RayCluster.withConnection(to: address) { try await $0.serverInfo() }
@@ -207,8 +209,19 @@ struct ConnectionFailureTests {
         #expect(error?.description.contains("127.0.0.1:\(socket)") == true)
         #expect(error?.description.contains("connection refused") == true)
     }
+
+    @Test("A held closed port cannot be bound by anyone, SO_REUSEADDR or not, until let go; a picked free port can")
+    func closedPortIsHeld() throws {
+        // Tests that want "connection refused" hold a ClosedPort: a port picked free and closed again could be
+        // bound by a fake server of a test running beside (it was, once: each test got the other's answer).
+        var closed: ClosedPort? = try ClosedPort()
+        let port = try #require(closed).port
+        #expect(!FreePort.isFree(port, on: "127.0.0.1"))
+        #expect(!FreePort.isFree(port, on: "0.0.0.0"))
+        closed = nil
+        #expect(FreePort.isFree(port, on: "127.0.0.1"))
+        let picked = try FreePort.pick(1)[0]
+        #expect(FreePort.isFree(picked, on: "127.0.0.1"))
+    }
 }
 
-enum FreePortForTests {
-    static func pick() throws -> Int { try FreePort.pick(1)[0] }
-}

@@ -128,13 +128,15 @@ struct KnownFaultTests {
         // The recorded status stands in for what check 2 read; nothing listens at the address, so the check's
         // proxy probe fails (connection refused, given up on after the short connect timeout) and the
         // application's remedy must still win over the network's.
-        let address = ClusterAddress(host: "127.0.0.1", port: try FreePortForTests.pick())
         let serve = try Self.recordedProtobuf7()
         let configuration = RayCluster.Configuration(timeouts: .init(connect: .milliseconds(200)))
-        let check = try await RayCluster.withConnection(to: address, configuration: configuration) { cluster in
-            await Doctor(Doctor.Configuration()).checkServe(
-                address, cluster: cluster,
-                ports: Doctor.Ports(dashboardOpen: true, serve: serve, servePort: address.port))
+        let check = try await ClosedPort.with { port in
+            let address = ClusterAddress(host: "127.0.0.1", port: port)
+            return try await RayCluster.withConnection(to: address, configuration: configuration) { cluster in
+                await Doctor(Doctor.Configuration()).checkServe(
+                    address, cluster: cluster,
+                    ports: Doctor.Ports(dashboardOpen: true, serve: serve, servePort: address.port))
+            }
         }
         #expect(check.kind == .serve)
         #expect(check.status == .fail)

@@ -1,0 +1,65 @@
+#if canImport(Darwin)
+    import Darwin
+#elseif canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
+@testable import RayLAN
+
+/// A loopback port that refuses connections for as long as the test holds it: a socket keeps it bound but
+/// never listens, so a connection to it is refused, and no other server can take it meanwhile.
+///
+/// A port picked free and closed again is no such port. The kernel may hand it to the next `bind(0)` at once,
+/// and tests run side by side: a fake server started by another test took such a port, so one test's
+/// "connection refused" got an answer and the fake server's first planned answer went to the wrong client.
+/// A free port is held without `SO_REUSEADDR`, so that no other socket can share it. A given port, taken back
+/// from a server that stopped, is held with it (the server's connections leave the port in TIME_WAIT): then only a
+/// server that asks for that very port with `SO_REUSEADDR` could share it, and `bind(0)`, which fake servers use,
+/// never picks a port that a socket holds.
+final class ClosedPort: Sendable {
+    let port: Int
+    private let socket: Int32
+
+    /// Holds `port`, or a free port where `port` is 0.
+    init(_ port: Int = 0) throws {
+        let fd = Sockets.tcp()
+        if port != 0 {
+            var reuse: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+        }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port)).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard fd >= 0, bound == 0, named == 0 else {
+            if fd >= 0 { close(fd) }
+            throw ClosedPortError()
+        }
+        socket = fd
+        self.port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { close(socket) }
+
+    /// Runs `body` with a closed port, which stays closed, and nobody else's, until `body` returns.
+    static func with<R>(_ port: Int = 0, _ body: (Int) async throws -> R) async throws -> R {
+        let closed = try ClosedPort(port)
+        defer { withExtendedLifetime(closed) {} }
+        return try await body(closed.port)
+    }
+
+    struct ClosedPortError: Error, CustomStringConvertible {
+        var description: String { "Cannot bind a socket on 127.0.0.1 to hold a closed port (taken by another program?)" }
+    }
+}
