@@ -224,4 +224,3 @@ struct ConnectionFailureTests {
         #expect(FreePort.isFree(picked, on: "127.0.0.1"))
     }
 }
-

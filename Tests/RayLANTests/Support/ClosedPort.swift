@@ -60,6 +60,6 @@ final class ClosedPort: Sendable {
     }
 
     struct ClosedPortError: Error, CustomStringConvertible {
-        var description: String { "Cannot bind a socket on 127.0.0.1 to hold a closed port (taken by another program?)" }
+        var description: String { "Cannot hold a closed port on 127.0.0.1 (taken by another program?)" }
     }
 }
