@@ -27,6 +27,14 @@ if [ "$(uname)" = Linux ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null
 fi
 echo "Format (swift format lint --strict, the repo's .swift-format)…" >&2
 swift format lint --strict --recursive Sources Tests examples Package.swift
+# The Swift build runs beside the pytest phases at the lowest priority: it takes only the CPU they leave idle
+# (their Ray clusters wait often), so pytest runs as fast as alone and the build is mostly done when it ends.
+# Its own process group (setsid), ended on any early exit; its output is in .build/test-build.log.
+mkdir -p .build
+echo "Building (swift build --build-tests, beside pytest at nice 19; log: .build/test-build.log)…" >&2
+setsid nice -n 19 swift build --build-tests >.build/test-build.log 2>&1 &
+build=$!
+trap 'kill -TERM -- "-$build" 2>/dev/null || true' EXIT
 echo "Cluster side (pytest cluster/tests)…" >&2
 .venv/bin/python -m pytest -q cluster/tests
 # On Ray 2.45 only what touches Ray's API: the Ray Data sessions and a video upload through a Serve handle
@@ -34,6 +42,12 @@ echo "Cluster side (pytest cluster/tests)…" >&2
 echo "Cluster side on Ray 2.45 (the Ray Data sessions, a video through Serve)…" >&2
 .venv-ray245/bin/python -m pytest -q cluster/tests/test_dataset.py \
     cluster/tests/test_video.py::test_upload_in_chunks_through_a_serve_application
-echo "Building (swift build --build-tests)…" >&2
-swift build --build-tests
+echo "Waiting for the Swift build…" >&2
+if ! wait "$build"; then
+    tail -n 60 .build/test-build.log >&2
+    echo "swift build --build-tests failed (the whole log: .build/test-build.log)" >&2
+    exit 1
+fi
+trap - EXIT
+tail -n 1 .build/test-build.log >&2
 swift test --skip-build

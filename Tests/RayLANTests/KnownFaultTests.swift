@@ -146,4 +146,66 @@ struct KnownFaultTests {
         #expect(remedy == ClusterFault.protobufTooNew.description, "\(remedy)")
         #expect(!remedy.contains("Fix the cause Ray gives"))
     }
+
+    /// Ray 2.60's answer to the `PUT /api/serve/applications/` that started Serve on a busy host (the first
+    /// deploy of the demo while a build ran): the proxy missed three health checks, Serve's controller replaced
+    /// it, and the PUT that waited for it answered 500 with this traceback. Taken verbatim from the dashboard's
+    /// `dashboard_ServeHead.log`, which logs the traceback it sends.
+    static func recordedServeStartInterrupted() throws -> String {
+        let url = TestEnvironment.packageRoot.appendingPathComponent(
+            "Tests/Fixtures/ray-says/ray260-serve-start-proxy-died.txt")
+        return try String(contentsOf: url, encoding: .utf8)
+    }
+
+    @Test("Serve's start interrupted (a proxy replaced) is recognised in Ray's recorded answer, and nothing else is")
+    func serveStartInterruptedText() throws {
+        let recorded = try Self.recordedServeStartInterrupted()
+        #expect(RaySays.serveStartInterrupted(recorded))
+        #expect(!RaySays.serveStartInterrupted(try Self.recordedApplication().message ?? ""))
+        #expect(!RaySays.serveStartInterrupted("Traceback (most recent call last):\nRuntimeError: boom"))
+        #expect(!RaySays.serveStartInterrupted("ray.exceptions.ActorDiedError: The actor died (in deploy_apps)"))
+    }
+
+    @Test("A PUT of Serve's config that Serve's start interrupted is sent again, the same config, and then applies")
+    func serveStartInterruptedIsRetried() async throws {
+        let plan = [
+            FakeHTTPServer.Answer(status: 500, body: try Self.recordedServeStartInterrupted()),
+            FakeHTTPServer.Answer(status: 200),
+        ]
+        try await FakeHTTPServer.with(plan) { server in
+            try await RayCluster.withConnection(to: server.address) { cluster in
+                try await cluster.writeServeConfig([], http: ("127.0.0.1", 8000), what: "Deploying 'x' to Serve")
+            }
+            let requests = server.requests
+            #expect(requests.map(\.method) == ["PUT", "PUT"])
+            #expect(Set(requests.map(\.body)).count == 1 && requests.allSatisfy { $0.body.contains("EveryNode") })
+        }
+    }
+
+    @Test("Any other 500 to a PUT of Serve's config is not sent again; an interrupted start is given up after 4 tries")
+    func serveStartRetriesAreBounded() async throws {
+        let other = FakeHTTPServer.Answer(status: 500, body: "Traceback (most recent call last):\nRuntimeError: boom")
+        try await FakeHTTPServer.with([other, FakeHTTPServer.Answer(status: 200)]) { server in
+            let error = await #expect(throws: ClusterError.self) {
+                try await RayCluster.withConnection(to: server.address) { cluster in
+                    try await cluster.writeServeConfig([], http: nil, what: "Deploying 'x' to Serve")
+                }
+            }
+            #expect(error?.description.contains("RuntimeError: boom") == true, "\(String(describing: error))")
+            #expect(server.requests.count == 1)
+        }
+        let interrupted = FakeHTTPServer.Answer(status: 500, body: try Self.recordedServeStartInterrupted())
+        try await FakeHTTPServer.with([interrupted]) { server in
+            let error = await #expect(throws: ClusterError.self) {
+                try await RayCluster.withConnection(to: server.address) { cluster in
+                    try await cluster.writeServeConfig([], http: nil, what: "Deploying 'x' to Serve")
+                }
+            }
+            #expect(
+                error?.description.contains("tried \(RayCluster.serveStartTries) times while Serve was starting")
+                    == true,
+                "\(String(describing: error))")
+            #expect(server.requests.count == RayCluster.serveStartTries)
+        }
+    }
 }

@@ -39,6 +39,14 @@ enum RaySays {
     static func noJobAgent(_ body: String) -> Bool { body.contains("No available agent") }
     /// `DELETE /api/jobs/{id}` for a job still running: "… is not in a terminal state".
     static func jobNotTerminal(_ body: String) -> Bool { body.contains("terminal") }
+    /// `PUT /api/serve/applications/` that starts Serve, on a slow host: 500 with the dashboard's traceback of
+    /// `serve_start_async` when a proxy it waited for was not ready in time (Serve's controller marks it
+    /// unhealthy, kills it and starts another: `ActorDiedError`), or not up within Serve's proxy timeout
+    /// ("HTTP proxies not available"). Serve goes on starting; the config was not applied.
+    static func serveStartInterrupted(_ body: String) -> Bool {
+        body.contains("serve_start_async")
+            && (body.contains("ActorDiedError") || body.contains("HTTP proxies not available"))
+    }
 
     /// Faults in a cluster's set-up that Ray reports only inside a message (a Python exception in a Serve
     /// application's or deployment's `message`): what Ray says, and the fault it means. Each row has a test that

@@ -220,10 +220,20 @@ extension RayCluster {
         return (host ?? (address.isLoopback ? "127.0.0.1" : "0.0.0.0"), port)
     }
 
+    /// How many times a config is PUT while Serve's start is interrupted (``RaySays/serveStartInterrupted(_:)``),
+    /// and how long apart.
+    static let serveStartTries = 4
+    static let serveStartRetryDelay: Duration = .seconds(2)
+
     /// PUTs Serve's whole declarative config: `applications`, a proxy on every node, and the proxy's host and
     /// port (nil: Serve's own defaults). The one place the config body is written.
+    ///
+    /// The PUT that starts Serve can fail on a slow host (the first deploy on a new cluster while the machine is
+    /// busy): a proxy that is not ready after Serve's health checks is replaced, and the PUT that waited for it
+    /// answers 500. Serve goes on starting, so the same config is PUT again (it is declarative), up to
+    /// ``serveStartTries`` times in all.
     /// - Throws: ``ServeError`` (`rejected`) when Ray refuses the config, ``ClusterError``.
-    private func writeServeConfig(
+    func writeServeConfig(
         _ applications: [JSONValue], http: (host: String, port: Int)?, what: String
     ) async throws {
         var body: [String: JSONValue] = [
@@ -233,13 +243,19 @@ extension RayCluster {
         if let http {
             body["http_options"] = .object(["host": .string(http.host), "port": .number(Double(http.port))])
         }
-        let response = try await send(
-            .PUT, "/api/serve/applications/", body: try JSONEncoder().encode(JSONValue.object(body)))
-        switch response.status {
-        case 200: return
-        case 400:
-            throw ServeError(.rejected, "Ray refused the Serve config: \(RayMessage.extract(from: response.text))")
-        default: throw ClusterError.server(what, status: response.status, body: response.text)
+        let data = try JSONEncoder().encode(JSONValue.object(body))
+        for attempt in 1...Self.serveStartTries {
+            let response = try await send(.PUT, "/api/serve/applications/", body: data)
+            switch response.status {
+            case 200: return
+            case 400:
+                throw ServeError(.rejected, "Ray refused the Serve config: \(RayMessage.extract(from: response.text))")
+            case 500 where RaySays.serveStartInterrupted(response.text) && attempt < Self.serveStartTries:
+                try await Task.sleep(for: Self.serveStartRetryDelay)
+            default:
+                let tried = attempt > 1 ? " (tried \(attempt) times while Serve was starting)" : ""
+                throw ClusterError.server(what + tried, status: response.status, body: response.text)
+            }
         }
     }
 }
