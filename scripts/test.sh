@@ -29,12 +29,19 @@ echo "Format (swift format lint --strict, the repo's .swift-format)…" >&2
 swift format lint --strict --recursive Sources Tests examples Package.swift
 # The Swift build runs beside the pytest phases at the lowest priority: it takes only the CPU they leave idle
 # (their Ray clusters wait often), so pytest runs as fast as alone and the build is mostly done when it ends.
-# Its own process group (setsid), ended on any early exit; its output is in .build/test-build.log.
+# Its own process group where setsid exists (Linux; macOS has none), ended with it on any early exit; its
+# output is in .build/test-build.log.
 mkdir -p .build
 echo "Building (swift build --build-tests, beside pytest at nice 19; log: .build/test-build.log)…" >&2
-setsid nice -n 19 swift build --build-tests >.build/test-build.log 2>&1 &
-build=$!
-trap 'kill -TERM -- "-$build" 2>/dev/null || true' EXIT
+if command -v setsid >/dev/null; then
+    setsid nice -n 19 swift build --build-tests >.build/test-build.log 2>&1 &
+    build=$!
+    trap 'kill -TERM -- "-$build" 2>/dev/null || true' EXIT
+else
+    nice -n 19 swift build --build-tests >.build/test-build.log 2>&1 &
+    build=$!
+    trap 'kill -TERM "$build" 2>/dev/null || true' EXIT
+fi
 echo "Cluster side (pytest cluster/tests)…" >&2
 .venv/bin/python -m pytest -q cluster/tests
 # On Ray 2.45 only what touches Ray's API: the Ray Data sessions and a video upload through a Serve handle
