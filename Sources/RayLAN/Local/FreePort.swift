@@ -35,11 +35,15 @@ enum FreePort {
     }
 
     /// A TCP socket bound to `address`:`port` (0: any free port) and the port it got; nil when binding fails.
-    private static func bindSocket(address text: String, port: Int) -> (Int32, Int)? {
+    /// With `reuseAddress` (`SO_REUSEADDR`) it binds past connections in TIME_WAIT, and another socket that sets
+    /// it too may bind the same port while neither listens; without it, no other socket can.
+    static func bindSocket(address text: String, port: Int, reuseAddress: Bool = true) -> (Int32, Int)? {
         let fd = Sockets.tcp()
         guard fd >= 0 else { return nil }
-        var reuse: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+        if reuseAddress {
+            var reuse: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port)).bigEndian

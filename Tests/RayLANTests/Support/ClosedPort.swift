@@ -24,30 +24,10 @@ final class ClosedPort: Sendable {
 
     /// Holds `port`, or a free port where `port` is 0.
     init(_ port: Int = 0) throws {
-        let fd = Sockets.tcp()
-        if port != 0 {
-            var reuse: Int32 = 1
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
-        }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port)).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard fd >= 0, bound == 0, named == 0 else {
-            if fd >= 0 { close(fd) }
-            throw ClosedPortError()
-        }
+        guard let (fd, bound) = FreePort.bindSocket(address: "127.0.0.1", port: port, reuseAddress: port != 0)
+        else { throw ClosedPortError() }
         socket = fd
-        self.port = Int(UInt16(bigEndian: address.sin_port))
+        self.port = bound
     }
 
     deinit { close(socket) }
