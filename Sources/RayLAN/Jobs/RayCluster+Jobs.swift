@@ -116,6 +116,10 @@ extension RayCluster {
     }
 
     /// Asks Ray to stop a job. Returns false when it had already finished.
+    ///
+    /// - Note: Ray answers true while the job's supervisor actor is alive, and it may still be exiting just after
+    ///   the job's status reads STOPPED or another terminal state (seen on Ray 2.60 on a busy machine); once it has
+    ///   exited, false.
     /// - Throws: ``JobError`` (`notFound`).
     @discardableResult
     public func stopJob(_ id: String) async throws -> Bool {
