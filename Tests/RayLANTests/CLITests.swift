@@ -210,13 +210,12 @@ extension RayClusterTests.Main {
 
         @Test("Unreachable address: exit 69 with the address and port")
         func unreachable() async throws {
-            let closed = try ClosedPort()
-            defer { withExtendedLifetime(closed) {} }
-            let port = closed.port
-            let result = try await CommandRunner.raylan(["status", "--address", "127.0.0.1:\(port)"])
-            #expect(result.status == 69, "\(result)")
-            #expect(result.stderr.contains("127.0.0.1:\(port)"))
-            #expect(result.stderr.contains("connection refused"))
+            try await ClosedPort.with { port in
+                let result = try await CommandRunner.raylan(["status", "--address", "127.0.0.1:\(port)"])
+                #expect(result.status == 69, "\(result)")
+                #expect(result.stderr.contains("127.0.0.1:\(port)"))
+                #expect(result.stderr.contains("connection refused"))
+            }
         }
 
         @Test("The seed's ray://HOST:6379 is explained and the dashboard URL used instead")
@@ -258,40 +257,38 @@ extension RayClusterTests.Main.CLITests {
 struct CLIWithoutClusterTests {
     @Test("job logs and job submit accept --raw (the address is unreachable: exit 69, not a usage error)")
     func rawFlag() async throws {
-        let closed = try ClosedPort()
-        defer { withExtendedLifetime(closed) {} }
-        let port = closed.port
-        let address = ["--address", "127.0.0.1:\(port)"]
-        // A home of its own and no Python: nothing can start a local Ray, whatever the arguments.
-        let home = try TestEnvironment.makeTemporaryDirectory("raylan-home")
-        defer { try? FileManager.default.removeItem(at: home) }
-        let environment = ["RAYLAN_HOME": home.path, "RAYLAN_PYTHON": "/nonexistent/python"]
-        for arguments in [
-            ["job", "logs", "some-job", "--raw"] + address,
-            ["job", "submit", "--raw", "--no-wait"] + address + ["--", "true"],
-        ] {
-            let result = try await CommandRunner.raylan(arguments, environment: environment)
-            #expect(result.status == 69, "\(result)")
-            #expect(result.stderr.contains("127.0.0.1:\(port)") && !result.stderr.contains("--raw"), "\(result)")
+        try await ClosedPort.with { port in
+            let address = ["--address", "127.0.0.1:\(port)"]
+            // A home of its own and no Python: nothing can start a local Ray, whatever the arguments.
+            let home = try TestEnvironment.makeTemporaryDirectory("raylan-home")
+            defer { try? FileManager.default.removeItem(at: home) }
+            let environment = ["RAYLAN_HOME": home.path, "RAYLAN_PYTHON": "/nonexistent/python"]
+            for arguments in [
+                ["job", "logs", "some-job", "--raw"] + address,
+                ["job", "submit", "--raw", "--no-wait"] + address + ["--", "true"],
+            ] {
+                let result = try await CommandRunner.raylan(arguments, environment: environment)
+                #expect(result.status == 69, "\(result)")
+                #expect(result.stderr.contains("127.0.0.1:\(port)") && !result.stderr.contains("--raw"), "\(result)")
+            }
         }
     }
 
     @Test("--lease on streamed images, or outside 5…86400 seconds, exits 64 naming it, before connecting")
     func leaseRefused() async throws {
-        let closed = try ClosedPort()
-        defer { withExtendedLifetime(closed) {} }
-        let port = closed.port
-        let address = ["--address", "127.0.0.1:\(port)"]
-        let image = TestEnvironment.packageRoot.appendingPathComponent("samples/shapes_00.jpg").path
-        let streamed = try await CommandRunner.raylan(["detect", image, "--lease", "30"] + address)
-        #expect(streamed.status == 64, "\(streamed)")
-        #expect(streamed.stderr.contains("--lease does not apply to images"), "\(streamed.stderr)")
-        for lease in ["4", "86401"] {
-            let outside = try await CommandRunner.raylan(
-                ["detect", "rtsp://127.0.0.1:1/x", "--lease", lease] + address)
-            #expect(outside.status == 64, "\(outside)")
-            #expect(outside.stderr.contains("--lease must be a whole number from 5 to 86400"), "\(outside.stderr)")
-            #expect(!outside.stderr.contains("127.0.0.1:\(port)"), "it connected: \(outside.stderr)")
+        try await ClosedPort.with { port in
+            let address = ["--address", "127.0.0.1:\(port)"]
+            let image = TestEnvironment.packageRoot.appendingPathComponent("samples/shapes_00.jpg").path
+            let streamed = try await CommandRunner.raylan(["detect", image, "--lease", "30"] + address)
+            #expect(streamed.status == 64, "\(streamed)")
+            #expect(streamed.stderr.contains("--lease does not apply to images"), "\(streamed.stderr)")
+            for lease in ["4", "86401"] {
+                let outside = try await CommandRunner.raylan(
+                    ["detect", "rtsp://127.0.0.1:1/x", "--lease", lease] + address)
+                #expect(outside.status == 64, "\(outside)")
+                #expect(outside.stderr.contains("--lease must be a whole number from 5 to 86400"), "\(outside.stderr)")
+                #expect(!outside.stderr.contains("127.0.0.1:\(port)"), "it connected: \(outside.stderr)")
+            }
         }
     }
 }

@@ -174,16 +174,15 @@ struct DetectionValueTests {
 
     @Test("A refused connection is told apart by the error's value")
     func refused() async throws {
-        let closed = try ClosedPort()
-        defer { withExtendedLifetime(closed) {} }
-        let port = closed.port
-        let address = try ClusterAddress(parsing: "127.0.0.1:\(port)")
-        let failure = await #expect(throws: ClusterError.self) {
-            try await RayCluster.withConnection(to: address) { _ = try await $0.serverInfo() }
+        try await ClosedPort.with { port in
+            let address = try ClusterAddress(parsing: "127.0.0.1:\(port)")
+            let failure = await #expect(throws: ClusterError.self) {
+                try await RayCluster.withConnection(to: address) { _ = try await $0.serverInfo() }
+            }
+            let underlying = try #require(failure?.underlying)
+            #expect(failure?.code == .unreachable)
+            #expect(ConnectionFailure(underlying) == .refused, "\(underlying)")
         }
-        let underlying = try #require(failure?.underlying)
-        #expect(failure?.code == .unreachable)
-        #expect(ConnectionFailure(underlying) == .refused, "\(underlying)")
     }
 }
 

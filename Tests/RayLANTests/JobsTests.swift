@@ -201,16 +201,15 @@ extension RayClusterTests.Main {
 struct ConnectionFailureTests {
     @Test("An address where nothing listens fails fast, naming the address and port")
     func unreachable() async throws {
-        let closed = try ClosedPort()
-        defer { withExtendedLifetime(closed) {} }
-        let socket = closed.port
-        let address = ClusterAddress(host: "127.0.0.1", port: socket)
-        let error = await #expect(throws: ClusterError.self) {
-            try await RayCluster.withConnection(to: address) { try await $0.serverInfo() }
+        try await ClosedPort.with { socket in
+            let address = ClusterAddress(host: "127.0.0.1", port: socket)
+            let error = await #expect(throws: ClusterError.self) {
+                try await RayCluster.withConnection(to: address) { try await $0.serverInfo() }
+            }
+            #expect(error?.code == .unreachable)
+            #expect(error?.description.contains("127.0.0.1:\(socket)") == true)
+            #expect(error?.description.contains("connection refused") == true)
         }
-        #expect(error?.code == .unreachable)
-        #expect(error?.description.contains("127.0.0.1:\(socket)") == true)
-        #expect(error?.description.contains("connection refused") == true)
     }
 
     @Test("A held closed port cannot be bound by anyone, SO_REUSEADDR or not, until let go; a picked free port can")

@@ -241,6 +241,24 @@ public final class RayCluster: Sendable {
         }
     }
 
+    /// Sends a request again, `pause` apart, while Ray's answer is one that passes by itself (`passing`: an
+    /// agent or a proxy still starting), for at most `tries` requests and until `within` has passed; returns the
+    /// last answer and how many requests it took. The caller judges that answer, a passing one included.
+    func resend(
+        every pause: Duration, tries: Int = .max, within limit: Duration = .seconds(86_400),
+        while passing: (Response) -> Bool, _ request: () async throws -> Response
+    ) async throws -> (response: Response, tries: Int) {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: limit)
+        var attempt = 1
+        while true {
+            let response = try await request()
+            guard passing(response), attempt < tries, clock.now < deadline else { return (response, attempt) }
+            try await Task.sleep(for: pause)
+            attempt += 1
+        }
+    }
+
     /// GETs `path` and decodes a 200 answer.
     func getJSON<T: Decodable>(_ path: String, what: String) async throws -> T {
         let response = try await send(.GET, path)

@@ -41,46 +41,42 @@ extension RayCluster {
             options: [.sortedKeys])
 
         // Right after start-up the head's job agent may not be registered yet ("No available agent").
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: .seconds(30))
         var resent = false
-        while true {
-            let response: Response
+        let (response, _) = try await resend(
+            every: .milliseconds(500), within: .seconds(30),
+            while: { [500, 503].contains($0.status) && RaySays.noJobAgent($0.text) }
+        ) {
             do {
-                response = try await send(.POST, "/api/jobs/", body: body)
+                return try await send(.POST, "/api/jobs/", body: body)
             } catch let error as ClusterError where error.code == .unreachable && !resent {
                 // The POST may have reached Ray and only its answer been lost: send it once more with the same id.
                 logger.info("POST /api/jobs/ for '\(id)' got no answer (\(error.message)); sending it again")
                 resent = true
-                continue
+                return try await send(.POST, "/api/jobs/", body: body)
             }
-            switch response.status {
-            case 200:
-                struct Answer: Decodable { var submission_id: String?; var job_id: String? }
-                let answer = try decode(Answer.self, from: response, what: "POST /api/jobs/")
-                guard let id = answer.submission_id ?? answer.job_id else {
-                    throw ClusterError.invalidResponse("POST /api/jobs/", body: response.text, underlying: nil)
-                }
+        }
+        switch response.status {
+        case 200:
+            struct Answer: Decodable { var submission_id: String?; var job_id: String? }
+            let answer = try decode(Answer.self, from: response, what: "POST /api/jobs/")
+            guard let id = answer.submission_id ?? answer.job_id else {
+                throw ClusterError.invalidResponse("POST /api/jobs/", body: response.text, underlying: nil)
+            }
+            return JobSubmission(submissionID: id, workingDirectory: upload)
+        case 400:
+            throw JobError(
+                .rejected, "Ray refused the job: \(RayMessage.extract(from: response.text))",
+                remedy: "Check the job's options against Ray \(info.rayVersion).", responseBody: response.text)
+        case 500 where RaySays.jobExists(response.text):
+            if resent, (try? await job(id))?.entrypoint == spec.entrypoint {
                 return JobSubmission(submissionID: id, workingDirectory: upload)
-            case 400:
-                throw JobError(
-                    .rejected, "Ray refused the job: \(RayMessage.extract(from: response.text))",
-                    remedy: "Check the job's options against Ray \(info.rayVersion).", responseBody: response.text)
-            case 500 where RaySays.jobExists(response.text):
-                if resent, (try? await job(id))?.entrypoint == spec.entrypoint {
-                    return JobSubmission(submissionID: id, workingDirectory: upload)
-                }
-                throw JobError(
-                    .alreadyExists, "A job with the id '\(id)' already exists",
-                    remedy: "Choose another --id, or delete the old job with 'raylan job delete \(id)'.",
-                    responseBody: response.text)
-            case let status
-            where (status == 500 || status == 503)
-                && RaySays.noJobAgent(response.text) && clock.now < deadline:
-                try await Task.sleep(for: .milliseconds(500))
-            default:
-                throw ClusterError.server("Submitting the job", status: response.status, body: response.text)
             }
+            throw JobError(
+                .alreadyExists, "A job with the id '\(id)' already exists",
+                remedy: "Choose another --id, or delete the old job with 'raylan job delete \(id)'.",
+                responseBody: response.text)
+        default:
+            throw ClusterError.server("Submitting the job", status: response.status, body: response.text)
         }
     }
 

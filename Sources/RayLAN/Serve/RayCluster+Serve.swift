@@ -244,18 +244,17 @@ extension RayCluster {
             body["http_options"] = .object(["host": .string(http.host), "port": .number(Double(http.port))])
         }
         let data = try JSONEncoder().encode(JSONValue.object(body))
-        for attempt in 1...Self.serveStartTries {
-            let response = try await send(.PUT, "/api/serve/applications/", body: data)
-            switch response.status {
-            case 200: return
-            case 400:
-                throw ServeError(.rejected, "Ray refused the Serve config: \(RayMessage.extract(from: response.text))")
-            case 500 where RaySays.serveStartInterrupted(response.text) && attempt < Self.serveStartTries:
-                try await Task.sleep(for: Self.serveStartRetryDelay)
-            default:
-                let tried = attempt > 1 ? " (tried \(attempt) times while Serve was starting)" : ""
-                throw ClusterError.server(what + tried, status: response.status, body: response.text)
-            }
+        let (response, tries) = try await resend(
+            every: Self.serveStartRetryDelay, tries: Self.serveStartTries,
+            while: { $0.status == 500 && RaySays.serveStartInterrupted($0.text) }
+        ) { try await send(.PUT, "/api/serve/applications/", body: data) }
+        switch response.status {
+        case 200: return
+        case 400:
+            throw ServeError(.rejected, "Ray refused the Serve config: \(RayMessage.extract(from: response.text))")
+        default:
+            let tried = tries > 1 ? " (tried \(tries) times while Serve was starting)" : ""
+            throw ClusterError.server(what + tried, status: response.status, body: response.text)
         }
     }
 }
