@@ -134,7 +134,7 @@ main() {
     # On the GPU, with a model that finds boxes (the shipped shapes model): does `auto` pick the tensor backend,
     # and how far are its detections from Ultralytics' (backend-check.txt)? YOLO11s is random-init: no boxes.
     say "backend check on the GPU with the shipped shapes model…"
-    (cd "$work/kit/cluster" && timeout 120 "$venv/bin/python" -c "import sys; from raylan_detect.tensor import load_backend; b, why = load_backend('auto', sys.argv[1]); print(b.kind, b.device, why)" \
+    (cd "$work/kit/cluster" && timeout 120 "$venv/bin/python" -c "import sys; from raylan_detect.models import load_backend; b, why = load_backend('auto', sys.argv[1]); print(b.kind, b.device, why)" \
         "$work/kit/models/shapes-yolo11n.pt") > "$results/backend-check.txt" 2>&1 || say "backend check failed (see backend-check.txt)"
     timeout -k 30 "$bench_timeout" "${raylan_run[@]}" bench --model "$model" --json "$results/bench.json" "${bench_args[@]}" 2>&1 \
         | tee "$results/bench.txt"

@@ -110,7 +110,9 @@ struct DetectCommand: AsyncParsableCommand {
     var gpusPerActor: Double?
     @Option(
         name: .long, parsing: .unconditional,
-        help: ArgumentHelp("--on-cluster images: CPUs per actor (default 1).", valueName: "c"))
+        help: ArgumentHelp(
+            "--on-cluster images: CPUs per actor (default: 1, or what is free beside a read, at least 0.25).",
+            valueName: "c"))
     var cpusPerActor: Double?
     @Option(
         name: .long, parsing: .unconditional,

@@ -89,7 +89,7 @@ extension DetectCommand {
                 if let batchSize { run.batchSize = batchSize }
                 if let lease { run.lease = .seconds(lease) }
                 run.gpusPerActor = gpusPerActor ?? deployment.gpusPerReplica
-                if let cpusPerActor { run.cpusPerActor = cpusPerActor }
+                run.cpusPerActor = cpusPerActor
                 run.httpPort = self.deployment.servePort(for: connection)
                 let configured = run
                 let cluster = connection.cluster

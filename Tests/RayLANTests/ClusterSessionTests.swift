@@ -18,10 +18,10 @@ struct ClusterSessionTests {
         let running = try Self.page("poll_page.json")
         let failed = try Self.page("poll_page_failed.json")
         guard case .object(var quiet) = running else { throw CancellationError() }
-        quiet["items"] = .array([])
+        quiet["lines"] = .array([])
         let plan = try [running, .object(quiet), failed].map { try FakeSession.value($0) }
         try await FakeSession.with(plan) { session, server in
-            var lines: [JSONValue] = []
+            var lines: [ClusterSession.Line] = []
             var progress: [JSONValue] = []
             let error = await #expect(throws: OnClusterError.self) {
                 try await session.follow(wait: .milliseconds(10)) {
@@ -32,7 +32,8 @@ struct ClusterSessionTests {
             }
             #expect(error?.code.rawValue == "session_failed")
             #expect(error?.message == failed["error"]?["message"]?.stringValue)
-            #expect(JSONValue.array(lines) == running["items"])
+            // Each line handed on as the session's own text, unchanged.
+            #expect(.array(lines.map { .string($0.text) }) == running["lines"])
             #expect(progress == [running["progress"], failed["progress"]].compactMap { $0 })
             // Each poll asks from where the previous page ended.
             let cursors = server.requests.compactMap { request -> Double? in
@@ -42,5 +43,32 @@ struct ClusterSessionTests {
             #expect(FakeSession.methods(server) == ["poll", "poll", "poll"])
             #expect(cursors == [0, 14, 14])
         }
+    }
+
+    @Test("A video's local journal holds each frame line as the session made it, byte for byte")
+    func localJournalKeepsTheText() throws {
+        let folder = try TestEnvironment.makeTemporaryDirectory("local-journal")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let page = try Self.page("poll_page.json")
+        let texts = try #require(
+            page["lines"].flatMap { value -> [String]? in
+                guard case .array(let lines) = value else { return nil }
+                return lines.compactMap(\.stringValue)
+            })
+        // Keys in the session's order and numbers as Python writes them: a re-encoding (sorted keys, Swift's own
+        // number text) would change the line.
+        let odd =
+            #"{"type":"frame","frame":3,"time":0.1,"detections":[{"box":[1.5,2,3,4],"score":0.25,"class_id":0,"class_name":"a/b"}]}"#
+        let journal = try LocalJournal(folder: folder)
+        for text in texts + [odd] {
+            let line = ClusterSession.Line(text: text)
+            guard case .frame? = try VideoRun.event(from: line) else {
+                Issue.record("not a frame: \(text)")
+                continue
+            }
+            try journal.append(line)
+        }
+        let written = try String(contentsOf: journal.url, encoding: .utf8)
+        #expect(written == (texts + [odd]).map { $0 + "\n" }.joined())
     }
 }

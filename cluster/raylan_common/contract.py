@@ -57,7 +57,7 @@ SHAPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "session_failure": (frozenset({"code", "message"}), frozenset({"remedy", "traceback"})),
     # Swift: ClusterSession.Poll. `items` are the session's lines (a video's frame lines, a dataset's journal
     # lines), `progress` its counters.
-    "poll_page": (frozenset({"items", "cursor", "state", "progress"}), frozenset({"error"})),
+    "poll_page": (frozenset({"lines", "cursor", "state", "progress"}), frozenset({"error"})),
     # The other way: the `args` of the Serve applications RayLAN deploys, as Swift writes them (Swift:
     # DetectionDeployment.applicationConfig, GatewayDeployment.applicationConfig; ServiceKey.configArguments for
     # the key: api_key in clear, or api_key_sha256 and key_salt). Each application's builder checks its args.
@@ -154,12 +154,14 @@ def session_failure(code: str, message: str, remedy: str = "", traceback: str | 
     return failure
 
 
-def poll_page(items: list, cursor: int, state: str, progress: Mapping[str, Any], error: dict | None = None) -> dict:
-    """One answer of a session's poll: the lines from the asked cursor on, the cursor after them, the session's
-    state (one of SESSION_STATES), its progress counters, and once it failed its failure."""
+def poll_page(lines: list[str], cursor: int, state: str, progress: Mapping[str, Any],
+              error: dict | None = None) -> dict:
+    """One answer of a session's poll: the lines from the asked cursor on (each line's JSON text, made once by
+    the session), the cursor after them, the session's state (one of SESSION_STATES), its progress counters,
+    and once it failed its failure."""
     if state not in SESSION_STATES:
         raise ValueError(f"state must be one of {', '.join(SESSION_STATES)}, not {state!r}")
-    return {"items": items, "cursor": cursor, "state": state, "error": error, "progress": dict(progress)}
+    return {"lines": lines, "cursor": cursor, "state": state, "error": error, "progress": dict(progress)}
 
 
 def dataset_line(path: str, node: str, image: dict | None = None, detections: list[dict] | None = None,

@@ -36,10 +36,8 @@ original pixels, "score", "class_id", "class_name"}], "batch_size", "timings_ms"
 import asyncio
 import logging
 import math
-import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -53,10 +51,10 @@ from raylan_common.http import (BadContentLength, BodyTooLarge, ServiceKey, forg
                                  key_verifier)
 from raylan_common.http import read_body as common_read_body
 
-from .backend import Backend, Options, Prediction, inference_failed, predict_each
+from .backend import Backend, Options, Prediction
 from .codec import (DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, Header, ImageError, configure_pil,
                     decode, inspect, split_frames, too_large)
-from .tensor import load_backend
+from .models import Encoded, Runner, budget, inference_failed, load_backend
 
 logger = logging.getLogger("ray.serve")
 
@@ -99,11 +97,6 @@ class Inferred(NamedTuple):
     queue_s: float  # from decoded to the batch's start
     batch_size: int  # how many images shared the batch
     decode_s: float = 0.0  # its share of the batch's decoding on the device (Encoded items)
-
-
-class Encoded(NamedTuple):
-    """A JPEG left encoded for the batch to decode on the model's device (nvjpeg), its header already checked."""
-    data: bytes | bytearray | memoryview
 
 
 def make_answer(model_id: str, image: DecodedImage, prediction: Prediction, batch_size: int, queue_ms: float,
@@ -181,28 +174,6 @@ async def read_body(request: Request, limit: int) -> bytearray:
                                            f"one request may send; send fewer or smaller images per request") from None
 
 
-def budget(headers: list[Header | ImageError], max_decoded_bytes: int) -> list[Header | ImageError]:
-    """The request's decoded-memory budget: images in order, each admitted while the sum of their
-    decoded_bytes stays within max_decoded_bytes. One that could never fit is too_large; one that fits
-    alone but not after the images before it is over_budget, for the client to send again on its own."""
-    used, out = 0, []
-    for header in headers:
-        if isinstance(header, Header):
-            if header.decoded_bytes > max_decoded_bytes:
-                header = too_large(header.width, header.height, (
-                    f"decoding it takes {header.decoded_bytes / 2**20:.0f} MiB, over the budget of "
-                    f"{max_decoded_bytes / 2**20:.0f} MiB per request"))
-            elif used + header.decoded_bytes > max_decoded_bytes:
-                header = ImageError("over_budget", (
-                    f"decoding it takes {header.decoded_bytes / 2**20:.0f} MiB and the request's images before it "
-                    f"{used / 2**20:.0f} MiB, over the budget of {max_decoded_bytes / 2**20:.0f} MiB per request; "
-                    f"send it in a smaller request"))
-            else:
-                used += header.decoded_bytes
-        out.append(header)
-    return out
-
-
 def inspect_all(frames: list[memoryview], max_pixels: int) -> list[Header | ImageError]:
     out: list[Header | ImageError] = []
     for frame in frames:
@@ -211,47 +182,6 @@ def inspect_all(frames: list[memoryview], max_pixels: int) -> list[Header | Imag
         except ImageError as error:
             out.append(error)
     return out
-
-
-def timed_decode(backend: Any, data: bytes | bytearray | memoryview, max_pixels: int,
-                 max_decoded_bytes: int) -> tuple[DecodedImage, float]:
-    """The backend's decode() and the seconds it took, measured in the decoding thread. A JPEG that the
-    backend decodes on its device (a GPU) is only inspected here and left encoded for the batch."""
-    start = time.perf_counter()
-    if backend.decodes_on_device:
-        header = inspect(data, max_pixels)
-        if header.format == "JPEG" and header.mode in ("RGB", "L") and header.decoded_bytes <= max_decoded_bytes:
-            image = DecodedImage(pixels=Encoded(data), width=header.width, height=header.height, format="jpeg")
-            return image, time.perf_counter() - start
-    image = backend.decode(data, max_pixels, max_decoded_bytes)
-    return image, time.perf_counter() - start
-
-
-def decode_encoded(backend: Any, items: list, max_pixels: int, max_decoded_bytes: int) -> tuple[list, float]:
-    """The batch's pixels, its Encoded JPEGs decoded together on the device (one that the device decoder
-    refuses goes through backend.decode, and an undecodable one becomes its ImageError), and the seconds
-    that took per decoded image."""
-    encoded = [i for i, item in enumerate(items) if isinstance(item, Encoded)]
-    if not encoded:
-        return list(items), 0.0
-    start = time.perf_counter()
-    out = list(items)
-    try:
-        decoded = backend.decode_batch([items[i].data for i in encoded])
-    except Exception as error:  # noqa: BLE001 - the device decoder failed: each image is decoded on its own below
-        logger.warning("Decoding %d JPEGs on the device failed (%s); decoding them one by one.", len(encoded),
-                       type(error).__name__)
-        decoded = [None] * len(encoded)
-    for i, pixels in zip(encoded, decoded):
-        if pixels is None:
-            try:
-                pixels = backend.decode(items[i].data, max_pixels, max_decoded_bytes).pixels
-            except ImageError as error:
-                pixels = error
-            except Exception as error:  # noqa: BLE001 - never fail the batch for one image
-                pixels = ImageError("decode_failed", f"the jpeg data cannot be decoded: {error}")
-        out[i] = pixels
-    return out, (time.perf_counter() - start) / len(encoded)
 
 
 def positive(args: dict, name: str, default: int) -> int:
@@ -277,17 +207,20 @@ class Detector:
         self.max_body_bytes = max_body_bytes
         self.max_decoded_bytes = max_decoded_bytes
         configure_pil(max_pixels, max_decoded_bytes)
-        # Decoding gets its own small pool (default: half the host's cores, at least 1). Python's default
-        # pool would decode every image of a multi-image request at once and, on a CPU host, take the
-        # cores inference needs.
-        self.decode_threads = decode_threads or max(1, (os.cpu_count() or 2) // 2)
-        self.decoder = ThreadPoolExecutor(max_workers=self.decode_threads, thread_name_prefix="raylan-decode")
         self.max_batch = max_batch
-        self.backend, self.backend_reason = load_backend(backend, model, imgsz=imgsz, device=device, half=half)
-        logger.info("Backend %s (%s).", self.backend.kind, self.backend_reason)
-        self.backend.warm_up()
+        loaded, reason = load_backend(backend, model, imgsz=imgsz, device=device, half=half)
+        logger.info("Backend %s (%s).", loaded.kind, reason)
+        loaded.warm_up()
+        # The model layer (models.Runner): decoding on its own small pool, the device decode, the predict
+        # that fails one image alone. Batching across requests is Serve's (infer).
+        self.runner = Runner(loaded, reason, max_pixels, max_decoded_bytes, decode_threads)
+        self.decoder = self.runner.decoder
         self.infer.set_max_batch_size(max_batch)
         self.infer.set_batch_wait_timeout_s(batch_wait_ms / 1000.0)
+
+    @property
+    def backend(self) -> Any:
+        return self.runner.backend
 
     @api.get("/healthz")
     def healthz(self) -> dict:
@@ -299,7 +232,8 @@ class Detector:
         return {"models": [{
             "id": backend.model_id, "source": Path(backend.source).name, "imgsz": backend.imgsz,
             "device": backend.device, "half": backend.half, "max_batch": self.max_batch,
-            "decode_threads": self.decode_threads, "backend": backend.kind, "backend_reason": self.backend_reason,
+            "decode_threads": self.runner.decode_threads, "backend": backend.kind,
+            "backend_reason": self.runner.reason,
             "classes": backend.names}]}
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
@@ -313,8 +247,7 @@ class Detector:
         results: list[Inferred | None] = [None] * len(items)
         pixels, decode_s = [item.pixels for item in items], 0.0
         if any(isinstance(one, Encoded) for one in pixels):
-            pixels, decode_s = await asyncio.to_thread(decode_encoded, self.backend, pixels, self.max_pixels,
-                                                       self.max_decoded_bytes)
+            pixels, decode_s = await asyncio.to_thread(self.runner.decode_on_device, pixels)
         for index, one in enumerate(pixels):
             if isinstance(one, ImageError):
                 results[index] = Inferred(one, queue_s=started - items[index].ready, batch_size=len(items))
@@ -323,7 +256,7 @@ class Detector:
             if not indices:
                 continue
             outcomes = await asyncio.to_thread(
-                predict_each, self.backend, [pixels[i] for i in indices], items[indices[0]].options)
+                self.runner.predict, [pixels[i] for i in indices], items[indices[0]].options)
             for i, outcome in zip(indices, outcomes):
                 results[i] = Inferred(outcome, queue_s=started - items[i].ready, batch_size=len(items),
                                       decode_s=decode_s if isinstance(items[i].pixels, Encoded) else 0.0)
@@ -334,7 +267,7 @@ class Detector:
         decoding: `ready` is when decoding would have ended without that wait."""
         waiting = time.perf_counter()
         image, decode_s = await asyncio.get_running_loop().run_in_executor(
-            self.decoder, timed_decode, self.backend, data, self.max_pixels, self.max_decoded_bytes)
+            self.decoder, self.runner.decode, data)
         return Decoded(image, decode_s, ready=waiting + decode_s)
 
     async def finish(self, decoded: Decoded, options: Options, received: float) -> dict:
@@ -423,7 +356,7 @@ def build(args: dict) -> Any:
     batch_wait_ms (10), max_pixels (50 MP), device, half, max_frames (64), max_body_bytes (64 MiB),
     max_decoded_bytes (512 MiB), api_key or api_key_sha256 (the key in clear, or its verifier with key_salt on a
     cluster with a token; the replica keeps only the verifier; both absent or empty: an open service), backend (auto: the batched
-    tensor backend where it matches the Ultralytics one at start-up, see tensor.load_backend; tensor;
+    tensor backend where it matches the Ultralytics one at start-up, see models.load_backend; tensor;
     ultralytics). Any other key is refused (contract.SHAPES["service_args"])."""
     contract.check("service_args", args)
     return Detector.bind(

@@ -1,19 +1,14 @@
 """One YOLO model in one replica: loading (.pt or .onnx through Ultralytics), warm-up, batched predict."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from raylan_common import contract
 
-from .codec import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, ImageError, decode
-
-logger = logging.getLogger("ray.serve")
-
+from .codec import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode
 
 @dataclass
 class Options:
@@ -107,31 +102,3 @@ class Backend:
                 "inference": round(float(speed.get("inference", 0.0)), 3),
                 "postprocess": round(float(speed.get("postprocess", 0.0)), 3)}, annotated))
         return out
-
-
-def inference_failed(error: Exception) -> ImageError:
-    """The error of an image the model failed on."""
-    return ImageError("inference_failed", f"the model failed on this image: {type(error).__name__}: "
-                                          f"{str(error)[:200]}")
-
-
-def predict_each(backend: Any, pixels: list[Any], options: Options) -> list[Prediction | ImageError]:
-    """Predicts the images together; if that raises, each on its own, so that one image the model cannot
-    take fails alone (inference_failed) and the others still get their detections (the service's replicas and
-    the dataset's actors alike)."""
-    if not pixels:
-        return []
-    try:
-        return backend.predict(pixels, options)
-    except Exception as error:  # noqa: BLE001 - answered per image below
-        if len(pixels) == 1:
-            return [inference_failed(error)]
-        logger.warning("A batch of %d images failed (%s); predicting them one by one.", len(pixels),
-                       type(error).__name__)
-    outcomes: list[Prediction | ImageError] = []
-    for one in pixels:
-        try:
-            outcomes.append(backend.predict([one], options)[0])
-        except Exception as error:  # noqa: BLE001 - this image's own error
-            outcomes.append(inference_failed(error))
-    return outcomes

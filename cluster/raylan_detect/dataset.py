@@ -11,7 +11,7 @@ uploaded working directory, and the client follows it by polling (session.py). I
              workers inherit the session's runtime environment, so RayLAN's models/<file> is there).
   detecting  Ray Data: the paths (from_items) → a read task per block of files (a file that cannot be read
              is that file's error) → map_batches with an actor pool, each actor loading the model once (on a
-             GPU where the cluster has them) with the Serve replica's own backend (tensor.load_backend) and
+             GPU where the cluster has them) with the Serve replica's own model layer (models.Runner) and
              its decoding, so that results are the service's. The session streams the results: one line per
              file to out_dir/detections.jsonl, the same line to the client, annotated JPEGs to
              out_dir/annotated/, progress as it goes, and a summary at the end.
@@ -26,7 +26,8 @@ Journal lines (out_dir/detections.jsonl; the client gets each with "type": "imag
   (a spec field, default 120) and the session stopped itself (session.py's lease: its Ray Data execution and
   detectors end with it; state abandoned, error client_gone). It has no "path": a resume passes over it.
 Then the client gets {"type": "summary", "inputs", "succeeded", "failed", "skipped", "seconds", "images_per_s",
-"nodes": {ip: count}, "backend", "backend_reason", "stopped"} (also written to out_dir/summary.json).
+"nodes": {ip: count}, "backend", "backend_reason", "cpus_per_actor", "gpus_per_actor" (as asked, or as
+chosen: see plan_nodes), "stopped"} (also written to out_dir/summary.json).
 Progress (poll's progress): {"phase": "checking", "nodes_checked", "nodes_to_check"(, "waiting": why, while busy
 CPUs/GPUs are awaited)}, then {"phase": "detecting", "total" (every input), "done" (answered + skipped), "failed",
 "skipped", "images_per_s" (since the first answers: the detectors' start is not in it), "eta_s", "nodes": {ip: n}}.
@@ -46,7 +47,6 @@ import re
 import shutil
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -54,8 +54,8 @@ import numpy as np
 
 from raylan_common import contract
 
-from .backend import Options, predict_each
-from .codec import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, ImageError, configure_pil, inspect
+from .backend import Options
+from .codec import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, ImageError, configure_pil
 from .session import DEFAULT_LEASE_S, Session, SessionError, check_lease, write_line
 
 #: What a folder search picks (lower-cased suffixes). Named files are taken whatever their suffix.
@@ -71,6 +71,10 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 #: CPUs a read task takes: reading is I/O, so several run beside a detector. A node with fewer CPUs than this
 #: never reads, and is not checked for the files.
 READ_CPUS = 0.25
+#: CPUs per detector when none is asked for: 1 where that many are free beside a read, else what is free beside
+#: one (a 2-CPU cluster whose detection service holds one CPU: 0.75), down to AUTO_MIN_CPUS.
+AUTO_CPUS = 1.0
+AUTO_MIN_CPUS = 0.25
 #: Read tasks at once, per node that reads (or per detector, where there are more detectors).
 READS_PER_NODE = 2
 #: How long the session waits for busy CPUs or GPUs to come free before it fails (no_free_cpu, no_free_gpu).
@@ -187,16 +191,20 @@ def resources(node: dict) -> dict:
 
 
 def plan_nodes(alive: list[dict], available: dict, gpus_per_actor: float | None,
-               cpus_per_actor: float) -> tuple[list[dict], list[dict], float]:
+               cpus_per_actor: float | None) -> tuple[list[dict], list[dict], float, float]:
     """From the alive nodes (ray.nodes()) and the cluster's free resources: the nodes that read files (a CPU
-    share), the nodes that can host a detector, and the GPUs per detector (auto: 1 where the cluster has GPUs,
-    else 0). Raises SessionError where the work would wait forever: no_node_fits (no node could ever run a
-    detector or a read), no_free_gpu (every GPU held, e.g. by a detection service), no_free_cpu (too few
-    free CPUs for one detector and one read at once)."""
+    share), the nodes that can host a detector, the GPUs per detector (auto: 1 where the cluster has GPUs,
+    else 0) and the CPUs per detector (auto: AUTO_CPUS, or what is free beside one read, at least AUTO_MIN_CPUS).
+    Raises SessionError where the work would wait forever: no_node_fits (no node could ever run a detector or a
+    read), no_free_gpu (every GPU held, e.g. by a detection service), no_free_cpu (too few free CPUs for one
+    detector and one read at once)."""
     gpus = gpus_per_actor
     total_gpus = sum(resources(node).get("GPU", 0) for node in alive)
     if gpus is None:
         gpus = 1.0 if total_gpus > 0 else 0.0
+    if cpus_per_actor is None:
+        beside_a_read = math.floor((available.get("CPU", 0) - READ_CPUS) * 100) / 100
+        cpus_per_actor = max(AUTO_MIN_CPUS, min(AUTO_CPUS, beside_a_read))
     readers = [node for node in alive if resources(node).get("CPU", 0) >= READ_CPUS]
     hosts = [node for node in alive if resources(node).get("CPU", 0) >= cpus_per_actor
              and resources(node).get("GPU", 0) >= gpus]
@@ -222,7 +230,7 @@ def plan_nodes(alive: list[dict], available: dict, gpus_per_actor: float | None,
             f"{need:g} at once, so the work would wait"),
             remedy="Free some (a detection service holds CPUs: 'raylan serve delete --name NAME'), or ask for less "
                    "(--cpus-per-actor 0.5).")
-    return readers, hosts, gpus
+    return readers, hosts, gpus, cpus_per_actor
 
 
 def annotated_names(files: list[str]) -> dict[str, str]:
@@ -269,77 +277,29 @@ class Detector:
                  max_pixels: int = DEFAULT_MAX_PIXELS, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES):
         import ray
 
-        from .tensor import load_backend
+        from .models import Runner
 
-        self.max_pixels, self.max_decoded_bytes = max_pixels, max_decoded_bytes
         configure_pil(max_pixels, max_decoded_bytes)
-        self.backend, self.reason = load_backend(backend, model, imgsz=imgsz, device=device)
-        self.backend.warm_up()
+        # The replica's model layer, the same steps: decode (JPEGs decoded together on a GPU), budget, batch,
+        # predict. The decode pool is smaller: actors share their node with Ray Data's read tasks.
+        self.runner = Runner.load(backend, model, imgsz=imgsz, device=device, max_pixels=max_pixels,
+                                  max_decoded_bytes=max_decoded_bytes,
+                                  decode_threads=max(1, min(4, (os.cpu_count() or 2) // 2)))
+        self.backend, self.reason = self.runner.backend, self.runner.reason
         self.options = Options(conf=conf, iou=iou, classes=tuple(classes) if classes else None, annotate=annotate)
         self.node = ray.util.get_node_ip_address()
-        self.decoder = ThreadPoolExecutor(max_workers=max(1, min(4, (os.cpu_count() or 2) // 2)),
-                                          thread_name_prefix="raylan-decode")
-        if self.backend.decodes_on_device:  # JPEGs decoded together on the GPU, exactly as the replica does
-            from .app import decode_encoded, timed_decode
-
-            self.decode_one = lambda data: timed_decode(self.backend, data, max_pixels, max_decoded_bytes)[0]
-            self.decode_rest = lambda pixels: decode_encoded(self.backend, pixels, max_pixels, max_decoded_bytes)[0]
-        else:
-            self.decode_one = lambda data: self.backend.decode(data, max_pixels, max_decoded_bytes)
-            self.decode_rest = None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         count = len(batch["path"])
-        outcomes: list[Any] = [None] * count
         nodes = [self.node] * count
-        chunk: list[int] = []
-        used = 0
+        items: list[Any] = []
         for index in range(count):
             if batch["read_error"][index]:
-                outcomes[index] = ImageError(**json.loads(batch["read_error"][index]))
+                items.append(ImageError(**json.loads(batch["read_error"][index])))
                 nodes[index] = str(batch["read_node"][index])
-                continue
-            try:  # the header alone: the memory decoding takes, so a chunk never holds more than the budget
-                need = inspect(batch["data"][index], self.max_pixels).decoded_bytes
-            except ImageError as error:
-                outcomes[index] = error
-                continue
-            if chunk and used + need > self.max_decoded_bytes:
-                self.detect(batch, chunk, outcomes)
-                chunk, used = [], 0
-            chunk.append(index)
-            used += need
-        if chunk:
-            self.detect(batch, chunk, outcomes)
-        return self.rows(batch, outcomes, nodes)
-
-    def decode(self, data: Any) -> Any:
-        try:
-            return self.decode_one(data)
-        except ImageError as error:
-            return error
-        except Exception as error:  # noqa: BLE001 - never fail the block for one image
-            return ImageError("decode_failed", f"the image cannot be decoded: {type(error).__name__}: {error}")
-
-    def detect(self, batch: dict[str, np.ndarray], indices: list[int], outcomes: list[Any]) -> None:
-        """Decodes and predicts the images at `indices` together; each outcome is (DecodedImage, Prediction)
-        or an ImageError."""
-        images = list(self.decoder.map(self.decode, [batch["data"][index] for index in indices]))
-        live = [(index, image) for index, image in zip(indices, images) if not isinstance(image, ImageError)]
-        for index, image in zip(indices, images):
-            if isinstance(image, ImageError):
-                outcomes[index] = image
-        pixels = [image.pixels for _, image in live]
-        if self.decode_rest is not None and pixels:
-            pixels = self.decode_rest(pixels)
-        ready = [(index, image, one) for (index, image), one in zip(live, pixels)]
-        for index, _, one in ready:
-            if isinstance(one, ImageError):
-                outcomes[index] = one
-        ready = [item for item in ready if not isinstance(item[2], ImageError)]
-        predictions = predict_each(self.backend, [one for _, _, one in ready], self.options)
-        for (index, image, _), prediction in zip(ready, predictions):
-            outcomes[index] = prediction if isinstance(prediction, ImageError) else (image, prediction)
+            else:
+                items.append(batch["data"][index])
+        return self.rows(batch, self.runner.run(items, self.options), nodes)
 
     def rows(self, batch: dict[str, np.ndarray], outcomes: list[Any], nodes: list[str]) -> dict[str, np.ndarray]:
         """One row per file: what the session writes. Detections travel as JSON text (a flat Arrow schema)."""
@@ -423,7 +383,7 @@ class DatasetSession(Session):
     def __init__(self, paths: list[str], model: str, out_dir: str | None = None, backend: str = "auto",
                  imgsz: int | None = None, conf: float = 0.25, iou: float = 0.7, classes: list[int] | None = None,
                  annotate: bool = False, resume: bool = False, batch_size: int = 16, actors: int | None = None,
-                 gpus_per_actor: float | None = None, cpus_per_actor: float = 1.0,
+                 gpus_per_actor: float | None = None, cpus_per_actor: float | None = None,
                  lease_s: float = DEFAULT_LEASE_S):
         if isinstance(paths, str) or not isinstance(paths, (list, tuple)) or not paths:
             raise ValueError("paths must be a non-empty list of files, folders or globs")
@@ -452,7 +412,8 @@ class DatasetSession(Session):
                                            or not isinstance(gpus_per_actor, (int, float)) or gpus_per_actor < 0):
             raise ValueError(f"gpus_per_actor must be a number of GPUs from 0 (0.5 shares one between two), "
                              f"not {gpus_per_actor!r}")
-        if isinstance(cpus_per_actor, bool) or not isinstance(cpus_per_actor, (int, float)) or cpus_per_actor < 0:
+        if cpus_per_actor is not None and (isinstance(cpus_per_actor, bool)
+                                           or not isinstance(cpus_per_actor, (int, float)) or cpus_per_actor < 0):
             raise ValueError(f"cpus_per_actor must be a number of CPUs from 0, not {cpus_per_actor!r}")
         check_lease(lease_s)
         super().__init__(out_dir, "dataset", lease_s)
@@ -468,14 +429,14 @@ class DatasetSession(Session):
         self.batch_size = batch_size
         self.actors = actors
         self.gpus_per_actor = gpus_per_actor
-        self.cpus_per_actor = float(cpus_per_actor)
+        self.cpus_per_actor = float(cpus_per_actor) if cpus_per_actor is not None else None
 
     def describe(self) -> dict:
         return {**super().describe(), "model": self.model_id, "patterns": len(self.patterns)}
 
     # ------------------------------------------------------------------------------------ checking
-    def nodes(self) -> tuple[list[dict], list[dict], float]:
-        """(nodes that read files, nodes that can host a detector, GPUs per detector): see plan_nodes. Where the
+    def nodes(self) -> tuple[list[dict], list[dict], float, float]:
+        """(nodes that read files, nodes that can host a detector, GPUs and CPUs per detector): see plan_nodes. Where the
         CPUs or GPUs are busy, waits up to RESOURCE_WAIT_S for them (the actors of a session that just ended take
         a moment to go) before failing."""
         import ray
@@ -494,7 +455,7 @@ class DatasetSession(Session):
                 self.set_progress(phase="checking", waiting=busy.message)
                 waited = True
                 if self.stopping.wait(0.5):
-                    return [], [], 0.0
+                    return [], [], 0.0, 0.0
 
     def check(self, readers: list[dict], hosts: list[dict]) -> list[str]:
         """Lists the inputs on every node that reads or hosts a detector; the files when all agree."""
@@ -619,7 +580,7 @@ class DatasetSession(Session):
 
         started = time.monotonic()
         self.set_progress(phase="checking")
-        readers, hosts, gpus = self.nodes()
+        readers, hosts, gpus, cpus = self.nodes()
         if self.stopping.is_set():
             return
         files = self.check(readers, hosts)
@@ -668,7 +629,7 @@ class DatasetSession(Session):
                 dataset = dataset.map_batches(read_files, batch_size=None, num_cpus=READ_CPUS,
                                               **task_pool(min(blocks, READS_PER_NODE * max(len(readers), size))))
                 dataset = dataset.map_batches(
-                    Detector, batch_size=self.batch_size, num_cpus=self.cpus_per_actor, num_gpus=gpus,
+                    Detector, batch_size=self.batch_size, num_cpus=cpus, num_gpus=gpus,
                     fn_constructor_kwargs={"model": self.model, "backend": self.backend_kind, "imgsz": self.imgsz,
                                            "conf": self.conf, "iou": self.iou, "classes": self.classes,
                                            "annotate": self.annotate, "device": device},
@@ -710,7 +671,8 @@ class DatasetSession(Session):
             "nodes": dict(nodes), "backend": ", ".join(kinds) if kinds else None,
             "backend_reason": (next(iter(reasons)) if len(reasons) == 1 else "; ".join(
                 f"{node}: {kind} ({reason})" for node, (kind, reason) in sorted(backends.items()))) if reasons
-            else "no image needed the model", "stopped": self.stopping.is_set()}
+            else "no image needed the model", "cpus_per_actor": cpus, "gpus_per_actor": gpus,
+            "stopped": self.stopping.is_set()}
         with open(self.out_dir / SUMMARY, "w", encoding="utf-8") as file:
             json.dump(summary, file, indent=1)
         self.emit(summary)

@@ -5,8 +5,10 @@ A session is a plain class that RayLAN's gateway hosts as an actor (`raylan_dete
 is terminal, and stop() on Ctrl-C. Every call returns JSON (or bytes for read()), never a pickle.
 
     start() -> dict                     starts the work in a background thread; returns what it knows already
-    poll(cursor, limit) -> dict         {"items": [...], "cursor": next, "state", "error", "progress"}:
-                                        the result lines numbered cursor.. (at most `limit`); lines before
+    poll(cursor, limit) -> dict         {"lines": [...], "cursor": next, "state", "error", "progress"}:
+                                        the result lines numbered cursor.. (at most `limit`), each the JSON
+                                        text the session made once (the very bytes of its journal line, where
+                                        it writes one), for the client to keep as it is; lines before
                                         `cursor` are acknowledged and forgotten, so memory stays bounded by
                                         what the client has not fetched yet
     stop() -> dict                      asks the work to stop, waits for it (at most 10 s), closes the outputs
@@ -248,12 +250,16 @@ class Session:
     def work(self) -> None:
         raise NotImplementedError
 
-    def emit(self, item: dict) -> None:
-        """Hands one result line to the client; waits while MAX_PENDING lines are unfetched (unless stopping)."""
+    def emit(self, item: dict, journal: IO[str] | None = None) -> None:
+        """Hands one result line to the client, and writes the same text to `journal` when given: the line is
+        serialised once. Waits while MAX_PENDING lines are unfetched (unless stopping)."""
+        text = line_text(item)
+        if journal is not None:
+            write_text_line(journal, text)
         with self._lock:
             while len(self._items) >= MAX_PENDING and not self.stopping.is_set():
                 self._lock.wait(0.5)
-            self._items.append(item)
+            self._items.append(text)
             self._lock.notify_all()
 
     def set_progress(self, **values: Any) -> None:
@@ -380,7 +386,17 @@ class Session:
             os._exit(1)
 
 
-def write_line(file, item: dict) -> None:
-    """One JSON line to an output file, flushed so that a stopped session leaves whole lines only."""
-    file.write(json.dumps(item, separators=(",", ":")) + "\n")
+def line_text(item: dict) -> str:
+    """A result line's JSON text, as the journal and the client get it."""
+    return json.dumps(item, separators=(",", ":"))
+
+
+def write_text_line(file, text: str) -> None:
+    """One line of JSON text to an output file, flushed so that a stopped session leaves whole lines only."""
+    file.write(text + "\n")
     file.flush()
+
+
+def write_line(file, item: dict) -> None:
+    """One JSON line to an output file (write_text_line)."""
+    write_text_line(file, line_text(item))

@@ -16,7 +16,7 @@ model's device as a few tensor operations per batch:
 On a CPU it gives the Ultralytics backend's detections (same model through Ultralytics' AutoBackend, .pt or
 .onnx; same letterbox pixels; same NMS rule: best class only, class-aware, at most 300 boxes) within a score
 of 1e-3 and a tenth of a pixel, which tests check on the samples and on generated images. On a GPU, fp16 and
-the letterbox's interpolation make small differences; see load_backend for how `auto` judges them. Detection
+the letterbox's interpolation make small differences; see models.load_backend for how `auto` judges them. Detection
 models only: another task raises Unsupported, and `auto` keeps such a model on the Ultralytics backend.
 """
 from __future__ import annotations
@@ -348,49 +348,3 @@ def difference(reference: list[Prediction], candidate: list[Prediction], score_t
                 return (f"image {index}: class {da['class_id']}/{db['class_id']}, box off by {box:.2f} px, score "
                         f"off by {abs(da['score'] - db['score']):.4f}")
     return None
-
-
-def load_backend(kind: str, source: str, imgsz: int | None = None, device: str | None = None,
-                 half: bool | None = None) -> tuple[Any, str]:
-    """The backend a replica runs, and why it was chosen. kind: `ultralytics`, `tensor` (an error if the
-    model cannot run on it), or `auto`: the tensor backend where it gives the Ultralytics backend's detections
-    on generated images (within SCORE_TOLERANCE and BOX_TOLERANCE_PX on a CPU, the GPU_ ones on a GPU), else
-    the Ultralytics backend, also when the tensor backend cannot load or run the model."""
-    from .backend import Backend
-
-    if kind not in contract.BACKENDS:
-        raise contract.backend_error(kind)
-    if kind == "ultralytics":
-        return Backend(source, imgsz=imgsz, device=device, half=half), "asked for"
-    if kind == "tensor":
-        return TensorBackend(source, imgsz=imgsz, device=device, half=half), "asked for"
-    try:
-        tensor = TensorBackend(source, imgsz=imgsz, device=device, half=half)
-    except Exception as error:  # noqa: BLE001 - any failure keeps the model on Ultralytics' predictor
-        return Backend(source, imgsz=imgsz, device=device, half=half), f"the tensor backend cannot load it ({error})"
-    reference = Backend(source, imgsz=tensor.imgsz, device=tensor.device, half=tensor.half)
-    on_gpu = tensor.torch_device.type == "cuda"
-    tolerances = (GPU_SCORE_TOLERANCE, GPU_BOX_TOLERANCE_PX) if on_gpu else (SCORE_TOLERANCE, BOX_TOLERANCE_PX)
-    images, options = check_images(), Options(conf=CHECK_CONF)
-    try:
-        expected = reference.predict(images, options)
-        why = difference(expected, tensor.predict(images, options), *tolerances)
-    except Exception as error:  # noqa: BLE001 - as above
-        expected, why = [], f"it failed on the check images ({type(error).__name__}: {error})"
-    boxes = sum(len(p.detections) for p in expected)
-    if why is None:
-        chosen, reason = tensor, (f"matches the Ultralytics backend on generated images ({boxes} boxes, score within "
-                                  f"{tolerances[0]:g}, box within {tolerances[1]:g} px)")
-        if boxes == 0:
-            reason = "no boxes to compare on generated images (a model without trained weights?); chosen unchecked"
-    else:
-        chosen, reason = reference, f"the tensor backend differed from the Ultralytics backend ({why})"
-    tensor = reference = None  # the one not chosen is freed (its GPU memory too, below)
-    if on_gpu:
-        import gc
-
-        import torch
-
-        gc.collect()
-        torch.cuda.empty_cache()
-    return chosen, reason

@@ -57,7 +57,7 @@ import numpy as np
 
 from raylan_common import contract
 
-from .session import DEFAULT_LEASE_S, Session, SessionError, check_lease, write_line
+from .session import DEFAULT_LEASE_S, Session, SessionError, check_lease
 
 TRACKERS = contract.TRACKERS
 BACKENDS = contract.BACKENDS
@@ -188,27 +188,33 @@ def app_detector(app: str, conf: float, iou: float, classes: list[int] | None) -
 
 def local_detector(model: str, kind: str, imgsz: int | None, conf: float, iou: float,
                    classes: list[int] | None) -> tuple[DetectFn, str]:
-    """Detection with a model loaded in this process (the tensor or Ultralytics backend, as a replica of the
-    detection service would choose: tensor.load_backend). Both take BGR arrays as OpenCV decodes them."""
+    """Detection with a model loaded in this process through the replica's model layer (models.Runner: the
+    tensor or Ultralytics backend, as a replica of the detection service would choose). Both backends take BGR
+    arrays as OpenCV decodes them. A frame the model fails on alone gets its error, as through the service; a
+    batch where it failed on every frame raises, and counts toward MAX_FAILED_BATCHES."""
     if not Path(model).expanduser().is_file():
         raise SessionError("model_not_found", f"there is no model file {model} on this node",
                            "Give a path to a .pt or .onnx file as the node sees it, or detect through a deployed "
                            "application (detector {'app': name}).")
     from .backend import Options
-    from .tensor import load_backend
+    from .codec import ImageError
+    from .models import Runner
 
     try:
-        backend, reason = load_backend(kind, str(Path(model).expanduser()), imgsz=imgsz)
+        runner = Runner.load(kind, str(Path(model).expanduser()), imgsz=imgsz)
     except Exception as error:  # noqa: BLE001 - a model that does not load is named, with its cause
         raise SessionError("detector_unavailable", f"cannot load the model {model} ({type(error).__name__}: {error})",
                            "Check that it is a YOLO detection model (.pt or .onnx) that this Ultralytics loads.")
-    backend.warm_up()  # the first pass is slow: not while a live stream's frames pile up
     options = Options(conf=conf, iou=iou, classes=tuple(classes) if classes else None)
 
     def detect(frames: list[np.ndarray]) -> list[Any]:
-        return [prediction.detections for prediction in backend.predict(frames, options)]
+        outcomes = runner.predict(frames, options)
+        if outcomes and all(isinstance(outcome, ImageError) for outcome in outcomes):
+            raise RuntimeError(outcomes[0].message)
+        return [contract.error_answer(outcome.as_dict()) if isinstance(outcome, ImageError) else outcome.detections
+                for outcome in outcomes]
 
-    return detect, f"{Path(model).name} on the {backend.kind} backend ({reason})"
+    return detect, f"{Path(model).name} on the {runner.backend.kind} backend ({runner.reason})"
 
 
 # ---------------------------------------------------------------------------------------------- tracking
@@ -573,8 +579,7 @@ class VideoSession(Session):
                     if self.annotate:
                         writer = writer or self._annotated_writer(frame.pixels)
                         writer.write(draw(frame.pixels, detections))
-                    write_line(detections_file, line)
-                    self.emit(line)
+                    self.emit(line, journal=detections_file)
                     counts["processed"] += 1
                 elapsed = max(time.monotonic() - started, 1e-6)
                 self.set_progress(frames_read=self._frames_read, frames_processed=counts["processed"],

@@ -25,7 +25,8 @@ HTTP API (under the application's route prefix, e.g. /raylan/gateway); JSON unle
 A POST with a body sends it as application/json (application/octet-stream for POST /objects); a request from a
 web browser (one with an Origin or Sec-Fetch-Site header) is refused, so that no web page can drive the gateway.
 Arguments are JSON values; {"$bytes": base64} is bytes and {"$ref": id} an object on the cluster (a put, or a
-task's result), resolved there, so data crosses the LAN once. Results: JSON values, bytes as {"$bytes"}.
+task's result), resolved there, so data crosses the LAN once. Results: JSON values, bytes inside them as
+{"$bytes"}; a finished call whose value is bytes answers with the bytes themselves (application/octet-stream).
 No pickle crosses the wire.
 Errors: {"error": {"code", "message", "remedy" (some)}} with 400 bad_request, 401 unauthorized, 403
 browser_refused, 404 unknown_object / unknown_task / unknown_actor (also for one that expired: unused for

@@ -449,10 +449,14 @@ class Calls:
         except Exception as error:  # the value was lost (its node died) after the task ended
             return 200, {**task.view(), "state": "failed", "error": ray_error(error)}, None
 
-    async def answer(self, task: Task, wait: float) -> tuple[int, dict]:
-        """The task's state; with its value once finished (within `wait` seconds)."""
+    async def answer(self, task: Task, wait: float) -> tuple[int, dict | bytes]:
+        """The task's state; with its value once finished (within `wait` seconds). A value that is bytes (a file's
+        piece that a session reads, say) is the answer itself: raw bytes, not base64 inside JSON, as a get gives
+        an object's bytes."""
         status, view, value = await self.outcome(task, wait)
         if view["state"] == "finished":
+            if isinstance(value, bytes):
+                return status, value
             view["value"] = to_json(value)
         return status, view
 

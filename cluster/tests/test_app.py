@@ -12,6 +12,7 @@ from starlette.requests import Request
 from raylan_common import contract
 from raylan_detect.app import BatchItem, Detector, error_answer, make_answer, parse_options
 from raylan_detect.backend import Options, Prediction
+from raylan_detect.models import Runner
 from raylan_detect.codec import DecodedImage, ImageError
 
 IMAGE = DecodedImage(pixels=np.zeros((48, 64, 3), dtype=np.uint8), width=64, height=48, format="png")
@@ -92,7 +93,7 @@ def test_a_batch_predicts_once_per_option_set_and_answers_in_order():
 
     infer = Detector.func_or_class.infer.__wrapped__
     items = [item(0, 0.25), item(1, 0.5), item(2, 0.25)]
-    namespace = SimpleNamespace(backend=SimpleNamespace(predict=predict), max_pixels=10**6, max_decoded_bytes=10**8)
+    namespace = SimpleNamespace(runner=Runner(SimpleNamespace(predict=predict), "a stand-in"))
     results = asyncio.run(infer(namespace, items))
 
     assert calls == [([0, 2], Options(conf=0.25)), ([1], Options(conf=0.5))]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from raylan_common import contract
+from raylan_detect import session
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 SHAPE_OF = {"detection_result.json": "detection_result", "frame_line.json": "frame_line",
@@ -69,8 +70,12 @@ def test_the_builders_make_the_golden_files_again():
     for name in ("poll_page.json", "poll_page_failed.json"):
         page = load(name)
         error = contract.session_failure(**page["error"]) if "error" in page else None
-        made = contract.poll_page(page["items"], page["cursor"], page["state"], page["progress"], error)
+        made = contract.poll_page(page["lines"], page["cursor"], page["state"], page["progress"], error)
         assert {key: value for key, value in made.items() if value is not None} == page
+        for text in page["lines"]:  # each line the very text the session makes of a frame line
+            line = json.loads(text)
+            contract.check("frame_line", line)
+            assert session.line_text(contract.frame_line(line["frame"], line["time"], line["detections"])) == text
 
 
 @pytest.mark.parametrize("shape, value, named", [

@@ -91,9 +91,9 @@ def test_a_path_that_matches_nothing_on_some_node_or_on_any():
 
 def test_plan_nodes():
     cpu, gpu = node("10.0.0.1", "n1", cpus=8), node("10.0.0.2", "n2", cpus=8, gpus=2)
-    readers, hosts, gpus = plan_nodes([cpu, gpu], {"CPU": 16, "GPU": 2}, None, 1.0)
-    assert (readers, hosts, gpus) == ([cpu, gpu], [gpu], 1.0)  # auto: the GPU where there is one
-    assert plan_nodes([cpu, gpu], {"CPU": 16, "GPU": 2}, 0, 1.0)[1:] == ([cpu, gpu], 0)
+    readers, hosts, gpus, cpus = plan_nodes([cpu, gpu], {"CPU": 16, "GPU": 2}, None, 1.0)
+    assert (readers, hosts, gpus, cpus) == ([cpu, gpu], [gpu], 1.0, 1.0)  # auto: the GPU where there is one
+    assert plan_nodes([cpu, gpu], {"CPU": 16, "GPU": 2}, 0, 1.0)[1:] == ([cpu, gpu], 0, 1.0)
     with pytest.raises(SessionError, match="all of the cluster's 2 GPUs are in use") as failure:
         plan_nodes([cpu, gpu], {"CPU": 16}, None, 1.0)  # a detection service holds both
     assert failure.value.code == "no_free_gpu"
@@ -103,6 +103,18 @@ def test_plan_nodes():
     with pytest.raises(SessionError) as failure:
         plan_nodes([cpu], {"CPU": 1.0}, None, 1.0)
     assert failure.value.code == "no_free_cpu" and "1.25" in failure.value.message
+
+
+@pytest.mark.parametrize("free, chosen", [(16, 1.0), (1.25, 1.0), (1.0, 0.75), (0.8, 0.55), (0.5, 0.25)])
+def test_plan_nodes_sizes_a_detector_to_the_free_cpus_when_none_is_asked_for(free, chosen):
+    """The embedded cluster has 2 CPUs and a detection service holds one: a detector of 1 CPU and a read of 0.25
+    would wait forever (no_free_cpu), so a detector not given --cpus-per-actor takes what is free beside a read."""
+    small = node("127.0.0.1", "n1", cpus=2)
+    readers, hosts, gpus, cpus = plan_nodes([small], {"CPU": free}, None, None)
+    assert (readers, hosts, gpus, cpus) == ([small], [small], 0.0, chosen)
+    with pytest.raises(SessionError) as failure:
+        plan_nodes([small], {"CPU": 0.45}, None, None)  # not even the least detector beside a read
+    assert failure.value.code == "no_free_cpu" and "0.5" in failure.value.message
 
 
 def test_annotated_names_are_unique_only_where_stems_clash():
@@ -198,7 +210,7 @@ def test_failure_message_finds_the_root_exception():
 @pytest.fixture(scope="module")
 def reference():
     """The backend as a replica loads it (the tensor one, which `auto` picks on a CPU for this model)."""
-    from raylan_detect.tensor import load_backend
+    from raylan_detect.models import load_backend
 
     backend, _ = load_backend("tensor", str(MODEL))
     backend.warm_up()
@@ -215,7 +227,7 @@ def test_the_detector_answers_each_file_alone_when_one_fails(reference, monkeypa
     from PIL import Image
 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # the detector sets it process-wide
-    monkeypatch.setattr("raylan_detect.tensor.load_backend", lambda *args, **kwargs: (reference, "the reference"))
+    monkeypatch.setattr("raylan_detect.models.load_backend", lambda *args, **kwargs: (reference, "the reference"))
     calls = []
     predict = reference.predict
 
@@ -291,9 +303,9 @@ def follow(call, timeout: float = 240) -> tuple[dict, list[dict]]:
     items, cursor, deadline = [], 0, time.monotonic() + timeout
     while True:
         answer = call("poll", cursor, 1000, 1.0)
-        items += answer["items"]
+        items += [json.loads(text) for text in answer["lines"]]
         cursor = answer["cursor"]
-        if answer["state"] != "running" and not answer["items"]:
+        if answer["state"] != "running" and not answer["lines"]:
             return answer, items
         assert time.monotonic() < deadline, answer
 
@@ -412,9 +424,27 @@ def test_stop_mid_run_releases_the_detectors(cluster, tmp_path):
     assert session.stop() == {"state": "stopped"}
     assert time.monotonic() - started < 10
     answer = session.poll(0, 1000)
-    summary = answer["items"][-1]
+    summary = json.loads(answer["lines"][-1])
     assert summary["type"] == "summary" and summary["stopped"] and summary["succeeded"] < 240
     assert len(journal_lines(tmp_path / "out")) == summary["succeeded"]  # whole lines only
+    assert_detectors_released(cluster)
+
+
+def test_with_a_service_holding_one_of_two_cpus_the_plain_run_sizes_its_detector_to_what_is_free(cluster, tmp_path):
+    """The default embedded cluster: 2 CPUs, one held by the detection service's replica (an actor of 1 CPU stands
+    in). Without --cpus-per-actor the run takes the 0.75 CPU free beside a read instead of waiting for 1."""
+    holder = cluster.remote(num_cpus=1)(type("Replica", (), {"ready": lambda self: True})).remote()
+    try:
+        assert cluster.get(holder.ready.remote())
+        session = DatasetSession([str(path) for path in SAMPLES[:3]], str(MODEL), out_dir=str(tmp_path / "out"),
+                                 backend="tensor")
+        session.start()
+        answer, items = follow(local(session), timeout=120)
+        assert answer["state"] == "finished", answer["error"]
+        summary = items[-1]
+        assert (summary["succeeded"], summary["cpus_per_actor"], summary["gpus_per_actor"]) == (3, 0.75, 0.0)
+    finally:
+        cluster.kill(holder)
     assert_detectors_released(cluster)
 
 

@@ -329,6 +329,27 @@ def test_a_delivered_call_is_not_held_until_the_uncollected_timeout():
     calls.forget_uncollected("g-1")  # the timer's later call finds nothing to forget
 
 
+def test_a_finished_calls_bytes_are_its_answer_raw_and_other_values_json():
+    """A value that is bytes comes back as the answer's body (the app renders bytes as application/octet-stream),
+    not {"$bytes": base64} inside JSON; any other value as {"value": JSON}."""
+    async def answer_for(result):
+        calls = object.__new__(Calls)
+        calls.tasks, calls.aliases = {}, {}
+        loop = asyncio.get_running_loop()
+        value = loop.create_future()
+        value.set_result(result)
+        task = Task("g-1", "m:f", None, value, time.time(), None, keep=True, state="finished")
+        task.done.set()
+        return await calls.answer(task, 0)
+
+    piece = bytes(range(256)) * 3
+    assert asyncio.run(answer_for(piece)) == (200, piece)
+    status, view = asyncio.run(answer_for({"a": b"hi"}))
+    assert status == 200 and view["state"] == "finished" and view["value"] == {"a": {"$bytes": "aGk="}}
+    response = app.render((200, piece))
+    assert response.body == piece and response.media_type == "application/octet-stream"
+
+
 # MARK: the owner's byte cap and expiry
 
 def ended_task(owner: Owner, size: int, keep: bool = True, alias: str | None = None) -> Task:

@@ -19,6 +19,7 @@ from starlette.requests import Request
 import raylan_detect.app as app
 import raylan_detect.codec as codec
 from raylan_detect.backend import Prediction
+from raylan_detect.models import Runner
 from raylan_detect.codec import ImageError, decode, webp_size
 
 KEY = "k3y-0f-th3-s3rv1c3-42"
@@ -287,6 +288,7 @@ def test_a_batch_with_one_failing_image_answers_the_others(service):
     assert [r["detections"][0]["grey"] for r in (results[0], results[2])] == [10, 30]
     assert results[1]["error"]["code"] == "inference_failed"
     assert instance.backend.calls == [3, 1, 1, 1]  # together, then one by one
+    assert isinstance(instance.runner, Runner) and instance.runner.backend is instance.backend  # the model layer's
 
 
 def jpeg(value: int, width: int = 32, height: int = 24) -> bytes:
@@ -381,7 +383,7 @@ def test_the_dynamic_batch_never_raises_for_one_image():
     backend = FakeBackend("m.pt")
     item = lambda value: app.BatchItem(np.full((4, 4, 3), value, dtype=np.uint8), app.Options(), ready=0.0)
     results = asyncio.run(app.Detector.func_or_class.infer.__wrapped__(
-        SimpleNamespace(backend=backend, max_pixels=10**6, max_decoded_bytes=10**8), [item(1), item(POISON), item(2)]))
+        SimpleNamespace(runner=Runner(backend, "a stand-in")), [item(1), item(POISON), item(2)]))
     assert isinstance(results[1].prediction, ImageError) and results[1].prediction.code == "inference_failed"
     assert [r.prediction.detections[0]["grey"] for r in (results[0], results[2])] == [1, 2]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from raylan_detect.session import MAX_LEASE_S, MIN_LEASE_S, Session, check_lease, session_folder, write_line
+from raylan_detect.session import MAX_LEASE_S, MIN_LEASE_S, Session, check_lease, session_folder
 
 LEASE = 5.0
 
@@ -62,8 +62,7 @@ class Counting(Session):
         with self.open_journal_file("w") as journal:
             while self.count != self.lines and not self.stopping.wait(0.005):
                 self.count += 1
-                write_line(journal, {"n": self.count})
-                self.emit({"n": self.count})
+                self.emit({"n": self.count}, journal=journal)
         self.saw_stopping.set()
 
     def end_process(self) -> None:
@@ -89,6 +88,17 @@ def wait_for(condition, what: str, timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
+# ------------------------------------------------------------------------------------------ the lines
+def test_a_polled_line_is_the_journals_text_made_once(clock, tmp_path):
+    """emit(item, journal) serialises a line once: the page carries the very text the journal holds."""
+    session = Counting(tmp_path, clock, lines=3)
+    session.start()
+    wait_for(lambda: session.poll(0)["state"] == "finished", "the work did not finish")
+    page = session.poll(0)
+    assert page["lines"] == (tmp_path / "journal.jsonl").read_text().splitlines() == ['{"n":1}', '{"n":2}', '{"n":3}']
+    assert page["cursor"] == 3
+
+
 # ------------------------------------------------------------------------------------------ the lease
 def test_a_session_not_polled_past_its_lease_is_abandoned(clock, tmp_path):
     session = Counting(tmp_path, clock)
@@ -107,7 +117,7 @@ def test_a_session_not_polled_past_its_lease_is_abandoned(clock, tmp_path):
     assert answer["error"]["code"] == "client_gone" and answer["error"]["remedy"]
     assert "no call for 5 s" in answer["error"]["message"] and "lease_s" in answer["error"]["message"]
     *lines, last = journal(session)
-    assert lines == [{"n": n} for n in range(1, session.count + 1)] == answer["items"]  # whole lines, then its own
+    assert lines == [{"n": n} for n in range(1, session.count + 1)] == [json.loads(text) for text in answer["lines"]]  # whole lines, then its own
     assert set(last) == {"type", "lease_s", "idle_s", "at"}
     assert (last["type"], last["lease_s"], last["idle_s"]) == ("abandoned", LEASE, LEASE)
     assert before - 1 <= last["at"] <= time.time() + 1

@@ -12,7 +12,8 @@ from PIL import Image
 
 from raylan_detect.backend import Backend, Options
 from raylan_detect.codec import decode
-from raylan_detect.tensor import BOX_TOLERANCE_PX, SCORE_TOLERANCE, TensorBackend, difference, load_backend
+from raylan_detect.models import load_backend
+from raylan_detect.tensor import BOX_TOLERANCE_PX, SCORE_TOLERANCE, TensorBackend, difference
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((ROOT / "samples").glob("*.jpg"))

@@ -44,9 +44,9 @@ def run_to_end(session: VideoSession, timeout: float = 120.0, cursor: int = 0) -
     items, deadline = [], time.monotonic() + timeout
     while time.monotonic() < deadline:
         answer = session.poll(cursor, limit=1000, wait=1.0)
-        items += answer["items"]
+        items += [json.loads(text) for text in answer["lines"]]
         cursor = answer["cursor"]
-        if answer["state"] in TERMINAL and not answer["items"]:
+        if answer["state"] in TERMINAL and not answer["lines"]:
             return items, answer
     session.stop()
     pytest.fail(f"the session did not end within {timeout} s (state {answer['state']}, {len(items)} lines)")
@@ -309,7 +309,7 @@ def until_a_frame(session: VideoSession) -> tuple[list, int]:
     items, cursor, deadline = [], 0, time.monotonic() + 60
     while not frame_lines(items) and time.monotonic() < deadline:
         answer = session.poll(cursor, wait=1.0)
-        items += answer["items"]
+        items += [json.loads(text) for text in answer["lines"]]
         cursor = answer["cursor"]
     assert frame_lines(items), "no frame within 60 s"
     return items, cursor
@@ -403,7 +403,7 @@ def test_live_stream_reconnects_then_is_lost(tmp_path):
         items, cursor, deadline = [], 0, time.monotonic() + 90
         while time.monotonic() < deadline:
             answer = session.poll(cursor, wait=1.0)
-            items += answer["items"]
+            items += [json.loads(text) for text in answer["lines"]]
             cursor = answer["cursor"]
             reconnected = [i for i in items if i.get("event") == "reconnected"]
             if reconnected and len(frame_lines(items[items.index(reconnected[0]):])) >= 3:

@@ -32,6 +32,9 @@ public struct ClusterDatasetRun: Sendable {
         public var nodes: [String: Int]
         public var backend: String?
         public var backendReason: String?
+        /// CPUs and GPUs each detector held: as asked, or as the cluster chose (``ClusterDatasetRun/cpusPerActor``).
+        public var cpusPerActor: Double?
+        public var gpusPerActor: Double?
         /// The results' folder on the head node.
         public var clusterOutput: String?
         /// The local folder the results were downloaded to.
@@ -43,6 +46,8 @@ public struct ClusterDatasetRun: Sendable {
             case backendReason = "backend_reason"
             case startupSeconds = "startup_s"
             case clusterOutput = "cluster_output"
+            case cpusPerActor = "cpus_per_actor"
+            case gpusPerActor = "gpus_per_actor"
         }
     }
 
@@ -90,8 +95,10 @@ public struct ClusterDatasetRun: Sendable {
     public var actors: Int?
     /// GPUs per actor. Default nil: 1 where the cluster has GPUs, else none.
     public var gpusPerActor: Double?
-    /// CPUs per actor. Default 1.
-    public var cpusPerActor: Double = 1
+    /// CPUs per actor. Default nil: 1 where that many are free beside a read task (0.25 CPU), else what is free
+    /// beside one, at least 0.25 (on the embedded 2-CPU cluster whose detection service holds a CPU: 0.75), so
+    /// that the plain command runs there. The summary says what was used.
+    public var cpusPerActor: Double?
     /// How long a poll waits on the cluster for new lines. Default 0.5 s.
     public var pollWait: Duration = .milliseconds(500)
     /// How long the session on the cluster waits for a call of this client before it stops itself (see
@@ -157,10 +164,11 @@ public struct ClusterDatasetRun: Sendable {
             events(.checking)
             var summary: Summary?
             let started = ContinuousClock.now
-            try await session.follow(wait: pollWait) { item in
+            try await session.follow(wait: pollWait) { line in
+                let item = try line.decode(JSONValue.self)
                 switch item["type"]?.stringValue {
                 case "image": events(.image(item))
-                case "summary": summary = try JSONDecoder().decode(Summary.self, from: JSONEncoder().encode(item))
+                case "summary": summary = try line.decode(Summary.self)
                 default: break
                 }
             } progress: { progress in

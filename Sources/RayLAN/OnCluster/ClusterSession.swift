@@ -40,9 +40,21 @@ struct ClusterSession: Sendable {
         }
     }
 
+    /// One of the session's result lines: the JSON text the session made once (where it writes a journal, that
+    /// journal's line byte for byte), decoded here only by what reads it.
+    struct Line: Sendable, Hashable {
+        var text: String
+
+        /// The line decoded as `type` (one parse of its text).
+        func decode<T: Decodable>(_ type: T.Type) throws -> T {
+            try JSONDecoder().decode(T.self, from: Data(text.utf8))
+        }
+    }
+
     /// One ``poll(cursor:wait:)`` answer.
     struct Poll: Codable {
-        var items: [JSONValue]
+        /// The lines, each its JSON text (`contract.poll_page`).
+        var lines: [String]
         var cursor: Int
         var state: State
         var error: Failure?
@@ -88,19 +100,19 @@ struct ClusterSession: Sendable {
     /// - Throws: the session's own failure (``OnClusterError``), what `line` or `progress` throw, ``GatewayError``,
     ///   `CancellationError`.
     func follow(
-        wait: Duration, line: (JSONValue) throws -> Void, progress: (JSONValue) throws -> Void = { _ in }
+        wait: Duration, line: (Line) throws -> Void, progress: (JSONValue) throws -> Void = { _ in }
     ) async throws {
         var cursor = 0
         var lastProgress: JSONValue?
         while true {
             let page = try await poll(cursor: cursor, wait: wait)
             cursor = page.cursor
-            for item in page.items { try line(item) }
+            for text in page.lines { try line(Line(text: text)) }
             if let value = page.progress, value != lastProgress {
                 lastProgress = value
                 try progress(value)
             }
-            if page.state.isTerminal && page.items.isEmpty {
+            if page.state.isTerminal && page.lines.isEmpty {
                 if let error = page.error { throw error.error }
                 return
             }

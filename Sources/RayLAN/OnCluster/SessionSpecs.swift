@@ -75,7 +75,8 @@ struct DatasetSessionSpec: SessionSpec {
     var batchSize: Int
     var actors: Int?
     var gpusPerActor: Double?
-    var cpusPerActor: Double
+    /// nil: sized on the cluster to what is free (`dataset.plan_nodes`).
+    var cpusPerActor: Double?
     var leaseS: Double
 
     enum CodingKeys: String, CodingKey {

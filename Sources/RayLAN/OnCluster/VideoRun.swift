@@ -262,9 +262,10 @@ public struct VideoRun: Sendable {
         var finished = false
         do {
             events(.started(try await session.start()))
-            try await session.follow(wait: pollWait) { item in
-                if let event = try Self.event(from: item) {
-                    if case .frame = event { try journal?.append(item) }
+            try await session.follow(wait: pollWait) { line in
+                if let event = try Self.event(from: line) {
+                    // The session's own text of the line, as its journal on the cluster holds it: not re-encoded.
+                    if case .frame = event { try journal?.append(line) }
                     events(event)
                 }
             } progress: {
@@ -289,26 +290,37 @@ public struct VideoRun: Sendable {
         }
     }
 
-    /// The event one of the session's lines stands for (nil for a line of a kind this client does not know).
-    static func event(from item: JSONValue) throws -> VideoEvent? {
-        func decoded<T: Decodable>(_ type: T.Type) throws -> T {
-            try JSONDecoder().decode(T.self, from: JSONEncoder().encode(item))
-        }
-        switch item["type"]?.stringValue {
-        case "frame": return .frame(try decoded(FrameResult.self))
-        case "summary": return .finished(try decoded(VideoSummary.self))
-        case "report": return .report(item)
-        case "event":
-            let message = item["message"]?.stringValue ?? ""
-            switch item["event"]?.stringValue {
-            case "reconnecting":
-                return .reconnecting(
-                    attempt: Int(item["attempt"]?.doubleValue ?? 0), of: Int(item["of"]?.doubleValue ?? 0),
-                    delay: item["delay"]?.doubleValue ?? 0, message: message)
-            case "reconnected": return .reconnected(message)
-            default: return nil
+    /// The event one of the session's lines stands for (nil for a line of a kind this client does not know),
+    /// decoded in one pass over its text.
+    static func event(from line: ClusterSession.Line) throws -> VideoEvent? {
+        try line.decode(LineEvent.self).event
+    }
+
+    /// A line's event: its `type` read, then the rest of the same line as that type's value.
+    private struct LineEvent: Decodable {
+        var event: VideoEvent?
+
+        enum CodingKeys: String, CodingKey { case type, event, message, attempt, of, delay }
+
+        init(from decoder: any Decoder) throws {
+            let line = try decoder.container(keyedBy: CodingKeys.self)
+            let number = { (key: CodingKeys) in try line.decodeIfPresent(Double.self, forKey: key) ?? 0 }
+            switch try line.decodeIfPresent(String.self, forKey: .type) {
+            case "frame": event = .frame(try FrameResult(from: decoder))
+            case "summary": event = .finished(try VideoSummary(from: decoder))
+            case "report": event = .report(try JSONValue(from: decoder))
+            case "event":
+                let message = try line.decodeIfPresent(String.self, forKey: .message) ?? ""
+                switch try line.decodeIfPresent(String.self, forKey: .event) {
+                case "reconnecting":
+                    event = .reconnecting(
+                        attempt: Int(try number(.attempt)), of: Int(try number(.of)), delay: try number(.delay),
+                        message: message)
+                case "reconnected": event = .reconnected(message)
+                default: event = nil
+                }
+            default: event = nil
             }
-        default: return nil
         }
     }
 }
@@ -328,10 +340,9 @@ final class LocalJournal: @unchecked Sendable {
         handle = try FileHandle(forWritingTo: url)
     }
 
-    func append(_ item: JSONValue) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        try handle.write(contentsOf: encoder.encode(item) + Data("\n".utf8))
+    /// Appends the session's line as it made it.
+    func append(_ line: ClusterSession.Line) throws {
+        try handle.write(contentsOf: Data((line.text + "\n").utf8))
     }
 
     deinit { try? handle.close() }
