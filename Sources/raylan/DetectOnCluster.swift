@@ -155,6 +155,19 @@ final class VideoProgressDisplay: @unchecked Sendable {
 
     init(json: Bool) { self.json = json }
 
+    /// A frame's line for stdout: the session's own line (`type`, `frame`, `time`, then `detections` or `error`)
+    /// with its `source` first, the session's text kept as the cluster made it rather than encoded again.
+    static func line(of frame: FrameResult, source: String) -> String {
+        let name = String(decoding: (try? JSONEncoder().encode(source)) ?? Data(#""?""#.utf8), as: UTF8.self)
+        let text =
+            frame.text
+            ?? (try? JSONEncoder().encode(frame)).map {
+                #"{"type":"frame","# + String(decoding: $0.dropFirst(), as: UTF8.self)
+            }
+            ?? "{}"
+        return #"{"source":"# + name + "," + text.dropFirst()
+    }
+
     func show(_ event: VideoEvent, source: String) {
         lock.lock()
         defer { lock.unlock() }
@@ -169,16 +182,7 @@ final class VideoProgressDisplay: @unchecked Sendable {
             let kind = info["live"] == .bool(true) ? "live stream" : "video"
             Terminal.error("\(source): \(kind) \(size)\(rate) opened on the cluster.")
         case .frame(let frame):
-            if json {
-                struct Line: Encodable {
-                    var source: String
-                    var frame: Int
-                    var time: Double
-                    var detections: [Detection]
-                }
-                Terminal.jsonLine(
-                    Line(source: source, frame: frame.frame, time: frame.time, detections: frame.detections))
-            }
+            if json { Terminal.out(Self.line(of: frame, source: source)) }
         case .progress(let progress):
             let clock = ContinuousClock()
             let now = clock.now

@@ -62,10 +62,13 @@ struct ClusterSessionTests {
         let journal = try LocalJournal(folder: folder)
         for text in texts + [odd] {
             let line = ClusterSession.Line(text: text)
-            guard case .frame? = try VideoRun.event(from: line) else {
+            guard case .frame(let frame)? = try VideoRun.event(from: line) else {
                 Issue.record("not a frame: \(text)")
                 continue
             }
+            // The frame keeps the text (for `raylan detect --json`), which is not part of its value.
+            #expect(frame.text == text)
+            #expect(frame == (try line.decode(FrameResult.self)))
             try journal.append(line)
         }
         let written = try String(contentsOf: journal.url, encoding: .utf8)

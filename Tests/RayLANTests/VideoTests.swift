@@ -319,9 +319,24 @@ extension RayClusterTests.Main {
                 try await ray.gateway(httpPort: cluster.ray.ports.serve).actors()
             }
             #expect(!left.contains { $0.className.hasSuffix("VideoSession") && $0.state == .alive }, "\(left)")
+            var journaled = Set<String>()
             for name in try FileManager.default.contentsOfDirectory(atPath: out.path) {
                 let journal = out.appendingPathComponent(name).appendingPathComponent("detections.jsonl")
                 #expect(FileManager.default.fileExists(atPath: journal.path), "no journal in \(name)")
+                let text = (try? String(contentsOf: journal, encoding: .utf8)) ?? ""
+                journaled.formUnion(text.split(separator: "\n").map(String.init))
+            }
+            // Each printed frame line is the session's own line with its source first: its text, not a re-encoding,
+            // so without the source it is a line of a journal, byte for byte (type and all).
+            let printed = result.stdout.split(separator: "\n").filter { $0.hasPrefix(#"{"source":"#) }
+            #expect(!printed.isEmpty)
+            for line in printed {
+                guard let comma = line.range(of: #"","type":"frame","#) else {
+                    Issue.record("not a frame line: \(line)")
+                    continue
+                }
+                let session = "{" + line[line.index(comma.lowerBound, offsetBy: 2)...]
+                #expect(journaled.contains(String(session)), "\(line)")
             }
         }
 

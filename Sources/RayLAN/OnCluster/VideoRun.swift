@@ -78,8 +78,22 @@ public struct FrameResult: Sendable, Hashable, Codable {
     public var detections: [Detection]
     /// Why the frame has no detections (the model failed on it).
     public var error: DetectionError?
+    /// The session's own JSON text of this line, where it came from one (``VideoRun``'s events): to print or keep
+    /// as it is rather than encode again. Not part of the value: `==` and hashing ignore it.
+    public internal(set) var text: String?
 
     enum CodingKeys: String, CodingKey { case frame, time, detections, error }
+
+    public static func == (a: FrameResult, b: FrameResult) -> Bool {
+        (a.frame, a.time, a.detections, a.error) == (b.frame, b.time, b.detections, b.error)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(frame)
+        hasher.combine(time)
+        hasher.combine(detections)
+        hasher.combine(error)
+    }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -293,7 +307,10 @@ public struct VideoRun: Sendable {
     /// The event one of the session's lines stands for (nil for a line of a kind this client does not know),
     /// decoded in one pass over its text.
     static func event(from line: ClusterSession.Line) throws -> VideoEvent? {
-        try line.decode(LineEvent.self).event
+        let event = try line.decode(LineEvent.self).event
+        guard case .frame(var frame) = event else { return event }
+        frame.text = line.text
+        return .frame(frame)
     }
 
     /// A line's event: its `type` read, then the rest of the same line as that type's value.
