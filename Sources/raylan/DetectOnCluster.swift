@@ -152,20 +152,27 @@ final class VideoProgressDisplay: @unchecked Sendable {
     private let json: Bool
     private var lastLine: [String: ContinuousClock.Instant] = [:]
     private(set) var failures = 0
+    /// Each source's `{"source":"…",`, encoded once, not per frame.
+    private var prefixes: [String: String] = [:]
+
+    static func prefix(for source: String) -> String {
+        let name = String(decoding: (try? JSONEncoder().encode(source)) ?? Data(#""?""#.utf8), as: UTF8.self)
+        return #"{"source":"# + name + ","
+    }
 
     init(json: Bool) { self.json = json }
 
     /// A frame's line for stdout: the session's own line (`type`, `frame`, `time`, then `detections` or `error`)
     /// with its `source` first, the session's text kept as the cluster made it rather than encoded again.
-    static func line(of frame: FrameResult, source: String) -> String {
-        let name = String(decoding: (try? JSONEncoder().encode(source)) ?? Data(#""?""#.utf8), as: UTF8.self)
+    /// `prefix` is ``prefix(for:)``'s, made once per source.
+    static func line(of frame: FrameResult, prefix: String) -> String {
         let text =
             frame.text
             ?? (try? JSONEncoder().encode(frame)).map {
                 #"{"type":"frame","# + String(decoding: $0.dropFirst(), as: UTF8.self)
             }
             ?? "{}"
-        return #"{"source":"# + name + "," + text.dropFirst()
+        return prefix + text.dropFirst()
     }
 
     func show(_ event: VideoEvent, source: String) {
@@ -182,7 +189,10 @@ final class VideoProgressDisplay: @unchecked Sendable {
             let kind = info["live"] == .bool(true) ? "live stream" : "video"
             Terminal.error("\(source): \(kind) \(size)\(rate) opened on the cluster.")
         case .frame(let frame):
-            if json { Terminal.out(Self.line(of: frame, source: source)) }
+            if json {
+                if prefixes[source] == nil { prefixes[source] = Self.prefix(for: source) }
+                Terminal.out(Self.line(of: frame, prefix: prefixes[source] ?? ""))
+            }
         case .progress(let progress):
             let clock = ContinuousClock()
             let now = clock.now

@@ -54,7 +54,7 @@ from raylan_common.http import read_body as common_read_body
 from .backend import Backend, Options, Prediction
 from .codec import (DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, Header, ImageError, configure_pil,
                     decode, inspect, split_frames, too_large)
-from .models import Encoded, Runner, budget, inference_failed, load_backend
+from .models import Encoded, Runner, budget, inference_failed
 
 logger = logging.getLogger("ray.serve")
 
@@ -208,13 +208,10 @@ class Detector:
         self.max_decoded_bytes = max_decoded_bytes
         configure_pil(max_pixels, max_decoded_bytes)
         self.max_batch = max_batch
-        loaded, reason = load_backend(backend, model, imgsz=imgsz, device=device, half=half)
-        logger.info("Backend %s (%s).", loaded.kind, reason)
-        loaded.warm_up()
         # The model layer (models.Runner): decoding on its own small pool, the device decode, the predict
         # that fails one image alone. Batching across requests is Serve's (infer).
-        self.runner = Runner(loaded, reason, max_pixels, max_decoded_bytes, decode_threads)
-        self.decoder = self.runner.decoder
+        self.runner = Runner.load(backend, model, imgsz=imgsz, device=device, half=half, max_pixels=max_pixels,
+                                  max_decoded_bytes=max_decoded_bytes, decode_threads=decode_threads)
         self.infer.set_max_batch_size(max_batch)
         self.infer.set_batch_wait_timeout_s(batch_wait_ms / 1000.0)
 
@@ -267,7 +264,7 @@ class Detector:
         decoding: `ready` is when decoding would have ended without that wait."""
         waiting = time.perf_counter()
         image, decode_s = await asyncio.get_running_loop().run_in_executor(
-            self.decoder, self.runner.decode, data)
+            self.runner.decoder, self.runner.decode, data)
         return Decoded(image, decode_s, ready=waiting + decode_s)
 
     async def finish(self, decoded: Decoded, options: Options, received: float) -> dict:
@@ -326,7 +323,7 @@ class Detector:
             return error_answer(error)
         # The request's decoded-memory budget, from the headers alone: nothing is decoded yet.
         headers = budget(await asyncio.get_running_loop().run_in_executor(
-            self.decoder, inspect_all, frames, self.max_pixels), self.max_decoded_bytes)
+            self.runner.decoder, inspect_all, frames, self.max_pixels), self.max_decoded_bytes)
 
         async def decoded(frame: memoryview, header: Header | ImageError) -> Decoded | ImageError:
             if isinstance(header, ImageError):

@@ -18,6 +18,7 @@ both backends take (through Ultralytics' AutoBackend and ONNX Runtime), not a ba
 from __future__ import annotations
 
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
@@ -143,8 +144,6 @@ class Runner:
 
     def __init__(self, backend: DetectionBackend, reason: str, max_pixels: int = DEFAULT_MAX_PIXELS,
                  max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES, decode_threads: int | None = None):
-        import os
-
         self.backend, self.reason = backend, reason
         self.max_pixels, self.max_decoded_bytes = max_pixels, max_decoded_bytes
         self.decode_threads = decode_threads or max(1, (os.cpu_count() or 2) // 2)
@@ -155,6 +154,7 @@ class Runner:
              half: bool | None = None, **limits: Any) -> Runner:
         """load_backend's choice, warmed up (the first pass is slow: not while the first images wait)."""
         backend, reason = load_backend(kind, source, imgsz=imgsz, device=device, half=half)
+        logger.info("Backend %s (%s).", backend.kind, reason)
         backend.warm_up()
         return cls(backend, reason, **limits)
 

@@ -19,6 +19,7 @@ from starlette.requests import Request
 import raylan_detect.app as app
 import raylan_detect.codec as codec
 from raylan_detect.backend import Prediction
+from raylan_detect import models
 from raylan_detect.models import Runner
 from raylan_detect.codec import ImageError, decode, webp_size
 
@@ -93,7 +94,7 @@ def service(monkeypatch):
         wrapper = cls.func_or_class
         # Serve keeps its own copy of the class's globals: the stand-in model goes there.
         monkeypatch.setitem(wrapper.__bases__[0].__init__.__globals__, "Backend", FakeBackend)
-        monkeypatch.setitem(wrapper.__bases__[0].__init__.__globals__, "load_backend",
+        monkeypatch.setattr(models, "load_backend",
                             lambda kind, source, **options: (backend_class(source, **options), "a stand-in"))
         if hasattr(wrapper, "infer"):
             # @serve.batch keeps one queue per method, bound to the event loop that first used it: in a
