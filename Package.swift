@@ -13,6 +13,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "RayLAN", targets: ["RayLAN"]),
+        .library(name: "RayLANView", targets: ["RayLANView"]),
         .library(name: "RayLANTesting", targets: ["RayLANTesting"]),
         .executable(name: "raylan", targets: ["raylan"]),
     ],
@@ -25,6 +26,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         // Without its default trait SubprocessFoundation (Data inputs and outputs), which RayLAN does not use.
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2", traits: []),
+        // The local web view (raylan view, raylan detect --view). Without its default traits (swift-configuration
+        // support and full Foundation), which the view does not use.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         .target(
@@ -50,6 +55,19 @@ let package = Package(
             pkgConfig: "libturbojpeg",
             providers: [.apt(["libturbojpeg0-dev"]), .brew(["jpeg-turbo"])]
         ),
+        // The local web view of a run's detections: a page on loopback, behind a token, that only reads.
+        .target(
+            name: "RayLANView",
+            dependencies: [
+                "RayLAN",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            resources: [.copy("Assets")],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "RayLANTesting",
             dependencies: ["RayLAN"],
@@ -58,7 +76,7 @@ let package = Package(
         .executableTarget(
             name: "raylan",
             dependencies: [
-                "RayLAN",
+                "RayLAN", "RayLANView",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -79,7 +97,7 @@ let package = Package(
         .testTarget(
             name: "RayLANTests",
             dependencies: [
-                "RayLAN", "RayLANTesting", .product(name: "Crypto", package: "swift-crypto"),
+                "RayLAN", "RayLANView", "RayLANTesting", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

@@ -10,7 +10,8 @@ export PATH="/opt/swift/usr/bin:$PATH"
 scripts/setup-python.sh --with-ray245
 # Debian packages the build and the tests use: zlib (ZIPFoundation links it on Linux), libjpeg-turbo's
 # TurboJPEG (the client-side downscale of JPEGs before sending, on Linux); iproute2,
-# util-linux, nftables and procps for the simulated-LAN tests (network namespaces, a firewall rule).
+# util-linux, nftables and procps for the simulated-LAN tests (network namespaces, a firewall rule); Chromium for
+# the view's browser test.
 if [ "$(uname)" = Linux ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     has() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
     missing=()
@@ -20,6 +21,8 @@ if [ "$(uname)" = Linux ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null
     { has nsenter && has unshare; } || missing+=(util-linux)
     has nft || missing+=(nftables)
     has ps || missing+=(procps)
+    # Headless Chromium for the view's browser test (scripts/browser_check.py).
+    { has chromium || has chromium-browser || has google-chrome; } || missing+=(chromium)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "Installing ${missing[*]} (apt)…" >&2
         apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -127,6 +127,7 @@ struct DetectCommand: AsyncParsableCommand {
                 + "itself (5-86400; default 120).", valueName: "seconds"))
     var lease: Int?
     @OptionGroup var shrink: ShrinkOptions
+    @OptionGroup var viewing: ViewOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var deployment: DeploymentOptions
 
@@ -175,32 +176,43 @@ struct DetectCommand: AsyncParsableCommand {
         var summary: DetectionRun.Summary?
         try await reportingErrors {
             let model = try self.model ?? DeploymentOptions.defaultModel()
-            try await Connection.with(cluster) { (connection: Connection) in
-                let service: DetectionRun.Service
-                if noDeploy {
-                    service = .running(
-                        DetectionDeployment.defaultName(for: model),
-                        model: try DetectionDeployment(model: model).modelIdentity())
-                } else {
-                    service = .deployIfNeeded(
-                        try await deployment.make(model: model, name: nil, on: connection.cluster),
-                        httpPort: deployment.servePort(for: connection))
+            summary = try await viewing.serving(URL(fileURLWithPath: out)) { gallery in
+                var summary: DetectionRun.Summary?
+                try await Connection.with(cluster) { (connection: Connection) in
+                    let service: DetectionRun.Service
+                    if noDeploy {
+                        service = .running(
+                            DetectionDeployment.defaultName(for: model),
+                            model: try DetectionDeployment(model: model).modelIdentity())
+                    } else {
+                        service = .deployIfNeeded(
+                            try await deployment.make(model: model, name: nil, on: connection.cluster),
+                            httpPort: deployment.servePort(for: connection))
+                    }
+                    var outputs: DetectionRun.Outputs = []
+                    if format == .coco { outputs.insert(.coco) }
+                    if format == .yolo { outputs.insert(.yolo) }
+                    if annotate { outputs.insert(.annotated) }
+                    if report { outputs.insert(.report) }
+                    let run = DetectionRun(
+                        inputs: paths, output: URL(fileURLWithPath: out), service: service,
+                        options: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), outputs: outputs,
+                        concurrency: concurrency ?? DetectionRun.defaultConcurrency,
+                        imagesPerRequest: imagesPerRequest ?? DetectionRun.defaultImagesPerRequest, resume: resume,
+                        force: force,
+                        key: try deployment.key(), maxSide: shrink.value)
+                    let display = DetectProgressDisplay()
+                    summary = try await run.run(
+                        on: connection.cluster,
+                        events: { event in
+                            display.show(event)
+                            if let gallery, case .started(let progress) = event {
+                                Task { await gallery.started(total: progress.total) }
+                            }
+                        })
+                    display.finish()
                 }
-                var outputs: DetectionRun.Outputs = []
-                if format == .coco { outputs.insert(.coco) }
-                if format == .yolo { outputs.insert(.yolo) }
-                if annotate { outputs.insert(.annotated) }
-                if report { outputs.insert(.report) }
-                let run = DetectionRun(
-                    inputs: paths, output: URL(fileURLWithPath: out), service: service,
-                    options: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), outputs: outputs,
-                    concurrency: concurrency ?? DetectionRun.defaultConcurrency,
-                    imagesPerRequest: imagesPerRequest ?? DetectionRun.defaultImagesPerRequest, resume: resume,
-                    force: force,
-                    key: try deployment.key(), maxSide: shrink.value)
-                let display = DetectProgressDisplay()
-                summary = try await run.run(on: connection.cluster, events: { display.show($0) })
-                display.finish()
+                return summary
             }
         }
         guard let summary else { return }

@@ -52,6 +52,8 @@ extension DetectCommand {
         DetectModeOption(name: "--cluster-out", modes: [.imagesOnCluster, .videos]) { $0.clusterOut != nil },
         DetectModeOption(name: "--batch-size", modes: [.imagesOnCluster, .videos]) { $0.batchSize != nil },
         DetectModeOption(name: "--lease", modes: [.imagesOnCluster, .videos]) { $0.lease != nil },
+        DetectModeOption(name: "--view", modes: [.images, .imagesOnCluster]) { $0.viewing.view },
+        DetectModeOption(name: "--open", modes: [.images, .imagesOnCluster]) { $0.viewing.open },
         DetectModeOption(name: "--vid-stride", modes: [.videos]) { $0.vidStride != nil },
         DetectModeOption(name: "--track", modes: [.videos]) { $0.track != nil },
         DetectModeOption(name: "--reconnect-attempts", modes: [.videos]) { $0.reconnectAttempts != nil },

@@ -94,8 +94,24 @@ extension DetectCommand {
                 let configured = run
                 let cluster = connection.cluster
                 let display = DetectProgressDisplay()
-                summary = try await cancellableByCtrlC { try await configured.run(on: cluster) { display.show($0) } }
-                display.finish()
+                // The view shows the lines as they come (the journal is downloaded at the end, when --out is given).
+                let folder = URL(fileURLWithPath: out ?? "raylan-out")
+                summary = try await viewing.serving(folder) { gallery in
+                    let result = try await cancellableByCtrlC {
+                        try await configured.run(on: cluster) { event in
+                            display.show(event)
+                            guard let gallery else { return }
+                            switch event {
+                            case .image(let line):
+                                if let data = try? JSONEncoder().encode(line) { Task { await gallery.take(data) } }
+                            case .progress(let progress): Task { await gallery.started(total: progress.total) }
+                            default: break
+                            }
+                        }
+                    }
+                    display.finish()
+                    return result
+                }
             }
         }
         guard let summary else { return }

@@ -63,6 +63,11 @@ extension Interrupt {
         return (result, wasPressed)
     }
 
+    /// Returns at the next Ctrl-C (a second one exits at once).
+    func untilPressed() async {
+        _ = await run { try await Task.sleep(for: .seconds(365 * 24 * 3600)) }
+    }
+
     /// Runs `body` as a task that the next Ctrl-C cancels; after a press, says `interrupted` on stderr and exits
     /// 130, else returns what `body` returned (or throws what it threw).
     func cancelling<Value: Sendable>(

@@ -17,10 +17,10 @@ struct RayLANCommand: AsyncParsableCommand {
             """,
         version: RayLANVersion.current,
         subcommands: [
-            StatusCommand.self, JobCommand.self, ServeCommand.self, DetectCommand.self, CallCommand.self,
-            PutCommand.self, GetCommand.self, ObjectsCommand.self, FreeCommand.self, ActorCommand.self,
-            TaskCommand.self, GatewayCommand.self, BenchCommand.self, UpCommand.self, DownCommand.self,
-            DoctorCommand.self,
+            StatusCommand.self, JobCommand.self, ServeCommand.self, DetectCommand.self, ViewCommand.self,
+            CallCommand.self, PutCommand.self, GetCommand.self, ObjectsCommand.self, FreeCommand.self,
+            ActorCommand.self, TaskCommand.self, GatewayCommand.self, BenchCommand.self, UpCommand.self,
+            DownCommand.self, DoctorCommand.self,
         ]
     )
 

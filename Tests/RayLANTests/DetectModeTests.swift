@@ -90,7 +90,9 @@ struct DetectModeTests {
                         + ["--address", "127.0.0.1:\(server.port)", "--out", folder.appendingPathComponent("out").path]
                     group.addTask {
                         let home = folder.appendingPathComponent("home-\(UUID().uuidString.prefix(8))").path
-                        let result = try await CommandRunner.raylan(command, environment: ["RAYLAN_HOME": home])
+                        // BROWSER: xdg-open's browser where no desktop is found; --open runs it, and nothing opens.
+                        let result = try await CommandRunner.raylan(
+                            command, environment: ["RAYLAN_HOME": home, "BROWSER": "true"])
                         return (option, mode, applies, result)
                     }
                 }
