@@ -10,7 +10,7 @@ import RayLAN
 /// progress.
 ///
 /// ```swift
-/// try await RunView.serve(RunGallery(folder: out)) { url in
+/// try await RunView.serve(.gallery(RunGallery(folder: out))) { url in
 ///     print(url)                      // http://127.0.0.1:PORT/TOKEN/
 ///     try await Task.sleep(for: .seconds(3600))
 /// }
@@ -19,15 +19,23 @@ import RayLAN
 /// Every request whose path does not start with the token is refused (403). The page's files are the package's
 /// (`Assets/`): nothing is fetched from elsewhere.
 public enum RunView {
-    /// Serves `gallery` while `body` runs, and stops when it returns or throws.
+    /// What a view shows.
+    public enum Content: Sendable {
+        /// A run of images: a gallery.
+        case gallery(RunGallery)
+        /// Videos and streams: each one's newest picture with its boxes, its counts over time, how it keeps up.
+        case live(LiveFeed)
+    }
+
+    /// Serves `content` while `body` runs, and stops when it returns or throws.
     /// - Parameters:
-    ///   - gallery: what the page shows.
+    ///   - content: what the page shows.
     ///   - logger: the server's log (default: none).
     ///   - body: runs with the page's URL, token included (a secret: keep it out of logs and files).
     /// - Returns: what `body` returns.
     /// - Throws: ``RunViewError`` when the page's files are missing or no port can be had; what `body` throws.
     public static func serve<Value: Sendable>(
-        _ gallery: RunGallery,
+        _ content: Content,
         logger: Logger = Logger(label: "raylan.view", factory: { _ in SwiftLogNoOpLogHandler() }),
         _ body: (URL) async throws -> Value
     ) async throws -> Value {
@@ -36,28 +44,12 @@ public enum RunView {
         let router = Router()
         router.add(middleware: TokenGate(token: token))
         let base = router.group(RouterPath(token))
-        base.get { _, _ in assets.response(for: "index.html") }
         base.get("assets/:name") { _, context in
             assets.response(for: context.parameters.get("name") ?? "")
         }
-        base.get("api/run") { request, _ in
-            let since = request.uri.queryParameters.get("since", as: Int.self) ?? 0
-            let page = await gallery.page(since: since)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = .sortedKeys
-            var response = Response(
-                status: .ok, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(page))))
-            response.headers[.contentType] = "application/json"
-            return response
-        }
-        base.get("image/:index") { _, context in
-            guard let index = context.parameters.get("index", as: Int.self),
-                let file = await gallery.imageFile(at: index)
-            else { return Response(status: .notFound) }
-            var response = Response(
-                status: .ok, body: try await FileIO().loadFile(path: file.path, context: context))
-            response.headers[.contentType] = Assets.imageType(of: file)
-            return response
+        switch content {
+        case .gallery(let gallery): Self.route(gallery, on: base, assets: assets)
+        case .live(let feed): Self.route(feed, on: base, assets: assets)
         }
         let (ports, announce) = AsyncStream.makeStream(of: Int.self)
         let app = Application(
@@ -87,6 +79,103 @@ public enum RunView {
                 group.cancelAll()
                 throw error
             }
+        }
+    }
+}
+
+extension RunView {
+    static func json(_ value: some Encodable) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        var response = Response(status: .ok, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+        response.headers[.contentType] = "application/json"
+        return response
+    }
+
+    /// A run of images: the page, what changed since a version, each entry's picture.
+    static func route(_ gallery: RunGallery, on base: RouterGroup<BasicRequestContext>, assets: Assets) {
+        base.get { _, _ in assets.response(for: "index.html") }
+        base.get("api/run") { request, _ in
+            try json(await gallery.page(since: request.uri.queryParameters.get("since", as: Int.self) ?? 0))
+        }
+        base.get("image/:index") { _, context in
+            guard let index = context.parameters.get("index", as: Int.self),
+                let file = await gallery.imageFile(at: index)
+            else { return Response(status: .notFound) }
+            var response = Response(
+                status: .ok, body: try await FileIO().loadFile(path: file.path, context: context))
+            response.headers[.contentType] = Assets.imageType(of: file)
+            return response
+        }
+    }
+
+    /// Videos and streams: the page, the state now, and the events pushed as they come (server-sent events): a
+    /// `frame` event for each source's newest picture (never a backlog: a page that reads slowly gets the newest
+    /// when it reads again), a `stats` event each second, and `end` once every run ended.
+    static func route(_ feed: LiveFeed, on base: RouterGroup<BasicRequestContext>, assets: Assets) {
+        base.get { _, _ in assets.response(for: "live.html") }
+        base.get("api/live") { _, _ in try json(feed.snapshot()) }
+        base.get("live/events") { _, _ in
+            var response = Response(
+                status: .ok,
+                body: ResponseBody { writer in
+                    try await LiveEvents(feed: feed).write(to: &writer)
+                })
+            response.headers[.contentType] = "text/event-stream"
+            return response
+        }
+    }
+}
+
+/// One page's stream of live events.
+struct LiveEvents {
+    let feed: LiveFeed
+    /// How often the feed is looked at for a newer picture.
+    static let tick: Duration = .milliseconds(50)
+
+    /// A source's newest picture: its header, and its JPEG (base64 on this last, loopback leg: an event is text).
+    struct Frame: Encodable {
+        var source: Int
+        var header: VideoPreview.Header
+        var jpeg: String
+    }
+
+    static func event(_ name: String, _ value: some Encodable) throws -> ByteBuffer {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        var buffer = ByteBuffer(string: "event: \(name)\ndata: ")
+        buffer.writeBytes(try encoder.encode(value))
+        buffer.writeString("\n\n")
+        return buffer
+    }
+
+    func write(to writer: inout any ResponseBodyWriter) async throws {
+        var sent: [Int: Int] = [:]
+        let clock = ContinuousClock()
+        var lastStats = clock.now - .seconds(10)
+        while true {
+            let snapshot = feed.snapshot()
+            for (index, source) in snapshot.sources.enumerated() {
+                guard let frame = source.previewFrame, frame != sent[index],
+                    let preview = feed.preview(at: index)
+                else { continue }
+                sent[index] = preview.header.frame
+                try await writer.write(
+                    try Self.event(
+                        "frame",
+                        Frame(source: index, header: preview.header, jpeg: preview.jpeg.base64EncodedString())))
+            }
+            let over = feed.isOver
+            if over || clock.now - lastStats >= .seconds(1) {
+                lastStats = clock.now
+                try await writer.write(try Self.event("stats", snapshot))
+            }
+            if over {
+                try await writer.write(ByteBuffer(string: "event: end\ndata: {}\n\n"))
+                try await writer.finish(nil)
+                return
+            }
+            try await Task.sleep(for: Self.tick)
         }
     }
 }
@@ -149,7 +238,7 @@ struct TokenGate<Context: RequestContext>: RouterMiddleware {
         response.headers[HTTPField.Name("Referrer-Policy")!] = "no-referrer"
         response.headers[.xContentTypeOptions] = "nosniff"
         response.headers[.contentSecurityPolicy] =
-            "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'"
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"
         return response
     }
 }
@@ -157,7 +246,7 @@ struct TokenGate<Context: RequestContext>: RouterMiddleware {
 /// The page's files, read once from the package's resources.
 struct Assets: Sendable {
     /// The files the page has, by name.
-    static let names = ["index.html", "view.css", "view.js"]
+    static let names = ["index.html", "live.html", "view.css", "draw.js", "view.js", "live.js"]
     private let files: [String: Data]
 
     static func load() throws -> Assets {

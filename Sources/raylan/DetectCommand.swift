@@ -128,6 +128,12 @@ struct DetectCommand: AsyncParsableCommand {
     var lease: Int?
     @OptionGroup var shrink: ShrinkOptions
     @OptionGroup var viewing: ViewOptions
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp(
+            "Videos with --view: pictures a second sent from the cluster to the view (0.1-30; default 10), shrunk there.",
+            valueName: "n"))
+    var viewFPS: Double?
     @OptionGroup var output: OutputOptions
     @OptionGroup var deployment: DeploymentOptions
 
@@ -176,7 +182,8 @@ struct DetectCommand: AsyncParsableCommand {
         var summary: DetectionRun.Summary?
         try await reportingErrors {
             let model = try self.model ?? DeploymentOptions.defaultModel()
-            summary = try await viewing.serving(URL(fileURLWithPath: out)) { gallery in
+            let gallery = viewing.isOn ? RunGallery(folder: URL(fileURLWithPath: out)) : nil
+            summary = try await viewing.serving(gallery.map { .gallery($0) }) {
                 var summary: DetectionRun.Summary?
                 try await Connection.with(cluster) { (connection: Connection) in
                     let service: DetectionRun.Service

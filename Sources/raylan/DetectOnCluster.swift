@@ -24,6 +24,7 @@ extension DetectCommand {
         if let reconnectAttempts { options.reconnectAttempts = reconnectAttempts }
         if let batchSize { options.batch = batchSize }
         if let lease { options.lease = .seconds(lease) }
+        if viewing.isOn { options.previewFPS = viewFPS ?? 10 }
         if let problem = options.problem { throw ValidationError(problem + ".") }
         let videoOptions = options
         let outFolder = URL(fileURLWithPath: out ?? "raylan-out")
@@ -42,27 +43,37 @@ extension DetectCommand {
                 let key = try deployment.key()
                 let cluster = connection.cluster
                 let display = VideoProgressDisplay(json: json)
+                let feed = viewing.isOn ? LiveFeed(sources: names) : nil
                 let runs = zip(sources, names).map { source, name in
                     VideoRun(
                         source: source, service: service, options: videoOptions, key: key,
                         output: sources.count == 1 ? outFolder : outFolder.appendingPathComponent(name),
                         clusterOutput: clusterOut.map { sources.count == 1 ? $0 : $0 + "/" + name })
                 }
-                try await cancellableByCtrlC {
-                    // Several sources share one service and gateway: deployed once, before they start.
-                    if runs.count > 1 { try await runs[0].prepare(on: cluster) { display.show($0, source: names[0]) } }
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        for (run, name) in zip(runs, names) {
-                            group.addTask {
-                                do {
-                                    try await run.run(on: cluster) { display.show($0, source: name) }
-                                } catch let error as OnClusterError where sources.count > 1 {
-                                    // One lost stream does not end the others: it is named, and the exit code says so.
-                                    display.failed(name, error)
+                try await viewing.serving(feed.map { .live($0) }) {
+                    try await cancellableByCtrlC {
+                        // Several sources share one service and gateway: deployed once, before they start.
+                        if runs.count > 1 {
+                            try await runs[0].prepare(on: cluster) { display.show($0, source: names[0]) }
+                        }
+                        try await withThrowingTaskGroup(of: Void.self) { group in
+                            for (run, name) in zip(runs, names) {
+                                group.addTask {
+                                    do {
+                                        try await run.run(on: cluster) { event in
+                                            display.show(event, source: name)
+                                            feed?.take(event, source: name)
+                                        }
+                                    } catch let error as OnClusterError where sources.count > 1 {
+                                        // One lost stream does not end the others: it is named, and the exit code
+                                        // says so.
+                                        display.failed(name, error)
+                                        feed?.failed(source: name, error.description)
+                                    }
                                 }
                             }
+                            try await group.waitForAll()
                         }
-                        try await group.waitForAll()
                     }
                 }
                 if display.failures > 0 { throw ExitCode(Self.someInputsFailed) }
@@ -94,9 +105,12 @@ extension DetectCommand {
                 let configured = run
                 let cluster = connection.cluster
                 let display = DetectProgressDisplay()
-                // The view shows the lines as they come (the journal is downloaded at the end, when --out is given).
-                let folder = URL(fileURLWithPath: out ?? "raylan-out")
-                summary = try await viewing.serving(folder) { gallery in
+                // The view shows the lines as they come (the journal is downloaded at the end, when --out is given:
+                // until then the folder may hold an earlier run's).
+                let gallery =
+                    viewing.isOn
+                    ? RunGallery(folder: URL(fileURLWithPath: out ?? "raylan-out"), followsJournal: false) : nil
+                summary = try await viewing.serving(gallery.map { .gallery($0) }) {
                     let result = try await cancellableByCtrlC {
                         try await configured.run(on: cluster) { event in
                             display.show(event)
@@ -236,6 +250,7 @@ final class VideoProgressDisplay: @unchecked Sendable {
                     format: "%@: %d frames detected of %d read (%d dropped) in %.1f s: %.1f frames/s.", source,
                     summary.framesProcessed, summary.framesRead, summary.framesDropped, summary.seconds, summary.fps))
         case .downloaded(let url): Terminal.error("\(source): downloaded \(url.path).")
+        case .preview: break
         }
     }
 

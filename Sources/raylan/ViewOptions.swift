@@ -16,21 +16,23 @@ struct ViewOptions: ParsableArguments {
     /// Whether the run is viewed: `--view` or `--open`.
     var isOn: Bool { view || open }
 
-    /// Runs `work` with the view of `folder` served when `--view` or `--open` was given: the URL on stderr, the page showing
-    /// the run's progress. When `work` returns, the page says the run finished and stays until Ctrl-C; when it
-    /// throws, the view ends with it.
+    /// Runs `work` with `content` served when there is one (`--view` or `--open`): the URL on stderr, the page
+    /// showing the run as it goes. When `work` returns, the page says the run ended and stays until Ctrl-C; when
+    /// it throws, the view ends with it.
     func serving<Value: Sendable>(
-        _ folder: URL, _ work: (RunGallery?) async throws -> Value
+        _ content: RunView.Content?, _ work: () async throws -> Value
     ) async throws -> Value {
-        guard isOn else { return try await work(nil) }
-        let gallery = RunGallery(folder: folder)
-        await gallery.started(total: nil)
+        guard let content else { return try await work() }
+        if case .gallery(let gallery) = content { await gallery.started(total: nil) }
         let open = self.open
-        return try await RunView.serve(gallery) { url in
+        return try await RunView.serve(content) { url in
             Terminal.error("View: \(url.absoluteString)")
             if open { Self.openInBrowser(url) }
-            let value = try await work(gallery)
-            await gallery.finish()
+            let value = try await work()
+            switch content {
+            case .gallery(let gallery): await gallery.finish()
+            case .live(let feed): feed.finish()
+            }
             Terminal.error("The run ended; its view stays at \(url.absoluteString) until Ctrl-C.")
             await Interrupt.shared.untilPressed()
             return value

@@ -42,7 +42,7 @@ struct ContractTests {
         arguments: [
             "detection_result.json", "frame_line.json", "frame_line_error.json", "error_answer.json", "poll_page.json",
             "poll_page_failed.json", "video_session.json", "dataset_session.json", "dataset_line.json",
-            "dataset_line_error.json",
+            "dataset_line_error.json", "preview_header.json",
         ])
     func roundTrips(name: String) throws {
         let (golden, again): (JSONValue, JSONValue)
@@ -55,9 +55,24 @@ struct ContractTests {
         case "dataset_session.json": (golden, again) = try Self.roundTrip(name, as: DatasetSessionSpec.self)
         case "dataset_line.json", "dataset_line_error.json":
             (golden, again) = try Self.roundTrip(name, as: ClusterDatasetRun.Line.self)
+        case "preview_header.json": (golden, again) = try Self.roundTrip(name, as: VideoPreview.Header.self)
         default: (golden, again) = try Self.roundTrip(name, as: FrameResult.self)
         }
         #expect(golden == again, "\(name): the cluster's \(golden)\nSwift's \(again)")
+    }
+
+    @Test("A preview's bytes: the golden header as one line, then the JPEG; anything else is a bad response")
+    func preview() throws {
+        let header = try Data(contentsOf: Self.folder.appendingPathComponent("preview_header.json"))
+        let line = try JSONSerialization.data(withJSONObject: try JSONSerialization.jsonObject(with: header))
+        let jpeg = Data([0xFF, 0xD8, 0xFF, 0xE0, 0x0A, 0x00])  // a newline inside the JPEG is the JPEG's
+        let preview = try VideoPreview(line + Data("\n".utf8) + jpeg)
+        #expect(preview.jpeg == jpeg)
+        #expect(preview.header.frame == 12 && preview.header.width == 1280 && preview.header.latencyMs == 48.5)
+        #expect(preview.header.detections.first?.trackID == 3)
+        for bad in [Data(), line, line + Data("\nnot a jpeg".utf8), Data("{}\n".utf8) + jpeg] {
+            #expect(throws: OnClusterError.self) { try VideoPreview(bad) }
+        }
     }
 
     @Test("Every golden file is checked here (error_codes.json by ErrorCodeTests)")
@@ -70,8 +85,8 @@ struct ContractTests {
                 "dataset_line.json", "dataset_line_error.json", "dataset_session.json", "detection_result.json",
                 "error_answer.json", "error_codes.json",
                 "frame_line.json", "frame_line_error.json", "gateway_config.json", "naive_service_config.json",
-                "poll_page.json", "poll_page_failed.json", "service_config.json", "video_session.json",
-                "vocabulary.json",
+                "poll_page.json", "poll_page_failed.json", "preview_header.json", "service_config.json",
+                "video_session.json", "vocabulary.json",
             ])
     }
 

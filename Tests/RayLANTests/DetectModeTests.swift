@@ -37,6 +37,7 @@ struct DetectModeTests {
         case "--gpus-per-actor": ["--gpus-per-actor", "0"]
         case "--cpus-per-actor": ["--cpus-per-actor", "0.5"]
         case "--batch-wait-ms": ["--batch-wait-ms", "5"]
+        case "--view-fps": ["--view-fps", "5"]
         case "--key-file": ["--key-file", keyFile]
         default: [option]
         }

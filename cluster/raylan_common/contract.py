@@ -13,6 +13,7 @@ a key the shape lacks or lacks one it requires. A null value means the same as a
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any, Iterable, Mapping
 
 # The words both sides use, one list each (`contracts/vocabulary.json`; Swift: DetectionDeployment.Backend,
@@ -55,6 +56,11 @@ SHAPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
                                                            "error"})),
     # Swift: ClusterSession.Failure, a session's own account of why its work ended.
     "session_failure": (frozenset({"code", "message"}), frozenset({"remedy", "traceback"})),
+    # Swift: VideoPreview.Header, the first line of a video session's preview (`preview()`): the frame it shows
+    # (shrunk: its JPEG follows the line), the frame's size in the source (the boxes' space), its detections, and
+    # the milliseconds from the frame's read to its detections on the cluster.
+    "preview_header": (frozenset({"type", "frame", "time", "width", "height", "detections"}),
+                       frozenset({"latency_ms"})),
     # Swift: ClusterSession.Poll. `items` are the session's lines (a video's frame lines, a dataset's journal
     # lines), `progress` its counters.
     "poll_page": (frozenset({"lines", "cursor", "state", "progress"}), frozenset({"error"})),
@@ -78,6 +84,7 @@ NESTED: dict[str, dict[str, tuple[str, bool]]] = {
     "frame_line": {"detections": ("detection", True), "error": ("error", False)},
     "error_answer": {"error": ("error", False)},
     "poll_page": {"error": ("session_failure", False)},
+    "preview_header": {"detections": ("detection", True)},
     "dataset_line": {"image": ("image", False), "detections": ("detection", True), "error": ("error", False)},
 }
 
@@ -133,6 +140,25 @@ def frame_line(index: int, time: float, detections: list[dict] | None = None, er
     else:
         line["detections"] = detections if detections is not None else []
     return line
+
+
+def preview(index: int, time: float, width: int, height: int, detections: list[dict], jpeg: bytes,
+            latency_ms: float | None = None) -> bytes:
+    """A video session's preview of one frame, as raw bytes: a `preview_header` line (JSON, then a newline), then
+    the frame's JPEG, shrunk. Its detections are in the source's pixels (`width` × `height`), as in its line."""
+    header: dict[str, Any] = {"type": "preview", "frame": index, "time": round(time, 3), "width": int(width),
+                              "height": int(height), "detections": detections}
+    if latency_ms is not None:
+        header["latency_ms"] = round(latency_ms, 1)
+    return json.dumps(header, separators=(",", ":")).encode() + b"\n" + jpeg
+
+
+def split_preview(data: bytes) -> tuple[dict, bytes]:
+    """A preview's header and JPEG (the reader's side of `preview`)."""
+    line, _, jpeg = data.partition(b"\n")
+    header = json.loads(line)
+    check("preview_header", header)
+    return header, jpeg
 
 
 def error(code: str, message: str) -> dict:

@@ -81,6 +81,27 @@ class Frame(NamedTuple):
     index: int  # in the source, 0-based
     time: float  # seconds
     pixels: np.ndarray  # H×W×3 BGR uint8
+    read_at: float = 0.0  # time.monotonic() when it was read
+
+
+#: Previews a session makes at most per second, and the longest side of one, in pixels.
+PREVIEW_FPS_RANGE = (0.0, 30.0)
+PREVIEW_SIDE_RANGE = (64, 1920)
+
+
+def preview_jpeg(pixels: np.ndarray, side: int, quality: int = 75) -> bytes:
+    """The frame shrunk to at most `side` pixels on its longer side (never enlarged), as a JPEG."""
+    import cv2
+
+    height, width = pixels.shape[:2]
+    scale = min(1.0, side / max(width, height))
+    if scale < 1.0:
+        pixels = cv2.resize(pixels, (max(1, round(width * scale)), max(1, round(height * scale))),
+                            interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("the preview could not be encoded")
+    return encoded.tobytes()
 
 
 def is_url(source: str) -> bool:
@@ -382,7 +403,14 @@ class VideoSession(Session):
                 seconds that opening a stream, or reading one frame of it, may take before it counts as failed
     lease_s     seconds without a call of the client after which the session stops itself, ends its actor and
                 is "abandoned" (client_gone; session.py): from 5 to 86400, default 120
+    preview_fps, preview_side
+                at most preview_fps times a second (0: never, the default; up to 30), the processed frame is kept
+                shrunk to preview_side pixels on its longer side (64-1920, default 640) with its detections, for
+                preview(): a person watching the run (raylan detect --view)
     """
+
+    #: The clock previews are spaced by (seconds; a test gives a fake one).
+    preview_clock: Callable[[], float] = staticmethod(time.monotonic)
 
     journal_name = "detections.jsonl"
 
@@ -391,9 +419,11 @@ class VideoSession(Session):
                  iou: float = 0.7, classes: list[int] | None = None, batch: int = 8, live: bool | None = None,
                  buffer: int = 16, reconnect_attempts: int = 5, reconnect_delay: float = 0.5,
                  max_reconnect_delay: float = 8.0, chunks: list[bytes] | None = None, sha256: str | None = None,
-                 name: str | None = None, read_timeout: float = 10.0, lease_s: float = DEFAULT_LEASE_S):
+                 name: str | None = None, read_timeout: float = 10.0, lease_s: float = DEFAULT_LEASE_S,
+                 preview_fps: float = 0.0, preview_side: int = 640):
         validate(source, detector, stride, track, conf, iou, classes, batch, buffer, reconnect_attempts,
-                 reconnect_delay, max_reconnect_delay, chunks, sha256, name, read_timeout, lease_s)
+                 reconnect_delay, max_reconnect_delay, chunks, sha256, name, read_timeout, lease_s, preview_fps,
+                 preview_side)
         super().__init__(out_dir, "video", lease_s)
         self.detector_spec = dict(detector)
         self.stride, self.track, self.annotate, self.report = int(stride), track, bool(annotate), bool(report)
@@ -403,6 +433,10 @@ class VideoSession(Session):
         self.reconnect_attempts = int(reconnect_attempts)
         self.reconnect_delay, self.max_reconnect_delay = float(reconnect_delay), float(max_reconnect_delay)
         self.read_timeout = float(read_timeout)
+        self.preview_fps, self.preview_side = float(preview_fps), int(preview_side)
+        self._preview: tuple[int, bytes] | None = None  # the newest preview: its frame and its bytes
+        self._preview_at: float | None = None  # preview_clock() when it was made
+        self.previews_made = 0
         if not is_url(source):  # a path: file:// and ~ as a shell would take them (FFmpeg does neither)
             source = str(Path(source[len("file://"):] if source.startswith("file://") else source).expanduser())
         self.source = source
@@ -429,6 +463,19 @@ class VideoSession(Session):
             super().start()
             self._opened.wait(self.read_timeout + 5)
             return self.describe()
+
+    def preview(self, after: int = -1, wait: float = 0.0) -> bytes:
+        """The newest preview (contract.preview: a header line, then the JPEG) of a frame after `after`, waiting
+        up to `wait` seconds (at most 20) for one; b"" when none came or the session has ended."""
+        with self._client_call():
+            deadline = time.monotonic() + max(0.0, min(float(wait), 20.0))
+            with self._lock:
+                while ((self._preview is None or self._preview[0] <= int(after)) and self._state == "running"
+                       and time.monotonic() < deadline):
+                    self._lock.wait(deadline - time.monotonic())
+                if self._preview is None or self._preview[0] <= int(after):
+                    return b""
+                return self._preview[1]
 
     def describe(self) -> dict:
         info = super().describe()
@@ -524,7 +571,7 @@ class VideoSession(Session):
                 if this % self.stride:
                     continue  # grabbed (demuxed and decoded) but not converted to BGR
                 ok, pixels = capture.retrieve()
-                if ok and pixels is not None and not frames.put(Frame(this, seconds, pixels), self._quit):
+                if ok and pixels is not None and not frames.put(Frame(this, seconds, pixels, time.monotonic()), self._quit):
                     return
         except BaseException as error:  # noqa: BLE001 - handed to work(), which fails the session with it
             self._reader_error = error
@@ -576,6 +623,7 @@ class VideoSession(Session):
                         line = contract.frame_line(frame.index, frame.time, detections)
                         if report is not None:
                             report.add(frame.time, detections)
+                        self._offer_preview(frame, detections)  # before draw(), which draws on the pixels
                     if self.annotate:
                         writer = writer or self._annotated_writer(frame.pixels)
                         writer.write(draw(frame.pixels, detections))
@@ -604,6 +652,23 @@ class VideoSession(Session):
             self.emit({"type": "event", "event": "stream_lost", "attempts": self.reconnect_attempts,
                        "message": error.message})
             raise error
+
+    def _offer_preview(self, frame: Frame, detections: list[dict]) -> None:
+        """Keeps this frame as the preview when previews are asked for and the last one is 1/preview_fps old."""
+        if self.preview_fps <= 0:
+            return
+        now = self.preview_clock()
+        if self._preview_at is not None and now - self._preview_at < 1.0 / self.preview_fps:
+            return
+        self._preview_at = now
+        height, width = frame.pixels.shape[:2]
+        latency = (time.monotonic() - frame.read_at) * 1000 if frame.read_at else None
+        data = contract.preview(frame.index, frame.time, width, height, detections,
+                                preview_jpeg(frame.pixels, self.preview_side), latency)
+        with self._lock:
+            self._preview = (frame.index, data)
+            self.previews_made += 1
+            self._lock.notify_all()
 
     def _join_reader(self, reader: threading.Thread) -> None:
         """Waits for the reader thread, told to quit, to end: at once unless it is inside a frame read, which
@@ -647,7 +712,8 @@ class VideoSession(Session):
 # ---------------------------------------------------------------------------------------------- arguments
 def validate(source: Any, detector: Any, stride: Any, track: Any, conf: Any, iou: Any, classes: Any, batch: Any,
              buffer: Any, reconnect_attempts: Any, reconnect_delay: Any, max_reconnect_delay: Any, chunks: Any,
-             sha256: Any, name: Any, read_timeout: Any, lease_s: Any = DEFAULT_LEASE_S) -> None:
+             sha256: Any, name: Any, read_timeout: Any, lease_s: Any = DEFAULT_LEASE_S, preview_fps: Any = 0.0,
+             preview_side: Any = 640) -> None:
     """Raises ValueError (one line: what is wrong, the value, what is expected) for a bad argument."""
     def number(value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -705,6 +771,12 @@ def validate(source: Any, detector: Any, stride: Any, track: Any, conf: Any, iou
                              or name in OUTPUT_NAMES):
         raise ValueError(f"name must be a plain file name (not one of {', '.join(OUTPUT_NAMES)}), not {name!r}")
     check_lease(lease_s)
+    low, high = PREVIEW_FPS_RANGE
+    if not number(preview_fps) or not low <= preview_fps <= high:
+        raise ValueError(f"preview_fps must be a number from {low:g} to {high:g} (0: no previews), not {preview_fps!r}")
+    low, high = PREVIEW_SIDE_RANGE
+    if not whole(preview_side) or not low <= preview_side <= high:
+        raise ValueError(f"preview_side must be a whole number of pixels from {low} to {high}, not {preview_side!r}")
 
 
 def assemble(chunks: list, path: Path, sha256: str | None) -> SessionError | None:

@@ -13,7 +13,8 @@ CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 SHAPE_OF = {"detection_result.json": "detection_result", "frame_line.json": "frame_line",
             "frame_line_error.json": "frame_line", "error_answer.json": "error_answer",
             "poll_page.json": "poll_page", "poll_page_failed.json": "poll_page",
-            "dataset_line.json": "dataset_line", "dataset_line_error.json": "dataset_line"}
+            "dataset_line.json": "dataset_line", "dataset_line_error.json": "dataset_line",
+            "preview_header.json": "preview_header"}
 
 
 # The sessions' creation keywords, as the Swift client sends them: the golden file -> the session class's module.
@@ -67,6 +68,10 @@ def test_the_builders_make_the_golden_files_again():
     failed_line = load("dataset_line_error.json")
     assert contract.dataset_line(failed_line["path"], failed_line["node"],
                                  error=contract.error(**failed_line["error"])) == failed_line
+    header = load("preview_header.json")
+    made = contract.preview(header["frame"], header["time"], header["width"], header["height"],
+                            [rebuilt_detection(d) for d in header["detections"]], b"\xff\xd8jpeg", header["latency_ms"])
+    assert contract.split_preview(made) == (header, b"\xff\xd8jpeg")
     for name in ("poll_page.json", "poll_page_failed.json"):
         page = load(name)
         error = contract.session_failure(**page["error"]) if "error" in page else None

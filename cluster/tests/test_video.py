@@ -52,6 +52,16 @@ def run_to_end(session: VideoSession, timeout: float = 120.0, cursor: int = 0) -
     pytest.fail(f"the session did not end within {timeout} s (state {answer['state']}, {len(items)} lines)")
 
 
+def run_whole(session: VideoSession) -> list[dict]:
+    """Starts the session and returns its lines once it has ended; stops it also when the test fails."""
+    try:
+        session.start()
+        items, _ = run_to_end(session)
+    finally:
+        session.stop()
+    return items
+
+
 def frame_lines(items):
     return [item for item in items if item["type"] == "frame"]
 
@@ -294,11 +304,7 @@ def test_stride_with_botsort(video, tmp_path):
     assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(FPS / 3)
     # The same folder again without annotate: the earlier annotated.mp4 is not handed back as this run's.
     again = VideoSession(str(video[0]), DETECTOR, out_dir=str(tmp_path), stride=30)
-    try:
-        again.start()
-        run_to_end(again)
-    finally:
-        again.stop()
+    run_whole(again)
     assert [entry["name"] for entry in again.outputs()] == ["detections.jsonl"]
     with pytest.raises(ValueError):
         again.read("annotated.mp4")
@@ -597,6 +603,41 @@ def test_a_corrupt_upload(tmp_path):
     assert hashlib.sha256(b"abcdef").hexdigest() in described["error"]["message"]
 
 
+def test_previews_are_spaced_shrunk_and_carry_their_frames_detections(video, tmp_path, monkeypatch):
+    """--view's pictures: at most preview_fps a second (a fake clock: 1/16 s a processed frame, exact in binary,
+    so every 4th frame at 4 a second), the longer side shrunk to preview_side, the frame's own detections in the source's
+    pixels; the newest one after a given frame, none once the session has ended."""
+    ticks = iter(range(10_000))
+    monkeypatch.setattr(VideoSession, "preview_clock", staticmethod(lambda: next(ticks) / 16))
+    session = VideoSession(str(video[0]), DETECTOR, out_dir=str(tmp_path), preview_fps=4, preview_side=160,
+                           batch=4)
+    try:
+        session.start()
+        first = session.preview(after=-1, wait=60)
+        items, _ = run_to_end(session)
+    finally:
+        session.stop()
+    lines = {line["frame"]: line for line in frame_lines(items)}
+    assert len(lines) == FRAMES
+    assert session.previews_made == FRAMES // 4
+    header, jpeg = contract.split_preview(first)
+    assert header["frame"] % 4 == 0 and header["detections"] == lines[header["frame"]]["detections"]
+    last_header, last_jpeg = contract.split_preview(session.preview(after=header["frame"]))
+    assert last_header["frame"] == FRAMES - 4
+    assert last_header["detections"] == lines[FRAMES - 4]["detections"] and last_header["detections"]
+    assert (last_header["width"], last_header["height"]) == (WIDTH, HEIGHT)
+    assert last_header["latency_ms"] >= 0
+    picture = cv2.imdecode(np.frombuffer(last_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert picture.shape[:2] == (90, 160)
+    assert session.preview(after=FRAMES - 4, wait=5) == b""
+
+
+def test_no_previews_unless_asked(video, tmp_path):
+    session = VideoSession(str(video[0]), DETECTOR, out_dir=str(tmp_path), stride=10)
+    run_whole(session)
+    assert session.previews_made == 0 and session.preview(after=-1) == b""
+
+
 # ------------------------------------------------------------------------------------------ pieces
 @pytest.mark.parametrize("arguments, message", [
     ({"stride": 0}, "stride"),
@@ -618,6 +659,10 @@ def test_a_corrupt_upload(tmp_path):
     ({"detector": {"model": MODEL, "backend": "tensorrt"}}, "backend"),
     ({"detector": {"app": "a", "model": MODEL}}, "detector"),
     ({"detector": "shapes"}, "detector"),
+    ({"preview_fps": 31}, "preview_fps must be a number from 0 to 30"),
+    ({"preview_fps": -1}, "preview_fps"),
+    ({"preview_side": 32}, "preview_side"),
+    ({"preview_side": 100.5}, "preview_side"),
 ])
 def test_bad_arguments_are_refused_at_once(arguments, message, tmp_path):
     arguments = {"source": "x.mp4", "detector": DETECTOR, "out_dir": str(tmp_path), **arguments}

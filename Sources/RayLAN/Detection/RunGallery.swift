@@ -70,6 +70,8 @@ public actor RunGallery {
 
     /// The output folder.
     public nonisolated let folder: URL
+    /// Whether the gallery reads the folder's journal (else only the lines given to ``take(_:)``).
+    public nonisolated let followsJournal: Bool
     /// What a streamed run's relative input paths are relative to (the run's working directory).
     public nonisolated let inputRoot: URL
 
@@ -86,9 +88,27 @@ public actor RunGallery {
     /// - Parameters:
     ///   - folder: the run's output folder (holding `detections.jsonl`, or about to).
     ///   - inputRoot: the directory a streamed run's relative paths are relative to (default: the current one).
-    public init(folder: URL, inputRoot: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) {
+    ///   - followsJournal: whether to read the folder's journal (default); an `--on-cluster` run's view takes its
+    ///     lines as they come instead, since its folder holds an earlier run's journal until the new one is
+    ///     downloaded at the end.
+    public init(
+        folder: URL, inputRoot: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath),
+        followsJournal: Bool = true
+    ) {
         self.folder = folder
         self.inputRoot = inputRoot
+        self.followsJournal = followsJournal
+    }
+
+    /// Whether `journal` is a video run's (its first line a frame's) rather than a run of images'.
+    /// - Throws: the system's error when it cannot be read.
+    public static func isVideoJournal(_ journal: URL) throws -> Bool {
+        let handle = try FileHandle(forReadingFrom: journal)
+        defer { try? handle.close() }
+        let start = try handle.read(upToCount: maxLineBytes) ?? Data()
+        let line = start.prefix { $0 != UInt8(ascii: "\n") }
+        struct Kind: Decodable { var type: String? }
+        return (try? JSONDecoder().decode(Kind.self, from: line))?.type == "frame"
     }
 
     /// The entries changed after `version`, and the progress; reads what the journal gained first.
@@ -118,10 +138,16 @@ public actor RunGallery {
         run = (.running, total)
     }
 
-    /// The run ended: the page says `finished`.
+    /// The run ended: the page says `finished`. Pictures that came meanwhile (an `--on-cluster` run's annotated
+    /// copies, downloaded at its end) are shown.
     public func finish() {
         run = (.finished, run?.total)
         refresh()
+        for index in entries.indices where !entries[index].hasImage && imageFile(at: index) != nil {
+            version += 1
+            entries[index].hasImage = true
+            entries[index].version = version
+        }
     }
 
     /// Takes a line as an `--on-cluster` run's event gives it, before its journal is downloaded.
@@ -132,6 +158,7 @@ public actor RunGallery {
     /// Reads the lines the journal gained since the last read; starts again when it was replaced (a new run
     /// moves the last one aside).
     private func refresh() {
+        guard followsJournal else { return }
         let url = folder.appendingPathComponent(LocalJournal.name)
         switch journal.read(url, maxLine: Self.maxLineBytes) {
         case .lines(let lines): for line in lines { ingest(line) }

@@ -47,10 +47,16 @@ struct VideoSessionSpec: SessionSpec {
     var chunks: [JSONValue]?
     var sha256: String?
     var name: String?
+    /// Previews a second for a person watching (``VideoPreview``); nil or 0: none.
+    var previewFPS: Double?
+    /// A preview's longer side, in pixels; nil: the session's default (640).
+    var previewSide: Int?
 
     enum CodingKeys: String, CodingKey {
         case source, detector, stride, annotate, report, conf, iou, classes, track, batch, buffer, live, chunks,
             sha256, name
+        case previewFPS = "preview_fps"
+        case previewSide = "preview_side"
         case reconnectAttempts = "reconnect_attempts"
         case reconnectDelay = "reconnect_delay"
         case leaseS = "lease_s"

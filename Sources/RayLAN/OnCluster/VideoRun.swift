@@ -35,6 +35,13 @@ public struct VideoOptions: Sendable, Hashable {
     public var lease: Duration
     /// The leases a session takes (the cluster's bounds).
     public static let leaseRange: ClosedRange<Duration> = .seconds(5) ... .seconds(86_400)
+    /// Pictures a second for a person watching the run (``VideoEvent/preview(_:)``: processed frames shrunk on
+    /// the cluster to ``previewSide`` pixels, with their detections), at most; nil: none (the default).
+    public var previewFPS: Double?
+    /// The previews a second a session makes at most.
+    public static let previewFPSRange: ClosedRange<Double> = 0.1...30
+    /// A preview's longer side in pixels (64-1920). Default 640.
+    public var previewSide: Int = 640
 
     public init(
         detection: DetectionOptions = DetectionOptions(), stride: Int = 1, tracker: Tracker? = nil,
@@ -63,6 +70,12 @@ public struct VideoOptions: Sendable, Hashable {
         if buffer < 1 { return "the live buffer must hold at least 1 frame, not \(buffer)" }
         if reconnectAttempts < 0 { return "reconnection attempts cannot be negative" }
         if !Self.leaseRange.contains(lease) { return "the lease must be from 5 to 86400 seconds, not \(lease)" }
+        if let previewFPS, !Self.previewFPSRange.contains(previewFPS) {
+            return "--view-fps must be from 0.1 to 30 pictures a second, not \(previewFPS)"
+        }
+        if !(64...1920).contains(previewSide) {
+            return "a preview's side must be from 64 to 1920 pixels, not \(previewSide)"
+        }
         return nil
     }
 }
@@ -158,6 +171,9 @@ public enum VideoEvent: Sendable {
     case finished(VideoSummary)
     /// A result file downloaded to this machine.
     case downloaded(URL)
+    /// A processed frame's picture, shrunk on the cluster, with its detections (with ``VideoOptions/previewFPS``;
+    /// at most that many a second, the newest when this client asks: older ones are skipped).
+    case preview(VideoPreview)
 }
 
 /// Object detection over a video file or a live stream, decoded on the cluster and detected by the detection
@@ -251,7 +267,8 @@ public struct VideoRun: Sendable {
             report: options.report, conf: options.detection.confidence, iou: options.detection.iou,
             classes: options.detection.classes, track: options.tracker?.rawValue, batch: options.batch,
             buffer: options.buffer, reconnectAttempts: options.reconnectAttempts,
-            reconnectDelay: options.reconnectDelay.seconds, leaseS: options.lease.seconds, outDir: clusterOutput)
+            reconnectDelay: options.reconnectDelay.seconds, leaseS: options.lease.seconds, outDir: clusterOutput,
+            previewFPS: options.previewFPS, previewSide: options.previewFPS == nil ? nil : options.previewSide)
         // The local journal first: a folder that cannot be written is found before anything is uploaded.
         let journal = try output.map { try LocalJournal(folder: $0) }
         var upload: VideoUpload?
@@ -276,14 +293,23 @@ public struct VideoRun: Sendable {
         var finished = false
         do {
             events(.started(try await session.start()))
-            try await session.follow(wait: pollWait) { line in
-                if let event = try Self.event(from: line) {
-                    // The session's own text of the line, as its journal on the cluster holds it: not re-encoded.
-                    if case .frame = event { try journal?.append(line) }
-                    events(event)
+            // The previews' task ends with the group, before this call returns: `events` does not escape it.
+            try await withoutActuallyEscaping(events) { events in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    if options.previewFPS != nil {
+                        group.addTask { await Self.followPreviews(of: session, events: events) }
+                    }
+                    try await session.follow(wait: pollWait) { line in
+                        if let event = try Self.event(from: line) {
+                            // The session's own text of the line, as its journal on the cluster holds it: not re-encoded.
+                            if case .frame = event { try journal?.append(line) }
+                            events(event)
+                        }
+                    } progress: {
+                        events(.progress($0))
+                    }
+                    group.cancelAll()
                 }
-            } progress: {
-                events(.progress($0))
             }
             finished = true
             if let output {
@@ -301,6 +327,24 @@ public struct VideoRun: Sendable {
             // The cluster's copy is not the file: the next run uploads it whole again.
             if (error as? OnClusterError)?.code == .uploadCorrupt { await upload?.release(via: gateway) }
             throw error
+        }
+    }
+
+    /// Hands on the session's newest preview each time there is a newer one, until cancelled or the session
+    /// ends. A preview that fails (the session ended, a call failed) ends the previews, not the run: they are
+    /// for a person watching, and the results come by the lines.
+    static func followPreviews(of session: ClusterSession, events: @Sendable (VideoEvent) -> Void) async {
+        var last = -1
+        while !Task.isCancelled {
+            guard let data = try? await session.preview(after: last, wait: .seconds(2)) else { return }
+            if data.isEmpty {
+                // Nothing newer within the wait, or the session ended (then its lines end the run soon).
+                try? await Task.sleep(for: .milliseconds(200))
+                continue
+            }
+            guard let preview = try? VideoPreview(data) else { return }
+            last = preview.header.frame
+            events(.preview(preview))
         }
     }
 

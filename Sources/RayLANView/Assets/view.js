@@ -4,7 +4,6 @@
 // shared or reloaded as it is.
 "use strict";
 
-const SVG = "http://www.w3.org/2000/svg";
 const state = {
   version: 0,
   entries: new Map(),   // index → entry (api/run's shape)
@@ -13,18 +12,6 @@ const state = {
   detail: null,         // the open entry's index
   finished: false,
 };
-
-function colour(classID) {
-  return `hsl(${(classID * 137.508) % 360}, 80%, 48%)`;
-}
-
-function el(tag, attributes = {}, text) {
-  const node = tag === "svg" || tag === "rect" || tag === "text" || tag === "title"
-    ? document.createElementNS(SVG, tag) : document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function visible(detection) {
   const { classes, score } = state.filter;
@@ -44,25 +31,7 @@ function frame(entry, labels) {
     box.textContent = "no picture";
   }
   if (entry.width && entry.height && !entry.boxes_drawn) {
-    const svg = el("svg", { viewBox: `0 0 ${entry.width} ${entry.height}`, preserveAspectRatio: "none" });
-    const fontSize = Math.max(entry.height / 28, 8);
-    for (const detection of entry.detections) {
-      if (!visible(detection)) continue;
-      const [x1, y1, x2, y2] = detection.box;
-      const stroke = colour(detection.class_id);
-      const rect = el("rect", {
-        x: x1, y: y1, width: Math.max(x2 - x1, 0), height: Math.max(y2 - y1, 0), stroke,
-        "data-class": detection.class_name,
-      });
-      rect.append(el("title", {}, `${detection.class_name} ${detection.score.toFixed(2)}`));
-      svg.append(rect);
-      if (labels) {
-        const label = detection.track_id == null ? detection.class_name : `${detection.class_name} #${detection.track_id}`;
-        svg.append(el("text", { x: x1 + 2, y: Math.max(y1 - 3, fontSize), "font-size": fontSize },
-          `${label} ${detection.score.toFixed(2)}`));
-      }
-    }
-    box.append(svg);
+    box.append(boxes(entry.width, entry.height, entry.detections, { labels, visible }));
   }
   return box;
 }
