@@ -180,21 +180,40 @@ struct LiveEvents {
     }
 }
 
-/// Why the view could not start.
-public struct RunViewError: Error, Sendable, Hashable, CustomStringConvertible {
-    public var description: String
+/// Why the view could not start: its page's files are missing, or its server could not listen. A struct with an
+/// extensible ``Code``, as RayLAN's other errors.
+public struct RunViewError: RayLANError, Sendable {
+    /// What kind of failure this is.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        public var description: String { name }
 
-    /// The page's files are not beside the program.
-    static func missingAssets(_ place: String) -> RunViewError {
-        RunViewError(
-            description:
-                "The view's page files are missing (\(place)). They are built beside raylan "
-                + "(RayLAN_RayLANView.resources): run raylan from its build folder, or copy that folder beside it.")
+        /// The page's files are not beside the program.
+        public static let missingAssets = Code("missing_assets")
+        /// The server did not listen on 127.0.0.1.
+        public static let noPort = Code("no_port")
     }
 
-    /// The server did not listen.
+    public let code: Code
+    /// What failed.
+    public let message: String
+    /// What to do about it.
+    public let remedy: String
+
+    public var description: String { "\(message). \(remedy)" }
+    public var isUsageError: Bool { false }
+
+    static func missingAssets(_ place: String) -> RunViewError {
+        RunViewError(
+            code: .missingAssets, message: "The view's page files are missing (\(place))",
+            remedy: "They are built beside raylan (RayLAN_RayLANView.resources): run raylan from its build folder, "
+                + "or copy that folder beside it.")
+    }
+
     static let noPort = RunViewError(
-        description: "The view's server could not listen on 127.0.0.1. Run 'raylan doctor', or try again.")
+        code: .noPort, message: "The view's server could not listen on 127.0.0.1",
+        remedy: "Run 'raylan doctor', or try again.")
 }
 
 /// The URL's secret: 128 random bits, as 32 hex digits.
