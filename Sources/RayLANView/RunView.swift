@@ -140,35 +140,32 @@ struct LiveEvents {
         var jpeg: String
     }
 
-    static func event(_ name: String, _ value: some Encodable) throws -> ByteBuffer {
+    func write(to writer: inout any ResponseBodyWriter) async throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        var buffer = ByteBuffer(string: "event: \(name)\ndata: ")
-        buffer.writeBytes(try encoder.encode(value))
-        buffer.writeString("\n\n")
-        return buffer
-    }
-
-    func write(to writer: inout any ResponseBodyWriter) async throws {
+        func event(_ name: String, _ value: some Encodable) throws -> ByteBuffer {
+            var buffer = ByteBuffer(string: "event: \(name)\ndata: ")
+            buffer.writeBytes(try encoder.encode(value))
+            buffer.writeString("\n\n")
+            return buffer
+        }
         var sent: [Int: Int] = [:]
         let clock = ContinuousClock()
         var lastStats = clock.now - .seconds(10)
         while true {
-            let snapshot = feed.snapshot()
-            for (index, source) in snapshot.sources.enumerated() {
-                guard let frame = source.previewFrame, frame != sent[index],
-                    let preview = feed.preview(at: index)
-                else { continue }
+            // Each tick looks at the pictures only; the state of every source is copied once a second.
+            for (index, preview) in feed.previews().enumerated() {
+                guard let preview, preview.header.frame != sent[index] else { continue }
                 sent[index] = preview.header.frame
                 try await writer.write(
-                    try Self.event(
+                    try event(
                         "frame",
                         Frame(source: index, header: preview.header, jpeg: preview.jpeg.base64EncodedString())))
             }
             let over = feed.isOver
             if over || clock.now - lastStats >= .seconds(1) {
                 lastStats = clock.now
-                try await writer.write(try Self.event("stats", snapshot))
+                try await writer.write(try event("stats", feed.snapshot()))
             }
             if over {
                 try await writer.write(ByteBuffer(string: "event: end\ndata: {}\n\n"))
@@ -218,11 +215,7 @@ public struct RunViewError: RayLANError, Sendable {
 
 /// The URL's secret: 128 random bits, as 32 hex digits.
 enum Token {
-    static func random() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<4).map { _ in String(format: "%08x", UInt32.random(in: .min ... .max, using: &generator)) }
-            .joined()
-    }
+    static func random() -> String { randomHex(bytes: 16) }
 
     /// Whether `candidate` is `token`, in time that does not depend on where they differ.
     static func matches(_ candidate: Substring, _ token: String) -> Bool {

@@ -213,9 +213,7 @@ struct DetectCommand: AsyncParsableCommand {
                         on: connection.cluster,
                         events: { event in
                             display.show(event)
-                            if let gallery, case .started(let progress) = event {
-                                Task { await gallery.started(total: progress.total) }
-                            }
+                            if let gallery { Task { await gallery.take(event) } }
                         })
                     display.finish()
                 }

@@ -114,13 +114,7 @@ extension DetectCommand {
                     let result = try await cancellableByCtrlC {
                         try await configured.run(on: cluster) { event in
                             display.show(event)
-                            guard let gallery else { return }
-                            switch event {
-                            case .image(let line):
-                                if let data = try? JSONEncoder().encode(line) { Task { await gallery.take(data) } }
-                            case .progress(let progress): Task { await gallery.started(total: progress.total) }
-                            default: break
-                            }
+                            if let gallery { Task { await gallery.take(event) } }
                         }
                     }
                     display.finish()

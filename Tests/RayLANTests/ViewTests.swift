@@ -284,6 +284,26 @@ struct RunGalleryTests {
         #expect(finished.entries.map(\.hasImage) == [true] && finished.progress.state == .finished)
     }
 
+    @Test("A run's events count its inputs and lines but never make an ended gallery run again (one may come late)")
+    func lateEvents() async throws {
+        let folder = try TestEnvironment.makeTemporaryDirectory("raylan-gallery")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let gallery = RunGallery(folder: folder, inputRoot: folder, followsJournal: false)
+        await gallery.started(total: nil)
+        let progress = DetectionRun.Progress(total: 7, done: 0, failed: 0, skipped: 0, seconds: 0)
+        await gallery.take(DetectionRun.Event.started(progress))
+        #expect(await gallery.page(since: 0).progress == .init(state: .running, total: 7, done: 0, failed: 0))
+        let line = try JSONDecoder().decode(
+            ClusterDatasetRun.Line.self,
+            from: Data(#"{"path":"/data/x.jpg","node":"n","error":{"code":"decode_failed","message":"x"}}"#.utf8))
+        await gallery.take(ClusterDatasetRun.Event.image(line))
+        await gallery.finish()
+        await gallery.take(ClusterDatasetRun.Event.progress(progress))
+        let page = await gallery.page(since: 0)
+        #expect(page.progress == .init(state: .finished, total: 7, done: 1, failed: 1))
+        #expect(page.entries.map(\.name) == ["/data/x.jpg"])
+    }
+
     @Test("A journal moved aside by a new run starts the gallery again")
     func replaced() async throws {
         let folder = try TestEnvironment.makeTemporaryDirectory("raylan-gallery")

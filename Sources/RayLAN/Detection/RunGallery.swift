@@ -80,7 +80,10 @@ public actor RunGallery {
     private var indexByName: [String: Int] = [:]
     private var version = 0
     private var journal = JournalTail()
-    private var run: (state: Progress.State, total: Int?)?
+    private let decoder = JSONDecoder()
+    /// Nil for a finished folder's gallery, which no run writes to.
+    private var state: Progress.State?
+    private var total: Int?
 
     /// A journal line longer than this is skipped (no run writes one: a line holds one input's boxes).
     public static let maxLineBytes = 4 << 20
@@ -117,8 +120,7 @@ public actor RunGallery {
         let done = entries.count
         let failed = entries.filter { $0.error != nil }.count
         let progress = Progress(
-            state: run?.state ?? .finished, total: run?.total, done: run?.total.map { min(done, $0) } ?? done,
-            failed: failed)
+            state: state ?? .finished, total: total, done: total.map { min(done, $0) } ?? done, failed: failed)
         return Page(
             entries: entries.filter { $0.version > version }, version: self.version, progress: progress,
             title: folder.lastPathComponent)
@@ -135,13 +137,30 @@ public actor RunGallery {
 
     /// The run goes on with `total` inputs (nil: not known yet); until ``finish()`` the page says `running`.
     public func started(total: Int?) {
-        run = (.running, total)
+        state = .running
+        self.total = total
+    }
+
+    /// Takes a streamed run's event: its count of inputs. An event never changes whether the run goes on (one
+    /// that comes late does not make a finished gallery run again).
+    public func take(_ event: DetectionRun.Event) {
+        if case .started(let progress) = event { total = progress.total }
+    }
+
+    /// Takes an `--on-cluster` run's event: an image's line as it comes (the run's journal is downloaded only at
+    /// its end), its count of inputs.
+    public func take(_ event: ClusterDatasetRun.Event) {
+        switch event {
+        case .image(let line): add(line)
+        case .progress(let progress): total = progress.total
+        default: break
+        }
     }
 
     /// The run ended: the page says `finished`. Pictures that came meanwhile (an `--on-cluster` run's annotated
     /// copies, downloaded at its end) are shown.
     public func finish() {
-        run = (.finished, run?.total)
+        state = .finished
         refresh()
         for index in entries.indices where !entries[index].hasImage && imageFile(at: index) != nil {
             version += 1
@@ -172,34 +191,43 @@ public actor RunGallery {
     }
 
     private func ingest(_ line: Data) {
-        let decoder = JSONDecoder()
-        var picture: URL?
-        var entry: Entry
         // An --on-cluster line has its node; a streamed record has none.
         if let line = try? decoder.decode(ClusterDatasetRun.Line.self, from: line) {
-            entry = Entry(
-                index: 0, name: line.path, width: line.image?.width, height: line.image?.height,
-                detections: line.detections ?? [], error: line.error, hasImage: false, boxesDrawn: false, version: 0)
-            if let relative = line.annotated, DownloadTarget.problem(with: relative) == nil {
-                let url = folder.appendingPathComponent(relative)
-                if url.resolvingSymlinksInPath().path.hasPrefix(folder.resolvingSymlinksInPath().path + "/") {
-                    picture = url
-                    entry.boxesDrawn = true
-                }
-            }
+            add(line)
         } else if let record = try? decoder.decode(DetectionRecord.self, from: line),
             record.result != nil || record.error != nil
         {
-            entry = Entry(
-                index: 0, name: record.path, width: record.result?.image.width, height: record.result?.image.height,
-                detections: record.result?.detections ?? [], error: record.error, hasImage: false, boxesDrawn: false,
-                version: 0)
-            picture =
+            let picture =
                 record.path.hasPrefix("/")
                 ? URL(fileURLWithPath: record.path) : inputRoot.appendingPathComponent(record.path).standardizedFileURL
-        } else {
-            return
+            add(
+                Entry(
+                    index: 0, name: record.path, width: record.result?.image.width,
+                    height: record.result?.image.height, detections: record.result?.detections ?? [],
+                    error: record.error, hasImage: false, boxesDrawn: false, version: 0),
+                picture: picture)
         }
+    }
+
+    /// An `--on-cluster` run's line: its picture is its annotated copy, by a plain name that stays in the folder.
+    private func add(_ line: ClusterDatasetRun.Line) {
+        var entry = Entry(
+            index: 0, name: line.path, width: line.image?.width, height: line.image?.height,
+            detections: line.detections ?? [], error: line.error, hasImage: false, boxesDrawn: false, version: 0)
+        var picture: URL?
+        if let relative = line.annotated, DownloadTarget.problem(with: relative) == nil {
+            let url = folder.appendingPathComponent(relative)
+            if url.resolvingSymlinksInPath().path.hasPrefix(folder.resolvingSymlinksInPath().path + "/") {
+                picture = url
+                entry.boxesDrawn = true
+            }
+        }
+        add(entry, picture: picture)
+    }
+
+    /// Adds the entry, or replaces the one of the same input in place.
+    private func add(_ entry: Entry, picture: URL?) {
+        var entry = entry
         version += 1
         entry.version = version
         if let index = indexByName[entry.name] {
@@ -232,7 +260,7 @@ struct JournalTail {
     mutating func read(_ url: URL, maxLine: Int) -> Read {
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: url.path),
             let size = (attributes[.size] as? NSNumber)?.uint64Value
-        else { return identity == nil ? .lines([]) : reset(to: nil) }
+        else { return identity == nil ? .lines([]) : reset() }
         let device = (attributes[.systemNumber] as? NSNumber)?.intValue ?? 0
         let inode = (attributes[.systemFileNumber] as? NSNumber)?.intValue ?? 0
         var replaced = false
@@ -263,8 +291,9 @@ struct JournalTail {
         return replaced ? .replaced(lines) : .lines(lines)
     }
 
-    private mutating func reset(to identity: (device: Int, inode: Int)?) -> Read {
-        self.identity = identity
+    /// The file is gone: the next one is read from its start.
+    private mutating func reset() -> Read {
+        identity = nil
         offset = 0
         return .replaced([])
     }

@@ -58,7 +58,7 @@ public struct ClusterDatasetRun: Sendable {
         /// The paths are being looked up on every node.
         case checking
         /// One image's line (as in `detections.jsonl`).
-        case image(JSONValue)
+        case image(Line)
         /// How far detection is, as for streamed images: `total` and `done` leave out what a resumed run
         /// ``skipped``; the rate counts from the first answers (the detectors' start left out).
         case progress(DetectionRun.Progress)
@@ -165,9 +165,10 @@ public struct ClusterDatasetRun: Sendable {
             var summary: Summary?
             let started = ContinuousClock.now
             try await session.follow(wait: pollWait) { line in
-                let item = try line.decode(JSONValue.self)
-                switch item["type"]?.stringValue {
-                case "image": events(.image(item))
+                /// A line's kind, read before the line itself.
+                struct Kind: Decodable { var type: String? }
+                switch try line.decode(Kind.self).type {
+                case "image": if let image = try? line.decode(Line.self) { events(.image(image)) }
                 case "summary": summary = try line.decode(Summary.self)
                 default: break
                 }
@@ -212,15 +213,17 @@ public struct ClusterDatasetRun: Sendable {
 extension ClusterDatasetRun {
     /// One file's line of the run's `detections.jsonl` (also its ``Event/image(_:)`` line): its image and
     /// detections, or its error. Golden examples: `contracts/dataset_line.json`, `dataset_line_error.json`.
-    struct Line: Codable, Hashable {
-        var path: String
-        var node: String
-        var image: DetectionResult.Image?
-        var detections: [Detection]?
-        var model: String?
-        /// Its annotated copy, relative to the run's folder.
-        var annotated: String?
-        var error: DetectionError?
+    public struct Line: Sendable, Codable, Hashable {
+        /// The file as the cluster's nodes see it.
+        public var path: String
+        /// The node that read it.
+        public var node: String
+        public var image: DetectionResult.Image?
+        public var detections: [Detection]?
+        public var model: String?
+        /// Its annotated copy, relative to the run's folder (a name the cluster sent: check it before use).
+        public var annotated: String?
+        public var error: DetectionError?
 
         /// As a streamed run's record (no batch or timings: the cluster's actors do not report them).
         var record: DetectionRecord {

@@ -120,13 +120,13 @@ struct ClusterSession: Sendable {
         }
     }
 
-    /// The files the session wrote.
     /// A video session's newest preview of a frame after `after` (``VideoPreview``'s bytes), waiting up to `wait`
     /// for one; empty when none came or the session has ended.
     func preview(after: Int, wait: Duration) async throws -> Data {
         try await actor.call("preview", keywords: ["after": after, "wait": wait.seconds], as: Data.self)
     }
 
+    /// The files the session wrote.
     func outputs() async throws -> [Output] {
         try await actor.call("outputs", as: [Output].self)
     }

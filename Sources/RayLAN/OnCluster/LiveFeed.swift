@@ -107,6 +107,9 @@ public final class LiveFeed: Sendable {
     /// What the view shows now, pictures apart.
     public func snapshot() -> Snapshot { state.withLock { Snapshot(sources: $0.sources) } }
 
+    /// Each source's newest picture, in the sources' order (nil where none came yet).
+    public func previews() -> [VideoPreview?] { state.withLock { $0.previews } }
+
     /// The newest picture of the source at `index`.
     public func preview(at index: Int) -> VideoPreview? {
         state.withLock { $0.previews.indices.contains(index) ? $0.previews[index] : nil }

@@ -40,8 +40,10 @@ public struct VideoOptions: Sendable, Hashable {
     public var previewFPS: Double?
     /// The previews a second a session makes at most.
     public static let previewFPSRange: ClosedRange<Double> = 0.1...30
-    /// A preview's longer side in pixels (64-1920). Default 640.
+    /// A preview's longer side in pixels, from ``previewSideRange``. Default 640.
     public var previewSide: Int = 640
+    /// The preview sides a session takes.
+    public static let previewSideRange = 64...1920
 
     public init(
         detection: DetectionOptions = DetectionOptions(), stride: Int = 1, tracker: Tracker? = nil,
@@ -73,8 +75,9 @@ public struct VideoOptions: Sendable, Hashable {
         if let previewFPS, !Self.previewFPSRange.contains(previewFPS) {
             return "--view-fps must be from 0.1 to 30 pictures a second, not \(previewFPS)"
         }
-        if !(64...1920).contains(previewSide) {
-            return "a preview's side must be from 64 to 1920 pixels, not \(previewSide)"
+        if !Self.previewSideRange.contains(previewSide) {
+            return "a preview's side must be from \(Self.previewSideRange.lowerBound) to "
+                + "\(Self.previewSideRange.upperBound) pixels, not \(previewSide)"
         }
         return nil
     }

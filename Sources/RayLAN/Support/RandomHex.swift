@@ -1,8 +1,8 @@
 import Foundation
 
 /// `count` random bytes from the system's generator, as lower-case hex: the secrets RayLAN makes (cluster
-/// tokens, service keys).
-func randomHex(bytes count: Int = 32) -> String {
+/// tokens, service keys, the local view's URL token).
+public func randomHex(bytes count: Int = 32) -> String {
     var generator = SystemRandomNumberGenerator()
     return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }.hexString
 }
