@@ -7,7 +7,7 @@ struct ClusterOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "The Ray dashboard: HOST, HOST:PORT or http://HOST:PORT (default port 8265).",
+            "The Ray dashboard: HOST, HOST:PORT, https://HOST:PORT or http://HOST:PORT (default port 8265; TLS beyond loopback).",
             discussion: "Precedence: --address > RAYLAN_ADDRESS > a private local Ray on this machine.",
             valueName: "address"))
     var address: String?
@@ -20,15 +20,59 @@ struct ClusterOptions: ParsableArguments {
             valueName: "file"))
     var tokenFile: String?
 
-    /// The address given by flag or environment, parsed; nil means the embedded local cluster.
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The head's certificate fingerprint, as 'raylan up --head' printed it (sha256:…).",
+            discussion:
+                "Recorded in ~/.raylan/known_hosts: later commands need it no more. Precedence: --fingerprint > RAYLAN_FINGERPRINT.",
+            valueName: "sha256:hex"))
+    var fingerprint: String?
+
+    @Flag(
+        name: .long,
+        help: "Trust and record a certificate that is neither pinned nor known yet (as SSH does at a first connection)."
+    )
+    var trustOnFirstUse = false
+
+    /// The address given by flag or environment, parsed, with the fingerprint given; nil means the embedded
+    /// local cluster.
     func givenAddress() throws -> ClusterAddress? {
-        guard let text = Self.addressText(address) else { return nil }
+        let pin = try Self.pin(fingerprint)
+        guard let text = Self.addressText(address) else {
+            if pin != nil { throw ValidationError("--fingerprint pins a head's certificate: pass --address too.") }
+            return nil
+        }
         do {
-            return try ClusterAddress(parsing: text)
+            let address = try ClusterAddress(parsing: text)
+            guard let pin else { return address }
+            guard !text.lowercased().hasPrefix("http://") else {
+                throw ValidationError(
+                    "--fingerprint pins a TLS certificate, and \(text) is plain HTTP: write https://.")
+            }
+            return address.pinned(pin)
+        } catch let error as ValidationError {
+            throw error
         } catch {
             throw ValidationError("\(error)")
         }
     }
+
+    /// `--fingerprint`, else `RAYLAN_FINGERPRINT`, parsed.
+    static func pin(_ flag: String?) throws -> CertificatePin? {
+        guard
+            let text = flag
+                ?? ProcessInfo.processInfo.environment["RAYLAN_FINGERPRINT"].flatMap({ $0.isEmpty ? nil : $0 })
+        else { return nil }
+        do {
+            return try CertificatePin(parsing: text)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    /// How to trust certificates beyond a pin.
+    var trust: RayCluster.Configuration.Trust { .init(onFirstUse: trustOnFirstUse) }
 
     func validate() throws {
         _ = try givenAddress()
@@ -61,7 +105,7 @@ struct ClusterOptions: ParsableArguments {
         if let address = try givenAddress() {
             for note in address.notes { Terminal.error("Note: \(note).") }
             return Connection(
-                cluster: RayCluster(address: address, configuration: .init(token: token)), local: nil,
+                cluster: RayCluster(address: address, configuration: .init(token: token, trust: trust)), local: nil,
                 startedLocal: false)
         }
         let (ray, started) = try await Self.embedded()

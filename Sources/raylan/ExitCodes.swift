@@ -22,15 +22,18 @@ enum ExitCodes {
 
     /// The codes every command shares, after its own.
     static let common = """
-        64 bad input (usage); 69 the cluster cannot be reached; 77 the cluster refused the token or wants one; \
+        64 bad input (usage); 69 the cluster cannot be reached (or does not speak TLS); 77 the cluster refused the \
+        token or wants one, or its certificate is not the pinned one (or unknown, without --trust-on-first-use); \
         130 interrupted.
         """
 
     /// The exit code for an error thrown by the library.
     static func code(for error: any Error) -> Int32 {
         if let error = error as? ClusterError {
-            if error.code == .unreachable { return unreachable }
-            if error.code == .unauthorized || error.code == .forbidden { return authentication }
+            if error.code == .unreachable || error.code == .notTLS { return unreachable }
+            if [.unauthorized, .forbidden, .certificateMismatch, .certificateUnknown].contains(error.code) {
+                return authentication
+            }
         }
         if let error = error as? HostNodeError {
             if error.code == .versionMismatch { return versionMismatch }

@@ -9,8 +9,10 @@ struct RayLANCommand: AsyncParsableCommand {
         abstract: "Use the GPUs of a Ray cluster on your LAN from this machine, over Ray's HTTP interfaces.",
         discussion: """
             The cluster is the one at --address, else RAYLAN_ADDRESS, else a private local Ray that RayLAN \
-            starts on this machine and keeps running until 'raylan down'. Addresses: HOST, HOST:PORT or \
-            http://HOST:PORT of the Ray dashboard (port 8265 by default). The token for Ray's token \
+            starts on this machine and keeps running until 'raylan down'. Addresses: HOST, HOST:PORT, \
+            https://HOST:PORT or http://HOST:PORT of the Ray dashboard (port 8265 by default); a HOST beyond \
+            loopback is reached over TLS, its certificate pinned by --fingerprint (as 'raylan up --head' prints \
+            it) or by the pin recorded at the first connection (~/.raylan/known_hosts). The token for Ray's token \
             authentication comes from --token-file, else RAY_AUTH_TOKEN, else ~/.ray/auth_token.
 
             Exit codes: \(ExitCodes.summary)
@@ -20,7 +22,7 @@ struct RayLANCommand: AsyncParsableCommand {
             StatusCommand.self, JobCommand.self, ServeCommand.self, DetectCommand.self, ViewCommand.self,
             CallCommand.self, PutCommand.self, GetCommand.self, ObjectsCommand.self, FreeCommand.self,
             ActorCommand.self, TaskCommand.self, GatewayCommand.self, BenchCommand.self, UpCommand.self,
-            DownCommand.self, DoctorCommand.self,
+            DownCommand.self, DoctorCommand.self, TLSFrontCommand.self,
         ]
     )
 

@@ -15,8 +15,13 @@ struct UpCommand: AsyncParsableCommand {
             older Ray is refused (exit 64) unless --insecure accepts a dashboard open to the LAN. A joining host \
             must run the head's Ray and Python versions. Stop the node with 'raylan down'.
 
+            The head serves its dashboard and Serve on the LAN over TLS only (a TLS front in front of Ray, which \
+            listens on 127.0.0.1), with a key and self-signed certificate made once in ~/.raylan/tls; it prints \
+            the certificate's fingerprint, which clients and joining hosts pin with --fingerprint. Ray's own \
+            traffic between nodes (GCS, object transfer) is not encrypted: see docs/security.md.
+
             Exit codes: 0 started; 1 Ray did not start; 64 bad input, or a head on Ray < 2.52 without --insecure; \
-            69 the head cannot be reached; 77 the head wants a token; \(ExitCodes.versionMismatch) Ray or Python version differs from the head's; \
+            69 the head cannot be reached; 77 the head wants a token, or its certificate is not the pinned one; \(ExitCodes.versionMismatch) Ray or Python version differs from the head's; \
             \(ExitCodes.alreadyRunning) a node or a pinned port is already in use.
             """)
 
@@ -57,6 +62,14 @@ struct UpCommand: AsyncParsableCommand {
             "The Python (or venv) with Ray (default: RAYLAN_PYTHON, a .venv of the checkout, or ray on PATH).",
             valueName: "path"))
     var python: String?
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Joining host: the head's certificate fingerprint, as 'raylan up --head' printed it.",
+            valueName: "sha256:hex"))
+    var fingerprint: String?
+    @Flag(name: .long, help: "Joining host: trust and record the head's certificate without --fingerprint.")
+    var trustOnFirstUse = false
     @Flag(name: .long, help: "Print JSON for scripts.") var json = false
 
     func validate() throws {
@@ -68,6 +81,11 @@ struct UpCommand: AsyncParsableCommand {
         where !(1...65535).contains(value) {
             throw ValidationError("\(name) \(value) is not a TCP port; use 1–65535.")
         }
+        if head, fingerprint != nil || trustOnFirstUse {
+            throw ValidationError(
+                "--fingerprint and --trust-on-first-use are for a joining host; a head makes its own certificate.")
+        }
+        _ = try ClusterOptions.pin(fingerprint)
         if head, let tokenFile, insecure {
             throw ValidationError(
                 "--insecure turns token authentication off; leave out --token-file \(tokenFile), or --insecure.")
@@ -78,6 +96,7 @@ struct UpCommand: AsyncParsableCommand {
         var role: String
         var nodeAddress: String
         var dashboardURL: String
+        var fingerprint: CertificatePin?
         var rayVersion: String
         var pythonVersion: String
         var gpus: GPUSelection.Plan
@@ -104,13 +123,15 @@ struct UpCommand: AsyncParsableCommand {
                 dashboardPort: dashboardPort,
                 servePort: servePort, insecure: insecure, tokenFile: head ? tokenFile : nil,
                 token: head ? nil : try AuthToken.resolve(tokenFile: tokenFile),
-                serveGuard: Self.serveGuard())
+                serveGuard: Self.serveGuard(), fingerprint: try ClusterOptions.pin(fingerprint),
+                trust: .init(onFirstUse: trustOnFirstUse))
             let node = try await HostNode.up(configuration) { Terminal.error($0) }
             if json {
                 try Terminal.json(
                     Output(
                         role: node.role.rawValue, nodeAddress: node.nodeAddress, dashboardURL: node.dashboardURL,
-                        rayVersion: node.versions.ray, pythonVersion: node.versions.python, gpus: node.gpus,
+                        fingerprint: node.fingerprint, rayVersion: node.versions.ray,
+                        pythonVersion: node.versions.python, gpus: node.gpus,
                         tokenFile: node.tokenFile, joinCommand: node.joinCommand, clientCommands: node.clientCommands,
                         ports: node.ports.openings, subnet: node.subnet, ufw: node.ufwRules,
                         firewalld: node.firewalldRules,
@@ -141,6 +162,9 @@ struct UpCommand: AsyncParsableCommand {
         )
         Terminal.out("")
         Terminal.out("Dashboard:  \(node.dashboardURL)")
+        if let fingerprint = node.fingerprint {
+            Terminal.out("TLS:        \(fingerprint) (clients pin it: --fingerprint; plain HTTP on loopback only)")
+        }
         if let tokenFile = node.tokenFile {
             Terminal.out("Token:      \(tokenFile) (token authentication on; copy this file to each host and the Mac)")
         }

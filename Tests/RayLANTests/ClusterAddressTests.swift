@@ -7,15 +7,20 @@ struct ClusterAddressTests {
     @Test(
         "Accepted forms",
         arguments: [
-            ("192.168.1.130", "http", "192.168.1.130", 8265),
-            ("192.168.1.130:9000", "http", "192.168.1.130", 9000),
-            ("gpu-box", "http", "gpu-box", 8265),
+            // Beyond loopback, TLS unless http:// is written out; on loopback, plain HTTP (the embedded cluster).
+            ("192.168.1.130", "https", "192.168.1.130", 8265),
+            ("192.168.1.130:9000", "https", "192.168.1.130", 9000),
+            ("gpu-box", "https", "gpu-box", 8265),
             ("http://gpu-box:8265", "http", "gpu-box", 8265),
             ("https://gpu-box", "https", "gpu-box", 8265),
             ("http://10.0.0.2:8265/#/overview", "http", "10.0.0.2", 8265),
-            ("  10.0.0.2  ", "http", "10.0.0.2", 8265),
-            ("[fe80::1]:8300", "http", "fe80::1", 8300),
-            ("fe80::1", "http", "fe80::1", 8265),
+            ("  10.0.0.2  ", "https", "10.0.0.2", 8265),
+            ("[fe80::1]:8300", "https", "fe80::1", 8300),
+            ("fe80::1", "https", "fe80::1", 8265),
+            ("127.0.0.1:9000", "http", "127.0.0.1", 9000),
+            ("localhost", "http", "localhost", 8265),
+            ("[::1]:8265", "http", "::1", 8265),
+            ("https://127.0.0.1:9000", "https", "127.0.0.1", 9000),
         ])
     func accepted(input: String, scheme: String, host: String, port: Int) throws {
         let address = try ClusterAddress(parsing: input)
@@ -30,12 +35,12 @@ struct ClusterAddressTests {
         let address = try ClusterAddress(parsing: "ray://192.168.1.130:6379")
         #expect(address.host == "192.168.1.130")
         #expect(address.port == 8265)
-        #expect(address.url.absoluteString == "http://192.168.1.130:8265")
+        #expect(address.url.absoluteString == "https://192.168.1.130:8265")
         let note = try #require(address.notes.first)
         #expect(note.contains("Ray Client"))
         #expect(note.contains("10001"))
         #expect(note.contains("6379 is the GCS"))
-        #expect(note.contains("http://192.168.1.130:8265"))
+        #expect(note.contains("https://192.168.1.130:8265"))
     }
 
     @Test(

@@ -153,12 +153,18 @@ struct DetectionValueTests {
     func endpoints() throws {
         let v4 = ServeEndpoint(
             address: try ClusterAddress(parsing: "192.168.1.130"), port: 8000, routePrefix: "/raylan/x/")
-        #expect(v4.url("/detect?conf=0.5") == "http://192.168.1.130:8000/raylan/x/detect?conf=0.5")
+        // The dashboard's scheme: TLS beyond loopback (one front serves both ports).
+        #expect(v4.url("/detect?conf=0.5") == "https://192.168.1.130:8000/raylan/x/detect?conf=0.5")
         let v6 = ServeEndpoint(
             address: try ClusterAddress(parsing: "[fe80::1]:8265"), port: 9000, routePrefix: "raylan/y")
-        #expect(v6.url("/models") == "http://[fe80::1]:9000/raylan/y/models")
-        #expect(v6.proxy.url("/-/healthz") == "http://[fe80::1]:9000/-/healthz")
-        #expect(ServeEndpoint(address: try ClusterAddress(parsing: "h"), routePrefix: "/").baseURL == "http://h:8000")
+        #expect(v6.url("/models") == "https://[fe80::1]:9000/raylan/y/models")
+        #expect(v6.proxy.url("/-/healthz") == "https://[fe80::1]:9000/-/healthz")
+        #expect(ServeEndpoint(address: try ClusterAddress(parsing: "h"), routePrefix: "/").baseURL == "https://h:8000")
+        #expect(
+            ServeEndpoint(address: try ClusterAddress(parsing: "http://h"), routePrefix: "/").baseURL == "http://h:8000"
+        )
+        let pin = try CertificatePin(parsing: "sha256:" + String(repeating: "ab", count: 32))
+        #expect(ServeEndpoint(address: ClusterAddress(host: "127.0.0.1", pin: pin)).address.pin == pin)
     }
 
     @Test("Error codes encode as the service's strings and decode unknown ones")

@@ -93,37 +93,19 @@ public struct AuthToken: Sendable, Hashable, CustomStringConvertible {
         if !folder.isEmpty {
             try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         }
-        let descriptor = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else {
-            let number = errno
-            if number == EEXIST { return try read(path, source: source) }
-            throw unwritable(path, errorNumber: number)
-        }
         let token = generate(source: source)
-        let bytes = Array((token.value + "\n").utf8)
-        var written = 0
-        while written < bytes.count {
-            let count = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else {
-                let number = errno
-                close(descriptor)
-                unlink(path)
-                throw unwritable(path, errorNumber: number)
-            }
-            written += count
-        }
-        guard close(descriptor) == 0 else {
-            let number = errno
-            unlink(path)
-            throw unwritable(path, errorNumber: number)
+        do {
+            try PrivateFile.write(Array((token.value + "\n").utf8), to: path, exclusive: true)
+        } catch {
+            if error.alreadyExists { return try read(path, source: source) }
+            throw unwritable(path, reason: error.reason)
         }
         return token
     }
 
-    private static func unwritable(_ path: String, errorNumber: Int32) -> ClusterError {
+    private static func unwritable(_ path: String, reason: String) -> ClusterError {
         ClusterError(
-            .tokenUnwritable, "Cannot write the token file '\(path)': \(String(cString: strerror(errorNumber)))",
+            .tokenUnwritable, "Cannot write the token file '\(path)': \(reason)",
             remedy: "Check the permissions of its folder, or pass --token-file with another path.")
     }
 

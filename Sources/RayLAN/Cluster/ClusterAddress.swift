@@ -6,6 +6,11 @@ import Foundation
 /// `ray://HOST[:PORT]`. Without a port the dashboard's default, 8265, is used. `ray://` is Ray Client's
 /// protocol (pickled gRPC on port 10001); RayLAN never uses it, so such an address is rewritten to the
 /// dashboard URL on the same host and ``notes`` says so.
+///
+/// Without a scheme, a host on this machine's loopback is reached over plain HTTP (the embedded cluster) and
+/// any other over TLS (`https`), as `raylan up --head` serves it: a token never crosses the LAN in clear unless
+/// `http://` is written out. An `https` address is checked against its ``pin`` (the certificate's fingerprint,
+/// `--fingerprint`), else the pin this machine recorded for it (``KnownHosts``), else the system's trust.
 public struct ClusterAddress: Sendable, Hashable, CustomStringConvertible {
     /// The dashboard's default port.
     public static let defaultDashboardPort = 8265
@@ -20,15 +25,35 @@ public struct ClusterAddress: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     /// The dashboard port.
     public var port: Int
+    /// The fingerprint of the certificate the server must present (`https` only); nil: the one recorded in
+    /// ``KnownHosts``, else one the system trusts.
+    public var pin: CertificatePin?
     /// What the parser changed or assumed, for the user to read (for example the `ray://` rewrite).
     public var notes: [String]
 
-    /// Creates an address from its parts.
-    public init(scheme: String = "http", host: String, port: Int = ClusterAddress.defaultDashboardPort) {
-        self.scheme = scheme
+    /// Creates an address from its parts; with a `pin`, the scheme is `https`.
+    public init(
+        scheme: String = "http", host: String, port: Int = ClusterAddress.defaultDashboardPort,
+        pin: CertificatePin? = nil
+    ) {
+        self.scheme = pin == nil ? scheme : "https"
         self.host = host
         self.port = port
+        self.pin = pin
         self.notes = []
+    }
+
+    /// This address with `pin` (and so `https`).
+    public func pinned(_ pin: CertificatePin) -> ClusterAddress {
+        var copy = self
+        copy.scheme = "https"
+        copy.pin = pin
+        return copy
+    }
+
+    /// The same server: scheme, host and port (the pin and notes aside).
+    func sameServer(as other: ClusterAddress) -> Bool {
+        scheme == other.scheme && host == other.host && port == other.port
     }
 
     /// Parses an address as given on the command line or in `RAYLAN_ADDRESS`.
@@ -42,7 +67,7 @@ public struct ClusterAddress: Sendable, Hashable, CustomStringConvertible {
             throw ClusterError.invalidAddress(text, reason: "it is empty")
         }
         var rest = input
-        var scheme = "http"
+        var scheme: String?
         var isRayClient = false
         if let range = rest.range(of: "://") {
             let given = rest[..<range.lowerBound].lowercased()
@@ -91,9 +116,10 @@ public struct ClusterAddress: Sendable, Hashable, CustomStringConvertible {
             }
             port = value
         }
-        self.scheme = scheme
+        self.scheme = scheme ?? (Self.isLoopbackHost(host) ? "http" : "https")
         self.host = host
         self.port = port
+        self.pin = nil
         self.notes = []
         if isRayClient {
             // The seed's form: ray://HOST:6379. Ray Client is pickled gRPC on 10001; 6379 is the GCS.

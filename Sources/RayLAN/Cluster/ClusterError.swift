@@ -33,6 +33,18 @@ public struct ClusterError: RayLANError, Sendable {
         public static let unsupportedFeature = Code("unsupported_feature")
         /// The server answered with more bytes than the request accepts.
         public static let responseTooLarge = Code("response_too_large")
+        /// A `--fingerprint` that is not `sha256:` and 64 hex digits (a usage error).
+        public static let invalidFingerprint = Code("invalid_fingerprint")
+        /// The server's certificate is not the pinned one (`--fingerprint`, or the one `known_hosts` holds for
+        /// it): a changed head, or someone in the middle. Nothing was sent beyond the TLS handshake.
+        public static let certificateMismatch = Code("certificate_mismatch")
+        /// The server's certificate is neither pinned, nor known from an earlier connection, nor trusted by the
+        /// system, and trust on first use was not asked for. Nothing was sent beyond the TLS handshake.
+        public static let certificateUnknown = Code("certificate_unknown")
+        /// An `https` address whose server does not speak TLS (e.g. a Ray dashboard on plain HTTP).
+        public static let notTLS = Code("not_tls")
+        /// `known_hosts` could not be read or written.
+        public static let knownHostsUnusable = Code("known_hosts_unusable")
     }
 
     /// What kind of failure this is.
@@ -64,14 +76,14 @@ public struct ClusterError: RayLANError, Sendable {
     /// True for an address that does not parse and a token file that cannot be read or written: the
     /// input was wrong, not the cluster.
     public var isUsageError: Bool {
-        code == .invalidAddress || code == .tokenUnreadable || code == .tokenUnwritable
+        code == .invalidAddress || code == .tokenUnreadable || code == .tokenUnwritable || code == .invalidFingerprint
     }
 
     static func invalidAddress(_ text: String, reason: String) -> ClusterError {
         ClusterError(
             .invalidAddress, "Invalid cluster address '\(text)': \(reason)",
             remedy:
-                "Use HOST, HOST:PORT or http://HOST:PORT of the Ray dashboard, e.g. 192.168.1.130 or 192.168.1.130:8265."
+                "Use HOST, HOST:PORT, https://HOST:PORT or http://HOST:PORT of the Ray dashboard, e.g. 192.168.1.130 or 192.168.1.130:8265."
         )
     }
 
@@ -82,7 +94,7 @@ public struct ClusterError: RayLANError, Sendable {
             .unreachable,
             "Cannot reach the Ray dashboard at \(address.host):\(address.port) (\(reason))",
             remedy:
-                "Is Ray running there with --dashboard-host=0.0.0.0, and is port \(address.port) open in the firewall on \(address.host)?",
+                "Is the head up there ('raylan up --head', or Ray with --dashboard-host=0.0.0.0), and is port \(address.port) open in the firewall on \(address.host)?",
             underlying: underlying)
     }
 

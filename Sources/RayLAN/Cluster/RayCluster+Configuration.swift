@@ -31,8 +31,25 @@ extension RayCluster {
             }
         }
 
+        /// Which TLS certificates to trust beyond a pin (``ClusterAddress/pin``), for `https` addresses.
+        public struct Trust: Sendable {
+            /// Trust a server's certificate that is neither pinned, nor recorded, nor trusted by the system, and
+            /// record it (SSH's trust on first use). Default false: such a server is refused.
+            public var onFirstUse: Bool
+            /// Where pins are read and recorded. Default ``KnownHosts/init(file:)`` in RayLAN's home; nil reads
+            /// and records none.
+            public var knownHosts: KnownHosts?
+
+            public init(onFirstUse: Bool = false, knownHosts: KnownHosts? = KnownHosts()) {
+                self.onFirstUse = onFirstUse
+                self.knownHosts = knownHosts
+            }
+        }
+
         /// The token sent as `Authorization: Bearer`; nil sends none. Default nil.
         public var token: AuthToken?
+        /// Which certificates to trust. Default ``Trust/init(onFirstUse:knownHosts:)``.
+        public var trust: Trust
         /// Time limits. Default ``Timeouts/init(connect:request:upload:read:)``.
         public var timeouts: Timeouts
         /// The `User-Agent` header. Ray refuses POSTs from agents that start with "Mozilla", so this
@@ -45,9 +62,11 @@ extension RayCluster {
 
         public init(
             token: AuthToken? = nil, timeouts: Timeouts = Timeouts(),
-            userAgent: String = "RayLAN/\(RayLANVersion.current)", requestsInFlightPerServer: Int = 256
+            userAgent: String = "RayLAN/\(RayLANVersion.current)", requestsInFlightPerServer: Int = 256,
+            trust: Trust = Trust()
         ) {
             self.token = token
+            self.trust = trust
             self.timeouts = timeouts
             self.requestsInFlightPerServer = requestsInFlightPerServer
             self.userAgent = userAgent.hasPrefix("Mozilla") ? "RayLAN/\(RayLANVersion.current)" : userAgent

@@ -32,6 +32,8 @@ public final class RayCluster: Sendable {
     let stagedCode = LockedBox<[StagedCode.Key: (stamp: [String], code: StagedCode)]>([:])
     /// How many times this connection staged (copied, zipped and hashed) RayLAN's cluster code.
     let stagings = LockedBox(0)
+    /// The TLS settings that pin each `https` host's certificate, once checked (``tlsConfiguration(for:)``).
+    let trusted = LockedBox<[String: TrustedServer]>([:])
 
     /// Creates a connection. No network traffic happens until the first request.
     ///
@@ -198,6 +200,10 @@ public final class RayCluster: Sendable {
         switch server {
         case .dashboard: serverAddress = address
         case .serveProxy(let proxy): serverAddress = proxy
+        }
+        // Before anything is sent: the server's certificate is checked against its pin (one handshake, no request).
+        if serverAddress.scheme == "https" {
+            request.tlsConfiguration = try await tlsConfiguration(for: serverAddress)
         }
         let response: HTTPClientResponse
         let bytes: ByteBuffer

@@ -14,8 +14,12 @@ public struct ServeEndpoint: Sendable, Hashable, CustomStringConvertible {
     /// Serve's default proxy port.
     public static let defaultPort = 8000
 
+    /// `http`, or `https` (behind a head's TLS front): the dashboard's.
+    public var scheme: String
     /// The host of the cluster (the dashboard's host), without brackets for IPv6.
     public var host: String
+    /// The certificate's pin, the dashboard's (one TLS front serves both).
+    public var pin: CertificatePin?
     /// Serve's HTTP proxy port.
     public var port: Int
     /// The application's route prefix, e.g. `/raylan/shapes-yolo11n`; empty for the proxy itself.
@@ -24,11 +28,13 @@ public struct ServeEndpoint: Sendable, Hashable, CustomStringConvertible {
     /// nil sends none (a public application, or the proxy's own routes).
     public var key: ServiceKey?
 
-    /// An endpoint on `address`'s host at Serve's `port`, under `routePrefix` (empty: the proxy's own routes,
-    /// such as `/-/healthz`).
+    /// An endpoint on `address`'s host at Serve's `port`, with its scheme and pin, under `routePrefix` (empty:
+    /// the proxy's own routes, such as `/-/healthz`).
     public init(
         address: ClusterAddress, port: Int = ServeEndpoint.defaultPort, routePrefix: String = "", key: ServiceKey? = nil
     ) {
+        self.scheme = address.scheme
+        self.pin = address.pin
         self.host = address.host
         self.port = port
         self.routePrefix = Self.normalized(routePrefix)
@@ -36,7 +42,7 @@ public struct ServeEndpoint: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The proxy's address as a ``ClusterAddress`` (scheme, host and port), for messages and probes.
-    public var address: ClusterAddress { ClusterAddress(scheme: "http", host: host, port: port) }
+    public var address: ClusterAddress { ClusterAddress(scheme: scheme, host: host, port: port, pin: pin) }
 
     /// The application's base URL, e.g. `http://192.168.1.130:8000/raylan/shapes-yolo11n`.
     public var baseURL: String { address.url.absoluteString + routePrefix }

@@ -23,11 +23,18 @@ public struct Doctor: Sendable {
         public var connectTimeout: Duration
         /// How long the probe job may take. Default 150 s.
         public var probeTimeout: Duration
+        /// The head's certificate pin (`--fingerprint`). Default nil: the recorded one, else ``trust`` decides.
+        public var pin: CertificatePin?
+        /// Which certificates to trust beyond a pin. Default: recorded ones only.
+        public var trust: RayCluster.Configuration.Trust
 
         public init(
             address: String? = nil, token: AuthToken? = nil, local: LocalRay? = nil, code: ClusterCode? = nil,
-            connectTimeout: Duration = .seconds(3), probeTimeout: Duration = .seconds(150)
+            connectTimeout: Duration = .seconds(3), probeTimeout: Duration = .seconds(150), pin: CertificatePin? = nil,
+            trust: RayCluster.Configuration.Trust = .init()
         ) {
+            self.pin = pin
+            self.trust = trust
             self.address = address
             self.token = token
             self.local = local
@@ -57,7 +64,8 @@ public struct Doctor: Sendable {
             address: address,
             configuration: .init(
                 token: configuration.token,
-                timeouts: .init(connect: configuration.connectTimeout, request: .seconds(20))))
+                timeouts: .init(connect: configuration.connectTimeout, request: .seconds(20)),
+                trust: configuration.trust))
         await clusterChecks(address, cluster: cluster, &checks, progress)
         try? await cluster.shutdown()
         return DoctorReport(address: address.description, checks: checks)
@@ -142,9 +150,10 @@ public struct Doctor: Sendable {
                     : check(.pass, "No address: the embedded local cluster at \(address!).")
             )
         }
-        let address: ClusterAddress
+        var address: ClusterAddress
         do {
             address = try ClusterAddress(parsing: text)
+            if let pin = configuration.pin { address = address.pinned(pin) }
         } catch let error as ClusterError {
             return (nil, check(.fail, error.message + ".", remedy: error.remedy))
         } catch {
@@ -152,7 +161,7 @@ public struct Doctor: Sendable {
                 nil,
                 check(
                     .fail, "Invalid address '\(text)': \(error).",
-                    remedy: "Use HOST, HOST:PORT or http://HOST:PORT of the Ray dashboard.")
+                    remedy: "Use HOST, HOST:PORT, https://HOST:PORT or http://HOST:PORT of the Ray dashboard.")
             )
         }
         if text.lowercased().hasPrefix("ray://") {
@@ -161,7 +170,7 @@ public struct Doctor: Sendable {
                 check(
                     .fail,
                     "'\(text)' is the seed's Ray Client form: ray:// is Ray Client's pickled gRPC (port \(ClusterAddress.rayClientPort)), \(ClusterAddress.gcsPort) is the GCS, and RayLAN talks to neither; the rest is checked at \(address).",
-                    remedy: "Use --address \(address.host) (the dashboard, http://\(address.host):\(address.port)).",
+                    remedy: "Use --address \(address.host) (the dashboard, \(address.url.absoluteString)).",
                     details: address.notes)
             )
         }
@@ -258,6 +267,33 @@ public struct Doctor: Sendable {
 
     /// Returns whether the dashboard is reachable from other hosts.
     func checkDashboard(_ address: ClusterAddress, cluster: RayCluster) async -> (Bool, DoctorCheck) {
+        let check = DoctorCheck.Builder(.dashboard)
+        // The protocol and the certificate first: a certificate that is not the pinned one, or a server that does
+        // not speak TLS, is named before any request is sent.
+        if address.scheme == "https" {
+            do {
+                _ = try await cluster.tlsConfiguration(for: address)
+            } catch let error as ClusterError where error.code != .unreachable {
+                return (false, check(.fail, error.message + ".", remedy: error.remedy))
+            } catch {}
+        }
+        var (exposed, result) = await checkDashboardAnswers(address, cluster: cluster)
+        guard result.status == .pass, configuration.address != nil else { return (exposed, result) }
+        if address.scheme == "https" {
+            let trust =
+                cluster.pin(for: address.host).map { "its certificate pinned (\($0))" }
+                ?? "a certificate the system trusts"
+            result.summary += " Over TLS, \(trust)."
+        } else if !address.isLoopback {
+            result.status = .warn
+            result.summary += " Over plain HTTP: the token and service keys cross the LAN in clear."
+            result.remedy = "Start the head with 'raylan up --head' (TLS on the LAN), and connect without http://."
+            exposed = true
+        }
+        return (exposed, result)
+    }
+
+    func checkDashboardAnswers(_ address: ClusterAddress, cluster: RayCluster) async -> (Bool, DoctorCheck) {
         let check = DoctorCheck.Builder(.dashboard)
         // Any HTTP answer counts, 401 included: authentication is check 4.
         let answers: Bool

@@ -94,6 +94,12 @@ public enum HostNetwork {
         return interfaces().first { !$0.isLoopback }?.address
     }
 
+    /// Every address of this host beyond loopback, each once, in the order the system lists them.
+    public static func lanAddresses() -> [String] {
+        var seen = Set<String>()
+        return interfaces().filter { !$0.isLoopback && seen.insert($0.address).inserted }.map(\.address)
+    }
+
     /// The interface that has `address`.
     public static func interface(with address: String) -> Interface? {
         interfaces().first { $0.address == address }

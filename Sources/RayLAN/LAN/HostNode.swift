@@ -31,12 +31,19 @@ public struct HostNode: Sendable, Codable {
     /// What the user should know (no authentication, logical GPUs, Serve not started).
     public var warnings: [String]
     public var startedAt: Date
+    /// The head's certificate fingerprint, which clients pin (a head's own; the head's for a joined node). Nil
+    /// in records of an older RayLAN, whose heads served plain HTTP.
+    public var fingerprint: CertificatePin?
+    /// A head: the TLS front's process (`raylan tls-front`), which serves the dashboard and Serve on the LAN.
+    public var frontPID: Int32?
 
     public var ports: LocalRay.Ports { ray.ports }
     /// The cluster token file, when the token is kept in one.
     public var tokenFile: String? { tokenSource?.path }
-    /// The dashboard, which RayLAN connects to.
-    public var dashboardURL: String { "http://\(headAddress):\(ports.dashboard)" }
+    /// The dashboard, which RayLAN connects to: over TLS, behind the head's front.
+    public var dashboardURL: String { "\(fingerprint == nil ? "http" : "https")://\(headAddress):\(ports.dashboard)" }
+    /// `--fingerprint sha256:…`, for the printed commands.
+    var fingerprintArguments: String { fingerprint.map { " --fingerprint \($0)" } ?? "" }
 
     /// The command that adds another host to this cluster.
     public var joinCommand: String {
@@ -46,13 +53,14 @@ public struct HostNode: Sendable, Codable {
             words += ["--dashboard-port", String(ports.dashboard)]
         }
         if ports.serve != LocalRay.Ports.defaultServe { words += ["--serve-port", String(ports.serve)] }
+        if let fingerprint { words += ["--fingerprint", fingerprint.description] }
         if let tokenFile { words += ["--token-file", tokenFile] }
         return words.joined(separator: " ")
     }
 
     /// The commands to use the cluster from another machine (the Mac).
     public var clientCommands: [String] {
-        let token = tokenFile.map { " --token-file \($0)" } ?? ""
+        let token = fingerprintArguments + (tokenFile.map { " --token-file \($0)" } ?? "")
         return [
             "raylan status --address \(headAddress)\(token)",
             "raylan doctor --address \(headAddress)\(token)",
@@ -150,8 +158,15 @@ public struct HostNode: Sendable, Codable {
         let interface = HostNetwork.interface(with: address)
         let ports = LocalRay.Ports.pinned(
             gcs: configuration.gcsPort, dashboard: configuration.dashboardPort, serve: configuration.servePort)
-        let dashboardHost = configuration.bind ?? "0.0.0.0"
-        try checkFree([ports.gcs, ports.dashboard, ports.rayClient, ports.serve] + nodePorts(ports), on: dashboardHost)
+        // Ray's dashboard and Serve's proxy listen on loopback; the TLS front takes their ports on the LAN
+        // addresses (--bind's alone, else every one of this host's), so plain HTTP is not reachable from the LAN.
+        let lanAddresses = configuration.bind.map { [$0] } ?? HostNetwork.lanAddresses()
+        try checkFree(
+            [ports.gcs, ports.rayClient] + nodePorts(ports), on: configuration.bind ?? "0.0.0.0")
+        for host in ["127.0.0.1"] + lanAddresses { try checkFree([ports.dashboard, ports.serve], on: host) }
+        let identity = try HeadIdentity.loadOrCreate(
+            in: configuration.stateDirectory + "/tls", addresses: lanAddresses)
+        progress("TLS certificate \(identity.certificateFile), fingerprint \(identity.pin)")
         let (plan, environment) = try await gpuSetup(configuration, progress: progress)
         var warnings = plan.logicalOnly ? [plan.summary] : []
 
@@ -168,19 +183,28 @@ public struct HostNode: Sendable, Codable {
         let local = LocalRayConfiguration(
             environment: configuration.environment, cpus: configuration.cpus, gpus: Double(plan.count),
             authToken: token,
-            extraEnvironment: environment, dashboardHost: dashboardHost, startTimeout: configuration.startTimeout,
+            extraEnvironment: environment, dashboardHost: "127.0.0.1", startTimeout: configuration.startTimeout,
             ports: ports, nodeAddress: address, serveGuard: configuration.serveGuard)
         progress("Starting the Ray head on \(address) (dashboard port \(ports.dashboard), GCS \(ports.gcs))…")
         let ray = try await LocalRay.start(local)
+        let frontPID: Int32
+        do {
+            frontPID = try await startFront(
+                for: ray, identity: identity, addresses: lanAddresses, ports: [ports.dashboard, ports.serve],
+                executable: configuration.frontExecutable)
+        } catch {
+            await ray.stop(leaderMayHaveExited: true)
+            throw error
+        }
+        progress(
+            "TLS front on \(lanAddresses.joined(separator: ", ")) (ports \(ports.dashboard), \(ports.serve)); "
+                + "plain HTTP on 127.0.0.1 only.")
         // Start Serve now, so that its proxy listens on the pinned port on every node and later deploys
         // (from any machine) keep that port.
         do {
-            try await RayCluster.withConnection(
-                to: ClusterAddress(host: address, port: ports.dashboard),
-                configuration: .init(token: token)
-            ) { cluster in
-                // Every address: the proxy runs on every node, so one node's --bind address cannot be its host.
-                try await cluster.startServe(httpPort: ports.serve, host: "0.0.0.0")
+            try await RayCluster.withConnection(to: ray.address, configuration: .init(token: token)) { cluster in
+                // Loopback on every node: the head's front is the only way in from the LAN.
+                try await cluster.startServe(httpPort: ports.serve, host: "127.0.0.1")
             }
             progress("Serve's HTTP proxy listens on port \(ports.serve).")
         } catch {
@@ -189,7 +213,56 @@ public struct HostNode: Sendable, Codable {
         return HostNode(
             role: .head, ray: ray, nodeAddress: address, headAddress: address,
             subnet: interface?.subnet ?? address + "/32", gpus: plan, tokenSource: token?.source, versions: versions,
-            rayExecutable: configuration.environment.rayExecutable, warnings: warnings, startedAt: Date())
+            rayExecutable: configuration.environment.rayExecutable, warnings: warnings, startedAt: Date(),
+            fingerprint: identity.pin, frontPID: frontPID)
+    }
+
+    /// Starts the TLS front (`raylan tls-front`) for `ray`'s head: each of `ports` on each of `addresses`, relayed
+    /// to the same port on 127.0.0.1. It runs in its own process group with the node's `--temp-dir=`, so that
+    /// stopping the node (``LocalRay/stop()``) ends it too, by the same proof. Returns once it completes a TLS
+    /// handshake with the identity's certificate on every listener.
+    /// - Throws: ``HostNodeError`` `frontFailed` with its output; nothing of the front is left running.
+    static func startFront(
+        for ray: LocalRay, identity: HeadIdentity, addresses: [String], ports: [Int], executable: String
+    ) async throws -> Int32 {
+        let log = ray.temporaryDirectory + "/tls-front.log"
+        var arguments = [
+            executable, "tls-front", "--temp-dir=\(ray.temporaryDirectory)", "--certificate", identity.certificateFile,
+            "--key", identity.keyFile,
+        ]
+        for address in addresses {
+            for port in ports {
+                arguments += ["--route", TLSFront.Route(listenHost: address, port: port, upstreamPort: port).argument]
+            }
+        }
+        let pid = try ProcessGroup.spawn(arguments, environment: ProcessInfo.processInfo.environment, logFile: log)
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: .seconds(20))
+        var waiting = addresses.flatMap { address in ports.map { (address, $0) } }
+        while let (address, port) = waiting.first {
+            if ProcessGroup.hasExited(pid) { break }
+            let pin = identity.pin
+            let answered = try? await TLSProbe.handshake(
+                host: address, port: port, timeout: .seconds(2), decide: { CertificatePin(of: $0) == pin })
+            if answered != nil {
+                waiting.removeFirst()
+                continue
+            }
+            if clock.now >= deadline { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        guard waiting.isEmpty else {
+            // Its group holds it alone; the node's stop would end it too.
+            _ = kill(-pid, SIGKILL)
+            _ = ProcessGroup.hasExited(pid)
+            let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            throw HostNodeError(
+                .frontFailed,
+                "The TLS front did not answer on \(waiting.map { "\($0.0):\($0.1)" }.joined(separator: ", ")): "
+                    + output.split(separator: "\n").suffix(3).joined(separator: " / "),
+                remedy: "Check that \(executable) is RayLAN's raylan and that those ports are free, then try again.")
+        }
+        return pid
     }
 
     /// How a head protects its dashboard, which runs any code it is sent.
@@ -236,11 +309,14 @@ public struct HostNode: Sendable, Codable {
                 .invalidArgument, "Cannot resolve the head '\(head)'",
                 remedy: "Pass the head's IPv4 address, as 'raylan up --head' printed it.")
         }
-        let dashboard = ClusterAddress(host: headAddress, port: configuration.dashboardPort)
+        // Over TLS, pinned: the head's versions and authentication mode come from the head itself.
+        let dashboard = ClusterAddress(
+            scheme: "https", host: headAddress, port: configuration.dashboardPort, pin: configuration.fingerprint)
         let token = configuration.token
-        let (info, mode) = try await RayCluster.withConnection(to: dashboard, configuration: .init(token: token)) {
-            cluster in
-            (try await cluster.serverInfo(), await cluster.authenticationMode())
+        let (info, mode, pin) = try await RayCluster.withConnection(
+            to: dashboard, configuration: .init(token: token, trust: configuration.trust)
+        ) { cluster in
+            (try await cluster.serverInfo(), await cluster.authenticationMode(), cluster.pin(for: headAddress))
         }
         let headPython = info.pythonVersion ?? "?"
         if info.rayVersion.description != versions.ray || (info.pythonVersion != nil && headPython != versions.python) {
@@ -259,6 +335,8 @@ public struct HostNode: Sendable, Codable {
         ports.autoscalerMetrics = nil
         ports.dashboardMetrics = nil
         try checkFree(nodePorts(ports), on: address)
+        // Serve's proxy here listens on loopback (the head started Serve so).
+        try checkFree([ports.serve], on: "127.0.0.1")
         let (plan, environment) = try await gpuSetup(configuration, progress: progress)
         let warnings = plan.logicalOnly ? [plan.summary] : []
         let usesToken = mode == .token
@@ -273,14 +351,15 @@ public struct HostNode: Sendable, Codable {
             environment: configuration.environment, cpus: configuration.cpus, gpus: Double(plan.count),
             authToken: usesToken ? token : nil, extraEnvironment: environment, dashboardHost: headAddress,
             startTimeout: configuration.startTimeout, ports: ports, joinAddress: "\(headAddress):\(ports.gcs)",
-            nodeAddress: address, serveGuard: configuration.serveGuard)
+            nodeAddress: address, serveGuard: configuration.serveGuard, dashboardPin: pin)
         progress("Joining \(headAddress):\(ports.gcs) as \(address)…")
         let ray = try await LocalRay.start(local)
         return HostNode(
             role: .worker, ray: ray, nodeAddress: address, headAddress: headAddress,
             subnet: interface?.subnet ?? address + "/32", gpus: plan,
             tokenSource: usesToken ? token?.source : nil, versions: versions,
-            rayExecutable: configuration.environment.rayExecutable, warnings: warnings, startedAt: Date())
+            rayExecutable: configuration.environment.rayExecutable, warnings: warnings, startedAt: Date(),
+            fingerprint: pin)
     }
 
     // MARK: Helpers

@@ -1,3 +1,5 @@
+import Foundation
+
 /// How `raylan up` starts a Ray node on this host. Every parameter has a documented default.
 public struct HostNodeConfiguration: Sendable {
     /// A head, or a node that joins the head at `head` (its address or host name).
@@ -40,15 +42,29 @@ public struct HostNodeConfiguration: Sendable {
     /// Serve's proxy here refuses every request without a RayLAN service key before a replica sees it. Default
     /// nil: none.
     public var serveGuard: String?
+    /// Joining node: the head's certificate fingerprint, as `raylan up --head` printed it. Default nil: the pin
+    /// this host recorded for the head (``KnownHosts``), else ``trust`` decides. Not used by a head.
+    public var fingerprint: CertificatePin?
+    /// Joining node: which head certificates to trust without a fingerprint. Default: recorded ones only.
+    public var trust: RayCluster.Configuration.Trust
+    /// Head: the `raylan` executable that runs the TLS front (`raylan tls-front`). Default: this process's own.
+    public var frontExecutable: String
 
     public init(
         role: Role, environment: RayEnvironment, bind: String? = nil, gpus: GPUSelection = .all, cpus: Int? = nil,
         gcsPort: Int = LocalRay.Ports.defaultGCS, dashboardPort: Int = LocalRay.Ports.defaultDashboard,
         servePort: Int = LocalRay.Ports.defaultServe, insecure: Bool = false, tokenFile: String? = nil,
         token: AuthToken? = nil, stateDirectory: String = RayLANHome.path(), startTimeout: Duration = .seconds(180),
-        serveGuard: String? = nil
+        serveGuard: String? = nil, fingerprint: CertificatePin? = nil,
+        trust: RayCluster.Configuration.Trust = .init(),
+        frontExecutable: String = ProcessInfo.processInfo.arguments.first.map {
+            URL(fileURLWithPath: $0).standardizedFileURL.path
+        } ?? "raylan"
     ) {
         self.serveGuard = serveGuard
+        self.fingerprint = fingerprint
+        self.trust = trust
+        self.frontExecutable = frontExecutable
         self.role = role
         self.environment = environment
         self.bind = bind

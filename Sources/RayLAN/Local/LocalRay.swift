@@ -75,9 +75,11 @@ public struct LocalRay: Sendable, Codable, Hashable {
     public var joinedAddress: String?
     /// The node's own address (`--node-ip-address`), where one was given.
     public var nodeAddress: String?
+    /// For a node that joined a head behind a TLS front: the head's certificate pin. Nil: plain HTTP.
+    public var dashboardPin: CertificatePin?
 
     /// The dashboard address to connect to.
-    public var address: ClusterAddress { ClusterAddress(host: dashboardHost, port: ports.dashboard) }
+    public var address: ClusterAddress { ClusterAddress(host: dashboardHost, port: ports.dashboard, pin: dashboardPin) }
 
     /// Whether the cluster wants a token.
     public var usesToken: Bool { tokenSource != nil }
@@ -197,7 +199,8 @@ public struct LocalRay: Sendable, Codable, Hashable {
         let ray = LocalRay(
             pid: pid, leader: ProcessIdentity.of(pid), temporaryDirectory: temporary, ports: ports,
             dashboardHost: configuration.dashboardHost, logFile: logFile, tokenSource: configuration.authToken?.source,
-            joinedAddress: configuration.joinAddress, nodeAddress: nodeAddress)
+            joinedAddress: configuration.joinAddress, nodeAddress: nodeAddress, dashboardPin: configuration.dashboardPin
+        )
         do {
             try await ray.waitUntilReady(token: configuration.authToken, timeout: configuration.startTimeout)
             return ray

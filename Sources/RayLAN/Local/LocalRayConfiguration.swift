@@ -36,6 +36,9 @@ public struct LocalRayConfiguration: Sendable {
     /// The node's own address (`--node-ip-address`). Default nil: Ray picks one, except for a private
     /// cluster (see ``isPrivate``), which is given 127.0.0.1.
     public var nodeAddress: String?
+    /// A joining node: the head's certificate pin, when its dashboard is behind a TLS front; the dashboard
+    /// waited on is then reached over `https` with that pin. Default nil: plain HTTP.
+    public var dashboardPin: CertificatePin?
 
     /// Whether every listener of the cluster stays on loopback: a head (no ``joinAddress``) whose dashboard
     /// binds to a loopback address and with no ``nodeAddress`` of another kind. Such a cluster is started with
@@ -52,8 +55,9 @@ public struct LocalRayConfiguration: Sendable {
         objectStoreBytes: Int? = nil, authToken: AuthToken? = nil, extraEnvironment: [String: String] = [:],
         dashboardHost: String = "127.0.0.1", temporaryParent: String = "/tmp", startTimeout: Duration = .seconds(120),
         ports: LocalRay.Ports? = nil, joinAddress: String? = nil, nodeAddress: String? = nil,
-        serveGuard: String? = nil
+        serveGuard: String? = nil, dashboardPin: CertificatePin? = nil
     ) {
+        self.dashboardPin = dashboardPin
         self.serveGuard = serveGuard
         self.ports = ports
         self.joinAddress = joinAddress
