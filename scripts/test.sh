@@ -21,6 +21,8 @@ if [ "$(uname)" = Linux ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null
     { has nsenter && has unshare; } || missing+=(util-linux)
     has nft || missing+=(nftables)
     has ps || missing+=(procps)
+    # Packet captures on the simulated LAN (no secret crosses it in clear).
+    has tcpdump || missing+=(tcpdump)
     # Headless Chromium for the view's browser test (scripts/browser_check.py).
     { has chromium || has chromium-browser || has google-chrome; } || missing+=(chromium)
     if [ ${#missing[@]} -gt 0 ]; then

@@ -40,8 +40,8 @@ public final class NetworkLab: Sendable {
     public static let unavailableReason: String? = {
         #if os(Linux)
             guard geteuid() == 0 else { return "network namespaces need root (CI runs as root)" }
-            for name in ["ip", "unshare", "nsenter", "nft", "ss"] where tool(name) == nil {
-                return "'\(name)' is missing (scripts/test.sh installs iproute2, util-linux and nftables)"
+            for name in ["ip", "unshare", "nsenter", "nft", "ss", "tcpdump"] where tool(name) == nil {
+                return "'\(name)' is missing (scripts/test.sh installs iproute2, util-linux, nftables and tcpdump)"
             }
             let probe = "rlprobe\(getpid())"
             let added = run(["ip", "netns", "add", probe])
@@ -162,6 +162,38 @@ public final class NetworkLab: Sendable {
         merged.merge(environment) { _, new in new }
         return try await run(
             on: host, TestEnvironment.raylanExecutable, arguments, environment: merged, timeout: timeout)
+    }
+
+    /// Starts capturing the packets on the LAN's bridge that match `filter` (tcpdump's syntax, e.g. `host
+    /// 10.77.1.3`) into `file` (pcap, each packet written as it comes); stop it with ``Capture/stop()``, which
+    /// returns the file's bytes.
+    public func capture(_ filter: String, to file: String) async throws -> Capture {
+        let command = try RunningCommand(
+            Self.tool("ip")!,
+            ["netns", "exec", bridgeNamespace, Self.tool("tcpdump")!, "-i", "br0", "-U", "-s", "0", "-w", file]
+                + filter.split(separator: " ").map(String.init))
+        // tcpdump says "listening on br0" once its capture is open.
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: .seconds(20))
+        while !((try? String(contentsOfFile: command.errFile, encoding: .utf8)) ?? "").contains("listening on"),
+            clock.now < deadline
+        {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return Capture(command: command, file: file)
+    }
+
+    /// A running packet capture (``capture(_:to:)``).
+    public struct Capture: Sendable {
+        let command: RunningCommand
+        public let file: String
+
+        /// Ends the capture and returns the captured bytes (pcap headers and packets).
+        public func stop() async throws -> Data {
+            kill(command.pid, SIGINT)
+            _ = await command.wait(timeout: .seconds(30))
+            return try Data(contentsOf: URL(fileURLWithPath: file))
+        }
     }
 
     /// Ends every process of every host (by killing each PID namespace's init) and deletes the namespaces.

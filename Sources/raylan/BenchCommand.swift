@@ -12,8 +12,10 @@ struct BenchCommand: AsyncParsableCommand {
             (images/s, latency p50/p95/p99), (2) the model's forward pass alone, (3) Ultralytics' predict loop, \
             (4) the seed's task-per-image pattern, (5) naive Ray Serve (one image per request). Each figure is \
             printed with its ratio to (1)'s best level, with the stage split, the LAN bound and client memory. \
-            (1)'s best level is measured again on the other backend and, when the client shrinks JPEGs \
-            (--max-side), with the original files; the shrink's bytes per image and its agreement with the \
+            (1)'s best level is measured again on the other backend, over TLS (through a TLS front in this \
+            process, pinned: what a head's front costs; on a cluster reached over TLS, plain HTTP is on the head's \
+            loopback only, so run the benchmark there with --address 127.0.0.1 for both) and, when the client \
+            shrinks JPEGs (--max-side), with the original files; the shrink's bytes per image and its agreement with the \
             original files' boxes are printed too.
 
             Exit codes: \(ExitCodes.summary)

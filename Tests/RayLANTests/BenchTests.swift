@@ -27,6 +27,7 @@ extension RayClusterTests.Main {
                 "(1) RayLAN end to end, 4 in flight × 4", "(2) model only",
                 "(3) Ultralytics predict loop", "(4) seed's pattern", "(5) naive Ray Serve", "LAN bound", "client RSS",
                 "(1) at its best level, ultralytics backend", "(1) at its best level, original files",
+                "(1) at its best level, over TLS",
                 "backend: tensor", "client shrink to 320 px", "(1) at its best level, 1 replica × batch 4",
                 "best replicas × batch: 1 replica × batch", "(6) the same 36 images: on the cluster (Ray Data)",
             ] {
@@ -91,19 +92,24 @@ extension RayClusterTests.Main {
             #expect(shrink.agreement.reference >= 38 && shrink.agreement.share >= 0.9, "\(shrink.agreement)")
             let variants = try #require(report.variants)
             // The sweep measured 1 replica × batch 4 (1 × 8 is the service's own) and named the faster setting.
-            #expect(variants.count == 4, "\(variants.map(\.what))")
+            // Over plain HTTP (the run itself) and over TLS (through a TLS front in the benchmark's process).
+            #expect(variants.count == 5, "\(variants.map(\.what))")
             #expect(
-                variants.map(\.what).prefix(2) == ["original files (no client shrink)", "ultralytics backend"]
+                variants.map(\.what).prefix(3) == [
+                    "original files (no client shrink)", "ultralytics backend",
+                    "over TLS (a TLS front in this process, pinned)",
+                ]
                     && variants.last?.what == "1 replica × batch 4", "\(variants.map(\.what))")
+            #expect(variants[2].level.failures == 0)
             // The best level again while anonymous requests (no key) hit the service: refused 401 (or shed with 503
             // by the replica's queue: this cluster has no proxy guard), none served.
-            let flood = variants[2].what
+            let flood = variants[3].what
             let numbers = flood.split { !$0.isNumber }.compactMap { Int($0) }
             #expect(
                 flood.hasPrefix("alongside") && numbers.count == 5 && numbers[0] > 0 && numbers[2] > 0
                     && numbers[4] == 0, "\(flood)")
             let fasterSetting =
-                variants[3].level.imagesPerSecond > best.imagesPerSecond ? "1 replica × batch 4" : "1 replica × batch 8"
+                variants[4].level.imagesPerSecond > best.imagesPerSecond ? "1 replica × batch 4" : "1 replica × batch 8"
             #expect(report.bestSetting?.hasPrefix(fasterSetting) == true, "\(String(describing: report.bestSetting))")
             for variant in variants {
                 #expect(variant.level.concurrency == best.concurrency && variant.level.images > 0, "\(variant)")

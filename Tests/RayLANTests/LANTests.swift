@@ -47,8 +47,9 @@ extension OwnClusterTests {
                     on: "head", ["up", "--head", "--bind", head.address, "--json"], home: home("head"))
                 try #require(up.status == 0, "\(up)")
                 let headOut = try JSONDecoder().decode(UpOutput.self, from: Data(up.stdout.utf8))
-                #expect(headOut.dashboardURL == "http://\(head.address):8265")
-                #expect(headOut.joinCommand.contains("--join \(head.address)"))
+                #expect(headOut.dashboardURL == "https://\(head.address):8265")
+                let fingerprint = try #require(headOut.fingerprint)
+                #expect(headOut.joinCommand.contains("--join \(head.address) --fingerprint \(fingerprint)"))
                 #expect(headOut.ufw.contains { $0.contains("from \(lab.subnet) to any port 8265") }, "\(headOut.ufw)")
                 #expect(headOut.firewalld.contains { $0.contains("source address=\"\(lab.subnet)\"") })
                 let tokenFile = try #require(headOut.tokenFile)
@@ -64,11 +65,42 @@ extension OwnClusterTests {
                     ports.subtracting(Self.pinnedPorts).isEmpty,
                     "unpinned ports: \(ports.subtracting(Self.pinnedPorts).sorted())")
 
+                // Sealed on the wire: the dashboard's and Serve's ports answer TLS with the printed certificate, and
+                // plain HTTP gets no answer from the LAN (Ray itself listens on loopback only).
+                let certificate = home("head") + "/tls/head-cert.pem"
+                for port in [8265, 8000] {
+                    let plain = try await Self.fetch(lab, "http://\(head.address):\(port)/-/healthz")
+                    #expect(plain.hasPrefix("no answer"), "plain HTTP on \(port): \(plain)")
+                    let sealed = try await Self.fetch(
+                        lab, "https://\(head.address):\(port)/-/healthz", certificate: certificate)
+                    #expect(Int(sealed) != nil, "TLS on \(port): \(sealed)")
+                }
+                let rayListeners = try await lab.run(on: "head", "/usr/bin/ss", ["-ltnpH"])
+                for line in rayListeners.stdout.split(separator: "\n")
+                where line.contains(":8265 ") || line.contains(":8000 ") {
+                    // Ray's own (python, ProxyActor) on 127.0.0.1; on the LAN address, only RayLAN's front.
+                    #expect(line.contains("127.0.0.1:") || line.contains("\"raylan\""), "\(line)")
+                }
+                // A wrong fingerprint: exit 77 before anything is sent; none at all: refused too, naming what to do.
+                let wrongPin = "sha256:" + String(repeating: "0", count: 64)
+                let wrong = try await lab.raylan(
+                    on: "client", ["status", "--address", head.address, "--fingerprint", wrongPin], home: home("client")
+                )
+                #expect(wrong.status == 77 && wrong.stderr.contains(fingerprint), "\(wrong)")
+                let unpinned = try await lab.raylan(
+                    on: "client", ["status", "--address", head.address], home: home("client"))
+                #expect(unpinned.status == 77 && unpinned.stderr.contains("--fingerprint"), "\(unpinned)")
+
                 // The seed's version-mismatch problem: a Ray 2.45 environment is refused, naming both versions.
                 let ray245 = TestEnvironment.packageRoot.appendingPathComponent(TestEnvironment.Ray.ray245.rawValue)
                     .path
                 let mismatch = try await lab.raylan(
-                    on: "worker", ["up", "--join", head.address, "--token-file", tokenFile, "--python", ray245],
+                    on: "worker",
+                    [
+                        "up", "--join", head.address, "--fingerprint", fingerprint, "--token-file", tokenFile,
+                        "--python",
+                        ray245,
+                    ],
                     home: home("worker"))
                 #expect(mismatch.status == 78, "\(mismatch)")
                 #expect(mismatch.stderr.contains("2.45.0") && mismatch.stderr.contains("2.60.0"), "\(mismatch.stderr)")
@@ -78,7 +110,11 @@ extension OwnClusterTests {
 
                 // The worker joins with one logical GPU (no real GPU needed).
                 let join = try await lab.raylan(
-                    on: "worker", ["up", "--join", head.address, "--token-file", tokenFile, "--gpus", "1", "--json"],
+                    on: "worker",
+                    [
+                        "up", "--join", head.address, "--fingerprint", fingerprint, "--token-file", tokenFile, "--gpus",
+                        "1", "--json",
+                    ],
                     home: home("worker"))
                 try #require(join.status == 0, "\(join)")
                 let joinOut = try JSONDecoder().decode(UpOutput.self, from: Data(join.stdout.utf8))
@@ -87,7 +123,7 @@ extension OwnClusterTests {
                 #expect(workerPorts.subtracting(Self.pinnedPorts).isEmpty, "unpinned ports: \(workerPorts.sorted())")
 
                 // The client sees two alive nodes, the GPU on the worker.
-                let auth = ["--address", head.address, "--token-file", tokenFile]
+                let auth = ["--address", head.address, "--fingerprint", fingerprint, "--token-file", tokenFile]
                 var nodes: [NodeInfo] = []
                 let twoAlive = try await eventually(timeout: .seconds(60)) {
                     let status = try await lab.raylan(on: "client", ["status", "--json"] + auth, home: home("client"))
@@ -111,6 +147,17 @@ extension OwnClusterTests {
                 #expect(job.status == 0, "\(job)")
                 #expect(job.stdout.contains("NODE \(worker.address)"), "\(job.stdout)")
 
+                // Everything the client sends and gets from here to the detection run is captured on the LAN's bridge,
+                // and so is the traffic between the head and the worker (Ray's own, not RayLAN's: see below).
+                let clientCapture = try await lab.capture(
+                    "host \(lab["client"].address)", to: root.appendingPathComponent("client.pcap").path)
+                let nodesCapture = try await lab.capture(
+                    "host \(head.address) and host \(worker.address)",
+                    to: root.appendingPathComponent("nodes.pcap").path)
+                // A marker sent in clear, so that the capture shows it sees the client's bytes.
+                let marker = "raylan-marker-\(UUID().uuidString)"
+                _ = try await Self.fetch(lab, "http://\(head.address):8265/\(marker)")
+
                 // The seed's gpu_task through the gateway, from the client: it runs on the worker, the node with the
                 // GPU, and sees the GPU Ray gave it.
                 let gatewayCode = TestEnvironment.packageRoot.appendingPathComponent("examples/gateway/python").path
@@ -125,8 +172,6 @@ extension OwnClusterTests {
                     ["call", "--working-dir", gatewayCode, "--gpus", "1", "--json"] + auth + ["gpu:where"],
                     home: home("client"))
                 #expect(gpuWhere.stdout.contains(#""node" : "\#(worker.address)""#), "\(gpuWhere)")
-                let gatewayDown = try await lab.raylan(on: "client", ["gateway", "down"] + auth, home: home("client"))
-                #expect(gatewayDown.status == 0, "\(gatewayDown)")
 
                 // The detection service, deployed from the client: it gets a service key, which the client reads
                 // over the token-protected dashboard; an anonymous request from the same host is refused.
@@ -138,29 +183,58 @@ extension OwnClusterTests {
                 #expect(detect.status == 0, "\(detect)")
                 let python = try TestEnvironment.environment(.current).python
                 let post = """
-                    import sys, urllib.request, urllib.error
-                    request = urllib.request.Request(sys.argv[1], data=open(sys.argv[2], "rb").read(), method="POST")
-                    if len(sys.argv) > 3: request.add_header("Authorization", "Bearer " + sys.argv[3])
-                    try: print(urllib.request.urlopen(request, timeout=60).status)
+                    import ssl, sys, urllib.request, urllib.error
+                    context = ssl.create_default_context(cafile=sys.argv[2])
+                    context.check_hostname = False
+                    request = urllib.request.Request(sys.argv[1], data=open(sys.argv[3], "rb").read(), method="POST")
+                    if len(sys.argv) > 4: request.add_header("Authorization", "Bearer " + sys.argv[4])
+                    try: print(urllib.request.urlopen(request, timeout=60, context=context).status)
                     except urllib.error.HTTPError as error: print(error.code)
                     """
-                let url = "http://\(head.address):8000/raylan/shapes-yolo11n/detect"
+                let url = "https://\(head.address):8000/raylan/shapes-yolo11n/detect"
                 let image = samples + "/shapes_00.jpg"
                 // The refused requests carry one byte: the guard answers 401 before reading a body and closes the
                 // connection, and a client still sending a whole image then meets a broken pipe, not the answer.
                 let byte = root.appendingPathComponent("one-byte").path
                 try Data([0xFF]).write(to: URL(fileURLWithPath: byte))
-                let anonymous = try await lab.run(on: "client", python, ["-c", post, url, byte])
+                let anonymous = try await lab.run(on: "client", python, ["-c", post, url, certificate, byte])
                 #expect(anonymous.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "401", "\(anonymous)")
-                let withToken = try await lab.run(on: "client", python, ["-c", post, url, byte, token])
+                let withToken = try await lab.run(on: "client", python, ["-c", post, url, certificate, byte, token])
                 #expect(withToken.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "401", "\(withToken)")
                 let serve = try await lab.raylan(
                     on: "client", ["serve", "status", "--json", "--show-keys"] + auth, home: home("client"))
                 let status = try JSONDecoder().decode(ServeStatus.self, from: Data(serve.stdout.utf8))
                 let key = try #require(
                     status.applications["shapes-yolo11n"]?.deployedAppConfig?["args"]?["api_key"]?.stringValue)
-                let keyed = try await lab.run(on: "client", python, ["-c", post, url, image, key])
+                let keyed = try await lab.run(on: "client", python, ["-c", post, url, certificate, image, key])
                 #expect(keyed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "200", "\(keyed)")
+
+                // The capture of the client's traffic (detect, call, serve status with its keys) holds the marker
+                // sent in clear, and neither the token nor either service key: they crossed the LAN inside TLS.
+                let gatewayKey = try #require(
+                    status.applications[GatewayDeployment.defaultName]?.deployedAppConfig?["args"]?["api_key"]?
+                        .stringValue)
+                let clientBytes = try await clientCapture.stop()
+                let nodesBytes = try await nodesCapture.stop()
+                #expect(clientBytes.range(of: Data(marker.utf8)) != nil, "the capture saw no client traffic")
+                #expect(clientBytes.count > 100_000, "\(clientBytes.count) bytes captured")
+                for (name, secret) in [("the token", token), ("the service key", key), ("the gateway key", gatewayKey)]
+                {
+                    #expect(clientBytes.range(of: Data(secret.utf8)) == nil, "\(name) crossed the LAN in clear")
+                }
+                // What stays in clear, as docs/security.md says: Ray's own traffic between nodes (GCS, raylets, object
+                // transfer), which carries the cluster token with its calls.
+                print(
+                    "LAN capture: \(clientBytes.count) bytes of the client's traffic, no secret in clear; between the "
+                        + "nodes \(nodesBytes.count) bytes, the token in clear: \(nodesBytes.range(of: Data(token.utf8)) != nil)"
+                )
+                #expect(nodesBytes.count > 10_000, "\(nodesBytes.count) bytes between the nodes")
+                #expect(
+                    nodesBytes.range(of: Data(token.utf8)) != nil,
+                    "Ray's traffic between nodes no longer shows the token: update docs/security.md (What stays in clear)"
+                )
+                let gatewayDown = try await lab.raylan(on: "client", ["gateway", "down"] + auth, home: home("client"))
+                #expect(gatewayDown.status == 0, "\(gatewayDown)")
 
                 // --on-cluster on the LAN: a folder both hosts mount at the same path (a bind mount standing in for
                 // NFS) is read and detected by Ray Data actors on both nodes, with the service's results; a folder
@@ -427,6 +501,27 @@ extension OwnClusterTests {
                             cutSeconds, cutRun.status, failedAtCut.count - notSent.count, notSent.count)
                         + "; the rest answered after --resume")
                 _ = try await lab.raylan(on: "head", ["down"], home: home("head"))
+
+                // A head on Ray 2.45 (no token authentication there: --insecure) gets the same TLS front on both ports,
+                // with the same certificate: the client's recorded pin still holds.
+                let old = try await lab.raylan(
+                    on: "head", ["up", "--head", "--bind", head.address, "--insecure", "--python", ray245, "--json"],
+                    home: home("head"), timeout: .seconds(300))
+                try #require(old.status == 0, "\(old)")
+                let oldOut = try JSONDecoder().decode(UpOutput.self, from: Data(old.stdout.utf8))
+                #expect(oldOut.fingerprint == fingerprint)
+                let oldStatus = try await lab.raylan(
+                    on: "client", ["status", "--json", "--address", head.address], home: home("client"))
+                #expect(oldStatus.status == 0 && oldStatus.stdout.contains("2.45.0"), "\(oldStatus)")
+                for port in [8265, 8000] {
+                    let plain = try await Self.fetch(lab, "http://\(head.address):\(port)/-/healthz")
+                    #expect(plain.hasPrefix("no answer"), "Ray 2.45, plain HTTP on \(port): \(plain)")
+                    let sealed = try await Self.fetch(
+                        lab, "https://\(head.address):\(port)/-/healthz", certificate: certificate)
+                    #expect(Int(sealed) != nil, "Ray 2.45, TLS on \(port): \(sealed)")
+                }
+                let oldDown = try await lab.raylan(on: "head", ["down"], home: home("head"))
+                #expect(oldDown.status == 0, "\(oldDown)")
             }
         }
 
@@ -453,10 +548,30 @@ extension OwnClusterTests {
         struct UpOutput: Decodable {
             var nodeAddress: String
             var dashboardURL: String
+            var fingerprint: String?
             var tokenFile: String?
             var joinCommand: String
             var ufw: [String]
             var firewalld: [String]
+        }
+
+        /// GETs `url` from the client host: the HTTP status, or "no answer: …" when the connection gave none (TLS
+        /// against `certificate` as the only trust root, without a host name check).
+        static func fetch(_ lab: NetworkLab, _ url: String, certificate: String? = nil) async throws -> String {
+            let script = """
+                import ssl, sys, urllib.request, urllib.error
+                context = None
+                if len(sys.argv) > 2:
+                    context = ssl.create_default_context(cafile=sys.argv[2])
+                    context.check_hostname = False
+                try: print(urllib.request.urlopen(sys.argv[1], timeout=20, context=context).status)
+                except urllib.error.HTTPError as error: print(error.code)
+                except Exception as error: print("no answer:", type(error).__name__, error)
+                """
+            let python = try TestEnvironment.environment(.current).python
+            let result = try await lab.run(
+                on: "client", python, ["-c", script, url] + (certificate.map { [$0] } ?? []))
+            return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         }
 
         static func doctor(_ lab: NetworkLab, _ arguments: [String], home: String) async throws -> (

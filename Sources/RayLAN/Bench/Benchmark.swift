@@ -270,6 +270,29 @@ public struct Benchmark: Sendable {
             _ = try? await cluster.deleteServeApplication(extra.name)
             progress("The \(other.rawValue) backend was not measured: \(error)")
         }
+        // Over plain HTTP and over TLS in one run: through a TLS front in this process, in front of the same
+        // proxy. A cluster reached over TLS (a head's front) serves plain HTTP on its loopback only: run the
+        // benchmark on the head with --address 127.0.0.1 to measure both there.
+        if cluster.address.scheme == "http" {
+            progress("The best level again over TLS (a TLS front in this process)…")
+            do {
+                let endpoint = try await DetectionClient(cluster: cluster, application: deployment.name).endpoint
+                let level = try await Self.throughTLSFront(to: endpoint) { sealed in
+                    try await Self.drive(
+                        DetectionClient(cluster: cluster, endpoint: sealed), images: images,
+                        concurrency: best.concurrency, imagesPerRequest: best.imagesPerRequest,
+                        duration: configuration.duration, maxSide: endToEnd.maxSide
+                    ).level
+                }
+                variants.append(variant(Self.overTLS, level))
+            } catch {
+                progress("TLS was not measured: \(error)")
+            }
+        } else {
+            progress(
+                "Plain HTTP was not measured: this head serves it on its loopback only (run 'raylan bench' there with "
+                    + "--address 127.0.0.1 to measure both).")
+        }
         let rate = configuration.anonymousRequestsPerSecond
         if rate > 0, let image = images.first {
             progress("The best level again while \(rate) anonymous requests/s hit the service…")

@@ -33,7 +33,7 @@ public final class RayCluster: Sendable {
     /// How many times this connection staged (copied, zipped and hashed) RayLAN's cluster code.
     let stagings = LockedBox(0)
     /// The TLS settings that pin each `https` host's certificate, once checked (``tlsConfiguration(for:)``).
-    let trusted = LockedBox<[String: TrustedServer]>([:])
+    let trusted = LockedBox<[String: Task<TrustedServer, any Error>]>([:])
 
     /// Creates a connection. No network traffic happens until the first request.
     ///

@@ -281,7 +281,7 @@ public struct Doctor: Sendable {
         guard result.status == .pass, configuration.address != nil else { return (exposed, result) }
         if address.scheme == "https" {
             let trust =
-                cluster.pin(for: address.host).map { "its certificate pinned (\($0))" }
+                await cluster.pin(for: address).map { "its certificate pinned (\($0))" }
                 ?? "a certificate the system trusts"
             result.summary += " Over TLS, \(trust)."
         } else if !address.isLoopback {

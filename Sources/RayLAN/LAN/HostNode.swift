@@ -221,7 +221,7 @@ public struct HostNode: Sendable, Codable {
     /// to the same port on 127.0.0.1. It runs in its own process group with the node's `--temp-dir=`, so that
     /// stopping the node (``LocalRay/stop()``) ends it too, by the same proof. Returns once it completes a TLS
     /// handshake with the identity's certificate on every listener.
-    /// - Throws: ``HostNodeError`` `frontFailed` with its output; nothing of the front is left running.
+    /// - Throws: ``TLSError`` `frontFailed` with its output; nothing of the front is left running.
     static func startFront(
         for ray: LocalRay, identity: HeadIdentity, addresses: [String], ports: [Int], executable: String
     ) async throws -> Int32 {
@@ -256,7 +256,7 @@ public struct HostNode: Sendable, Codable {
             _ = kill(-pid, SIGKILL)
             _ = ProcessGroup.hasExited(pid)
             let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            throw HostNodeError(
+            throw TLSError(
                 .frontFailed,
                 "The TLS front did not answer on \(waiting.map { "\($0.0):\($0.1)" }.joined(separator: ", ")): "
                     + output.split(separator: "\n").suffix(3).joined(separator: " / "),
@@ -316,7 +316,7 @@ public struct HostNode: Sendable, Codable {
         let (info, mode, pin) = try await RayCluster.withConnection(
             to: dashboard, configuration: .init(token: token, trust: configuration.trust)
         ) { cluster in
-            (try await cluster.serverInfo(), await cluster.authenticationMode(), cluster.pin(for: headAddress))
+            (try await cluster.serverInfo(), await cluster.authenticationMode(), await cluster.pin(for: dashboard))
         }
         let headPython = info.pythonVersion ?? "?"
         if info.rayVersion.description != versions.ray || (info.pythonVersion != nil && headPython != versions.python) {

@@ -25,10 +25,6 @@ public struct HostNodeError: RayLANError, Sendable {
         /// A head was asked for with token authentication, and this host's Ray (older than 2.52) has none;
         /// `--insecure` accepts a head without it (a usage error).
         public static let authenticationUnavailable = Code("authentication_unavailable")
-        /// The head's TLS identity (its key and certificate in RayLAN's home) cannot be made or read.
-        public static let identityUnusable = Code("identity_unusable")
-        /// The head's TLS front (the process that serves the dashboard and Serve on the LAN) did not start.
-        public static let frontFailed = Code("front_failed")
     }
 
     /// What kind of failure this is.

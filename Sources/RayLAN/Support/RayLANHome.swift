@@ -20,8 +20,16 @@ public enum RayLANHome {
             path = (path as NSString).deletingLastPathComponent
         }
         for path in missing.reversed() {
-            try fileManager.createDirectory(
-                atPath: path, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            do {
+                try fileManager.createDirectory(
+                    atPath: path, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            } catch {
+                // Made meanwhile by another process or task: fine, as long as it is a folder.
+                var isFolder: ObjCBool = false
+                guard fileManager.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue else {
+                    throw error
+                }
+            }
         }
         if let mode = try? fileManager.attributesOfItem(atPath: folder)[.posixPermissions] as? Int, mode & 0o077 != 0 {
             try? fileManager.setAttributes([.posixPermissions: mode & 0o700], ofItemAtPath: folder)

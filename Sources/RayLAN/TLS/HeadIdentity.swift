@@ -29,7 +29,7 @@ public struct HeadIdentity: Sendable {
     /// - Parameters:
     ///   - folder: where the key and certificate are kept; made with mode 0700 when missing.
     ///   - addresses: the head's IP addresses, named in a new certificate (clients check the pin, not these).
-    /// - Throws: ``HostNodeError`` `identityUnusable`, naming the file and what to do.
+    /// - Throws: ``TLSError`` `identityUnusable`, naming the file and what to do.
     public static func loadOrCreate(in folder: String, addresses: [String] = []) throws -> HeadIdentity {
         let certificateFile = folder + "/head-cert.pem"
         let keyFile = folder + "/head-key.pem"
@@ -101,8 +101,8 @@ public struct HeadIdentity: Sendable {
         return (try certificate.serializeAsPEM().pemString, privateKey.pemRepresentation)
     }
 
-    static func unusable(_ message: String, remedy: String? = nil) -> HostNodeError {
-        HostNodeError(
+    static func unusable(_ message: String, remedy: String? = nil) -> TLSError {
+        TLSError(
             .identityUnusable, message,
             remedy: remedy ?? "Check that RayLAN's home (\(RayLANHome.path())) is writable by this user.")
     }

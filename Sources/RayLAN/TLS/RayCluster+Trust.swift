@@ -12,7 +12,7 @@ extension RayCluster {
         case system
     }
 
-    /// The TLS settings for requests to `server`, checked once per host and connection.
+    /// The TLS settings for requests to `server`, checked once per server and connection.
     ///
     /// The dashboard's host decides for every port on it (Serve's proxy sits behind the same TLS front, with the
     /// same certificate): the certificate is pinned by the address's ``ClusterAddress/pin``, else by the pin
@@ -24,19 +24,37 @@ extension RayCluster {
     /// - Throws: ``ClusterError``: `certificateMismatch` or `certificateUnknown` (nothing was sent),
     ///   `notTLS`, `unreachable`, `knownHostsUnusable`.
     func tlsConfiguration(for server: ClusterAddress) async throws -> TLSConfiguration? {
-        let deciding = server.host == address.host ? address : server
-        if let known = trusted.withLock({ $0[deciding.host] }) {
-            return known.configuration
+        let deciding = decider(for: server)
+        let key = KnownHosts.key(deciding)
+        // One decision per server, however many requests start at once; a failed one is tried again later.
+        let decision = trusted.withLock { decisions in
+            if let decision = decisions[key] { return decision }
+            let decision = Task { try await decideTrust(for: deciding) }
+            decisions[key] = decision
+            return decision
         }
-        let decided = try await decideTrust(for: deciding)
-        trusted.withLock { $0[deciding.host] = decided }
-        return decided.configuration
+        do {
+            return try await decision.value.configuration
+        } catch {
+            trusted.withLock { decisions in
+                if decisions[key] == decision { decisions[key] = nil }
+            }
+            throw error
+        }
     }
 
-    /// The pin this connection holds for `host`'s certificate, once a request over TLS checked it; nil before,
+    /// Whose certificate decides for `server`: the dashboard's, for a server on the dashboard's `https` host
+    /// without a pin of its own (Serve's proxy behind the same front); else the server's own.
+    func decider(for server: ClusterAddress) -> ClusterAddress {
+        server.pin == nil && server.host == address.host && address.scheme == "https" ? address : server
+    }
+
+    /// The pin this connection holds for `server`'s certificate, once a request over TLS checked it; nil before,
     /// over plain HTTP, or for a certificate the system trusts.
-    public func pin(for host: String) -> CertificatePin? {
-        guard case .pinned(let pin, _) = trusted.withLock({ $0[host] }) else { return nil }
+    public func pin(for server: ClusterAddress) async -> CertificatePin? {
+        let key = KnownHosts.key(decider(for: server))
+        guard let decision = trusted.withLock({ $0[key] }), case .success(.pinned(let pin, _)) = await decision.result
+        else { return nil }
         return pin
     }
 
@@ -93,22 +111,13 @@ extension RayCluster {
             case .connect(let cause): throw unreachable(server, cause, timeout: configuration.timeouts.connect)
             case .timedOut:
                 throw ClusterError.notTLS(server, reason: "no TLS handshake within \(timeout)")
-            case .handshake(let cause) where Self.closedEarly(cause):
-                // Closed before it answered at all: a server at its connection bound, or going away.
+            case .closed(let cause):
                 throw ClusterError.unreachable(
                     server, reason: "it closed the connection during the TLS handshake", underlying: cause)
             case .handshake(let cause):
                 throw ClusterError.notTLS(server, reason: "the TLS handshake failed: \(cause)")
             }
         }
-    }
-
-    /// Whether a handshake failed because the server closed or reset the connection before answering.
-    static func closedEarly(_ error: any Error) -> Bool {
-        if let error = error as? ChannelError, error == .eof { return true }
-        if let error = error as? IOError, [ECONNRESET, EPIPE].contains(error.errnoCode) { return true }
-        if let error = error as? NIOSSLError, case .uncleanShutdown = error { return true }
-        return false
     }
 
     private func unreachable(_ server: ClusterAddress, _ cause: any Error, timeout: Duration) -> ClusterError {

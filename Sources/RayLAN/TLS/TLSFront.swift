@@ -79,6 +79,7 @@ public struct TLSFront: Sendable {
         tls.minimumTLSVersion = .tlsv12
         let context = try NIOSSLContext(configuration: tls)
         let open = LockedBox(0)
+        let maxConnections = max(1, self.maxConnections)
         let limits = (handshake: TimeAmount(handshakeTimeout), idle: TimeAmount(idleTimeout))
         var listeners: [(Route, NIOAsyncChannel<Accepted, Never>)] = []
         do {
@@ -86,17 +87,25 @@ public struct TLSFront: Sendable {
                 let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                     .serverChannelOption(.backlog, value: 256)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .childChannelOption(.allowRemoteHalfClosure, value: true)
                     .bind(host: route.listenHost, port: route.port) { channel in
                         channel.eventLoop.makeCompletedFuture {
-                            let watch = ConnectionWatch(handshake: limits.handshake)
+                            // The bound is kept here, before any byte is read: one connection too many is closed
+                            // without a TLS handshake (or any answer) begun.
+                            let admitted = open.withLock { count in
+                                guard count < maxConnections else { return false }
+                                count += 1
+                                return true
+                            }
                             let operations = channel.pipeline.syncOperations
-                            try operations.addHandler(NIOSSLServerHandler(context: context))
-                            try operations.addHandler(IdleStateHandler(allTimeout: limits.idle))
-                            try operations.addHandler(watch)
+                            if admitted {
+                                try operations.addHandler(NIOSSLServerHandler(context: context))
+                                try operations.addHandler(IdleStateHandler(allTimeout: limits.idle))
+                                try operations.addHandler(ConnectionWatch(handshake: limits.handshake))
+                            } else {
+                                channel.close(promise: nil)
+                            }
                             return Accepted(
-                                channel: try NIOAsyncChannel(wrappingChannelSynchronously: channel),
-                                handshake: watch.handshake.futureResult)
+                                channel: try NIOAsyncChannel(wrappingChannelSynchronously: channel), admitted: admitted)
                         }
                     }
                 listeners.append((route, listener))
@@ -106,24 +115,18 @@ public struct TLSFront: Sendable {
             throw error
         }
         ready(listeners.map { $0.1.channel.localAddress?.port ?? $0.0.port })
-        let maxConnections = max(1, self.maxConnections)
         try await withThrowingDiscardingTaskGroup { group in
             for (route, listener) in listeners {
                 group.addTask {
                     try await listener.executeThenClose { accepted in
                         try await withThrowingDiscardingTaskGroup { connections in
                             for try await connection in accepted {
-                                let admitted = open.withLock { count in
-                                    guard count < maxConnections else { return false }
-                                    count += 1
-                                    return true
-                                }
-                                guard admitted else {
+                                guard connection.admitted else {
                                     try? await connection.channel.executeThenClose { _, _ in }
                                     continue
                                 }
                                 connections.addTask {
-                                    await Self.relay(connection, to: route)
+                                    await Self.relay(connection.channel, to: route)
                                     open.withLock { $0 -= 1 }
                                 }
                             }
@@ -134,42 +137,36 @@ public struct TLSFront: Sendable {
         }
     }
 
-    /// A connection as accepted: its channel, and its TLS handshake's outcome.
+    /// A connection as accepted, and whether it is within the bound (one that is not is already closed).
     struct Accepted: Sendable {
         var channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-        var handshake: EventLoopFuture<Void>
+        var admitted: Bool
     }
 
-    /// Relays one client, once its handshake is done, to a new connection to the route's upstream.
-    static func relay(_ client: Accepted, to route: Route) async {
-        try? await client.channel.executeThenClose { clientIn, clientOut in
-            try await client.handshake.get()
+    /// Relays one client to a new connection to the route's upstream, made once the client sent its first bytes
+    /// (so after its TLS handshake: a connection that only handshakes, or fails to, never reaches the upstream).
+    /// The relay ends, closing both connections, when either side ends: a client that went away leaves no
+    /// request behind it.
+    static func relay(_ client: NIOAsyncChannel<ByteBuffer, ByteBuffer>, to route: Route) async {
+        try? await client.executeThenClose { clientIn, clientOut in
+            var requests = clientIn.makeAsyncIterator()
+            guard let first = try await requests.next() else { return }
             let upstream = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.seconds(5))
-                .channelOption(.allowRemoteHalfClosure, value: true)
                 .connect(host: route.upstreamHost, port: route.upstreamPort) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
-                            wrappingChannelSynchronously: channel,
-                            configuration: .init(isOutboundHalfClosureEnabled: true))
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     }
                 }
+            let clientChannel = client.channel
             try await upstream.executeThenClose { upstreamIn, upstreamOut in
-                try await withThrowingTaskGroup(of: Bool.self) { group in
+                try await withThrowingDiscardingTaskGroup { group in
                     group.addTask {
-                        for try await chunk in clientIn { try await upstreamOut.write(chunk) }
-                        // The client sent all it will: the upstream sees the end, and may still answer.
-                        upstreamOut.finish()
-                        return false
-                    }
-                    group.addTask {
+                        defer { clientChannel.close(promise: nil) }
                         for try await chunk in upstreamIn { try await clientOut.write(chunk) }
-                        return true
                     }
-                    // The connection ends when the upstream's side does.
-                    while let upstreamEnded = try await group.next() {
-                        if upstreamEnded { break }
-                    }
+                    try await upstreamOut.write(first)
+                    while let chunk = try await requests.next() { try await upstreamOut.write(chunk) }
                     group.cancelAll()
                 }
             }
@@ -178,38 +175,26 @@ public struct TLSFront: Sendable {
 }
 
 /// Closes a connection whose TLS handshake takes longer than its limit, or that stays idle (an
-/// ``IdleStateHandler`` event); completes ``handshake`` when the handshake is done.
+/// ``IdleStateHandler`` event).
 final class ConnectionWatch: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
     let limit: TimeAmount
-    private(set) var handshake: EventLoopPromise<Void>!
     private var deadline: Scheduled<Void>?
-    private var settled = false
 
     init(handshake limit: TimeAmount) {
         self.limit = limit
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        handshake = context.eventLoop.makePromise()
-        // Closing settles the handshake as failed (channelInactive).
         let channel = context.channel
         deadline = context.eventLoop.scheduleTask(in: limit) { channel.close(promise: nil) }
     }
 
-    /// Completes ``handshake`` once: a success, or the first failure.
-    private func settle(_ outcome: Result<Void, any Error>) {
-        guard !settled else { return }
-        settled = true
-        deadline?.cancel()
-        handshake.completeWith(outcome)
-    }
-
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
-            settle(.success(()))
+            deadline?.cancel()
         } else if event is IdleStateHandler.IdleStateEvent {
             context.close(promise: nil)
             return
@@ -218,12 +203,11 @@ final class ConnectionWatch: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        settle(.failure(ChannelError.eof))
+        deadline?.cancel()
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        settle(.failure(error))
         context.close(promise: nil)
     }
 }

@@ -15,6 +15,9 @@ enum TLSProbe {
         case handshake(any Error)
         /// No connection (refused, unreachable, timed out).
         case connect(any Error)
+        /// The connection was made, and the server closed it without sending a byte (a server at its connection
+        /// bound, or going away).
+        case closed(any Error)
         /// No answer within the time limit.
         case timedOut
     }
@@ -32,6 +35,7 @@ enum TLSProbe {
     ) async throws(Failure) -> NIOSSLCertificate? {
         let presented = LockedBox<NIOSSLCertificate?>(nil)
         let refused = LockedBox(false)
+        let answered = LockedBox(false)
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = .tlsv12
         // With `decide`, the certificate alone decides (a pin names the server, whatever address reaches it).
@@ -61,6 +65,7 @@ enum TLSProbe {
                         } else {
                             handler = try NIOSSLClientHandler(context: context, serverHostname: isAddress ? nil : host)
                         }
+                        try channel.pipeline.syncOperations.addHandler(FirstBytes(answered))
                         try channel.pipeline.syncOperations.addHandler(handler)
                         try channel.pipeline.syncOperations.addHandler(HandshakeOutcome(outcome))
                     }
@@ -81,7 +86,8 @@ enum TLSProbe {
             try await outcome.futureResult.get()
         } catch {
             if timedOut.withLock({ $0 }) { throw .timedOut }
-            throw refused.withLock { $0 } ? .refused : .handshake(error)
+            if refused.withLock({ $0 }) { throw .refused }
+            throw answered.withLock { $0 } ? .handshake(error) : .closed(error)
         }
         return presented.withLock { $0 }
     }
@@ -114,5 +120,19 @@ private final class HandshakeOutcome: ChannelInboundHandler, RemovableChannelHan
     func channelInactive(context: ChannelHandlerContext) {
         settle(.failure(ChannelError.eof))
         context.fireChannelInactive()
+    }
+}
+
+/// Notes whether the server sent any byte (ahead of TLS, so it sees the raw bytes).
+private final class FirstBytes: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    let answered: LockedBox<Bool>
+
+    init(_ answered: LockedBox<Bool>) { self.answered = answered }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        answered.withLock { $0 = true }
+        context.fireChannelRead(data)
     }
 }
