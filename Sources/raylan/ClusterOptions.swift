@@ -40,7 +40,10 @@ struct ClusterOptions: ParsableArguments {
     func givenAddress() throws -> ClusterAddress? {
         let pin = try Self.pin(fingerprint)
         guard let text = Self.addressText(address) else {
-            if pin != nil { throw ValidationError("--fingerprint pins a head's certificate: pass --address too.") }
+            // RAYLAN_FINGERPRINT alone is left for the addresses it belongs with; the flag alone is a mistake.
+            if fingerprint != nil {
+                throw ValidationError("--fingerprint pins a head's certificate: pass --address too.")
+            }
             return nil
         }
         do {

@@ -104,6 +104,16 @@ struct TLSTests {
                     #expect(server.requests.isEmpty, "\(server.requests.map(\.path))")
                     #expect(knownHosts.entries().isEmpty)
 
+                    // doctor names the mismatch in its check of the dashboard, and sends nothing either.
+                    let report = await Doctor(
+                        .init(
+                            address: "127.0.0.1:\(port)", pin: identities[1].pin, trust: .init(knownHosts: knownHosts))
+                    ).run()
+                    let dashboard = try #require(report[.dashboard])
+                    #expect(
+                        dashboard.status == .fail && dashboard.summary.contains("not the pinned one"), "\(dashboard)")
+                    #expect(server.requests.isEmpty, "\(server.requests.map(\.path))")
+
                     let home = folder.appendingPathComponent("home").path
                     let cli = try await CommandRunner.raylan(
                         ["status", "--address", "127.0.0.1:\(port)", "--fingerprint", identities[1].pin.description],

@@ -51,11 +51,6 @@ public struct ClusterAddress: Sendable, Hashable, CustomStringConvertible {
         return copy
     }
 
-    /// The same server: scheme, host and port (the pin and notes aside).
-    func sameServer(as other: ClusterAddress) -> Bool {
-        scheme == other.scheme && host == other.host && port == other.port
-    }
-
     /// Parses an address as given on the command line or in `RAYLAN_ADDRESS`.
     ///
     /// - Parameter text: the address, e.g. `192.168.1.130`, `gpu-box:8265`, `http://gpu-box:8265`,

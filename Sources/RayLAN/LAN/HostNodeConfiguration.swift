@@ -57,9 +57,7 @@ public struct HostNodeConfiguration: Sendable {
         token: AuthToken? = nil, stateDirectory: String = RayLANHome.path(), startTimeout: Duration = .seconds(180),
         serveGuard: String? = nil, fingerprint: CertificatePin? = nil,
         trust: RayCluster.Configuration.Trust = .init(),
-        frontExecutable: String = ProcessInfo.processInfo.arguments.first.map {
-            URL(fileURLWithPath: $0).standardizedFileURL.path
-        } ?? "raylan"
+        frontExecutable: String = Bundle.main.executablePath ?? "raylan"
     ) {
         self.serveGuard = serveGuard
         self.fingerprint = fingerprint

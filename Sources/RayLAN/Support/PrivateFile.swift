@@ -6,7 +6,7 @@ enum PrivateFile {
     /// file that existed with a wider one), whatever the umask. With `exclusive`, an existing file is left alone
     /// and `EEXIST` is thrown. A file that could not be written whole is removed.
     ///
-    /// - Throws: the `errno` of the call that failed, as `POSIXError`-like ``Failure``.
+    /// - Throws: ``Failure``, the `errno` of the call that failed.
     static func write(_ bytes: [UInt8], to path: String, exclusive: Bool = false) throws(Failure) {
         let flags = O_CREAT | O_WRONLY | O_CLOEXEC | (exclusive ? O_EXCL : O_TRUNC)
         let descriptor = open(path, flags, 0o600)
