@@ -17,7 +17,8 @@ struct DetectModeTests {
 
     /// The options that apply to every mode (`--on-cluster` chooses one).
     static let everyMode: Set<String> = [
-        "--address", "--token-file", "--model", "--conf", "--iou", "--classes", "--out", "--annotate", "--on-cluster",
+        "--address", "--token-file", "--fingerprint", "--trust-on-first-use", "--model", "--conf", "--iou", "--classes",
+        "--out", "--annotate", "--on-cluster",
         "--gpus-per-replica", "--imgsz", "--backend", "--port", "--json", "--version",
     ]
 

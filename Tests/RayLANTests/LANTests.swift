@@ -68,13 +68,7 @@ extension OwnClusterTests {
                 // Sealed on the wire: the dashboard's and Serve's ports answer TLS with the printed certificate, and
                 // plain HTTP gets no answer from the LAN (Ray itself listens on loopback only).
                 let certificate = home("head") + "/tls/head-cert.pem"
-                for port in [8265, 8000] {
-                    let plain = try await Self.fetch(lab, "http://\(head.address):\(port)/-/healthz")
-                    #expect(plain.hasPrefix("no answer"), "plain HTTP on \(port): \(plain)")
-                    let sealed = try await Self.fetch(
-                        lab, "https://\(head.address):\(port)/-/healthz", certificate: certificate)
-                    #expect(Int(sealed) != nil, "TLS on \(port): \(sealed)")
-                }
+                try await Self.expectSealed(lab, head.address, certificate: certificate, "Ray 2.60")
                 let rayListeners = try await lab.run(on: "head", "/usr/bin/ss", ["-ltnpH"])
                 for line in rayListeners.stdout.split(separator: "\n")
                 where line.contains(":8265 ") || line.contains(":8000 ") {
@@ -513,13 +507,7 @@ extension OwnClusterTests {
                 let oldStatus = try await lab.raylan(
                     on: "client", ["status", "--json", "--address", head.address], home: home("client"))
                 #expect(oldStatus.status == 0 && oldStatus.stdout.contains("2.45.0"), "\(oldStatus)")
-                for port in [8265, 8000] {
-                    let plain = try await Self.fetch(lab, "http://\(head.address):\(port)/-/healthz")
-                    #expect(plain.hasPrefix("no answer"), "Ray 2.45, plain HTTP on \(port): \(plain)")
-                    let sealed = try await Self.fetch(
-                        lab, "https://\(head.address):\(port)/-/healthz", certificate: certificate)
-                    #expect(Int(sealed) != nil, "Ray 2.45, TLS on \(port): \(sealed)")
-                }
+                try await Self.expectSealed(lab, head.address, certificate: certificate, "Ray 2.45")
                 let oldDown = try await lab.raylan(on: "head", ["down"], home: home("head"))
                 #expect(oldDown.status == 0, "\(oldDown)")
             }
@@ -553,6 +541,17 @@ extension OwnClusterTests {
             var joinCommand: String
             var ufw: [String]
             var firewalld: [String]
+        }
+
+        /// From the client host: the head's dashboard and Serve ports give no answer to plain HTTP, and an HTTP answer
+        /// over TLS with `certificate`.
+        static func expectSealed(_ lab: NetworkLab, _ head: String, certificate: String, _ what: String) async throws {
+            for port in [8265, 8000] {
+                let plain = try await fetch(lab, "http://\(head):\(port)/-/healthz")
+                #expect(plain.hasPrefix("no answer"), "\(what), plain HTTP on \(port): \(plain)")
+                let sealed = try await fetch(lab, "https://\(head):\(port)/-/healthz", certificate: certificate)
+                #expect(Int(sealed) != nil, "\(what), TLS on \(port): \(sealed)")
+            }
         }
 
         /// GETs `url` from the client host: the HTTP status, or "no answer: …" when the connection gave none (TLS
