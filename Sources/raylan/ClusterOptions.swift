@@ -20,28 +20,15 @@ struct ClusterOptions: ParsableArguments {
             valueName: "file"))
     var tokenFile: String?
 
-    @Option(
-        name: .long,
-        help: ArgumentHelp(
-            "The head's certificate fingerprint, as 'raylan up --head' printed it (sha256:…).",
-            discussion:
-                "Recorded in ~/.raylan/known_hosts: later commands need it no more. Precedence: --fingerprint > RAYLAN_FINGERPRINT.",
-            valueName: "sha256:hex"))
-    var fingerprint: String?
-
-    @Flag(
-        name: .long,
-        help: "Trust and record a certificate that is neither pinned nor known yet (as SSH does at a first connection)."
-    )
-    var trustOnFirstUse = false
+    @OptionGroup var certificate: TrustOptions
 
     /// The address given by flag or environment, parsed, with the fingerprint given; nil means the embedded
     /// local cluster.
     func givenAddress() throws -> ClusterAddress? {
-        let pin = try Self.pin(fingerprint)
+        let pin = try certificate.pin()
         guard let text = Self.addressText(address) else {
             // RAYLAN_FINGERPRINT alone is left for the addresses it belongs with; the flag alone is a mistake.
-            if fingerprint != nil {
+            if certificate.fingerprint != nil {
                 throw ValidationError("--fingerprint pins a head's certificate: pass --address too.")
             }
             return nil
@@ -60,22 +47,6 @@ struct ClusterOptions: ParsableArguments {
             throw ValidationError("\(error)")
         }
     }
-
-    /// `--fingerprint`, else `RAYLAN_FINGERPRINT`, parsed.
-    static func pin(_ flag: String?) throws -> CertificatePin? {
-        guard
-            let text = flag
-                ?? ProcessInfo.processInfo.environment["RAYLAN_FINGERPRINT"].flatMap({ $0.isEmpty ? nil : $0 })
-        else { return nil }
-        do {
-            return try CertificatePin(parsing: text)
-        } catch {
-            throw ValidationError("\(error)")
-        }
-    }
-
-    /// How to trust certificates beyond a pin.
-    var trust: RayCluster.Configuration.Trust { .init(onFirstUse: trustOnFirstUse) }
 
     func validate() throws {
         _ = try givenAddress()
@@ -108,7 +79,8 @@ struct ClusterOptions: ParsableArguments {
         if let address = try givenAddress() {
             for note in address.notes { Terminal.error("Note: \(note).") }
             return Connection(
-                cluster: RayCluster(address: address, configuration: .init(token: token, trust: trust)), local: nil,
+                cluster: RayCluster(address: address, configuration: .init(token: token, trust: certificate.trust)),
+                local: nil,
                 startedLocal: false)
         }
         let (ray, started) = try await Self.embedded()

@@ -24,18 +24,11 @@ struct DoctorCommand: AsyncParsableCommand {
     var address: String?
     @Option(name: .long, help: ArgumentHelp("A file with the cluster's token.", valueName: "file")) var tokenFile:
         String?
-    @Option(
-        name: .long,
-        help: ArgumentHelp(
-            "The head's certificate fingerprint, as 'raylan up --head' printed it.", valueName: "sha256:hex"))
-    var fingerprint: String?
-    @Flag(name: .long, help: "Trust and record a certificate that is neither pinned nor known yet.")
-    var trustOnFirstUse = false
+    @OptionGroup var certificate: TrustOptions
     @Flag(name: .long, help: "Also print each check's details (per port, node, GPU).") var verbose = false
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        _ = try ClusterOptions.pin(fingerprint)
         if let tokenFile, !FileManager.default.isReadableFile(atPath: tokenFile) {
             throw ValidationError(
                 "Cannot read the token file '\(tokenFile)'. Pass the path of a file that holds the cluster's token.")
@@ -51,8 +44,7 @@ struct DoctorCommand: AsyncParsableCommand {
             let doctor = Doctor(
                 Doctor.Configuration(
                     address: given, token: token, local: local,
-                    code: try? ClusterCode.locate(), pin: try ClusterOptions.pin(fingerprint),
-                    trust: .init(onFirstUse: trustOnFirstUse)))
+                    code: try? ClusterCode.locate(), pin: try certificate.pin(), trust: certificate.trust))
             let json = output.json
             let verbose = self.verbose
             let report = await doctor.run { check in

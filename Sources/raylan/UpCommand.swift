@@ -62,14 +62,8 @@ struct UpCommand: AsyncParsableCommand {
             "The Python (or venv) with Ray (default: RAYLAN_PYTHON, a .venv of the checkout, or ray on PATH).",
             valueName: "path"))
     var python: String?
-    @Option(
-        name: .long,
-        help: ArgumentHelp(
-            "Joining host: the head's certificate fingerprint, as 'raylan up --head' printed it.",
-            valueName: "sha256:hex"))
-    var fingerprint: String?
-    @Flag(name: .long, help: "Joining host: trust and record the head's certificate without --fingerprint.")
-    var trustOnFirstUse = false
+    /// Joining host: the head's certificate (a head makes its own).
+    @OptionGroup var certificate: TrustOptions
     @Flag(name: .long, help: "Print JSON for scripts.") var json = false
 
     func validate() throws {
@@ -81,11 +75,10 @@ struct UpCommand: AsyncParsableCommand {
         where !(1...65535).contains(value) {
             throw ValidationError("\(name) \(value) is not a TCP port; use 1–65535.")
         }
-        if head, fingerprint != nil || trustOnFirstUse {
+        if head, certificate.fingerprint != nil || certificate.trustOnFirstUse {
             throw ValidationError(
                 "--fingerprint and --trust-on-first-use are for a joining host; a head makes its own certificate.")
         }
-        _ = try ClusterOptions.pin(fingerprint)
         if head, let tokenFile, insecure {
             throw ValidationError(
                 "--insecure turns token authentication off; leave out --token-file \(tokenFile), or --insecure.")
@@ -123,8 +116,8 @@ struct UpCommand: AsyncParsableCommand {
                 dashboardPort: dashboardPort,
                 servePort: servePort, insecure: insecure, tokenFile: head ? tokenFile : nil,
                 token: head ? nil : try AuthToken.resolve(tokenFile: tokenFile),
-                serveGuard: Self.serveGuard(), fingerprint: try ClusterOptions.pin(fingerprint),
-                trust: .init(onFirstUse: trustOnFirstUse))
+                serveGuard: Self.serveGuard(), fingerprint: try certificate.pin(),
+                trust: certificate.trust)
             let node = try await HostNode.up(configuration) { Terminal.error($0) }
             if json {
                 try Terminal.json(

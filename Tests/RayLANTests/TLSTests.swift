@@ -138,7 +138,11 @@ struct TLSTests {
         try await Self.withIdentities(2) { identities, folder in
             try await FakeHTTPServer.with([.init(status: 200, body: "{}")]) { server in
                 let knownHosts = KnownHosts(file: folder.appendingPathComponent("known_hosts").path)
-                let port = try await Self.withFront(identities[0], upstream: server.port) { port in
+                // Below the system's range for outgoing connections, so that no connection's own end takes the port
+                // between the two fronts.
+                var fixed = Int.random(in: 20_000..<30_000)
+                while !FreePort.isFree(fixed, on: "127.0.0.1") { fixed = Int.random(in: 20_000..<30_000) }
+                let port = try await Self.withFront(identities[0], upstream: server.port, port: fixed) { port in
                     let address = try ClusterAddress(parsing: "https://127.0.0.1:\(port)")
                     let unknown = try await #require(throws: ClusterError.self) {
                         try await Self.get(address, trust: .init(knownHosts: knownHosts))
@@ -267,30 +271,16 @@ struct TLSTests {
         var attempt = 0
         while true {
             attempt += 1
-            let (ready, continuation) = AsyncStream<Int>.makeStream()
-            let task = Task {
-                defer { continuation.finish() }
-                try await front.run { continuation.yield($0[0]) }
-            }
-            var iterator = ready.makeAsyncIterator()
-            guard let bound = await iterator.next() else {
-                if case .failure(let error as IOError) = await task.result, error.errnoCode == EADDRINUSE, attempt < 50
-                {
-                    try await Task.sleep(for: .milliseconds(100))
-                    continue
-                }
-                try await task.value
-                throw FakeHTTPServer.FakeServerError(message: "the TLS front did not start")
-            }
+            let started = LockedBox(false)
             do {
-                let result = try await body(bound)
-                task.cancel()
-                _ = await task.result
-                return result
-            } catch {
-                task.cancel()
-                _ = await task.result
-                throw error
+                return try await front.whileRunning { ports in
+                    started.withLock { $0 = true }
+                    return try await body(ports[0])
+                }
+            } catch let error as IOError
+                where error.errnoCode == EADDRINUSE && !started.withLock({ $0 }) && attempt < 50
+            {
+                try await Task.sleep(for: .milliseconds(100))
             }
         }
     }

@@ -19,22 +19,13 @@ extension Benchmark {
         let front = TLSFront(
             routes: [.init(listenHost: "127.0.0.1", port: 0, upstreamHost: endpoint.host, upstreamPort: endpoint.port)],
             certificateFile: identity.certificateFile, keyFile: identity.keyFile)
-        let (ready, continuation) = AsyncStream<Int>.makeStream()
-        let task = Task {
-            defer { continuation.finish() }
-            try await front.run { continuation.yield($0[0]) }
+        return try await front.whileRunning { ports in
+            var sealed = endpoint
+            sealed.scheme = "https"
+            sealed.host = "127.0.0.1"
+            sealed.port = ports[0]
+            sealed.pin = identity.pin
+            return try await body(sealed)
         }
-        defer { task.cancel() }
-        var iterator = ready.makeAsyncIterator()
-        guard let port = await iterator.next() else {
-            try await task.value
-            throw TLSError(.frontFailed, "The TLS front for the benchmark's TLS variant did not start")
-        }
-        var sealed = endpoint
-        sealed.scheme = "https"
-        sealed.host = "127.0.0.1"
-        sealed.port = port
-        sealed.pin = identity.pin
-        return try await body(sealed)
     }
 }

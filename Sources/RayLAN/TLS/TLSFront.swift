@@ -137,6 +137,32 @@ public struct TLSFront: Sendable {
         }
     }
 
+    /// Runs the front while `body` runs, with the bound ports (in the order of ``routes``), and stops it (its
+    /// listeners closed) when `body` returns or throws.
+    /// - Throws: what ``run(ready:)`` throws before it listens, or `body`'s error.
+    public func whileRunning<Result: Sendable>(_ body: ([Int]) async throws -> Result) async throws -> Result {
+        let (ready, continuation) = AsyncStream<[Int]>.makeStream()
+        let task = Task {
+            defer { continuation.finish() }
+            try await run { continuation.yield($0) }
+        }
+        var iterator = ready.makeAsyncIterator()
+        guard let ports = await iterator.next() else {
+            try await task.value
+            throw TLSError(.frontFailed, "The TLS front stopped before it listened")
+        }
+        do {
+            let result = try await body(ports)
+            task.cancel()
+            _ = await task.result
+            return result
+        } catch {
+            task.cancel()
+            _ = await task.result
+            throw error
+        }
+    }
+
     /// A connection as accepted, and whether it is within the bound (one that is not is already closed).
     struct Accepted: Sendable {
         var channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
