@@ -32,7 +32,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp("Concurrency levels: whole numbers ≥ 1, separated by commas.", valueName: "list"))
-    var concurrency = Counts([1, 4, 16, 64])
+    var concurrency = Counts([1, 4, 8, 16, 64])
     @Option(
         name: .long,
         help: ArgumentHelp(
@@ -336,6 +336,13 @@ struct BenchCommand: AsyncParsableCommand {
             "stage split at the best level (ms/image): "
                 + ["queue", "decode", "preprocess", "inference", "postprocess", "transport"]
                 .compactMap { stage in report.stageSplitMs[stage].map { "\(stage) \(f($0))" } }.joined(separator: ", "))
+        if let level = report.detectDefaults {
+            Terminal.out(
+                "raylan detect's defaults (\(level.concurrency) in flight × \(level.imagesPerRequest) images, replicas "
+                    + "\(report.knobs["replicas"] ?? "?") × \(report.knobs["cpus_per_replica"] ?? "?") CPU, batch "
+                    + "\(report.knobs["max_batch"] ?? "?")): \(f(level.imagesPerSecond)) images/s = "
+                    + "\(r(report.detectDefaultsVsUltralytics)) Ultralytics' predict loop")
+        }
         if let bestSetting = report.bestSetting {
             Terminal.out("best replicas × batch: \(bestSetting)")
         }

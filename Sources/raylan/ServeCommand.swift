@@ -44,18 +44,21 @@ struct DeploymentOptions: ParsableArguments {
     @Option(
         name: .long, parsing: .unconditional,
         help: ArgumentHelp(
-            "GPUs per replica, fractions allowed (default: 1 where a node has a GPU, else 0).", valueName: "f"))
+            "GPUs per replica, fractions allowed (default: 1 where a node has a GPU, else 0: replicas on CPUs).",
+            valueName: "f"))
     var gpusPerReplica: Double?
 
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Replicas: a number, or 'auto' for Serve's autoscaling (1 to 4). Default 1.", valueName: "n|auto"))
+            "Replicas: a number, or 'auto' for Serve's autoscaling (1 to 4). Default: fitted to the cluster, one "
+                + "per GPU, else one per CPU (at most 4) holding half the CPUs together.",
+            valueName: "n|auto"))
     var replicas: ReplicaCount?
 
     @Option(
         name: .long, parsing: .unconditional,
-        help: ArgumentHelp("Most images per dynamic batch (default 8).", valueName: "n"))
+        help: ArgumentHelp("Most images per dynamic batch (default: 16 on GPUs, 8 on CPUs).", valueName: "n"))
     var maxBatch: Int?
 
     @Option(
@@ -122,12 +125,12 @@ struct DeploymentOptions: ParsableArguments {
     /// `--key-file`'s key, when given.
     func key() throws -> ServiceKey? { try keyFile.map { try ServiceKey.read(file: $0) } }
 
-    /// The deployment for `model`, GPUs per replica defaulting to 1 where an alive node has a GPU, else 0.
+    /// The deployment for `model`: placed to fit the cluster (``RayCluster/defaultPlacement(gpusPerReplica:)``),
+    /// then each option given taking its place.
     func make(model: String, name: String?, on cluster: RayCluster) async throws -> DetectionDeployment {
-        let gpus: Double
-        if let gpusPerReplica { gpus = gpusPerReplica } else { gpus = await cluster.defaultGPUsPerReplica() }
-        var deployment = DetectionDeployment(
-            model: model, name: name, gpusPerReplica: gpus, imageSize: imgsz)
+        let placement = await cluster.defaultPlacement(gpusPerReplica: gpusPerReplica)
+        var deployment = DetectionDeployment(model: model, name: name, imageSize: imgsz).placed(placement)
+        if let gpusPerReplica { deployment.gpusPerReplica = gpusPerReplica }
         if let replicas { deployment.replicas = replicas.replicas }
         if let maxBatch { deployment.maxBatch = maxBatch }
         if let batchWaitMs { deployment.batchWaitMilliseconds = batchWaitMs }
@@ -148,8 +151,7 @@ struct DeploymentOptions: ParsableArguments {
     /// What a deployment's progress prints on stderr.
     static func announce(_ deployment: DetectionDeployment) {
         Terminal.error(
-            "Deploying '\(deployment.name)' (model \(deployment.model), \(Terminal.number(deployment.gpusPerReplica)) GPU "
-                + "per replica, batches up to \(deployment.maxBatch))…")
+            "Deploying '\(deployment.name)' (model \(deployment.model), \(deployment.placementDescription))…")
         if deployment.access == .open {
             Terminal.error(
                 "Warning: '\(deployment.name)' is deployed with --public: anyone who reaches Serve's port can use it "

@@ -15,16 +15,17 @@ extension RayClusterTests.Main {
             let json = folder.appendingPathComponent("bench.json")
             let result = try await CommandRunner.raylan(
                 [
-                    "bench", "--address", cluster.address.description, "--duration", "2", "--concurrency", "1,4",
-                    "--images-per-request", "1,4",
+                    "bench", "--address", cluster.address.description, "--duration", "2", "--concurrency", "1,8",
+                    "--images-per-request", "1,8", "--replicas", "1", "--max-batch", "8",
                     "--seed-images", "2", "--gpus-per-replica", "0", "--port", String(cluster.ray.ports.serve),
                     "--sweep-max-batch", "4,8", "--on-cluster-dir", folder.path, "--on-cluster-images", "36",
                     "--json", json.path,
                 ], timeout: .seconds(900))
             #expect(result.status == 0, "\(result)")
             for row in [
-                "(1) RayLAN end to end, 1 in flight", "(1) RayLAN end to end, 4 in flight",
-                "(1) RayLAN end to end, 4 in flight × 4", "(2) model only",
+                "(1) RayLAN end to end, 1 in flight", "(1) RayLAN end to end, 8 in flight",
+                "(1) RayLAN end to end, 8 in flight × 8", "(2) model only",
+                "raylan detect's defaults (8 in flight × 8 images, replicas 1 × 0.5 CPU, batch 8): ",
                 "(3) Ultralytics predict loop", "(4) seed's pattern", "(5) naive Ray Serve", "LAN bound", "client RSS",
                 "(1) at its best level, ultralytics backend", "(1) at its best level, original files",
                 "(1) at its best level, over TLS",
@@ -35,7 +36,13 @@ extension RayClusterTests.Main {
             }
             let report = try JSONDecoder().decode(BenchmarkReport.self, from: Data(contentsOf: json))
             #expect(
-                report.endToEnd.map { [$0.concurrency, $0.imagesPerRequest] } == [[1, 1], [4, 1], [1, 4], [4, 4]])
+                report.endToEnd.map { [$0.concurrency, $0.imagesPerRequest] } == [[1, 1], [8, 1], [1, 8], [8, 8]])
+            // raylan detect's own setting (8 requests in flight of 8 images) against Ultralytics' loop.
+            let detectDefaults = try #require(report.detectDefaults)
+            #expect(detectDefaults == report.endToEnd.last)
+            let loop = try #require(report.ultralyticsLoop?.imagesPerSecond)
+            let ratio = try #require(report.detectDefaultsVsUltralytics)
+            #expect(abs(ratio - detectDefaults.imagesPerSecond / loop) <= 1e-12 * ratio)
             // A multi-image request's images share a dynamic batch.
             #expect((report.endToEnd.last?.largestBatch ?? 0) > 1)
             #expect(report.endToEnd.allSatisfy { $0.images > 0 && $0.failures == 0 })

@@ -304,7 +304,7 @@ extension RayClusterTests.Main {
 
             let unknown = try await CommandRunner.raylan([
                 "serve", "deploy", "--address", address, "--model", "no-such-model-raylan.pt", "--gpus-per-replica",
-                "0",
+                "0", "--replicas", "1",
             ])
             #expect(unknown.status == 1, "\(unknown)")
             #expect(unknown.stderr.contains("'no-such-model-raylan' failed to deploy"), "\(unknown.stderr)")

@@ -164,14 +164,18 @@ extension OwnClusterTests {
                 status.applications[$0]?.deployedAppConfig?["args"]?["api_key"]?.stringValue
             }
             #expect(keys.count == 2 && keys.allSatisfy { $0.hasPrefix("rlk1.") }, "\(shown.stdout)")
+            // The plain detect placed the service to fit the cluster.
+            let token = try AuthToken.loadOrCreate(at: home.path + "/local-token")
+            let cpus = try await RayCluster.withConnection(to: ray.address, configuration: .init(token: token)) {
+                try await $0.state().nodes.filter(\.isAlive).reduce(0) { $0 + $1.cpus.total }
+            }
+            PlacementTests.expectFitted(status.applications["shapes-yolo11n"], cpus: cpus)
             let watch = try await CommandRunner.raylan(["status", "--json"], environment: environment)
             for key in keys {
                 for output in [hidden, watch, detect, call] { #expect(!output.stdout.contains(key)) }
                 #expect(!detect.stderr.contains(key) && !call.stderr.contains(key))
             }
             // The cluster's token neither: it is in RayLAN's 0600 token file only.
-            let token = try String(contentsOfFile: home.path + "/local-token", encoding: .utf8)
-                .trimmingCharacters(in: .whitespacesAndNewlines)
             var files = 0
             let walker = FileManager.default.enumerator(atPath: ray.temporaryDirectory)
             while let name = walker?.nextObject() as? String {
@@ -182,7 +186,7 @@ extension OwnClusterTests {
                 else { continue }
                 files += 1
                 for key in keys { #expect(data.range(of: Data(key.utf8)) == nil, "a service key in \(path)") }
-                #expect(data.range(of: Data(token.utf8)) == nil, "the cluster's token in \(path)")
+                #expect(data.range(of: Data(token.value.utf8)) == nil, "the cluster's token in \(path)")
             }
             #expect(files > 20, "the cluster's temp dir holds too few files to be its session folder")
         }

@@ -453,7 +453,8 @@ extension OwnClusterTests {
                 try #require(up2.status == 0, "\(up2)")
                 let restartOut = root.appendingPathComponent("restart-out")
                 let restartRun =
-                    ["detect", many.path, "--out", restartOut.path, "--gpus-per-replica", "0"] + Self.oneAtATime + auth
+                    ["detect", many.path, "--out", restartOut.path, "--gpus-per-replica", "0", "--replicas", "1"]
+                    + Self.oneAtATime + auth
                 async let cut = lab.raylan(on: "client", restartRun, home: clientHome, timeout: .seconds(900))
                 let begun = await eventually(timeout: .seconds(300)) {
                     DetectionJournal.read(restartOut.appendingPathComponent("detections.jsonl")).count >= 20

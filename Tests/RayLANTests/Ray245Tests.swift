@@ -66,6 +66,10 @@ extension RayClusterTests {
             let records = DetectionJournal.read(out.appendingPathComponent("detections.jsonl"))
             #expect(records.count == 12 && records.allSatisfy(\.succeeded), "\(records.compactMap(\.error))")
             #expect(records.allSatisfy { ($0.result?.detections.count ?? 0) > 0 })
+            // Placed to fit the 2-CPU cluster (fractional CPUs per replica) on 2.45 too.
+            PlacementTests.expectFitted(
+                try await cluster.withConnection { try await $0.serveStatus().applications["shapes-yolo11n"] },
+                cpus: 2)
             // A video through the service's replicas (a DeploymentHandle from the session actor) with a tracker, and
             // a dataset read with Ray Data, both on 2.45.
             let (video, truth) = try await VideoFixture.make(in: out, frames: 20)

@@ -80,7 +80,7 @@ extension RayClusterTests.Main {
             let address = cluster.address.description
             let deployed = try await CommandRunner.raylan([
                 "serve", "deploy", "--address", address, "--model", DetectionTests.ptModel, "--name", "shapes-public",
-                "--public", "--gpus-per-replica", "0", "--port", String(cluster.ray.ports.serve),
+                "--public", "--gpus-per-replica", "0", "--replicas", "1", "--port", String(cluster.ray.ports.serve),
             ])
             #expect(deployed.status == 0, "\(deployed)")
             #expect(deployed.stderr.contains("--public"))

@@ -15,6 +15,11 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+# A job's entrypoint inherits OMP_NUM_THREADS=1 from Ray's job supervisor (an actor that holds no CPU), which would
+# hold torch to one thread. The references stand for a user's own loop run on the host, which has no such limit:
+# torch then takes the host's cores. (The seed's tasks keep Ray's setting: that is the seed's pattern.)
+if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") and os.environ.get("OMP_NUM_THREADS") == "1":
+    del os.environ["OMP_NUM_THREADS"]
 
 
 def load_images(folder: str, limit: int):

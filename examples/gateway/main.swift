@@ -17,7 +17,7 @@ let code = root.appendingPathComponent("examples/gateway/python")
 
 func run(_ cluster: RayCluster) async throws {
     let tasks = try await cluster.gateway(workingDirectory: code)
-    let hasGPU = await cluster.defaultGPUsPerReplica() > 0
+    let hasGPU = await cluster.defaultPlacement().gpusPerReplica > 0
     let gpus: ResourceRequest = hasGPU ? .gpus(1) : ResourceRequest()
 
     // 1. The seed's gpu_task, on a node with a GPU where the cluster has one.

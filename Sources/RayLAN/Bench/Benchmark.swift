@@ -10,7 +10,7 @@ import Foundation
 /// `raylan bench`: RayLAN's end-to-end detection rate next to the model's own limit, Ultralytics' predict
 /// loop, the seed's task-per-image pattern and naive Ray Serve — same cluster, model and images, one run.
 public struct Benchmark: Sendable {
-    /// Default: the knobs of ``DetectionDeployment``, 10 s per level, levels 1, 4, 16, 64.
+    /// Default: the knobs of ``DetectionDeployment``, 10 s per level, levels 1, 4, 8 (`raylan detect`'s), 16, 64.
     public struct Configuration: Sendable {
         public var deployment: DetectionDeployment
         public var images: [URL]
@@ -40,7 +40,7 @@ public struct Benchmark: Sendable {
 
         public init(
             deployment: DetectionDeployment, images: [URL], duration: Duration = .seconds(10),
-            concurrencyLevels: [Int] = [1, 4, 16, 64], seedImages: Int = 8, imagesPerRequest: [Int] = [1, 8]
+            concurrencyLevels: [Int] = [1, 4, 8, 16, 64], seedImages: Int = 8, imagesPerRequest: [Int] = [1, 8]
         ) {
             self.imagesPerRequest = imagesPerRequest
             self.deployment = deployment
@@ -440,6 +440,7 @@ public struct Benchmark: Sendable {
         var knobs = [
             "max_batch": String(deployment.maxBatch), "batch_wait_ms": String(deployment.batchWaitMilliseconds),
             "gpus_per_replica": String(deployment.gpusPerReplica),
+            "cpus_per_replica": String(deployment.cpusPerReplica),
         ]
         switch deployment.replicas {
         case .fixed(let count): knobs["replicas"] = String(count)

@@ -94,4 +94,19 @@ public struct BenchmarkReport: Sendable, Codable {
     public var bestSetting: String?
     /// The same images detected on the cluster (Ray Data) and streamed through the service; nil unless asked for.
     public var onCluster: OnCluster? = nil
+
+    /// (1) at `raylan detect`'s own setting (``DetectionRun/defaultConcurrency`` requests in flight of
+    /// ``DetectionRun/defaultImagesPerRequest`` images), when it was one of the levels measured.
+    public var detectDefaults: Level? {
+        endToEnd.first {
+            $0.concurrency == DetectionRun.defaultConcurrency
+                && $0.imagesPerRequest == DetectionRun.defaultImagesPerRequest
+        }
+    }
+
+    /// ``detectDefaults``' rate over Ultralytics' own predict loop's (3), when both were measured.
+    public var detectDefaultsVsUltralytics: Double? {
+        guard let level = detectDefaults, let loop = ultralyticsLoop?.imagesPerSecond, loop > 0 else { return nil }
+        return level.imagesPerSecond / loop
+    }
 }

@@ -181,6 +181,98 @@ public struct DetectionDeployment: Sendable, Hashable {
 }
 
 extension DetectionDeployment {
+    /// Replicas, what each holds and the largest batch, when nothing is asked for: fitted to the cluster's alive
+    /// nodes by ``fitting(_:gpusPerReplica:)`` (``RayCluster/defaultPlacement(gpusPerReplica:)`` reads them).
+    public struct Placement: Sendable, Hashable, CustomStringConvertible {
+        public var replicas: Int
+        public var gpusPerReplica: Double
+        public var cpusPerReplica: Double
+        public var maxBatch: Int
+
+        public init(replicas: Int, gpusPerReplica: Double, cpusPerReplica: Double, maxBatch: Int) {
+            self.replicas = replicas
+            self.gpusPerReplica = gpusPerReplica
+            self.cpusPerReplica = cpusPerReplica
+            self.maxBatch = maxBatch
+        }
+
+        /// The most replicas the rule places: on GPUs, one per GPU up to this; on CPUs, up to ``maxCPUReplicas``.
+        public static let maxGPUReplicas = 8
+        public static let maxCPUReplicas = 4
+        /// The largest batch of a fitted placement: on GPUs 16 (a GPU's forward pass gains from larger batches);
+        /// on CPUs 8 (2 replicas × batch 8 and × 16 measured alike on a 2-core host, and Ultralytics' own loop is
+        /// faster at 8 there; see `bench/README.md`).
+        public static let gpuMaxBatch = 16
+        public static let cpuMaxBatch = 8
+
+        /// The rule, from the alive nodes' totals rather than what is free at the moment, so that the same cluster
+        /// always gives the same deployment (a running service is kept, not redeployed):
+        /// - GPUs (where a node has one, unless `gpusPerReplica` is 0): one replica per whole GPU (at most
+        ///   ``maxGPUReplicas``), with `gpusPerReplica` (default 1) and 1 CPU each;
+        /// - CPUs only: one replica per CPU (at most ``maxCPUReplicas``), together holding half the CPUs (at least a
+        ///   quarter CPU each), so that the other half stays free for `--on-cluster` runs and sessions. A replica
+        ///   holding less than 2 CPUs computes with one thread (Ray sets `OMP_NUM_THREADS` to its whole CPUs), so
+        ///   the replicas together use the cores one thread each;
+        /// - batches of up to ``gpuMaxBatch`` images on GPUs, ``cpuMaxBatch`` on CPUs.
+        /// With no alive node (a state that could not be read): one replica, no GPU, 1 CPU.
+        public static func fitting(_ nodes: [NodeInfo], gpusPerReplica: Double? = nil) -> Placement {
+            let alive = nodes.filter(\.isAlive)
+            let gpus = alive.reduce(0) { $0 + Int($1.gpus.total.rounded(.down)) }
+            if gpus >= 1 && gpusPerReplica != 0 {
+                let each = gpusPerReplica ?? 1
+                let replicas = min(max(Int((Double(gpus) / each).rounded(.down)), 1), maxGPUReplicas)
+                return Placement(replicas: replicas, gpusPerReplica: each, cpusPerReplica: 1, maxBatch: gpuMaxBatch)
+            }
+            let cpus = alive.reduce(0) { $0 + $1.cpus.total }
+            guard cpus > 0 else {
+                return Placement(replicas: 1, gpusPerReplica: 0, cpusPerReplica: 1, maxBatch: cpuMaxBatch)
+            }
+            let replicas = min(max(Int(cpus.rounded(.down)), 1), maxCPUReplicas)
+            let quarters = (cpus / 2 / Double(replicas) * 4).rounded(.down)
+            return Placement(
+                replicas: replicas, gpusPerReplica: 0, cpusPerReplica: max(quarters, 1) / 4, maxBatch: cpuMaxBatch)
+        }
+
+        /// E.g. `2 replicas × 0.5 CPU, batches up to 8` or `1 replica × 1 GPU + 1 CPU, batches up to 16`.
+        public var description: String {
+            DetectionDeployment.describe(
+                .fixed(replicas), gpusPerReplica: gpusPerReplica, cpusPerReplica: cpusPerReplica, maxBatch: maxBatch)
+        }
+    }
+
+    /// Its replicas, what each holds and the largest batch, as ``Placement/description`` says them (with
+    /// autoscaling: `1–4 replicas (autoscaling) × …`).
+    public var placementDescription: String {
+        Self.describe(replicas, gpusPerReplica: gpusPerReplica, cpusPerReplica: cpusPerReplica, maxBatch: maxBatch)
+    }
+
+    static func describe(_ replicas: Replicas, gpusPerReplica: Double, cpusPerReplica: Double, maxBatch: Int)
+        -> String
+    {
+        let each =
+            gpusPerReplica > 0
+            ? "\(Formatting.number(gpusPerReplica)) GPU + \(Formatting.number(cpusPerReplica)) CPU"
+            : "\(Formatting.number(cpusPerReplica)) CPU"
+        let count =
+            switch replicas {
+            case .fixed(let count): "\(count) replica\(count == 1 ? "" : "s")"
+            case .auto(let low, let high): "\(low)–\(high) replicas (autoscaling)"
+            }
+        return "\(count) × \(each), batches up to \(maxBatch)"
+    }
+
+    /// This deployment with `placement`'s replicas, GPUs, CPUs and largest batch.
+    public func placed(_ placement: Placement) -> DetectionDeployment {
+        var placed = self
+        placed.replicas = .fixed(placement.replicas)
+        placed.gpusPerReplica = placement.gpusPerReplica
+        placed.cpusPerReplica = placement.cpusPerReplica
+        placed.maxBatch = placement.maxBatch
+        return placed
+    }
+}
+
+extension DetectionDeployment {
     /// Which model a service runs, whatever its application's name: what `detect` compares before reusing a
     /// running service, and what each line of `detections.jsonl` records.
     ///

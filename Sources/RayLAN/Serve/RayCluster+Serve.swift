@@ -103,11 +103,25 @@ extension RayCluster {
             remedy: "Leave --key-file and --public out: clients with the cluster's token derive the key themselves.")
     }
 
-    /// GPUs per replica when none is asked for: 1 where an alive node has a GPU, else 0 (a CPU-only cluster,
-    /// or a state that could not be read).
-    public func defaultGPUsPerReplica() async -> Double {
-        let hasGPU = (try? await state().nodes.contains { $0.isAlive && $0.gpus.total >= 1 }) ?? false
-        return hasGPU ? 1 : 0
+    /// The detection service's placement when none is asked for, fitted to this cluster's alive nodes
+    /// (``DetectionDeployment/Placement/fitting(_:gpusPerReplica:)``: one replica per GPU, else CPU replicas
+    /// holding half the CPUs; batches of 16 on GPUs, 8 on CPUs). A state that cannot be read gives one replica
+    /// with 1 CPU; a cluster that has just started may list no alive node (or one without its resources yet)
+    /// for a moment, so it is asked again for up to `wait`.
+    /// - Parameters:
+    ///   - gpusPerReplica: as asked (0 places on CPUs even where a node has a GPU); nil: 1 where a node has a GPU.
+    ///   - wait: how long to ask again while no alive node with CPUs or GPUs is listed. Default 10 s.
+    public func defaultPlacement(
+        gpusPerReplica: Double? = nil, wait: Duration = .seconds(10)
+    ) async -> DetectionDeployment.Placement {
+        let deadline = ContinuousClock.now.advanced(by: wait)
+        var nodes = (try? await state().nodes) ?? []
+        func listed(_ nodes: [NodeInfo]) -> Bool { nodes.contains { $0.isAlive && $0.cpus.total + $0.gpus.total > 0 } }
+        while !listed(nodes) && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(500))
+            nodes = (try? await state().nodes) ?? []
+        }
+        return DetectionDeployment.Placement.fitting(nodes, gpusPerReplica: gpusPerReplica)
     }
 
     /// Polls until application `name` is RUNNING.
