@@ -123,22 +123,40 @@ extension RayCluster {
         return try await jobRequest(.POST, id, "/stop", what: "Stopping job '\(id)'", as: Answer.self).stopped
     }
 
-    /// Deletes a finished job's record and logs.
+    /// Deletes a finished job's record and logs, and returns once the record stays gone.
     ///
-    /// - Warning: Deleting a job seconds after it was stopped can leave a FAILED record behind (seen on
-    ///   Ray 2.60): Ray's job supervisor may still be exiting and writes its record again after the delete.
-    ///   Deleting it once more removes it.
+    /// Ray's job supervisor may still be exiting for a few seconds after its job ended, and then writes the
+    /// job's record again after a delete (seen on Ray 2.60, also for a job that succeeded): so a deleted job is
+    /// looked up again every half second, deleted once more when it is back, and the call returns once it
+    /// has been gone for `settle` (at most 10 s more).
     /// - Throws: ``JobError`` (`notFound`, `notTerminal` while it runs).
     @discardableResult
-    public func deleteJob(_ id: String) async throws -> Bool {
+    public func deleteJob(_ id: String, settle: Duration = .seconds(2)) async throws -> Bool {
         struct Answer: Decodable { var deleted: Bool }
-        return try await jobRequest(.DELETE, id, what: "Deleting job '\(id)'", as: Answer.self) { response in
-            if [400, 500].contains(response.status) && RaySays.jobNotTerminal(response.text) {
-                throw JobError(
-                    .notTerminal, "Job '\(id)' is still running and cannot be deleted",
-                    remedy: "Stop it first with 'raylan job stop \(id)'.", responseBody: response.text)
+        func delete() async throws -> Bool {
+            try await jobRequest(.DELETE, id, what: "Deleting job '\(id)'", as: Answer.self) { response in
+                if [400, 500].contains(response.status) && RaySays.jobNotTerminal(response.text) {
+                    throw JobError(
+                        .notTerminal, "Job '\(id)' is still running and cannot be deleted",
+                        remedy: "Stop it first with 'raylan job stop \(id)'.", responseBody: response.text)
+                }
+            }.deleted
+        }
+        guard try await delete() else { return false }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: settle + .seconds(10))
+        var goneSince = clock.now
+        while clock.now - goneSince < settle && clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(500))
+            do {
+                _ = try await job(id)
+                _ = try? await delete()  // written again by its exiting supervisor
+                goneSince = clock.now
+            } catch let error as JobError where error.code == .notFound {
+                continue
             }
-        }.deleted
+        }
+        return true
     }
 
     /// The job's whole driver log so far.
