@@ -52,7 +52,7 @@ struct DeploymentOptions: ParsableArguments {
         name: .long,
         help: ArgumentHelp(
             "Replicas: a number, or 'auto' for Serve's autoscaling (1 to 4). Default: fitted to the cluster, one "
-                + "per GPU, else one per CPU (at most 4) holding half the CPUs together.",
+                + "per GPU, else one per CPU (at most 4) holding a quarter of the CPUs together.",
             valueName: "n|auto"))
     var replicas: ReplicaCount?
 

@@ -209,10 +209,11 @@ extension DetectionDeployment {
         /// always gives the same deployment (a running service is kept, not redeployed):
         /// - GPUs (where a node has one, unless `gpusPerReplica` is 0): one replica per whole GPU (at most
         ///   ``maxGPUReplicas``), with `gpusPerReplica` (default 1) and 1 CPU each;
-        /// - CPUs only: one replica per CPU (at most ``maxCPUReplicas``), together holding half the CPUs (at least a
-        ///   quarter CPU each), so that the other half stays free for `--on-cluster` runs and sessions. A replica
-        ///   holding less than 2 CPUs computes with one thread (Ray sets `OMP_NUM_THREADS` to its whole CPUs), so
-        ///   the replicas together use the cores one thread each;
+        /// - CPUs only: one replica per CPU (at most ``maxCPUReplicas``), together holding a quarter of the CPUs
+        ///   (at least a quarter CPU each), so that the rest stays free for `--on-cluster` runs (a detector and a
+        ///   read beside it on each node) and sessions. A replica holding less than 2 CPUs computes with one thread
+        ///   (Ray sets `OMP_NUM_THREADS` to its whole CPUs), so the replicas together use the cores one thread
+        ///   each: what a replica holds is Ray's bookkeeping, not what it computes with;
         /// - batches of up to ``gpuMaxBatch`` images on GPUs, ``cpuMaxBatch`` on CPUs.
         /// With no alive node (a state that could not be read): one replica, no GPU, 1 CPU.
         public static func fitting(_ nodes: [NodeInfo], gpusPerReplica: Double? = nil) -> Placement {
@@ -228,7 +229,7 @@ extension DetectionDeployment {
                 return Placement(replicas: 1, gpusPerReplica: 0, cpusPerReplica: 1, maxBatch: cpuMaxBatch)
             }
             let replicas = min(max(Int(cpus.rounded(.down)), 1), maxCPUReplicas)
-            let quarters = (cpus / 2 / Double(replicas) * 4).rounded(.down)
+            let quarters = (cpus / 4 / Double(replicas) * 4).rounded(.down)
             return Placement(
                 replicas: replicas, gpusPerReplica: 0, cpusPerReplica: max(quarters, 1) / 4, maxBatch: cpuMaxBatch)
         }

@@ -105,7 +105,7 @@ extension RayCluster {
 
     /// The detection service's placement when none is asked for, fitted to this cluster's alive nodes
     /// (``DetectionDeployment/Placement/fitting(_:gpusPerReplica:)``: one replica per GPU, else CPU replicas
-    /// holding half the CPUs; batches of 16 on GPUs, 8 on CPUs). A state that cannot be read gives one replica
+    /// holding a quarter of the CPUs; batches of 16 on GPUs, 8 on CPUs). A state that cannot be read gives one replica
     /// with 1 CPU; a cluster that has just started may list no alive node (or one without its resources yet)
     /// for a moment, so it is asked again for up to `wait`.
     /// - Parameters:
