@@ -25,7 +25,7 @@ extension RayClusterTests.Main {
             for row in [
                 "(1) RayLAN end to end, 1 in flight", "(1) RayLAN end to end, 8 in flight",
                 "(1) RayLAN end to end, 8 in flight × 8", "(2) model only",
-                "raylan detect's defaults (8 in flight × 8 images, replicas 1 × 0.5 CPU, batch 8): ",
+                "raylan detect's defaults (8 in flight × 8 images, replicas 1 × 0.25 CPU, batch 8): ",
                 "(3) Ultralytics predict loop", "(4) seed's pattern", "(5) naive Ray Serve", "LAN bound", "client RSS",
                 "(1) at its best level, ultralytics backend", "(1) at its best level, original files",
                 "(1) at its best level, over TLS",
