@@ -153,10 +153,10 @@ struct JobSubmitCommand: AsyncParsableCommand {
         var wanted: [(String, Double)] = spec.resources.custom.map { ($0.key, $0.value) }
         if let gpus = spec.resources.gpus, gpus > 0 { wanted.append(("GPU", gpus)) }
         if let cpus = spec.resources.cpus, cpus > 0 { wanted.append(("CPU", cpus)) }
-        guard !wanted.isEmpty, let state = try? await cluster.state() else { return }
+        guard !wanted.isEmpty, let nodes = try? await cluster.nodes() else { return }
         for (name, amount) in wanted {
             let best =
-                state.nodes.filter(\.isAlive).map { node -> Double in
+                nodes.filter(\.isAlive).map { node -> Double in
                     switch name {
                     case "GPU": return node.gpus.total
                     case "CPU": return node.cpus.total

@@ -134,13 +134,15 @@ extension RayCluster {
     public func deleteJob(_ id: String, settle: Duration = .seconds(2)) async throws -> Bool {
         struct Answer: Decodable { var deleted: Bool }
         func delete() async throws -> Bool {
-            try await jobRequest(.DELETE, id, what: "Deleting job '\(id)'", as: Answer.self) { response in
+            let answer = try await jobRequest(.DELETE, id, what: "Deleting job '\(id)'", as: Answer.self) {
+                response in
                 if [400, 500].contains(response.status) && RaySays.jobNotTerminal(response.text) {
                     throw JobError(
                         .notTerminal, "Job '\(id)' is still running and cannot be deleted",
                         remedy: "Stop it first with 'raylan job stop \(id)'.", responseBody: response.text)
                 }
-            }.deleted
+            }
+            return answer.deleted
         }
         guard try await delete() else { return false }
         let clock = ContinuousClock()
@@ -154,6 +156,8 @@ extension RayCluster {
                 goneSince = clock.now
             } catch let error as JobError where error.code == .notFound {
                 continue
+            } catch {
+                break  // the delete itself was answered; a lookup that fails otherwise ends the wait
             }
         }
         return true

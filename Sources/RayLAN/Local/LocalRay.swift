@@ -336,7 +336,7 @@ extension RayCluster {
             let summary = try? JSONDecoder().decode(Summary.self, from: nodes.body)
             return summary?.data.summary.contains { $0.raylet?.state == .alive } ?? false
         }
-        guard let state = try? await state() else { return false }
-        return state.nodes.contains { $0.ip == node && $0.isAlive }
+        guard let listed = try? await self.nodes() else { return false }
+        return listed.contains { $0.ip == node && $0.isAlive }
     }
 }

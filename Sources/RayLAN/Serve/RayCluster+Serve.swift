@@ -105,23 +105,12 @@ extension RayCluster {
 
     /// The detection service's placement when none is asked for, fitted to this cluster's alive nodes
     /// (``DetectionDeployment/Placement/fitting(_:gpusPerReplica:)``: one replica per GPU, else CPU replicas
-    /// holding a quarter of the CPUs; batches of 16 on GPUs, 8 on CPUs). A state that cannot be read gives one replica
-    /// with 1 CPU; a cluster that has just started may list no alive node (or one without its resources yet)
-    /// for a moment, so it is asked again for up to `wait`.
-    /// - Parameters:
-    ///   - gpusPerReplica: as asked (0 places on CPUs even where a node has a GPU); nil: 1 where a node has a GPU.
-    ///   - wait: how long to ask again while no alive node with CPUs or GPUs is listed. Default 10 s.
-    public func defaultPlacement(
-        gpusPerReplica: Double? = nil, wait: Duration = .seconds(10)
-    ) async -> DetectionDeployment.Placement {
-        let deadline = ContinuousClock.now.advanced(by: wait)
-        var nodes = (try? await state().nodes) ?? []
-        func listed(_ nodes: [NodeInfo]) -> Bool { nodes.contains { $0.isAlive && $0.cpus.total + $0.gpus.total > 0 } }
-        while !listed(nodes) && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(500))
-            nodes = (try? await state().nodes) ?? []
-        }
-        return DetectionDeployment.Placement.fitting(nodes, gpusPerReplica: gpusPerReplica)
+    /// holding a quarter of the CPUs; batches of 16 on GPUs, 8 on CPUs). Nodes that cannot be read give one
+    /// replica with 1 CPU.
+    /// - Parameter gpusPerReplica: as asked (0 places on CPUs even where a node has a GPU); nil: 1 where a node
+    ///   has a GPU.
+    public func defaultPlacement(gpusPerReplica: Double? = nil) async -> DetectionDeployment.Placement {
+        DetectionDeployment.Placement.fitting((try? await nodes()) ?? [], gpusPerReplica: gpusPerReplica)
     }
 
     /// Polls until application `name` is RUNNING.

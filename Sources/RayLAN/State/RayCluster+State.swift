@@ -8,19 +8,25 @@ extension RayCluster {
     /// `/api/cluster_status` (`usageByNode`). Both are internal dashboard endpoints, read leniently.
     public func state() async throws -> ClusterState {
         let info = try await serverInfo()
+        async let nodes = self.nodes()
+        async let jobs = self.jobs()
+        let active = try await jobs.filter { !$0.status.isTerminal }
+        return try await ClusterState(server: info, nodes: nodes, activeJobs: active)
+    }
+
+    /// Every node with its resource use (``state()`` without the versions and jobs), alive ones first, the head
+    /// first among them.
+    public func nodes() async throws -> [NodeInfo] {
         async let listed: StateNodesResponse = getJSON("/api/v0/nodes?limit=10000", what: "GET /api/v0/nodes")
         async let summary: NodeSummaryResponse? = try? getJSON("/nodes?view=summary", what: "GET /nodes?view=summary")
         async let status: ClusterStatusResponse? = try? getJSON("/api/cluster_status", what: "GET /api/cluster_status")
-        async let jobs = self.jobs()
         let usage = await status?.data?.clusterStatus?.loadMetricsReport?.usageByNode ?? [:]
         let summaries = await Dictionary(
             (summary?.data.summary ?? []).compactMap { entry in entry.raylet?.nodeId.map { ($0, entry) } },
             uniquingKeysWith: { first, _ in first })
-        let nodes = try await listed.data.result.result.map {
+        return try await listed.data.result.result.map {
             Self.node(from: $0, summary: summaries[$0.node_id], usage: usage[$0.node_id] ?? [:])
         }.sorted { ($0.isAlive ? 0 : 1, $0.isHead ? 0 : 1, $0.ip) < ($1.isAlive ? 0 : 1, $1.isHead ? 0 : 1, $1.ip) }
-        let active = try await jobs.filter { !$0.status.isTerminal }
-        return ClusterState(server: info, nodes: nodes, activeJobs: active)
     }
 
     /// Joins the State API's node (exact resource names) with the dashboard's summary (host metrics, GPUs)
