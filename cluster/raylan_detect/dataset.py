@@ -48,7 +48,7 @@ import shutil
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
@@ -190,47 +190,107 @@ def resources(node: dict) -> dict:
     return node.get("Resources") or {}
 
 
-def plan_nodes(alive: list[dict], available: dict, gpus_per_actor: float | None,
-               cpus_per_actor: float | None) -> tuple[list[dict], list[dict], float, float]:
-    """From the alive nodes (ray.nodes()) and the cluster's free resources: the nodes that read files (a CPU
-    share), the nodes that can host a detector, the GPUs per detector (auto: 1 where the cluster has GPUs,
-    else 0) and the CPUs per detector (auto: AUTO_CPUS, or what is free beside one read, at least AUTO_MIN_CPUS).
-    Raises SessionError where the work would wait forever: no_node_fits (no node could ever run a detector or a
-    read), no_free_gpu (every GPU held, e.g. by a detection service), no_free_cpu (too few free CPUs for one
-    detector and one read at once)."""
+class Plan(NamedTuple):
+    """Where an on-cluster run works: see plan_nodes."""
+    #: The nodes that read files (a CPU share each).
+    readers: list[dict]
+    #: The nodes that can host a detector.
+    hosts: list[dict]
+    #: GPUs and CPUs per detector.
+    gpus: float
+    cpus: float
+    #: Detectors: a pool of this many (--actors), else one that grows from 1 to this many.
+    size: int
+
+
+def hundredths(value: float) -> int:
+    return math.floor(value * 100 + 1e-6)
+
+
+def room(free: dict[str, dict], hosts: list[dict], readers: list[dict], cpus: float, gpus: float,
+         per_node: int | None = None) -> int:
+    """How many detectors of `cpus` and `gpus` the hosts' free resources hold beside one read on one of the readers
+    (free: node id → its free resources), at most `per_node` on a node; 0 where no reader has room for a read.
+    Counted per node, in hundredths: a detector never spans two nodes."""
+    need_cpu, need_gpu, read = hundredths(cpus), hundredths(gpus), hundredths(READ_CPUS)
+
+    def held(cpu: int, gpu: int) -> int:
+        counts = [cpu // need_cpu if need_cpu else None, gpu // need_gpu if need_gpu else None, per_node]
+        counts = [count for count in counts if count is not None]
+        return min(counts) if counts else 1_000_000
+
+    best = 0
+    for reader in readers:
+        if hundredths(free.get(reader["NodeID"], {}).get("CPU", 0)) < read:
+            continue
+        total = 0
+        for host in hosts:
+            cpu = hundredths(free.get(host["NodeID"], {}).get("CPU", 0)) - (read if host["NodeID"] == reader["NodeID"]
+                                                                             else 0)
+            total += held(max(0, cpu), hundredths(free.get(host["NodeID"], {}).get("GPU", 0)))
+        best = max(best, total)
+    return best
+
+
+def plan_nodes(alive: list[dict], free: dict[str, dict], gpus_per_actor: float | None,
+               cpus_per_actor: float | None, actors: int | None) -> Plan:
+    """From the alive nodes (ray.nodes()) and each node's free resources (node id → resources): the nodes that
+    read files (a CPU share), the nodes that can host a detector, the GPUs per detector (auto: 1 where the cluster
+    has GPUs, else 0), the detectors (`actors`, else auto: as many as the GPUs hold, or one per CPU node, fewer
+    where fewer fit) and the CPUs per detector (auto: AUTO_CPUS, or what is free for them beside one read, at
+    least AUTO_MIN_CPUS). The detectors and one read must fit at once, each on one node: detectors that filled
+    every node would wait for their input forever. Raises SessionError where the work would wait forever:
+    no_node_fits (no node could ever run a detector or a read, or the nodes could never hold `actors` detectors
+    and a read), no_free_gpu (every GPU held, e.g. by a detection service), no_free_cpu (too few free CPUs)."""
     gpus = gpus_per_actor
     total_gpus = sum(resources(node).get("GPU", 0) for node in alive)
     if gpus is None:
         gpus = 1.0 if total_gpus > 0 else 0.0
-    if cpus_per_actor is None:
-        beside_a_read = math.floor((available.get("CPU", 0) - READ_CPUS) * 100) / 100
-        cpus_per_actor = max(AUTO_MIN_CPUS, min(AUTO_CPUS, beside_a_read))
+    least = AUTO_MIN_CPUS if cpus_per_actor is None else cpus_per_actor
     readers = [node for node in alive if resources(node).get("CPU", 0) >= READ_CPUS]
-    hosts = [node for node in alive if resources(node).get("CPU", 0) >= cpus_per_actor
-             and resources(node).get("GPU", 0) >= gpus]
+    hosts = [node for node in alive if resources(node).get("CPU", 0) >= least and resources(node).get("GPU", 0) >= gpus]
+    have = "; ".join(f"{node['NodeManagerAddress']}: CPU {resources(node).get('CPU', 0):g}, "
+                     f"GPU {resources(node).get('GPU', 0):g}" for node in alive) or "no alive nodes"
     if not readers or not hosts:
-        have = "; ".join(f"{node['NodeManagerAddress']}: CPU {resources(node).get('CPU', 0):g}, "
-                         f"GPU {resources(node).get('GPU', 0):g}" for node in alive)
         what = (f"{READ_CPUS:g} CPU to read files" if not readers
-                else f"{cpus_per_actor:g} CPU and {gpus:g} GPU for a detector")
-        raise SessionError("no_node_fits", f"no alive node has {what} ({have or 'no alive nodes'})",
+                else f"{least:g} CPU and {gpus:g} GPU for a detector")
+        raise SessionError("no_node_fits", f"no alive node has {what} ({have})",
                            remedy="Add a node that has them, or ask for less (--cpus-per-actor, --gpus-per-actor).")
-    if gpus > 0 and available.get("GPU", 0) < gpus:
+    totals = {node["NodeID"]: resources(node) for node in alive}
+    if actors is not None and room(totals, hosts, readers, least, gpus) < actors:
+        raise SessionError("no_node_fits", (
+            f"the nodes can never hold {actors} detectors of {least:g} CPU and {gpus:g} GPU and a read of "
+            f"{READ_CPUS:g} CPU at once, each on one node ({have})"),
+            remedy="Ask for fewer or smaller detectors (--actors, --cpus-per-actor, --gpus-per-actor), or add a node.")
+    if gpus > 0 and not any(free.get(node["NodeID"], {}).get("GPU", 0) >= gpus for node in hosts):
+        free_gpus = sum(free.get(node["NodeID"], {}).get("GPU", 0) for node in alive)
         raise SessionError("no_free_gpu", (
-            f"all of the cluster's {total_gpus:g} GPUs are in use ({available.get('GPU', 0):g} free, a detector needs "
-            f"{gpus:g}), so the detectors would wait for one"),
+            f"all of the cluster's {total_gpus:g} GPUs are in use ({free_gpus:g} free, a detector needs "
+            f"{gpus:g} on one node), so the detectors would wait for one"),
             remedy="Free one (a detection service holds its GPUs: 'raylan serve delete --name NAME'), share it "
                    "(--gpus-per-actor 0.5, with the service deployed at --gpus-per-replica 0.5), or run on CPUs "
                    "(--gpus-per-actor 0).")
-    need = cpus_per_actor + READ_CPUS
-    if available.get("CPU", 0) < need:
-        total = sum(resources(node).get("CPU", 0) for node in alive)
-        raise SessionError("no_free_cpu", (
-            f"the cluster has {available.get('CPU', 0):g} of its {total:g} CPUs free; a detector and a read need "
-            f"{need:g} at once, so the work would wait"),
-            remedy="Free some (a detection service holds CPUs: 'raylan serve delete --name NAME'), or ask for less "
-                   "(--cpus-per-actor 0.5).")
-    return readers, hosts, gpus, cpus_per_actor
+    wanted = actors or (max(1, int(sum(resources(node).get("GPU", 0) for node in hosts) // gpus)) if gpus
+                        else len(hosts))
+    choices = ([cpus_per_actor] if cpus_per_actor is not None else
+               [step / 100 for step in range(hundredths(AUTO_CPUS), hundredths(AUTO_MIN_CPUS) - 1, -1)])
+    # Not asked for a number of CPU detectors: one per node (each computes on one thread below 2 CPUs).
+    per_node = 1 if actors is None and gpus == 0 else None
+    rooms = [(cpus, room(free, hosts, readers, cpus, gpus, per_node)) for cpus in choices]
+    # The most detectors (up to those wanted; all of them for a pool of a given size), then the most CPUs each.
+    size = min(wanted, max(held for _, held in rooms))
+    if size >= (wanted if actors is not None else 1):
+        cpus = next(cpus for cpus, held in rooms if held >= size)
+        return Plan(readers, [node for node in hosts if resources(node).get("CPU", 0) >= cpus], gpus, cpus, size)
+    free_cpus = sum(free.get(node["NodeID"], {}).get("CPU", 0) for node in alive)
+    total = sum(resources(node).get("CPU", 0) for node in alive)
+    count = actors or 1
+    detectors = f"{count} detectors" if count > 1 else "a detector"
+    raise SessionError("no_free_cpu", (
+        f"the cluster has {free_cpus:g} of its {total:g} CPUs free; {detectors} of {least:g} CPU and a read need "
+        f"{count * least + READ_CPUS:g} at once, each on one node, so the work would wait"),
+        remedy="Free some (a detection service holds CPUs: 'raylan serve delete --name NAME'), or ask for less "
+               "(--actors, --cpus-per-actor 0.5).")
 
 
 def annotated_names(files: list[str]) -> dict[str, str]:
@@ -435,17 +495,21 @@ class DatasetSession(Session):
         return {**super().describe(), "model": self.model_id, "patterns": len(self.patterns)}
 
     # ------------------------------------------------------------------------------------ checking
-    def nodes(self) -> tuple[list[dict], list[dict], float, float]:
-        """(nodes that read files, nodes that can host a detector, GPUs and CPUs per detector): see plan_nodes. Where the
-        CPUs or GPUs are busy, waits up to RESOURCE_WAIT_S for them (the actors of a session that just ended take
-        a moment to go) before failing."""
+    def nodes(self) -> Plan | None:
+        """Where the run works: see plan_nodes. Where the CPUs or GPUs are busy, waits up to RESOURCE_WAIT_S for
+        them (the actors of a session that just ended take a moment to go) before failing; None when stopped
+        meanwhile."""
         import ray
+        from ray._private import state
 
         deadline, waited = time.monotonic() + RESOURCE_WAIT_S, False
         while True:
             try:
-                plan = plan_nodes([node for node in ray.nodes() if node.get("Alive")], ray.available_resources(),
-                                  self.gpus_per_actor, self.cpus_per_actor)
+                # Each node's free resources (a detector or a read runs on one node): Ray's developer API, in
+                # 2.45–2.60 (as raylan_doctor's probe reads it).
+                plan = plan_nodes([node for node in ray.nodes() if node.get("Alive")],
+                                  state.available_resources_per_node(), self.gpus_per_actor,
+                                  self.cpus_per_actor, self.actors)
                 if waited:
                     self.set_progress(waiting=None)
                 return plan
@@ -455,7 +519,7 @@ class DatasetSession(Session):
                 self.set_progress(phase="checking", waiting=busy.message)
                 waited = True
                 if self.stopping.wait(0.5):
-                    return [], [], 0.0, 0.0
+                    return None
 
     def check(self, readers: list[dict], hosts: list[dict]) -> list[str]:
         """Lists the inputs on every node that reads or hosts a detector; the files when all agree."""
@@ -580,9 +644,10 @@ class DatasetSession(Session):
 
         started = time.monotonic()
         self.set_progress(phase="checking")
-        readers, hosts, gpus, cpus = self.nodes()
-        if self.stopping.is_set():
+        plan = self.nodes()
+        if plan is None or self.stopping.is_set():
             return
+        readers, hosts, gpus, cpus = plan.readers, plan.hosts, plan.gpus, plan.cpus
         files = self.check(readers, hosts)
         if self.stopping.is_set():
             return
@@ -613,9 +678,7 @@ class DatasetSession(Session):
         try:
             if pending:
                 device = "cpu" if gpus == 0 else None
-                # Auto: as many detectors as the GPUs hold, or one per CPU node (torch uses the node's cores).
-                size = self.actors or (max(1, int(sum(resources(node).get("GPU", 0) for node in hosts) // gpus))
-                                       if gpus else len(hosts))
+                size = plan.size
                 context = ray.data.DataContext.get_current()
                 context.enable_progress_bars = False
                 if self.actors is not None:

@@ -91,17 +91,18 @@ def test_a_path_that_matches_nothing_on_some_node_or_on_any():
 
 def test_plan_nodes():
     cpu, gpu = node("10.0.0.1", "n1", cpus=8), node("10.0.0.2", "n2", cpus=8, gpus=2)
-    readers, hosts, gpus, cpus = plan_nodes([cpu, gpu], {"CPU": 16, "GPU": 2}, None, 1.0)
-    assert (readers, hosts, gpus, cpus) == ([cpu, gpu], [gpu], 1.0, 1.0)  # auto: the GPU where there is one
-    assert plan_nodes([cpu, gpu], {"CPU": 16, "GPU": 2}, 0, 1.0)[1:] == ([cpu, gpu], 0, 1.0)
+    idle = {"n1": {"CPU": 8}, "n2": {"CPU": 8, "GPU": 2}}
+    plan = plan_nodes([cpu, gpu], idle, None, 1.0, None)
+    assert plan == ([cpu, gpu], [gpu], 1.0, 1.0, 2)  # auto: the GPU node, a detector per GPU
+    assert plan_nodes([cpu, gpu], idle, 0, 1.0, None)[1:] == ([cpu, gpu], 0, 1.0, 2)  # one per CPU node
     with pytest.raises(SessionError, match="all of the cluster's 2 GPUs are in use") as failure:
-        plan_nodes([cpu, gpu], {"CPU": 16}, None, 1.0)  # a detection service holds both
+        plan_nodes([cpu, gpu], {"n1": {"CPU": 8}, "n2": {"CPU": 8}}, None, 1.0, None)  # a detection service holds both
     assert failure.value.code == "no_free_gpu"
     with pytest.raises(SessionError, match="no alive node has 1 CPU and 1 GPU") as failure:
-        plan_nodes([cpu], {"CPU": 8}, 1, 1.0)
+        plan_nodes([cpu], {"n1": {"CPU": 8}}, 1, 1.0, None)
     assert failure.value.code == "no_node_fits"
     with pytest.raises(SessionError) as failure:
-        plan_nodes([cpu], {"CPU": 1.0}, None, 1.0)
+        plan_nodes([cpu], {"n1": {"CPU": 1.0}}, None, 1.0, None)
     assert failure.value.code == "no_free_cpu" and "1.25" in failure.value.message
 
 
@@ -110,11 +111,36 @@ def test_plan_nodes_sizes_a_detector_to_the_free_cpus_when_none_is_asked_for(fre
     """The embedded cluster has 2 CPUs and a detection service holds one: a detector of 1 CPU and a read of 0.25
     would wait forever (no_free_cpu), so a detector not given --cpus-per-actor takes what is free beside a read."""
     small = node("127.0.0.1", "n1", cpus=2)
-    readers, hosts, gpus, cpus = plan_nodes([small], {"CPU": free}, None, None)
-    assert (readers, hosts, gpus, cpus) == ([small], [small], 0.0, chosen)
+    plan = plan_nodes([small], {"n1": {"CPU": free}}, None, None, None)
+    assert plan == ([small], [small], 0.0, chosen, 1)
     with pytest.raises(SessionError) as failure:
-        plan_nodes([small], {"CPU": 0.45}, None, None)  # not even the least detector beside a read
+        plan_nodes([small], {"n1": {"CPU": 0.45}}, None, None, None)  # not even the least detector beside a read
     assert failure.value.code == "no_free_cpu" and "0.5" in failure.value.message
+
+
+def test_plan_nodes_fits_the_detectors_and_a_read_on_each_nodes_free_cpus():
+    """Two 2-CPU nodes whose detection service replicas hold 1 CPU on each: the cluster has 2 CPUs free, but a
+    detector spans no two nodes. `--actors 2` sized from the cluster's total (1 CPU each) would fill both nodes and
+    leave no room for a read: the run would wait forever. Sized per node, each takes 0.75."""
+    head, worker = node("10.0.0.1", "n1", cpus=2), node("10.0.0.2", "n2", cpus=2)
+    half = {"n1": {"CPU": 1.0}, "n2": {"CPU": 1.0}}
+    assert plan_nodes([head, worker], half, None, None, 2)[2:] == (0.0, 0.75, 2)
+    # Asked for 1 CPU each, the same two detectors cannot have a read beside them now (the work would wait).
+    with pytest.raises(SessionError) as failure:
+        plan_nodes([head, worker], half, None, 1.0, 2)
+    assert failure.value.code == "no_free_cpu" and "2 detectors of 1 CPU" in failure.value.message
+    # Nor ever: four of 1 CPU fill both idle nodes.
+    idle = {"n1": {"CPU": 2.0}, "n2": {"CPU": 2.0}}
+    with pytest.raises(SessionError) as failure:
+        plan_nodes([head, worker], idle, None, 1.0, 4)
+    assert failure.value.code == "no_node_fits" and "4 detectors" in failure.value.message
+    assert plan_nodes([head, worker], idle, None, 1.0, 3)[2:] == (0.0, 1.0, 3)  # a read beside the third
+    # Not asked for a number: one per node where each has room, fewer where not (a pool that grows to them).
+    assert plan_nodes([head, worker], {"n1": {"CPU": 1.2}, "n2": {"CPU": 0.1}}, None, None, None)[2:] == (0.0, 0.95, 1)
+    # Where a GPU is free on one node only, the detectors are sized to that node.
+    gpus = [node("10.0.0.1", "n1", cpus=4, gpus=1), node("10.0.0.2", "n2", cpus=4, gpus=1)]
+    plan = plan_nodes(gpus, {"n1": {"CPU": 4, "GPU": 1}, "n2": {"CPU": 4, "GPU": 0}}, None, None, None)
+    assert plan[2:] == (1.0, 1.0, 1)
 
 
 def test_annotated_names_are_unique_only_where_stems_clash():
@@ -445,6 +471,18 @@ def test_with_a_service_holding_one_of_two_cpus_the_plain_run_sizes_its_detector
         assert (summary["succeeded"], summary["cpus_per_actor"], summary["gpus_per_actor"]) == (3, 0.75, 0.0)
     finally:
         cluster.kill(holder)
+    assert_detectors_released(cluster)
+
+
+def test_detectors_that_would_leave_no_room_for_a_read_are_refused_before_any_starts(cluster, tmp_path):
+    """The cluster's one node has 2 CPUs: two detectors of 1 CPU would hold both, and the reads that feed them could
+    never run. Refused at once with what to ask for, not left waiting."""
+    session = DatasetSession([str(path) for path in SAMPLES[:3]], str(MODEL), out_dir=str(tmp_path / "out"),
+                             backend="tensor", actors=2, cpus_per_actor=1)
+    session.start()
+    answer, _ = follow(local(session), timeout=60)
+    assert answer["state"] == "failed" and answer["error"]["code"] == "no_node_fits", answer
+    assert "2 detectors of 1 CPU" in answer["error"]["message"] and "--actors" in answer["error"]["remedy"]
     assert_detectors_released(cluster)
 
 

@@ -44,11 +44,12 @@ public struct OnClusterError: RayLANError, Sendable, Hashable, Codable {
         public static let modelNotOnEveryNode = Code(rawValue: "model_not_on_every_node")
         /// The detection service's model could not be found for a video's session.
         public static let modelNotFound = Code(rawValue: "model_not_found")
-        /// No alive node has the CPUs or GPUs one detector asks for.
+        /// No alive node has the CPUs or GPUs one detector asks for, or the nodes could never hold the detectors
+        /// asked for (`--actors`) and a read at once.
         public static let noNodeFits = Code(rawValue: "no_node_fits")
         /// Every GPU is held by other work (the detection service's replicas, say) for the whole wait.
         public static let noFreeGPU = Code(rawValue: "no_free_gpu")
-        /// Every CPU is held by other work for the whole wait.
+        /// Too few CPUs are free on the nodes for the detectors and a read, for the whole wait.
         public static let noFreeCPU = Code(rawValue: "no_free_cpu")
         /// The dataset's paths could not be listed on a node.
         public static let listingFailed = Code(rawValue: "listing_failed")
