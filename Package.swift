@@ -13,6 +13,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "RayLAN", targets: ["RayLAN"]),
+        .library(name: "RayLANDoctor", targets: ["RayLANDoctor"]),
+        .library(name: "RayLANBench", targets: ["RayLANBench"]),
         .library(name: "RayLANView", targets: ["RayLANView"]),
         .library(name: "RayLANTesting", targets: ["RayLANTesting"]),
         .executable(name: "raylan", targets: ["raylan"]),
@@ -57,6 +59,28 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // `raylan doctor`'s checks of a cluster and this machine. Nothing in RayLAN depends on them.
+        .target(
+            name: "RayLANDoctor",
+            dependencies: [
+                "RayLAN",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // `raylan bench`: RayLAN measured against its references. Nothing in RayLAN depends on it.
+        .target(
+            name: "RayLANBench",
+            dependencies: [
+                "RayLAN",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // libjpeg-turbo's TurboJPEG API (DCT-domain scaling), for DownscaledImage on Linux.
         .systemLibrary(
             name: "CTurboJPEG",
@@ -84,7 +108,7 @@ let package = Package(
         .executableTarget(
             name: "raylan",
             dependencies: [
-                "RayLAN", "RayLANView",
+                "RayLAN", "RayLANView", "RayLANDoctor", "RayLANBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -105,7 +129,8 @@ let package = Package(
         .testTarget(
             name: "RayLANTests",
             dependencies: [
-                "RayLAN", "RayLANView", "RayLANTesting", .product(name: "Crypto", package: "swift-crypto"),
+                "RayLAN", "RayLANView", "RayLANTesting", "RayLANDoctor", "RayLANBench",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],

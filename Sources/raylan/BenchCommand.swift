@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RayLAN
+import RayLANBench
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

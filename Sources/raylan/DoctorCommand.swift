@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RayLAN
+import RayLANDoctor
 
 struct DoctorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,6 +3,7 @@ import RayLANTesting
 import Testing
 
 @testable import RayLAN
+@testable import RayLANBench
 
 extension RayClusterTests.Main {
     @Suite("raylan bench")

@@ -3,6 +3,7 @@ import RayLANTesting
 import Testing
 
 @testable import RayLAN
+import RayLANDoctor
 
 extension RayClusterTests.Main {
     /// The built `raylan` binary against the shared cluster: stdout, stderr and exit codes.

@@ -3,6 +3,7 @@ import RayLANTesting
 import Testing
 
 @testable import RayLAN
+@testable import RayLANDoctor
 
 extension RayClusterTests.Main {
     /// The detection service on the shared local Ray (CPU): deployed from Swift, driven by `raylan detect`.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import RayLAN
+@testable import RayLANDoctor
 
 /// The doctor's report and checks without a cluster: numbering, JSON shape, lookup by kind, and how the
 /// GPU check picks what its summary shows.

@@ -3,6 +3,7 @@ import RayLANTesting
 import Testing
 
 @testable import RayLAN
+import RayLANDoctor
 
 extension OwnClusterTests {
     @Suite("The embedded local Ray (no address given)")

@@ -3,6 +3,7 @@ import RayLANTesting
 import Testing
 
 @testable import RayLAN
+@testable import RayLANDoctor
 
 /// Faults in a cluster's set-up that Ray reports only as text, fed Ray's own recorded words: recognised in
 /// `RaySays` (and nothing else is), and their remedy reaches a failed deploy's `ServeError` and `raylan doctor`'s

@@ -1,5 +1,6 @@
 import Foundation
 import RayLAN
+import RayLANDoctor
 import RayLANTesting
 import Testing
 

@@ -5,6 +5,7 @@
 #endif
 import Foundation
 import RayLAN
+import RayLANDoctor
 import Testing
 
 @Suite("LAN set-up without Ray: GPU selection, pinned ports, firewall rules, port probes")

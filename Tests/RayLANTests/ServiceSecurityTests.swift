@@ -4,6 +4,7 @@ import RayLANTesting
 import Testing
 
 @testable import RayLAN
+@testable import RayLANDoctor
 
 extension RayClusterTests.Main {
     /// The detection service on a shared LAN: a key on every route, the proxy's binding, bad requests that

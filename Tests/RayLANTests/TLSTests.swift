@@ -12,6 +12,7 @@ import RayLANTesting
 import Testing
 
 @testable import RayLAN
+@testable import RayLANDoctor
 
 /// The head's TLS identity and front, and the client's pin, on loopback. The front relays to a recording server
 /// (``FakeHTTPServer``, a stand-in for Ray's dashboard, which is not what these tests are about): what reaches it

@@ -4,26 +4,26 @@
 ///
 /// Where RayLAN meets one (a Serve deploy that fails, `raylan doctor`'s serve check), its remedy replaces the
 /// generic one ("fix the cause Ray gives"): Ray's traceback names a line of Ray's own code, not the fix.
-struct ClusterFault: Sendable, Hashable, CustomStringConvertible {
+package struct ClusterFault: Sendable, Hashable, CustomStringConvertible {
     /// Which fault this is.
-    struct Code: Hashable, Sendable, CustomStringConvertible {
+    package struct Code: Hashable, Sendable, CustomStringConvertible {
         private let name: String
         private init(_ name: String) { self.name = name }
-        var description: String { name }
+        package var description: String { name }
 
         /// Ray 2.45's Serve with protobuf 7: Serve reads `FieldDescriptor.label`, which protobuf 7 removed, so
         /// every deploy fails (`AttributeError: '…FieldDescriptor' object has no attribute 'label'`).
         static let protobufTooNew = Code("protobuf_too_new")
     }
 
-    let code: Code
+    package let code: Code
     /// What is wrong, in one sentence.
-    let cause: String
+    package let cause: String
     /// What fixes it, as the user does it.
-    let remedy: String
+    package let remedy: String
 
     /// The cause, then the remedy.
-    var description: String { sentence(cause, remedy: remedy) }
+    package var description: String { sentence(cause, remedy: remedy) }
 
     /// See ``Code/protobufTooNew``. Installing protobuf<7 is not enough on a running cluster: Serve's controller
     /// keeps the protobuf it loaded (a redeploy then fails the same way), so Ray is restarted too.

@@ -131,17 +131,17 @@ public final class RayCluster: Sendable {
     // MARK: HTTP
 
     /// A response: status, the whole body and the headers.
-    struct Response: Sendable {
-        var status: Int
-        var body: Data
-        var headers = HTTPHeaders()
-        var text: String { String(decoding: body, as: UTF8.self) }
+    package struct Response: Sendable {
+        package var status: Int
+        package var body: Data
+        package var headers = HTTPHeaders()
+        package var text: String { String(decoding: body, as: UTF8.self) }
     }
 
     /// Sends one request to the dashboard and returns status and body. Maps connection failures (a body that
     /// stalls for ``Configuration/Timeouts/read`` included) to `unreachable`, an answer over `maxResponseBytes`
     /// to `responseTooLarge`, and 401/403 to `unauthorized`/`forbidden`; every other status is the caller's.
-    func send(
+    package func send(
         _ method: HTTPMethod, _ path: String, body: Data? = nil, contentType: String = "application/json",
         timeout: Duration? = nil, maxResponseBytes: Int = 64 << 20
     ) async throws -> Response {
@@ -154,7 +154,7 @@ public final class RayCluster: Sendable {
     /// Sends one request to Serve's proxy at `endpoint` (`path` under its route prefix) and returns status and
     /// body. Connection failures become `unreachable` naming the Serve proxy; the dashboard's token is not
     /// sent (the proxy is a different server), and every status is the caller's to judge.
-    func send(
+    package func send(
         _ method: HTTPMethod, to endpoint: ServeEndpoint, _ path: String, body: Data? = nil,
         contentType: String = "application/json", timeout: Duration? = nil, maxResponseBytes: Int = 64 << 20
     ) async throws -> Response {

@@ -115,7 +115,7 @@ public struct DownscaledImage: Sendable, Hashable {
     }
 
     /// A JPEG starts with SOI and another marker.
-    static func isJPEG(_ data: Data) -> Bool {
+    package static func isJPEG(_ data: Data) -> Bool {
         data.starts(with: [0xFF, 0xD8, 0xFF])
     }
 

@@ -5,7 +5,9 @@ extension RayCluster {
     /// last log line that starts with `marker` and a space. The job is stopped when the wait times out.
     ///
     /// - Throws: ``JobError`` (`rejected`) naming the job when it did not succeed or printed no result.
-    func runForResult<Result: Decodable>(_ spec: JobSpec, marker: String, timeout: Duration) async throws -> Result {
+    package func runForResult<Result: Decodable>(_ spec: JobSpec, marker: String, timeout: Duration) async throws
+        -> Result
+    {
         let id = try await submit(spec).submissionID
         let info: JobInfo
         do {

@@ -131,7 +131,7 @@ public enum HostNetwork {
         return text(value)
     }
 
-    static func number(_ address: String) -> UInt32? {
+    package static func number(_ address: String) -> UInt32? {
         let parts = address.split(separator: ".", omittingEmptySubsequences: false).map { UInt32($0) }
         guard parts.count == 4, parts.allSatisfy({ ($0 ?? 256) < 256 }) else { return nil }
         return parts.reduce(0) { $0 << 8 | $1! }

@@ -16,15 +16,15 @@ import Subprocess
 
 extension ProcessGroup {
     /// What a short command printed and how it ended.
-    struct Captured: Sendable {
+    package struct Captured: Sendable {
         /// The exit code (128 + signal when a signal ended it); nil when it was killed at the timeout.
-        var status: Int32?
+        package var status: Int32?
         /// stdout and stderr together, as they were written (one pipe, as `2>&1`), decoded as UTF-8.
-        var output: String
+        package var output: String
     }
 
     /// The most output ``capture(_:environment:timeout:outputLimit:)`` collects by default: 4 MiB.
-    static let captureLimit = 4 << 20
+    package static let captureLimit = 4 << 20
 
     /// Runs a short command and returns what it printed and how it ended.
     ///
@@ -45,7 +45,7 @@ extension ProcessGroup {
     /// - Returns: Its status and output.
     /// - Throws: a ``LocalRayError``: `spawnFailed` when it cannot be started (or followed) at all,
     ///   `outputTooLarge` when it printed more than `outputLimit` bytes (its group is killed then).
-    static func capture(
+    package static func capture(
         _ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
         timeout: Duration = .seconds(30), outputLimit: Int = captureLimit
     ) async throws -> Captured {

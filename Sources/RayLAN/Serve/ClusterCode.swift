@@ -73,7 +73,7 @@ public struct ClusterCode: Sendable, Hashable {
     /// `raylan_detect/`, `raylan_gateway/`,
     /// `raylan_bench/`), `models/<file>` when the model is a local file, and `extra` files at the given
     /// relative paths. The caller removes it.
-    func stage(model: String?, extra: [(source: URL, path: String)] = []) throws -> (
+    package func stage(model: String?, extra: [(source: URL, path: String)] = []) throws -> (
         folder: URL, modelArgument: String?
     ) {
         let fileManager = FileManager.default

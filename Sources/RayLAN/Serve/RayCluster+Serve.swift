@@ -192,14 +192,14 @@ extension RayCluster {
     }
 
     /// The fault RayLAN knows in a failed application's messages (its own, and each deployment's), if any.
-    static func knownFault(_ app: ServeStatus.Application) -> ClusterFault? {
+    package static func knownFault(_ app: ServeStatus.Application) -> ClusterFault? {
         let messages = [app.message] + (app.deployments ?? [:]).values.sorted { $0.name < $1.name }.map(\.message)
         return RaySays.knownFault(in: messages.compactMap { $0 }.joined(separator: "\n"))
     }
 
     /// Ray's reason for a failed application: its own message ("Failed to update the deployments …") and, from
     /// each deployment's message (which holds the replica's traceback), the first line and the exception.
-    static func failureSummary(_ app: ServeStatus.Application) -> String {
+    package static func failureSummary(_ app: ServeStatus.Application) -> String {
         // Ray's traceback ends in a newline: trimmed, the remedy that follows stays on the exception's line.
         var parts = [app.message.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "no message from Ray"]
         for deployment in (app.deployments ?? [:]).values.sorted(by: { $0.name < $1.name }) {

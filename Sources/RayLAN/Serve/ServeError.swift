@@ -33,7 +33,7 @@ public struct ServeError: RayLANError, Sendable {
     public let message: String
     public let remedy: String?
 
-    init(_ code: Code, _ message: String, remedy: String? = nil) {
+    package init(_ code: Code, _ message: String, remedy: String? = nil) {
         self.code = code
         self.message = message
         self.remedy = remedy

@@ -13,7 +13,7 @@ extension RayLANError {
 }
 
 /// One sentence saying what failed, then the remedy.
-func sentence(_ message: String, remedy: String?) -> String {
+package func sentence(_ message: String, remedy: String?) -> String {
     guard let remedy, !remedy.isEmpty else { return message }
     let end = message.hasSuffix(".") || message.hasSuffix("?") ? "" : "."
     return "\(message)\(end) \(remedy)"

@@ -1,6 +1,6 @@
 extension Result where Failure == any Error {
     /// The value `body` returns, or the error it throws: the async form of `Result(catching:)`.
-    init(catching body: () async throws -> Success) async {
+    package init(catching body: () async throws -> Success) async {
         do {
             self = .success(try await body())
         } catch {

@@ -8,12 +8,12 @@
 
 /// IPv4 sockets that child processes do not inherit: a test or a command that spawns Ray while it holds
 /// a socket must not leave that socket (a bound port, a listener) alive in the child.
-enum Sockets {
+package enum Sockets {
     /// A TCP socket with close-on-exec set; -1 on failure.
-    static func tcp() -> Int32 { make(stream: true) }
+    package static func tcp() -> Int32 { make(stream: true) }
 
     /// A UDP socket with close-on-exec set; -1 on failure.
-    static func udp() -> Int32 { make(stream: false) }
+    package static func udp() -> Int32 { make(stream: false) }
 
     private static func make(stream: Bool) -> Int32 {
         #if canImport(Glibc)

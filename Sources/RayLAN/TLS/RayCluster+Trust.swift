@@ -23,7 +23,7 @@ extension RayCluster {
     /// - Returns: nil for the system's default settings.
     /// - Throws: ``ClusterError``: `certificateMismatch` or `certificateUnknown` (nothing was sent),
     ///   `notTLS`, `unreachable`, `knownHostsUnusable`.
-    func tlsConfiguration(for server: ClusterAddress) async throws -> TLSConfiguration? {
+    package func tlsConfiguration(for server: ClusterAddress) async throws -> TLSConfiguration? {
         let deciding = decider(for: server)
         let key = KnownHosts.key(deciding)
         // One decision per server, however many requests start at once; a failed one is tried again later.

@@ -1,4 +1,5 @@
 import Foundation
+import RayLAN
 
 /// What the doctor's probe job (`cluster/raylan_doctor/probe.py`) found on each alive node.
 public struct NodeProbe: Sendable, Hashable, Codable {

@@ -1,4 +1,5 @@
 import Foundation
+import RayLAN
 
 extension Benchmark {
     /// What the TLS variant is called in the report.

@@ -1,4 +1,5 @@
 import Foundation
+import RayLAN
 
 /// A benchmark that could not measure: no images to send, or a level at which every request failed.
 ///

@@ -1,4 +1,5 @@
 import Foundation
+import RayLAN
 
 /// The gateway's speed next to Ray Client's, in one run on the same cluster (`raylan bench --gateway`): no-op
 /// calls at 1 and 32 in flight (latency p50/p99, calls/s), and put and get MB/s at 1 MB and 100 MB.

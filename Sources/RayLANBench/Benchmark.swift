@@ -6,6 +6,7 @@
     import Musl
 #endif
 import Foundation
+import RayLAN
 
 /// `raylan bench`: RayLAN's end-to-end detection rate next to the model's own limit, Ultralytics' predict
 /// loop, the seed's task-per-image pattern and naive Ray Serve — same cluster, model and images, one run.

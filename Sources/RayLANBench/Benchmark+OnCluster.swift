@@ -1,4 +1,5 @@
 import Foundation
+import RayLAN
 
 extension Benchmark {
     /// Where and how many images the on-cluster figure uses (``Configuration/onCluster``).

@@ -1,4 +1,5 @@
 import Foundation
+import RayLAN
 
 extension Benchmark {
     /// Anonymous POSTs of `image` (no service key) to `endpoint`'s `/detect` at `rate` per second for

@@ -7,6 +7,7 @@
 #endif
 import Dispatch
 import Foundation
+import RayLAN
 
 /// A TCP connect to one port, telling an open port from a refused one (nothing listens, or a firewall
 /// rejects) and from a silent drop (a firewall discards the packets, so the connect times out).

@@ -1,5 +1,6 @@
 import Foundation
 import NIOHTTP1
+import RayLAN
 
 /// `raylan doctor`: eight checks, in order, of everything that broke the seed's LAN set-up, each with
 /// PASS / WARN / FAIL and a one-line remedy.

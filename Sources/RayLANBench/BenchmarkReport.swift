@@ -1,4 +1,5 @@
 import Foundation
+import RayLAN
 
 /// What `raylan bench` measured, with every figure's ratio to RayLAN's end-to-end rate.
 public struct BenchmarkReport: Sendable, Codable {

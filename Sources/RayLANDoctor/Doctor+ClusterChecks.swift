@@ -1,5 +1,6 @@
 import Foundation
 import NIOHTTP1
+import RayLAN
 
 extension Doctor {
     // MARK: 5. Versions
