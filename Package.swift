@@ -38,8 +38,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
+        // The module a user imports: RayLANCore and RayLANLocal, re-exported.
         .target(
             name: "RayLAN",
+            dependencies: ["RayLANCore", "RayLANLocal"],
+            swiftSettings: swiftSettings
+        ),
+        // Clusters and their HTTP interfaces, Serve, detection, the gateway, work on the cluster, TLS.
+        .target(
+            name: "RayLANCore",
             dependencies: [
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -52,10 +59,20 @@ let package = Package(
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
-                // Short commands run for their output (ProcessGroup.capture).
-                .product(name: "Subprocess", package: "swift-subprocess"),
                 // Client-side downscale of JPEGs (DownscaledImage); macOS uses ImageIO instead.
                 .target(name: "CTurboJPEG", condition: .when(platforms: [.linux])),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Ray processes on this machine: the embedded cluster, process groups, a Ray node on a LAN host.
+        .target(
+            name: "RayLANLocal",
+            dependencies: [
+                "RayLANCore",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                // Short commands run for their output (ProcessGroup.capture).
+                .product(name: "Subprocess", package: "swift-subprocess"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -129,7 +146,7 @@ let package = Package(
         .testTarget(
             name: "RayLANTests",
             dependencies: [
-                "RayLAN", "RayLANView", "RayLANTesting", "RayLANDoctor", "RayLANBench",
+                "RayLAN", "RayLANCore", "RayLANLocal", "RayLANView", "RayLANTesting", "RayLANDoctor", "RayLANBench",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

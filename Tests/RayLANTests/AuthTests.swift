@@ -10,7 +10,8 @@ import NIOHTTP1
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 extension OwnClusterTests {
     @Suite("Token authentication (Ray 2.60, RAY_AUTH_MODE=token)", .cluster(.tokenAuth))

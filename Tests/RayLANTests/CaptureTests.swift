@@ -9,7 +9,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// `ProcessGroup.capture`: short commands run with swift-subprocess in a process group of their own, killed as a
 /// group at the timeout.

@@ -9,7 +9,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// Nothing the cluster sends back is trusted as a path: a session's output names, downloaded against a fake gateway
 /// that plays the session (no Ray), land only inside the run's output folder, through a temporary file.

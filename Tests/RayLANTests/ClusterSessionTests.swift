@@ -2,7 +2,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// How the client follows a session's pages (``ClusterSession/follow(wait:line:progress:)``), against the golden
 /// pages of `contracts/` played by a fake gateway (nothing here is Ray).

@@ -2,7 +2,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// The golden wire examples in `contracts/` (made by `cluster/raylan_common/contract.py`, checked by
 /// `cluster/tests/test_contract.py`) decode into the Swift types and encode back to the same JSON, so that a

@@ -9,7 +9,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// Creates a file whose name is arbitrary bytes (Linux allows any but `/` and NUL).
 func createFile(named bytes: [UInt8], in folder: URL, contents: Data) throws {

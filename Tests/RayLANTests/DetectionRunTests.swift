@@ -2,7 +2,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 extension RayClusterTests.Main {
     /// The library's detect run (what `raylan detect` runs) against the shared local Ray.

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 @testable import RayLANDoctor
 
 /// The doctor's report and checks without a cluster: numbering, JSON shape, lookup by kind, and how the

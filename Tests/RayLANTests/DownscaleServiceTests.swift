@@ -2,7 +2,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 extension RayClusterTests.Main {
     /// `--max-side` against the shipped model on the shared local Ray: what the model answers for shrunk JPEGs.

@@ -2,7 +2,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// The client-side shrink of JPEGs (`--max-side`), the mapping of boxes back and the agreement measure, without a
 /// cluster.

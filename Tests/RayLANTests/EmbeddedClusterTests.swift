@@ -2,7 +2,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 import RayLANDoctor
 
 extension OwnClusterTests {

@@ -7,9 +7,10 @@ import Testing
 /// checks against the Python sources) named by the Swift error type that carries it.
 @Suite("Error codes: one spelling, shared with the cluster code")
 struct ErrorCodeTests {
-    /// Every `static let name = Code("raw")` (or `Code(rawValue:)`, `Self(…)`) in the library, by file.
+    /// Every `static let name = Code("raw")` (or `Code(rawValue:)`, `Self(…)`) in the library's targets (`Sources/`),
+    /// by file.
     static func declaredCodes() throws -> [(file: String, name: String, raw: String)] {
-        let root = TestEnvironment.packageRoot.appendingPathComponent("Sources/RayLAN")
+        let root = TestEnvironment.packageRoot.appendingPathComponent("Sources")
         let pattern = try NSRegularExpression(
             pattern: #"static let ([A-Za-z]+) = (?:Code|Self)\((?:rawValue: )?"([^"]+)""#)
         var found: [(String, String, String)] = []
@@ -61,7 +62,7 @@ struct ErrorCodeTests {
             contentsOf: TestEnvironment.packageRoot.appendingPathComponent("contracts/error_codes.json"))
         let sent = try JSONDecoder().decode([String: [String]].self, from: data)
         let declared = try Self.declaredCodes()
-        let root = TestEnvironment.packageRoot.appendingPathComponent("Sources/RayLAN")
+        let root = TestEnvironment.packageRoot.appendingPathComponent("Sources")
         for (type, codes) in sent {
             // The file that declares the type.
             let file = try #require(

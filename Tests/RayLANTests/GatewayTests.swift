@@ -4,7 +4,8 @@ import NIOHTTP1
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// The Python module the gateway tests call (`Tests/Fixtures/gateway/tasks.py`).
 enum GatewayFixture {

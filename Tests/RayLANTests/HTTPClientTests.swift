@@ -10,7 +10,8 @@ import NIOHTTP1
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// The HTTP client against servers that misbehave: a fake Python server plays each (nothing here is Ray).
 @Suite("The HTTP client: read timeout, size cap and retries")

@@ -2,7 +2,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 @testable import RayLANDoctor
 
 /// Faults in a cluster's set-up that Ray reports only as text, fed Ray's own recorded words: recognised in

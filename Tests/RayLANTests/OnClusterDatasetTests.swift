@@ -2,7 +2,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 extension RayClusterTests.Main {
     /// `--on-cluster` images: Ray Data on the cluster, the model in an actor pool, results written on the head.

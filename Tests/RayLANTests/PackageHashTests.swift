@@ -10,7 +10,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// The package URI and zip content must equal what Ray's own Python functions produce for the same
 /// directory, so Swift and Python clients share uploads.

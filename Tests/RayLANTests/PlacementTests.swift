@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 @Suite("The detection service's placement fitted to the cluster")
 struct PlacementTests {

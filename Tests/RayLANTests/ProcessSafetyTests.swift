@@ -9,7 +9,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// RayLAN never signals a process it did not start: a recorded pid counts only with its start time, boot
 /// and `--temp-dir=` argument; other processes count only with a `--<flag>=<temp dir>` argument; the

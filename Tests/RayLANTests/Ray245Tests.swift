@@ -3,7 +3,8 @@ import NIOHTTP1
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 extension RayClusterTests {
     @Suite("Compatibility with Ray 2.45.0 (the seed's version)", .cluster(.ray245))

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 @Suite("Ray versions and request gating")
 struct RayVersionTests {

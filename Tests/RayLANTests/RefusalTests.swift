@@ -2,7 +2,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// Refusals that must come before anything is written on the cluster, against a fake dashboard that answers
 /// a planned Serve status (nothing here is Ray): what is judged, and that no write request followed.

@@ -2,7 +2,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 extension RayClusterTests.Main {
     /// Faults and load against the real service: nothing lost, nothing answered twice. The figures these

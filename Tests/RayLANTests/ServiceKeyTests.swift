@@ -2,7 +2,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 @Suite("Service keys: derived from the cluster's token, kept as a verifier, hidden when printed")
 struct ServiceKeyTests {

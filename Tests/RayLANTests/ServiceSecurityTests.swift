@@ -3,7 +3,8 @@ import NIOHTTP1
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 @testable import RayLANDoctor
 
 extension RayClusterTests.Main {

@@ -2,7 +2,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// Small security rules that need no cluster: job logs made safe for a terminal, a head that never starts
 /// open unasked, a gateway without a key refused unless only this machine reaches it, and RayLAN's Python side

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// Serve, node and authentication states are open structs: Ray's strings in and out, unknown ones kept.
 @Suite("Open state types")

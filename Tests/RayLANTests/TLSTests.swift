@@ -11,7 +11,8 @@ import NIOCore
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 @testable import RayLANDoctor
 
 /// The head's TLS identity and front, and the client's pin, on loopback. The front relays to a recording server

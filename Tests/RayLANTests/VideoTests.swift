@@ -2,7 +2,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// Test videos and streams: a generated video of moving shapes with its ground truth, and an MJPEG server.
 enum VideoFixture {

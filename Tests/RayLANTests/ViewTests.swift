@@ -2,7 +2,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// Headless Chromium, driven by `scripts/browser_check.py`. A browser test that cannot run is a failure unless
 /// `RAYLAN_SKIP_BROWSER=1` is set (the README's test command installs Chromium where apt is).

@@ -8,7 +8,7 @@ cluster's PYTHONPATH (the proxy imports the callback before any application's wo
 imports nothing of RayLAN's and only the standard library and Starlette.
 
 A RayLAN service key on a cluster with a token is `rlk1.<salt>.<mac>` with mac = HMAC-SHA256(token,
-"raylan-service-key/v1/" + salt) as hex (Sources/RayLAN/Cluster/ServiceKey.swift derives it): the guard checks it
+"raylan-service-key/v1/" + salt) as hex (Sources/RayLANCore/Cluster/ServiceKey.swift derives it): the guard checks it
 with the cluster's token alone (RAY_AUTH_TOKEN, which Ray gives its worker processes), in constant time, with no
 state and no I/O. Each application still checks its own key (its verifier) behind the guard. Without a token
 (a cluster started with --insecure) the guard lets everything through: there is nothing to check against.

@@ -6,7 +6,8 @@
     import Musl
 #endif
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// A loopback port that refuses connections for as long as the test holds it: a socket keeps it bound but
 /// never listens, so a connection to it is refused, and no other server can take it meanwhile.

@@ -9,7 +9,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// A tiny HTTP/1.1 server in Python (the project's venv) that answers requests from a plan and records each
 /// request's arrival time. A fake only for what is not Ray: misbehaving servers and networks (a body that

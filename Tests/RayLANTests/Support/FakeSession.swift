@@ -2,7 +2,8 @@ import Foundation
 import RayLANTesting
 import Testing
 
-@testable import RayLAN
+@testable import RayLANCore
+@testable import RayLANLocal
 
 /// A session actor (``ClusterSession``) played by a ``FakeHTTPServer`` in the gateway's place: each of the
 /// session's calls is one `POST /actors/<id>/call`, answered from the plan in order and recorded (the method is in

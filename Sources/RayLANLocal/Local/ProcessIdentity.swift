@@ -6,6 +6,7 @@
     import Musl
 #endif
 import Foundation
+import RayLANCore
 
 /// What proves later that a pid still names the process RayLAN started: the process's start time and the
 /// boot it started in. A pid alone proves nothing: pids are reused, and after a restart the recorded pid

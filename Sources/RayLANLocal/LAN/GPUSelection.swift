@@ -1,4 +1,5 @@
 import Foundation
+import RayLANCore
 
 /// Which GPUs `raylan up` gives Ray: `all` (the default), the first `N`, or device indices `0,1`.
 ///

@@ -6,6 +6,7 @@
     import Musl
 #endif
 import Foundation
+import RayLANCore
 
 extension ProcessGroup {
     /// A cluster whose recorded leader was proven to be the `ray start` that RayLAN started, and what tells

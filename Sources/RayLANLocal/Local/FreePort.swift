@@ -5,6 +5,7 @@
 #elseif canImport(Musl)
     import Musl
 #endif
+import RayLANCore
 
 /// Free TCP ports, asked of the kernel by binding.
 enum FreePort {

@@ -6,6 +6,7 @@
     import Musl
 #endif
 import Foundation
+import RayLANCore
 
 /// This host's IPv4 addresses, and which of them faces a given peer.
 public enum HostNetwork {

@@ -6,6 +6,7 @@
     import Musl
 #endif
 import Foundation
+import RayLANCore
 
 /// Starting a command in a process group of its own, and ending a whole local Ray by its groups.
 ///

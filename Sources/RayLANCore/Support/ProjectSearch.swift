@@ -5,16 +5,16 @@ import Foundation
 /// Only the executable's folder and the folders above it are searched, never the current folder: a folder
 /// the user merely works in (a downloaded project, say) must not choose the Python that RayLAN runs or the
 /// code it deploys.
-enum ProjectSearch {
+package enum ProjectSearch {
     /// The folders to search from: the executable's (links resolved); none when its path is unknown.
-    static func startFolders(executablePath: String?) -> [String] {
+    package static func startFolders(executablePath: String?) -> [String] {
         guard let executablePath, !executablePath.isEmpty else { return [] }
         let resolved = URL(fileURLWithPath: executablePath).resolvingSymlinksInPath().path
         return [(resolved as NSString).deletingLastPathComponent]
     }
 
     /// The first folder, walking up from each start in turn, for which `matches` holds.
-    static func findUpward(from starts: [String], where matches: (String) -> Bool) -> String? {
+    package static func findUpward(from starts: [String], where matches: (String) -> Bool) -> String? {
         for start in starts {
             var folder = start
             while true {
@@ -28,7 +28,7 @@ enum ProjectSearch {
     }
 
     /// Where the search looked, for an error message.
-    static func describe(_ starts: [String]) -> String {
+    package static func describe(_ starts: [String]) -> String {
         starts.isEmpty
             ? "nowhere: this program's path is unknown" : "\(starts.joined(separator: " and ")) and the folders above"
     }

@@ -1,4 +1,5 @@
 import Foundation
+import RayLANCore
 
 /// How `raylan up` starts a Ray node on this host. Every parameter has a documented default.
 public struct HostNodeConfiguration: Sendable {

@@ -1,3 +1,4 @@
+import RayLANCore
 /// A record of a Ray that RayLAN started (`local-cluster.json`, `node.json`) that no longer describes it:
 /// its pid has exited or names another process (another start time, another boot, no `--temp-dir=` of
 /// RayLAN's in its command line), the record is too old to say, or its temp dir is not RayLAN's. Such a

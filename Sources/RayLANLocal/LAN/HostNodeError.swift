@@ -1,4 +1,5 @@
 import Foundation
+import RayLANCore
 
 /// A refusal of `raylan up` (``HostNode``) before or instead of starting Ray on this host: a node or a
 /// port already in use, versions that differ from the head's, a bad address or GPU selection, a head that

@@ -6,6 +6,7 @@
     import Musl
 #endif
 import Foundation
+import RayLANCore
 import Subprocess
 // `FilePath`, the type of `Executable.path(_:)`: Apple's System on Apple platforms, swift-system elsewhere.
 #if canImport(System)

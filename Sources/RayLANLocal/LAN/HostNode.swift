@@ -1,4 +1,6 @@
 import Foundation
+import NIOSSL
+import RayLANCore
 
 /// The Ray node that `raylan up` started on this host, a head or a node that joined one, recorded in
 /// `$RAYLAN_HOME/node.json` so that `raylan down` stops exactly it.

@@ -1,5 +1,6 @@
 import Foundation
 import NIOHTTP1
+import RayLANCore
 
 /// A private Ray that RayLAN started on this machine (`ray start --head --block` in its own process group,
 /// free or pinned ports, a short private temp dir), or a node that joined another cluster. Stopped by ``stop()``, which ends exactly its processes.

@@ -1,4 +1,5 @@
 import Foundation
+import RayLANCore
 
 /// A failure on this machine: finding the Python environment with Ray, starting a process, or starting
 /// the private local Ray (``LocalRay``, ``EmbeddedCluster``).

@@ -1,3 +1,4 @@
+import RayLANCore
 /// How to start a private Ray on this machine. Every parameter has a documented default.
 public struct LocalRayConfiguration: Sendable {
     /// The Python environment with Ray.

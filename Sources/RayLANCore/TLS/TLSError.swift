@@ -23,7 +23,7 @@ public struct TLSError: RayLANError, Sendable {
     /// What to do about it.
     public let remedy: String?
 
-    init(_ code: Code, _ message: String, remedy: String? = nil) {
+    package init(_ code: Code, _ message: String, remedy: String? = nil) {
         self.code = code
         self.message = message
         self.remedy = remedy

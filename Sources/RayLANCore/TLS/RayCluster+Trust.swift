@@ -147,7 +147,7 @@ extension RayCluster.TrustedServer {
 
 extension CertificatePin {
     /// The fingerprint of `certificate`; nil when it cannot be encoded.
-    init?(of certificate: NIOSSLCertificate) {
+    package init?(of certificate: NIOSSLCertificate) {
         guard let der = try? certificate.toDERBytes() else { return nil }
         self.init(certificateDER: der)
     }

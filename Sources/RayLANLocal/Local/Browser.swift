@@ -1,4 +1,5 @@
 import Foundation
+import RayLANCore
 
 /// The user's web browser.
 public enum Browser {

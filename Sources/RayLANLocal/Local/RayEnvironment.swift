@@ -1,4 +1,5 @@
 import Foundation
+import RayLANCore
 
 /// The Python environment whose `ray` command starts local clusters.
 public struct RayEnvironment: Sendable, Hashable {

@@ -1,3 +1,4 @@
+import RayLANCore
 /// The fixed port layout of a node that `raylan up` starts, so that a firewall can be written for it.
 ///
 /// With the GCS port `P` (default 6379), every node uses:

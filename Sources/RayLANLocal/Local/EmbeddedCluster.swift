@@ -6,6 +6,7 @@
     import Musl
 #endif
 import Foundation
+import RayLANCore
 
 /// RayLAN's default when no address is given: one private local Ray per user, recorded in a state file
 /// (`$RAYLAN_HOME/local-cluster.json`, default `~/.raylan`), started when none answers and left running

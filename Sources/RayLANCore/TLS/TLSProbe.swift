@@ -5,9 +5,9 @@ import NIOTLS
 
 /// One TLS handshake with a server, then the connection is closed: no request is sent. It tells which
 /// certificate the server presents, before any credential goes to it.
-enum TLSProbe {
+package enum TLSProbe {
     /// Why a probe ended without a finished handshake.
-    enum Failure: Error {
+    package enum Failure: Error {
         /// `decide` refused the certificate: the handshake was aborted.
         case refused
         /// The connection was made, and the handshake failed (not TLS, a protocol the two do not share, a
@@ -29,7 +29,7 @@ enum TLSProbe {
     ///   - decide: given the server's leaf certificate, whether to finish the handshake. Nil: the system's trust
     ///     store and the host name (or, for an IP address, the certificate's IP addresses) decide.
     /// - Returns: the leaf certificate the server presented (nil where the system decided).
-    static func handshake(
+    package static func handshake(
         host: String, port: Int, connectTimeout: Duration? = nil, timeout: Duration,
         decide: (@Sendable (NIOSSLCertificate) -> Bool)?
     ) async throws(Failure) -> NIOSSLCertificate? {

@@ -60,7 +60,7 @@ public struct ClusterError: RayLANError, Sendable {
     /// The cause, where there is one.
     public let underlying: (any Error & Sendable)?
 
-    init(
+    package init(
         _ code: Code, _ message: String, remedy: String? = nil, status: Int? = nil,
         responseBody: String? = nil, underlying: (any Error & Sendable)? = nil
     ) {
