@@ -38,13 +38,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
-        // The module a user imports: RayLANCore and RayLANLocal, re-exported.
+        // The module a user imports: the targets below, re-exported.
         .target(
             name: "RayLAN",
-            dependencies: ["RayLANCore", "RayLANLocal"],
+            dependencies: ["RayLANCore", "RayLANGateway", "RayLANDetection", "RayLANLocal"],
             swiftSettings: swiftSettings
         ),
-        // Clusters and their HTTP interfaces, Serve, detection, the gateway, work on the cluster, TLS.
+        // Clusters and their HTTP interfaces (dashboard: Jobs, packages, state; Serve), TLS, the applications' deploys.
         .target(
             name: "RayLANCore",
             dependencies: [
@@ -59,6 +59,31 @@ let package = Package(
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Remote functions, actors and objects through the gateway application.
+        .target(
+            name: "RayLANGateway",
+            dependencies: [
+                "RayLANCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Detection: streamed images (the client of the detection service) and work on the cluster (videos, live
+        // streams and datasets, followed through the gateway's session actors).
+        .target(
+            name: "RayLANDetection",
+            dependencies: [
+                "RayLANCore", "RayLANGateway",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 // Client-side downscale of JPEGs (DownscaledImage); macOS uses ImageIO instead.
                 .target(name: "CTurboJPEG", condition: .when(platforms: [.linux])),
             ],
@@ -146,7 +171,8 @@ let package = Package(
         .testTarget(
             name: "RayLANTests",
             dependencies: [
-                "RayLAN", "RayLANCore", "RayLANLocal", "RayLANView", "RayLANTesting", "RayLANDoctor", "RayLANBench",
+                "RayLAN", "RayLANCore", "RayLANGateway", "RayLANDetection", "RayLANLocal", "RayLANView",
+                "RayLANTesting", "RayLANDoctor", "RayLANBench",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -11,6 +11,8 @@ import RayLANTesting
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 extension OwnClusterTests {

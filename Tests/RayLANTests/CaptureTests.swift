@@ -10,6 +10,8 @@ import RayLANTesting
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 /// `ProcessGroup.capture`: short commands run with swift-subprocess in a process group of their own, killed as a

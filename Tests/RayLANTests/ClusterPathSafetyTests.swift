@@ -10,6 +10,8 @@ import RayLANTesting
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 /// Nothing the cluster sends back is trusted as a path: a session's output names, downloaded against a fake gateway

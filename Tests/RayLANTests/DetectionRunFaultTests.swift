@@ -10,6 +10,8 @@ import RayLANTesting
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 /// Creates a file whose name is arbitrary bytes (Linux allows any but `/` and NUL).

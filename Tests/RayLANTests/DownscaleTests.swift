@@ -3,6 +3,8 @@ import RayLANTesting
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 /// The client-side shrink of JPEGs (`--max-side`), the mapping of boxes back and the agreement measure, without a

@@ -5,6 +5,8 @@ import RayLANTesting
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 /// The Python module the gateway tests call (`Tests/Fixtures/gateway/tasks.py`).

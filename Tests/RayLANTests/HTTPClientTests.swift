@@ -11,6 +11,8 @@ import RayLANTesting
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 /// The HTTP client against servers that misbehave: a fake Python server plays each (nothing here is Ray).

@@ -11,6 +11,8 @@ import RayLANTesting
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 /// The package URI and zip content must equal what Ray's own Python functions produce for the same

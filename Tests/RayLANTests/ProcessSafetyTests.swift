@@ -10,6 +10,8 @@ import RayLANTesting
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 /// RayLAN never signals a process it did not start: a recorded pid counts only with its start time, boot

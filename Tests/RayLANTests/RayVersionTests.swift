@@ -2,6 +2,8 @@ import Foundation
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 @Suite("Ray versions and request gating")

@@ -3,6 +3,8 @@ import RayLANTesting
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 /// Refusals that must come before anything is written on the cluster, against a fake dashboard that answers

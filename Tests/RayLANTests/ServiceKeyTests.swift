@@ -3,6 +3,8 @@ import RayLANTesting
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 @Suite("Service keys: derived from the cluster's token, kept as a verifier, hidden when printed")

@@ -3,6 +3,8 @@ import RayLANTesting
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 /// Small security rules that need no cluster: job logs made safe for a terminal, a head that never starts

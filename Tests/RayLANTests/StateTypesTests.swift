@@ -2,6 +2,8 @@ import Foundation
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 /// Serve, node and authentication states are open structs: Ray's strings in and out, unknown ones kept.

@@ -3,6 +3,8 @@ import RayLANTesting
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 /// Headless Chromium, driven by `scripts/browser_check.py`. A browser test that cannot run is a failure unless

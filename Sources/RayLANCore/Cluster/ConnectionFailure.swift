@@ -11,7 +11,7 @@ import NIOPosix
 
 /// Why a request got no HTTP answer, told apart by the error values AsyncHTTPClient and SwiftNIO throw
 /// (never by their descriptions).
-enum ConnectionFailure: Equatable {
+package enum ConnectionFailure: Equatable {
     /// The host answered the connection attempt with a refusal: nothing listens on the port.
     case refused
     /// No answer to the connection attempt in time: a firewall may drop the packets.
@@ -32,7 +32,7 @@ enum ConnectionFailure: Equatable {
     /// Anything else; the description of the error, for the message only.
     case other(String)
 
-    init(_ error: any Error) {
+    package init(_ error: any Error) {
         if let error = error as? HTTPClientError {
             switch error {
             case .connectTimeout: self = .connectTimedOut

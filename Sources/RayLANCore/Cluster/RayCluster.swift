@@ -21,7 +21,7 @@ public final class RayCluster: Sendable {
     public let address: ClusterAddress
     /// The connection settings.
     public let configuration: Configuration
-    let logger: Logger
+    package let logger: Logger
     let http: HTTPClient
     private let cachedInfo = LockedBox<ServerInfo?>(nil)
     /// One turn-taker per server: at most ``Configuration/requestsInFlightPerServer`` requests on the wire to it.

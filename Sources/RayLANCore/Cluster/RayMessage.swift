@@ -2,8 +2,8 @@ import Foundation
 
 /// Pulls the human part out of a Ray error body: a JSON `message`/`msg`/`detail`, the last line of a
 /// Python traceback, or the text itself folded onto one line.
-enum RayMessage {
-    static func extract(from body: String, limit: Int = 500) -> String {
+package enum RayMessage {
+    package static func extract(from body: String, limit: Int = 500) -> String {
         let trimmed = body.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.isEmpty { return "(empty response)" }
         if let data = trimmed.data(using: .utf8),

@@ -312,7 +312,7 @@ extension ServeStatus.Application {
     }
 
     /// The model input size the application was deployed with (`args.imgsz`); nil: the model's own.
-    var deployedImageSize: Int? {
+    package var deployedImageSize: Int? {
         deployedAppConfig?["args"]?["imgsz"]?.doubleValue.map { Int($0) }
     }
 }

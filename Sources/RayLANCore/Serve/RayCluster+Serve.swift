@@ -42,7 +42,7 @@ extension RayCluster {
     /// already (nil: computed here, hashing a local model file). The identity goes into the application's
     /// config, and the deploy waits until Serve runs the application with that identity.
     @discardableResult
-    func deploy(
+    package func deploy(
         _ deployment: DetectionDeployment, identity: DetectionDeployment.ModelIdentity?, code: ClusterCode? = nil,
         httpPort: Int = 8000, httpHost: String? = nil, timeout: Duration = .seconds(600),
         progress: @Sendable (String) -> Void = { _ in }

@@ -2,7 +2,7 @@ import Foundation
 
 /// A Serve application that runs RayLAN's cluster code: the detection service and the gateway. Both are had
 /// one way, ``RayCluster/ensure(_:code:httpPort:httpHost:redeploy:timeout:progress:)``.
-protocol ServeApplication: Sendable {
+package protocol ServeApplication: Sendable {
     /// Serve's application name.
     var name: String { get }
     /// Who may call it.
@@ -20,26 +20,26 @@ protocol ServeApplication: Sendable {
 }
 
 extension ServeApplication {
-    var localModel: String? { nil }
-    var identity: DetectionDeployment.ModelIdentity? { nil }
-    func refusal(on cluster: RayCluster, serve: ServeStatus, httpHost: String?) -> (any Error)? { nil }
+    package var localModel: String? { nil }
+    package var identity: DetectionDeployment.ModelIdentity? { nil }
+    package func refusal(on cluster: RayCluster, serve: ServeStatus, httpHost: String?) -> (any Error)? { nil }
 }
 
 /// RayLAN's cluster code (with a model file) as a package on the cluster.
-struct StagedCode: Sendable, Hashable {
+package struct StagedCode: Sendable, Hashable {
     /// Which code and model: the cache's key in a connection.
-    struct Key: Sendable, Hashable {
-        var directory: String
-        var model: String?
+    package struct Key: Sendable, Hashable {
+        package var directory: String
+        package var model: String?
     }
 
     /// The package's URI, `gcs://_ray_pkg_<content hash>.zip`.
-    var uri: String
+    package var uri: String
     /// `models/<file>` when a model file travels in it; else nil.
-    var modelArgument: String?
+    package var modelArgument: String?
 
     /// `_ray_pkg_<content hash>.zip`.
-    var packageName: String { String(uri.dropFirst("gcs://".count)) }
+    package var packageName: String { String(uri.dropFirst("gcs://".count)) }
 }
 
 extension RayCluster {
@@ -53,7 +53,7 @@ extension RayCluster {
     ///   - redeploy: write the application even where Serve runs it as asked.
     /// - Returns: the application as Serve reports it, RUNNING.
     @discardableResult
-    func ensure(
+    package func ensure(
         _ application: some ServeApplication, code: ClusterCode? = nil, httpPort: Int, httpHost: String?,
         redeploy: Bool = false, timeout: Duration, progress: @Sendable (String) -> Void
     ) async throws -> ServeStatus.Application {
@@ -80,7 +80,7 @@ extension RayCluster {
     /// same model, share one staging.
     /// - Throws: ``ServeError`` (`invalidModel`: the model and code over Ray's upload cap), ``PackageError``,
     ///   ``ClusterError``.
-    func stageCode(_ code: ClusterCode, model: String?, progress: @Sendable (String) -> Void) async throws
+    package func stageCode(_ code: ClusterCode, model: String?, progress: @Sendable (String) -> Void) async throws
         -> StagedCode
     {
         let key = StagedCode.Key(directory: code.directory.standardizedFileURL.path, model: model)
@@ -120,7 +120,7 @@ extension RayCluster {
 
 extension ServeStatus.Application {
     /// Whether this application, as deployed, lets in who `access` names.
-    func grants(_ access: ServiceAccess, token: AuthToken?) -> Bool {
+    package func grants(_ access: ServiceAccess, token: AuthToken?) -> Bool {
         switch access {
         case .key: ServiceKey.deployed(in: self, token: token) != nil
         case .givenKey(let key): ServiceKey.deployedVerifier(in: self) == key.verifier
@@ -129,7 +129,7 @@ extension ServeStatus.Application {
     }
 
     /// The package Serve runs it from (`runtime_env.working_dir`).
-    var workingDirectoryURI: String? { deployedAppConfig?["runtime_env"]?["working_dir"]?.stringValue }
+    package var workingDirectoryURI: String? { deployedAppConfig?["runtime_env"]?["working_dir"]?.stringValue }
 }
 
 /// The detection service, with the model identity it is deployed with.
@@ -153,27 +153,5 @@ struct DetectionServiceApplication: ServeApplication {
         return running.modelIdentity == identity && running.workingDirectoryURI == code.uri
             && running.grants(access, token: token)
             && running.deployedAppConfig?["deployments"] == asked["deployments"]
-    }
-}
-
-extension GatewayDeployment: ServeApplication {
-    func applicationConfig(code: StagedCode, keyArguments: [String: JSONValue]) -> JSONValue {
-        applicationConfig(workingDirectoryURI: code.uri, keyArguments: keyArguments)
-    }
-
-    /// The same code, limits and access.
-    func isRunning(as running: ServeStatus.Application, code: StagedCode, token: AuthToken?) -> Bool {
-        running.workingDirectoryURI == code.uri
-            && limitArguments.allSatisfy { running.deployedAppConfig?["args"]?[$0.key] == $0.value }
-            && running.grants(access, token: token)
-    }
-
-    /// A gateway without a key where Serve's proxy (or the cluster) is reachable beyond this machine.
-    func refusal(on cluster: RayCluster, serve: ServeStatus, httpHost: String?) -> (any Error)? {
-        guard access == .open,
-            let place = RayCluster.openGatewayExposure(
-                clusterHost: cluster.address.host, serve: serve, httpHost: httpHost)
-        else { return nil }
-        return RayCluster.openRefused(reachableAt: place)
     }
 }

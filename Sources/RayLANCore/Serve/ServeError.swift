@@ -42,7 +42,7 @@ public struct ServeError: RayLANError, Sendable {
     public var description: String { sentence(message, remedy: remedy) }
 
     /// Serve does not run application `name` (or it is not RUNNING).
-    static func notDeployed(_ name: String, on address: ClusterAddress) -> ServeError {
+    package static func notDeployed(_ name: String, on address: ClusterAddress) -> ServeError {
         ServeError(
             .notDeployed, "The detection service '\(name)' is not running on \(address)",
             remedy: "Deploy it with 'raylan serve deploy --model …' (or let 'raylan detect' deploy it).")

@@ -9,5 +9,5 @@ public func randomHex(bytes count: Int = 32) -> String {
 
 extension Sequence<UInt8> {
     /// The bytes as lower-case hex, two digits each: digests, keys, package names.
-    var hexString: String { map { String(format: "%02x", $0) }.joined() }
+    package var hexString: String { map { String(format: "%02x", $0) }.joined() }
 }

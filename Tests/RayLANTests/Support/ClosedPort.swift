@@ -7,6 +7,8 @@
 #endif
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 /// A loopback port that refuses connections for as long as the test holds it: a socket keeps it bound but

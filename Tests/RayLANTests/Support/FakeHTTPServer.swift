@@ -10,6 +10,8 @@ import RayLANTesting
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 /// A tiny HTTP/1.1 server in Python (the project's venv) that answers requests from a plan and records each

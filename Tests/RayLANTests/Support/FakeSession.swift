@@ -3,6 +3,8 @@ import RayLANTesting
 import Testing
 
 @testable import RayLANCore
+@testable import RayLANDetection
+@testable import RayLANGateway
 @testable import RayLANLocal
 
 /// A session actor (``ClusterSession``) played by a ``FakeHTTPServer`` in the gateway's place: each of the

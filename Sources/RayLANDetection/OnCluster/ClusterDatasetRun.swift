@@ -1,0 +1,270 @@
+import Crypto
+import Foundation
+import RayLANCore
+import RayLANGateway
+
+/// Object detection over images that already sit on the cluster's disks (local disks or NFS/SMB mounts), with
+/// Ray Data: the files are read where they are, an actor pool loads the model once per actor (on GPUs where the
+/// cluster has them, with the detection service's backend, so results equal the service's), and
+/// `detections.jsonl` (and `annotated/`) is written on the cluster's head node. Nothing crosses the LAN but the
+/// results.
+///
+/// ```swift
+/// let run = ClusterDatasetRun(paths: ["/mnt/nfs/photos"], deployment: DetectionDeployment(model: "yolo11s.pt"),
+///                             output: URL(fileURLWithPath: "out"))
+/// let summary = try await run.run(on: cluster) { if case .progress(let p) = $0 { print(p.done, "of", p.total) } }
+/// ```
+///
+/// Plain local paths must exist on every node (Ray Data reads on any node): a path that some node lacks fails the
+/// run at once with ``OnClusterError`` `pathNotOnEveryNode`, naming the path and the nodes.
+public struct ClusterDatasetRun: Sendable {
+    /// The run's end.
+    public struct Summary: Sendable, Hashable, Codable {
+        public var inputs: Int
+        public var succeeded: Int
+        public var failed: Int
+        public var skipped: Int
+        /// Seconds the run took on the cluster, the paths' check included.
+        public var seconds: Double
+        /// Images answered per second of detection (the actors' start and model load included, the check not).
+        public var imagesPerSecond: Double
+        /// Seconds from the start of detection to the first answers: the actors' start and model load.
+        public var startupSeconds: Double?
+        /// Images detected per node (by address).
+        public var nodes: [String: Int]
+        public var backend: String?
+        public var backendReason: String?
+        /// CPUs and GPUs each detector held: as asked, or as the cluster chose (``ClusterDatasetRun/cpusPerActor``).
+        public var cpusPerActor: Double?
+        public var gpusPerActor: Double?
+        /// The results' folder on the head node.
+        public var clusterOutput: String?
+        /// The local folder the results were downloaded to.
+        public var out: String?
+
+        enum CodingKeys: String, CodingKey {
+            case inputs, succeeded, failed, skipped, seconds, nodes, backend, out
+            case imagesPerSecond = "images_per_s"
+            case backendReason = "backend_reason"
+            case startupSeconds = "startup_s"
+            case clusterOutput = "cluster_output"
+            case cpusPerActor = "cpus_per_actor"
+            case gpusPerActor = "gpus_per_actor"
+        }
+    }
+
+    /// What the run reports, in order.
+    public enum Event: Sendable {
+        /// The gateway is being deployed or the code uploaded: a line to show.
+        case preparing(String)
+        /// The paths are being looked up on every node.
+        case checking
+        /// One image's line (as in `detections.jsonl`).
+        case image(Line)
+        /// How far detection is, as for streamed images: `total` and `done` leave out what a resumed run
+        /// ``skipped``; the rate counts from the first answers (the detectors' start left out).
+        case progress(DetectionRun.Progress)
+        /// A result file downloaded to this machine.
+        case downloaded(URL)
+        /// A file made on this machine from the downloaded results (``exports``).
+        case wrote(URL)
+    }
+
+    public var paths: [String]
+    /// The model, its input size and backend (the detection service's settings; the service itself is not used).
+    public var deployment: DetectionDeployment
+    /// conf, iou, classes.
+    public var options: DetectionOptions
+    /// Write annotated images (on the cluster; downloaded with ``output``).
+    public var annotate: Bool
+    /// Skip images the cluster's `detections.jsonl` already answered.
+    public var resume: Bool
+    /// The results' folder on the head node. Default nil: `~/.raylan/on-cluster/<hash of the paths and model>` in
+    /// the home of the user Ray runs as there (made with mode 0700; no shared `/tmp` folder another user could
+    /// plant),
+    /// the same for the same paths, so that `--resume` finds it.
+    public var clusterOutput: String?
+    /// Download the results here when done. Default nil.
+    public var output: URL?
+    /// Files made on this machine from the downloaded results, in ``output``: ``DetectionRun/Outputs/coco``
+    /// (`annotations.json`), ``DetectionRun/Outputs/yolo`` (`labels/`), ``DetectionRun/Outputs/report``
+    /// (`report.html`, showing the annotated images with ``annotate``), as a streamed run makes them. They need
+    /// ``output``. Default none.
+    public var exports: DetectionRun.Outputs = []
+    /// Images per model call. Default 16.
+    public var batchSize: Int = 16
+    /// Most actors in the pool. Default nil: Ray Data's choice.
+    public var actors: Int?
+    /// GPUs per actor. Default nil: 1 where the cluster has GPUs, else none.
+    public var gpusPerActor: Double?
+    /// CPUs per actor. Default nil: 1 where that many are free beside a read task (0.25 CPU), else what is free
+    /// beside one, at least 0.25 (on the embedded 2-CPU cluster whose detection service holds a CPU: 0.75), so
+    /// that the plain command runs there. The summary says what was used.
+    public var cpusPerActor: Double?
+    /// How long a poll waits on the cluster for new lines. Default 0.5 s.
+    public var pollWait: Duration = .milliseconds(500)
+    /// How long the session on the cluster waits for a call of this client before it stops itself (see
+    /// ``VideoOptions/lease``), from ``VideoOptions/leaseRange``. Default 120 s.
+    public var lease: Duration = .seconds(120)
+    /// Serve's proxy port, should the gateway's deploy have to start Serve. Default 8000.
+    public var httpPort: Int = ServeEndpoint.defaultPort
+
+    public init(
+        paths: [String], deployment: DetectionDeployment, options: DetectionOptions = DetectionOptions(),
+        annotate: Bool = false, resume: Bool = false, clusterOutput: String? = nil, output: URL? = nil
+    ) {
+        self.paths = paths
+        self.deployment = deployment
+        self.options = options
+        self.annotate = annotate
+        self.resume = resume
+        self.clusterOutput = clusterOutput
+        self.output = output
+    }
+
+    /// The default ``clusterOutput`` for these paths and model.
+    public var defaultClusterOutput: String {
+        let key = (paths + [deployment.model]).joined(separator: "\n")
+        let digest = SHA256.hash(data: Data(key.utf8)).prefix(6).hexString
+        return "~/.raylan/on-cluster/\(digest)"
+    }
+
+    /// Runs to the end, handing each event to `events`; Ctrl-C (cancelling the task) stops the cluster side.
+    /// - Throws: ``OnClusterError`` (`pathNotOnEveryNode`, `noInputs`, …), ``GatewayError``, ``ClusterError``,
+    ///   `CancellationError`.
+    public func run(on cluster: RayCluster, events: @Sendable (Event) -> Void = { _ in }) async throws -> Summary {
+        guard VideoOptions.leaseRange.contains(lease) else {
+            throw OnClusterError(.invalidSource, "The lease must be from 5 to 86400 seconds, not \(lease)")
+        }
+        if output == nil && !exports.subtracting(.annotated).isEmpty {
+            throw OnClusterError(
+                .invalidSource, "COCO, YOLO and report files are made on this machine from the downloaded results",
+                remedy: "Give the folder to download them to (--out).")
+        }
+        for path in paths where !path.hasPrefix("/") {
+            throw OnClusterError(
+                .invalidSource, "'\(path)' is not an absolute path",
+                remedy: "With --on-cluster, give paths as the cluster's nodes see them, e.g. /mnt/data/photos.")
+        }
+        let (gateway, model) = try await OnClusterWork.gateway(
+            on: cluster, model: deployment.model, httpPort: httpPort
+        ) {
+            events(.preparing($0))
+        }
+        let folder = clusterOutput ?? defaultClusterOutput
+        let spec = DatasetSessionSpec(
+            paths: paths, model: model ?? deployment.model, outDir: folder, backend: deployment.backend.rawValue,
+            imgsz: deployment.imageSize, conf: options.confidence, iou: options.iou, classes: options.classes,
+            annotate: annotate, resume: resume, batchSize: batchSize, actors: actors, gpusPerActor: gpusPerActor,
+            cpusPerActor: cpusPerActor, leaseS: lease.seconds)
+        // The session only drives Ray Data; the actor pool reserves what detection needs.
+        let session = try await ClusterSession.create(
+            "raylan_detect.dataset:DatasetSession", keywords: try spec.keywords(), on: gateway, cpus: 0)
+        var finished = false
+        do {
+            _ = try await session.start()
+            events(.checking)
+            var summary: Summary?
+            let started = ContinuousClock.now
+            try await session.follow(wait: pollWait) { line in
+                /// A line's kind, read before the line itself.
+                struct Kind: Decodable { var type: String? }
+                switch try line.decode(Kind.self).type {
+                case "image": if let image = try? line.decode(Line.self) { events(.image(image)) }
+                case "summary": summary = try line.decode(Summary.self)
+                default: break
+                }
+            } progress: { progress in
+                guard let total = progress["total"]?.doubleValue else { return }
+                let count = { (key: String) in Int(progress[key]?.doubleValue ?? 0) }
+                let skipped = count("skipped")
+                events(
+                    .progress(
+                        DetectionRun.Progress(
+                            total: Int(total) - skipped, done: count("done") - skipped, failed: count("failed"),
+                            skipped: skipped, seconds: (ContinuousClock.now - started).seconds,
+                            measuredRate: progress["images_per_s"]?.doubleValue)))
+            }
+            finished = true
+            guard var result = summary else {
+                throw OnClusterError(
+                    .sessionFailed, "The run on the cluster ended without its summary",
+                    remedy: "It was stopped from elsewhere, or its actor died: run it again with --resume.")
+            }
+            result.clusterOutput = folder
+            if let output {
+                // Each name is the cluster's: download(_:into:) takes only a plain one inside `output`.
+                for file in try await session.outputs() {
+                    if file.name == LocalJournal.name {
+                        _ = try DetectionJournal.moveAside(output.appendingPathComponent(LocalJournal.name))
+                    }
+                    events(.downloaded(try await session.download(file, into: output)))
+                }
+                for file in try writeExports(into: output, seconds: result.seconds) { events(.wrote(file)) }
+                result.out = output.path
+            }
+            await session.close(stopping: false)
+            return result
+        } catch {
+            await session.close(stopping: !finished)
+            throw error
+        }
+    }
+}
+
+extension ClusterDatasetRun {
+    /// One file's line of the run's `detections.jsonl` (also its ``Event/image(_:)`` line): its image and
+    /// detections, or its error. Golden examples: `contracts/dataset_line.json`, `dataset_line_error.json`.
+    public struct Line: Sendable, Codable, Hashable {
+        /// The file as the cluster's nodes see it.
+        public var path: String
+        /// The node that read it.
+        public var node: String
+        public var image: DetectionResult.Image?
+        public var detections: [Detection]?
+        public var model: String?
+        /// Its annotated copy, relative to the run's folder (a name the cluster sent: check it before use).
+        public var annotated: String?
+        public var error: DetectionError?
+
+        /// As a streamed run's record (no batch or timings: the cluster's actors do not report them).
+        var record: DetectionRecord {
+            guard let image, let detections else { return DetectionRecord(path: path, error: error) }
+            return DetectionRecord(
+                path: path,
+                result: DetectionResult(
+                    model: model ?? "", image: image, detections: detections, batchSize: 0, timingsMs: [:]))
+        }
+    }
+
+    /// Writes ``exports`` from the downloaded journal in `output`; returns what it wrote (the `labels/` folder once).
+    func writeExports(into output: URL, seconds: Double) throws -> [URL] {
+        guard !exports.subtracting(.annotated).isEmpty else { return [] }
+        let journal = output.appendingPathComponent(LocalJournal.name)
+        let text = (try? String(contentsOf: journal, encoding: .utf8)) ?? ""
+        let lines = text.split(separator: "\n").compactMap { try? JSONDecoder().decode(Line.self, from: Data($0.utf8)) }
+        let records = lines.map(\.record)
+        let annotated = Dictionary(lines.map { ($0.path, $0.annotated) }, uniquingKeysWith: { $1 })
+        var written = try DetectionExports.writeRunFiles(
+            records, exports, in: output,
+            imageLink: { record in
+                // The annotated copy when it was downloaded beside the report (the cluster's file is not here),
+                // by a plain relative name only: the name is the cluster's.
+                guard let relative = annotated[record.path] ?? nil, DownloadTarget.problem(with: relative) == nil,
+                    FileManager.default.fileExists(atPath: output.appendingPathComponent(relative).path)
+                else { return nil }
+                return relative
+            }, elapsed: seconds)
+        if exports.contains(.yolo) {
+            for record in records {
+                guard let result = record.result else { continue }
+                try DetectionExports.write(
+                    Data(DetectionExports.yolo(result).utf8),
+                    to: DetectionRun.outputPath(of: record.path, in: "labels", extension: "txt"), in: output)
+            }
+            // The folder, not a line per file.
+            written.append(output.appendingPathComponent("labels", isDirectory: true))
+        }
+        return written
+    }
+}

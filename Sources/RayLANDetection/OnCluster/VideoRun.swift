@@ -1,0 +1,415 @@
+import Foundation
+import RayLANCore
+import RayLANGateway
+
+/// How a video is read and what is made of it.
+public struct VideoOptions: Sendable, Hashable {
+    /// Ultralytics' multi-object trackers.
+    public enum Tracker: String, Sendable, Hashable, CaseIterable, Codable {
+        case bytetrack, botsort
+    }
+
+    /// conf, iou and classes (``DetectionOptions/annotate`` is ``annotate`` here).
+    public var detection: DetectionOptions
+    /// Every `stride`-th frame is detected (Ultralytics' `vid_stride`). Default 1.
+    public var stride: Int
+    /// Track objects across frames: each detection gets a ``Detection/trackID``. Default nil.
+    public var tracker: Tracker?
+    /// Write `annotated.mp4` (one frame per detected frame). Default false.
+    public var annotate: Bool
+    /// Per-class counts over time (`report.json`, and a ``VideoEvent/report(_:)``). Default false.
+    public var report: Bool
+    /// Frames per detection request, from ``batchRange``. Default 8.
+    public var batch: Int
+    /// The frames a detection request may hold.
+    public static let batchRange = 1...64
+    /// For a live stream: frames held while the detector is busy; older ones are dropped (and counted). Default 16.
+    public var buffer: Int
+    /// For a live stream: reconnection attempts after it breaks, waiting ``reconnectDelay`` and doubling up to
+    /// 8 s between them. Default 5.
+    public var reconnectAttempts: Int
+    /// The first wait before reconnecting. Default 0.5 s.
+    public var reconnectDelay: Duration
+    /// How long the session on the cluster waits for a call of this client before it stops itself, releases
+    /// its actors, CPUs and GPUs and writes `abandoned` in its journal (a client that crashed or lost the LAN
+    /// leaves nothing running), from ``leaseRange``. The client polls every half second, so only a client that
+    /// is gone lets it run out. Default 120 s.
+    public var lease: Duration
+    /// The leases a session takes (the cluster's bounds).
+    public static let leaseRange: ClosedRange<Duration> = .seconds(5) ... .seconds(86_400)
+    /// Pictures a second for a person watching the run (``VideoEvent/preview(_:)``: processed frames shrunk on
+    /// the cluster to ``previewSide`` pixels, with their detections), at most; nil: none (the default).
+    public var previewFPS: Double?
+    /// The previews a second a session makes at most.
+    public static let previewFPSRange: ClosedRange<Double> = 0.1...30
+    /// A preview's longer side in pixels, from ``previewSideRange``. Default 640.
+    public var previewSide: Int = 640
+    /// The preview sides a session takes.
+    public static let previewSideRange = 64...1920
+
+    public init(
+        detection: DetectionOptions = DetectionOptions(), stride: Int = 1, tracker: Tracker? = nil,
+        annotate: Bool = false, report: Bool = false, batch: Int = 8, buffer: Int = 16, reconnectAttempts: Int = 5,
+        reconnectDelay: Duration = .milliseconds(500), lease: Duration = .seconds(120)
+    ) {
+        self.lease = lease
+        self.detection = detection
+        self.stride = stride
+        self.tracker = tracker
+        self.annotate = annotate
+        self.report = report
+        self.batch = batch
+        self.buffer = buffer
+        self.reconnectAttempts = reconnectAttempts
+        self.reconnectDelay = reconnectDelay
+    }
+
+    /// What is wrong with the options, if anything (a usage error).
+    public var problem: String? {
+        if stride < 1 { return "--vid-stride must be a whole number of 1 or more, not \(stride)" }
+        if !Self.batchRange.contains(batch) {
+            return
+                "the batch must be from \(Self.batchRange.lowerBound) to \(Self.batchRange.upperBound) frames, not \(batch)"
+        }
+        if buffer < 1 { return "the live buffer must hold at least 1 frame, not \(buffer)" }
+        if reconnectAttempts < 0 { return "reconnection attempts cannot be negative" }
+        if !Self.leaseRange.contains(lease) { return "the lease must be from 5 to 86400 seconds, not \(lease)" }
+        if let previewFPS, !Self.previewFPSRange.contains(previewFPS) {
+            return "--view-fps must be from 0.1 to 30 pictures a second, not \(previewFPS)"
+        }
+        if !Self.previewSideRange.contains(previewSide) {
+            return "a preview's side must be from \(Self.previewSideRange.lowerBound) to "
+                + "\(Self.previewSideRange.upperBound) pixels, not \(previewSide)"
+        }
+        return nil
+    }
+}
+
+/// One processed frame of a video: its detections, or the error that kept it from the detector.
+public struct FrameResult: Sendable, Hashable, Codable {
+    /// The frame's index in the source, from 0 (with a stride, every stride-th index; on a live stream, frames
+    /// read, dropped ones included).
+    public var frame: Int
+    /// Seconds: the frame's timestamp in a file; since the stream was opened for a stream.
+    public var time: Double
+    /// Its detections (with ``Detection/trackID`` when tracking); empty when ``error`` is set.
+    public var detections: [Detection]
+    /// Why the frame has no detections (the model failed on it).
+    public var error: DetectionError?
+    /// The session's own JSON text of this line, where it came from one (``VideoRun``'s events): to print or keep
+    /// as it is rather than encode again. Not part of the value: `==` and hashing ignore it.
+    public internal(set) var text: String?
+
+    enum CodingKeys: String, CodingKey { case frame, time, detections, error }
+
+    public static func == (a: FrameResult, b: FrameResult) -> Bool {
+        (a.frame, a.time, a.detections, a.error) == (b.frame, b.time, b.detections, b.error)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(frame)
+        hasher.combine(time)
+        hasher.combine(detections)
+        hasher.combine(error)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        frame = try container.decode(Int.self, forKey: .frame)
+        time = try container.decode(Double.self, forKey: .time)
+        detections = try container.decodeIfPresent([Detection].self, forKey: .detections) ?? []
+        error = try container.decodeIfPresent(DetectionError.self, forKey: .error)
+    }
+
+    /// As the cluster writes it (`contract.frame_line`): `detections`, or `error` without them.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(frame, forKey: .frame)
+        try container.encode(time, forKey: .time)
+        if let error {
+            try container.encode(error, forKey: .error)
+        } else {
+            try container.encode(detections, forKey: .detections)
+        }
+    }
+}
+
+/// What a video's session counted at its end.
+public struct VideoSummary: Sendable, Hashable, Codable {
+    public var framesRead: Int
+    public var framesProcessed: Int
+    /// Live frames dropped because the detector fell behind.
+    public var framesDropped: Int
+    public var seconds: Double
+    /// Frames detected per second of the session.
+    public var fps: Double
+    public var width: Int?
+    public var height: Int?
+    public var sourceFPS: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case framesRead = "frames_read", framesProcessed = "frames_processed", framesDropped = "frames_dropped"
+        case seconds, fps, width, height
+        case sourceFPS = "source_fps"
+    }
+}
+
+/// What a ``VideoRun`` reports, in order.
+public enum VideoEvent: Sendable {
+    /// The detection service or the gateway is being deployed, or the video uploaded: a line to show.
+    case preparing(String)
+    /// Bytes of the local file uploaded so far, of its size (an upload that resumes starts past 0).
+    case uploading(sent: Int, total: Int)
+    /// The session opened the source: its width, height, source_fps, frame_count (files) and live.
+    case started(JSONValue)
+    /// One processed frame.
+    case frame(FrameResult)
+    /// A live stream broke; the session waits `delay` seconds and tries again (`attempt` of `of`).
+    case reconnecting(attempt: Int, of: Int, delay: Double, message: String)
+    /// The stream is back.
+    case reconnected(String)
+    /// How far it is: frames read, processed, dropped, fps (when the session's counts change).
+    case progress(JSONValue)
+    /// Per-class counts over time (with ``VideoOptions/report``).
+    case report(JSONValue)
+    /// The end of the source.
+    case finished(VideoSummary)
+    /// A result file downloaded to this machine.
+    case downloaded(URL)
+    /// A processed frame's picture, shrunk on the cluster, with its detections (with ``VideoOptions/previewFPS``;
+    /// at most that many a second, the newest when this client asks: older ones are skipped).
+    case preview(VideoPreview)
+}
+
+/// Object detection over a video file or a live stream, decoded on the cluster and detected by the detection
+/// service's replicas (the same dynamic batches as images), optionally tracked: an `AsyncSequence` of
+/// ``VideoEvent``s.
+///
+/// ```swift
+/// let run = VideoRun(source: .stream("rtsp://cam.local/live"), service: .deployIfNeeded(deployment),
+///                    options: VideoOptions(tracker: .bytetrack))
+/// for try await event in run.events(on: cluster) {
+///     if case .frame(let frame) = event { print(frame.frame, frame.detections.count) }
+/// }
+/// ```
+///
+/// The work runs in a session actor on the cluster's head node (through RayLAN's gateway), which also writes
+/// `detections.jsonl` (and `annotated.mp4`, `report.json`) there; with ``output`` they are downloaded at the end,
+/// and `detections.jsonl` is written here frame by frame as results arrive. Cancelling the consuming task (Ctrl-C)
+/// stops the cluster side. A stream lost for good ends the sequence with ``OnClusterError`` `streamLost`.
+public struct VideoRun: Sendable {
+    public var source: VideoSource
+    public var options: VideoOptions
+    /// The detection service whose replicas detect the frames.
+    public var service: DetectionRun.Service
+    /// The service's key, when it has one and it is not read from the cluster.
+    public var key: ServiceKey?
+    /// A local folder for `detections.jsonl` and the downloaded outputs. Default nil: nothing written here.
+    public var output: URL?
+    /// The session's folder on the head node. Default nil: a new folder under its temp directory, removed (with
+    /// the uploaded copy) once the run has downloaded the outputs.
+    public var clusterOutput: String?
+    /// How long a poll waits on the cluster for new frames. Default 0.5 s.
+    public var pollWait: Duration = .milliseconds(500)
+    /// RayLAN's folder on this machine, where a local file's upload record is kept (`uploads/<sha256>.json`: the
+    /// pieces on the cluster, so that an interrupted upload sends only what is missing). Default
+    /// `$RAYLAN_HOME`, else `~/.raylan`.
+    public var home: String = RayLANHome.path()
+
+    public init(
+        source: VideoSource, service: DetectionRun.Service, options: VideoOptions = VideoOptions(),
+        key: ServiceKey? = nil, output: URL? = nil, clusterOutput: String? = nil
+    ) {
+        self.source = source
+        self.service = service
+        self.options = options
+        self.key = key
+        self.output = output
+        self.clusterOutput = clusterOutput
+    }
+
+    /// The events of the run; the run starts when iteration starts and stops (on the cluster too) when the
+    /// iterating task is cancelled.
+    public func events(on cluster: RayCluster) -> AsyncThrowingStream<VideoEvent, any Error> {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: VideoEvent.self)
+        let task = Task {
+            do {
+                try await run(on: cluster) { continuation.yield($0) }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
+    /// Deploys what a run leans on where it is not running yet: the detection service and the gateway (each a
+    /// Serve application). ``run(on:events:)`` does this itself; several runs started at once on a fresh cluster
+    /// call it first, once, so that their deploys do not overwrite each other's.
+    /// - Returns: the service's application name and the gateway.
+    @discardableResult
+    public func prepare(
+        on cluster: RayCluster, events: @Sendable (VideoEvent) -> Void
+    ) async throws -> (application: String, gateway: Gateway) {
+        let application = try await OnClusterWork.ensureService(service, key: key, on: cluster) {
+            events(.preparing($0))
+        }
+        let (gateway, _) = try await OnClusterWork.gateway(
+            on: cluster, model: nil, httpPort: OnClusterWork.httpPort(of: service)
+        ) { events(.preparing($0)) }
+        return (application, gateway)
+    }
+
+    /// Runs to the end, handing each event to `events`.
+    /// - Throws: ``OnClusterError`` (`streamLost`, `sourceNotFound`, …), ``GatewayError``, ``ServeError``,
+    ///   ``ClusterError``, `CancellationError`.
+    public func run(on cluster: RayCluster, events: @Sendable (VideoEvent) -> Void) async throws {
+        if let problem = options.problem { throw OnClusterError(.invalidSource, problem) }
+        let (application, gateway) = try await prepare(on: cluster, events: events)
+        var spec = VideoSessionSpec(
+            source: "", detector: .init(app: application), stride: options.stride, annotate: options.annotate,
+            report: options.report, conf: options.detection.confidence, iou: options.detection.iou,
+            classes: options.detection.classes, track: options.tracker?.rawValue, batch: options.batch,
+            buffer: options.buffer, reconnectAttempts: options.reconnectAttempts,
+            reconnectDelay: options.reconnectDelay.seconds, leaseS: options.lease.seconds, outDir: clusterOutput,
+            previewFPS: options.previewFPS, previewSide: options.previewFPS == nil ? nil : options.previewSide)
+        // The local journal first: a folder that cannot be written is found before anything is uploaded.
+        let journal = try output.map { try LocalJournal(folder: $0) }
+        var upload: VideoUpload?
+        switch source {
+        case .file(let url):
+            let uploaded = try await VideoUpload.upload(url, via: gateway, home: home) {
+                events(.uploading(sent: $0, total: $1))
+            }
+            spec.source = url.lastPathComponent
+            spec.chunks = uploaded.chunks.map { RemoteArgument.ref($0).wire }
+            spec.sha256 = uploaded.sha256
+            spec.name = "input." + (url.pathExtension.isEmpty ? "mp4" : url.pathExtension)
+            upload = uploaded
+        case .cluster(let path):
+            spec.source = path
+        case .stream(let url):
+            spec.source = url
+            spec.live = true
+        }
+        let session = try await ClusterSession.create(
+            "raylan_detect.video:VideoSession", keywords: try spec.keywords(), on: gateway)
+        var finished = false
+        do {
+            events(.started(try await session.start()))
+            // The previews' task ends with the group, before this call returns: `events` does not escape it.
+            try await withoutActuallyEscaping(events) { events in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    if options.previewFPS != nil {
+                        group.addTask { await Self.followPreviews(of: session, events: events) }
+                    }
+                    try await session.follow(wait: pollWait) { line in
+                        if let event = try Self.event(from: line) {
+                            // The session's own text of the line, as its journal on the cluster holds it: not re-encoded.
+                            if case .frame = event { try journal?.append(line) }
+                            events(event)
+                        }
+                    } progress: {
+                        events(.progress($0))
+                    }
+                    group.cancelAll()
+                }
+            }
+            finished = true
+            if let output {
+                // The journal is written here frame by frame. Each name is the cluster's: download(_:into:) takes
+                // only a plain one inside `output`.
+                for file in try await session.outputs()
+                where file.name != upload?.fileName && file.name != LocalJournal.name {
+                    events(.downloaded(try await session.download(file, into: output)))
+                }
+            }
+            await session.close(stopping: false)
+            if let upload { await upload.release(via: gateway) }
+        } catch {
+            await session.close(stopping: !finished)
+            // The cluster's copy is not the file: the next run uploads it whole again.
+            if (error as? OnClusterError)?.code == .uploadCorrupt { await upload?.release(via: gateway) }
+            throw error
+        }
+    }
+
+    /// Hands on the session's newest preview each time there is a newer one, until cancelled or the session
+    /// ends. A preview that fails (the session ended, a call failed) ends the previews, not the run: they are
+    /// for a person watching, and the results come by the lines.
+    static func followPreviews(of session: ClusterSession, events: @Sendable (VideoEvent) -> Void) async {
+        var last = -1
+        while !Task.isCancelled {
+            guard let data = try? await session.preview(after: last, wait: .seconds(2)) else { return }
+            if data.isEmpty {
+                // Nothing newer within the wait, or the session ended (then its lines end the run soon).
+                try? await Task.sleep(for: .milliseconds(200))
+                continue
+            }
+            guard let preview = try? VideoPreview(data) else { return }
+            last = preview.header.frame
+            events(.preview(preview))
+        }
+    }
+
+    /// The event one of the session's lines stands for (nil for a line of a kind this client does not know),
+    /// decoded in one pass over its text.
+    static func event(from line: ClusterSession.Line) throws -> VideoEvent? {
+        let event = try line.decode(LineEvent.self).event
+        guard case .frame(var frame) = event else { return event }
+        frame.text = line.text
+        return .frame(frame)
+    }
+
+    /// A line's event: its `type` read, then the rest of the same line as that type's value.
+    private struct LineEvent: Decodable {
+        var event: VideoEvent?
+
+        enum CodingKeys: String, CodingKey { case type, event, message, attempt, of, delay }
+
+        init(from decoder: any Decoder) throws {
+            let line = try decoder.container(keyedBy: CodingKeys.self)
+            let number = { (key: CodingKeys) in try line.decodeIfPresent(Double.self, forKey: key) ?? 0 }
+            switch try line.decodeIfPresent(String.self, forKey: .type) {
+            case "frame": event = .frame(try FrameResult(from: decoder))
+            case "summary": event = .finished(try VideoSummary(from: decoder))
+            case "report": event = .report(try JSONValue(from: decoder))
+            case "event":
+                let message = try line.decodeIfPresent(String.self, forKey: .message) ?? ""
+                switch try line.decodeIfPresent(String.self, forKey: .event) {
+                case "reconnecting":
+                    event = .reconnecting(
+                        attempt: Int(try number(.attempt)), of: Int(try number(.of)), delay: try number(.delay),
+                        message: message)
+                case "reconnected": event = .reconnected(message)
+                default: event = nil
+                }
+            default: event = nil
+            }
+        }
+    }
+}
+
+/// `detections.jsonl` written on this machine line by line as results arrive.
+final class LocalJournal: @unchecked Sendable {
+    static let name = "detections.jsonl"
+    let url: URL
+    private let handle: FileHandle
+
+    /// Creates `folder` and starts a new journal in it (the previous one kept as `detections.jsonl.1`).
+    init(folder: URL) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        url = folder.appendingPathComponent(Self.name)
+        _ = try DetectionJournal.moveAside(url)
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+        handle = try FileHandle(forWritingTo: url)
+    }
+
+    /// Appends the session's line as it made it.
+    func append(_ line: ClusterSession.Line) throws {
+        try handle.write(contentsOf: Data((line.text + "\n").utf8))
+    }
+
+    deinit { try? handle.close() }
+}
