@@ -203,6 +203,11 @@ class Plan(NamedTuple):
     size: int
 
 
+def free_of(free: dict[str, dict], node: dict, kind: str) -> float:
+    """A node's free `kind` (CPU, GPU) in `free` (node id → its free resources); 0 where it is not listed."""
+    return free.get(node["NodeID"], {}).get(kind, 0)
+
+
 def hundredths(value: float) -> int:
     return math.floor(value * 100 + 1e-6)
 
@@ -221,13 +226,12 @@ def room(free: dict[str, dict], hosts: list[dict], readers: list[dict], cpus: fl
 
     best = 0
     for reader in readers:
-        if hundredths(free.get(reader["NodeID"], {}).get("CPU", 0)) < read:
+        if hundredths(free_of(free, reader, "CPU")) < read:
             continue
         total = 0
         for host in hosts:
-            cpu = hundredths(free.get(host["NodeID"], {}).get("CPU", 0)) - (read if host["NodeID"] == reader["NodeID"]
-                                                                             else 0)
-            total += held(max(0, cpu), hundredths(free.get(host["NodeID"], {}).get("GPU", 0)))
+            cpu = hundredths(free_of(free, host, "CPU")) - (read if host["NodeID"] == reader["NodeID"] else 0)
+            total += held(max(0, cpu), hundredths(free_of(free, host, "GPU")))
         best = max(best, total)
     return best
 
@@ -262,8 +266,8 @@ def plan_nodes(alive: list[dict], free: dict[str, dict], gpus_per_actor: float |
             f"the nodes can never hold {actors} detectors of {least:g} CPU and {gpus:g} GPU and a read of "
             f"{READ_CPUS:g} CPU at once, each on one node ({have})"),
             remedy="Ask for fewer or smaller detectors (--actors, --cpus-per-actor, --gpus-per-actor), or add a node.")
-    if gpus > 0 and not any(free.get(node["NodeID"], {}).get("GPU", 0) >= gpus for node in hosts):
-        free_gpus = sum(free.get(node["NodeID"], {}).get("GPU", 0) for node in alive)
+    if gpus > 0 and not any(free_of(free, node, "GPU") >= gpus for node in hosts):
+        free_gpus = sum(free_of(free, node, "GPU") for node in alive)
         raise SessionError("no_free_gpu", (
             f"all of the cluster's {total_gpus:g} GPUs are in use ({free_gpus:g} free, a detector needs "
             f"{gpus:g} on one node), so the detectors would wait for one"),
@@ -282,7 +286,7 @@ def plan_nodes(alive: list[dict], free: dict[str, dict], gpus_per_actor: float |
     if size >= (wanted if actors is not None else 1):
         cpus = next(cpus for cpus, held in rooms if held >= size)
         return Plan(readers, [node for node in hosts if resources(node).get("CPU", 0) >= cpus], gpus, cpus, size)
-    free_cpus = sum(free.get(node["NodeID"], {}).get("CPU", 0) for node in alive)
+    free_cpus = sum(free_of(free, node, "CPU") for node in alive)
     total = sum(resources(node).get("CPU", 0) for node in alive)
     count = actors or 1
     detectors = f"{count} detectors" if count > 1 else "a detector"
@@ -647,7 +651,7 @@ class DatasetSession(Session):
         plan = self.nodes()
         if plan is None or self.stopping.is_set():
             return
-        readers, hosts, gpus, cpus = plan.readers, plan.hosts, plan.gpus, plan.cpus
+        readers, hosts, gpus, cpus, size = plan
         files = self.check(readers, hosts)
         if self.stopping.is_set():
             return
@@ -678,7 +682,6 @@ class DatasetSession(Session):
         try:
             if pending:
                 device = "cpu" if gpus == 0 else None
-                size = plan.size
                 context = ray.data.DataContext.get_current()
                 context.enable_progress_bars = False
                 if self.actors is not None:
