@@ -216,6 +216,20 @@ def test_a_resume_with_other_settings_is_refused_and_a_new_run_sets_the_old_outp
             session.read(name)
 
 
+def test_an_annotated_name_that_climbs_out_of_the_folder_is_not_read(tmp_path):
+    """A run that annotates serves any name under annotated/ (produced()); what keeps annotated/../../x, a file
+    beside the output folder, from being served is read()'s check that the file lies inside the folder."""
+    out = tmp_path / "out"
+    (tmp_path / "secret.txt").write_text("not an output")
+    session = DatasetSession(["/d"], str(MODEL), out_dir=str(out), annotate=True)
+    session.open_journal(["/d/a.jpg"])[0].close()
+    (out / "annotated").mkdir(exist_ok=True)
+    (out / "annotated" / "a.jpg").write_bytes(b"jpeg")
+    assert session.read("annotated/a.jpg") == b"jpeg"
+    with pytest.raises(ValueError, match="is not one of this session's outputs"):
+        session.read("annotated/../../secret.txt")
+
+
 def test_read_files_names_what_it_cannot_read(tmp_path, monkeypatch):
     (tmp_path / "ok.jpg").write_bytes(b"abc")
     (tmp_path / "big.jpg").write_bytes(b"x" * 100)
