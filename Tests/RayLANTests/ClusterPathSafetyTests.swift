@@ -116,6 +116,13 @@ struct ClusterPathSafetyTests {
         #expect(DownloadTarget.problem(with: name) != nil)
     }
 
+    @Test("A '..' or '.' component is named as such in the refusal, not as a hidden name")
+    func dotComponentsNamed() {
+        #expect(DownloadTarget.problem(with: "annotated/../../x") == "it has a '..' component")
+        #expect(DownloadTarget.problem(with: "annotated/./x") == "it has a '.' component")
+        #expect(DownloadTarget.problem(with: "annotated/.x") == "its component '.x' is a hidden name")
+    }
+
     @Test(
         "Plain relative names, sub-folders included, are taken as they are",
         arguments: ["annotated/a.jpg", "detections.jsonl", "a b/c d.jpg", "é/ü.jpg", "a..b", "x..", "a.b/c"])
