@@ -5,10 +5,11 @@ beside it must fail while it is in place.
 
 For each mutation: its file must have no uncommitted change (else the check stops, naming it, before touching
 anything); the one place `old` names is replaced by `new`; its `build` command runs where it has one (a Swift
-mutation that does not build is reported as such, not as caught), then its `test` command; the file's text is put back as it was, also on failure or Ctrl-C. One line each: `caught` (the
-tests failed) or `SURVIVED` (they passed: a test is missing), the seconds and the first failure shown (else the
-last line); the full output goes to `.build/mutations/ID.log`. Exit 1 when a mutation survived or did not build, 64 for an unknown id or a file that is
-not clean. Mutations marked `equivalent` (a change no behaviour can show) are listed and not run.
+mutation that does not build is reported as such, not as caught), then its `test` command; the file's text is put
+back as it was, also on failure or Ctrl-C. One line each: `caught` (the tests failed) or `SURVIVED` (they passed: a
+test is missing), the seconds, and the first failure the tests printed (else their last line); the whole output goes
+to `.build/mutations/ID.log`. Exit 1 when a mutation survived or did not build, 64 for an unknown id or a file that
+is not clean. Mutations marked `equivalent` (a change no behaviour can show) are listed and not run.
 
 The README's test command does not run this (each mutation rebuilds and runs its tests: about 20 minutes for
 all); it is how the suite's strength is shown in a closing note."""
