@@ -179,12 +179,12 @@ struct DetectCommand: AsyncParsableCommand {
         if isVideo { return try await runVideos() }
         if onCluster { return try await runDataset() }
         let out = self.out ?? "raylan-out"
-        var summary: DetectionRun.Summary?
+        var summary: DetectionSummary?
         try await reportingErrors {
             let model = try self.model ?? DeploymentOptions.defaultModel()
             let gallery = viewing.isOn ? RunGallery(folder: URL(fileURLWithPath: out)) : nil
             summary = try await viewing.serving(gallery.map { .gallery($0) }) {
-                var summary: DetectionRun.Summary?
+                var summary: DetectionSummary?
                 try await Connection.with(cluster) { (connection: Connection) in
                     let service: DetectionRun.Service
                     if noDeploy {
@@ -228,7 +228,8 @@ struct DetectCommand: AsyncParsableCommand {
             Terminal.out(
                 "\(summary.inputs) inputs: \(summary.succeeded) succeeded, \(summary.failed) failed\(skipped)"
                     + String(format: "; %.1f images/s. ", summary.imagesPerSecond)
-                    + "Results in \(URL(fileURLWithPath: summary.out).appendingPathComponent("detections.jsonl").path)")
+                    + "Results in \(URL(fileURLWithPath: summary.out ?? out).appendingPathComponent("detections.jsonl").path)"
+            )
         }
         if summary.failed > 0 { throw ExitCode(Self.someInputsFailed) }
     }

@@ -85,7 +85,7 @@ extension DetectCommand {
     func runDataset() async throws {
         let model = try self.model ?? DeploymentOptions.defaultModel()
         let json = output.json
-        var summary: ClusterDatasetRun.Summary?
+        var summary: DetectionSummary?
         try await reportingErrors {
             try await Connection.with(cluster) { (connection: Connection) in
                 let deployment = try await deployment.make(model: model, name: nil, on: connection.cluster)
@@ -127,7 +127,7 @@ extension DetectCommand {
             try Terminal.json(summary)
         } else {
             let skipped = summary.skipped > 0 ? ", \(summary.skipped) already done" : ""
-            let nodes = summary.nodes.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
+            let nodes = (summary.nodes ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
             Terminal.out(
                 "\(summary.inputs) images: \(summary.succeeded) succeeded, \(summary.failed) failed\(skipped)"
                     + String(format: "; %.1f images/s", summary.imagesPerSecond)
@@ -151,20 +151,6 @@ extension DetectCommand {
             }
             taken.insert(unique)
             return unique
-        }
-    }
-}
-
-extension DetectProgressDisplay {
-    /// A dataset run's events: the bar as for images.
-    func show(_ event: ClusterDatasetRun.Event) {
-        switch event {
-        case .preparing(let line): Terminal.error("  \(line)")
-        case .checking: Terminal.error("Looking the paths up on every node…")
-        case .progress(let progress): step(progress)
-        case .image: break
-        case .downloaded(let url): Terminal.error("Downloaded \(url.path).")
-        case .wrote(let url): Terminal.error("Wrote \(url.path).")
         }
     }
 }
@@ -199,7 +185,7 @@ final class VideoProgressDisplay: @unchecked Sendable {
         return prefix + text.dropFirst()
     }
 
-    func show(_ event: VideoEvent, source: String) {
+    func show(_ event: DetectionEvent, source: String) {
         lock.lock()
         defer { lock.unlock() }
         switch event {
@@ -207,7 +193,7 @@ final class VideoProgressDisplay: @unchecked Sendable {
         case .uploading(let sent, let total):
             Terminal.error(
                 "\(source): uploaded \(Formatting.bytes(Double(sent))) of \(Formatting.bytes(Double(total)))")
-        case .started(let info):
+        case .opened(let info):
             let size = "\(Int(info["width"]?.doubleValue ?? 0))×\(Int(info["height"]?.doubleValue ?? 0))"
             let rate = info["source_fps"]?.doubleValue.map { String(format: " at %.1f fps", $0) } ?? ""
             let kind = info["live"] == .bool(true) ? "live stream" : "video"
@@ -217,7 +203,7 @@ final class VideoProgressDisplay: @unchecked Sendable {
                 if prefixes[source] == nil { prefixes[source] = Self.prefix(for: source) }
                 Terminal.out(Self.line(of: frame, prefix: prefixes[source] ?? ""))
             }
-        case .progress(let progress):
+        case .frames(let progress):
             let clock = ContinuousClock()
             let now = clock.now
             let interval: Duration = Terminal.stderrIsTerminal ? .milliseconds(500) : .seconds(10)
@@ -237,14 +223,14 @@ final class VideoProgressDisplay: @unchecked Sendable {
                     attempt, of))
         case .reconnected(let message):
             Terminal.error("\(source): reconnected\(message.isEmpty ? "" : " (\(message))").")
-        case .report: break
         case .finished(let summary):
+            guard let video = summary.video else { return }
             Terminal.error(
                 String(
                     format: "%@: %d frames detected of %d read (%d dropped) in %.1f s: %.1f frames/s.", source,
-                    summary.framesProcessed, summary.framesRead, summary.framesDropped, summary.seconds, summary.fps))
+                    video.framesProcessed, video.framesRead, video.framesDropped, video.seconds, video.fps))
         case .downloaded(let url): Terminal.error("\(source): downloaded \(url.path).")
-        case .preview: break
+        case .deploying, .checking, .started, .answered, .progress, .report, .preview, .wrote: break
         }
     }
 

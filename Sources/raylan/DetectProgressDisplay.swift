@@ -9,16 +9,17 @@ final class DetectProgressDisplay: @unchecked Sendable {
     private var drewBar = false
     private var saidSkipped = false
 
-    func show(_ event: DetectionRun.Event) {
+    /// An image run's events (streamed, or read on the cluster): the deploy's steps, then the bar.
+    func show(_ event: DetectionEvent) {
         switch event {
-        case .deploying(let deployment):
-            DeploymentOptions.announce(deployment)
-        case .deployStep(let step):
-            Terminal.error("  \(step)")
-        case .started(let progress):
-            lock.withLock { sayResuming(progress) }
-        case .answered(_, let progress):
-            step(progress)
+        case .deploying(let deployment): DeploymentOptions.announce(deployment)
+        case .preparing(let line): Terminal.error("  \(line)")
+        case .checking: Terminal.error("Looking the paths up on every node…")
+        case .started(let progress): lock.withLock { sayResuming(progress) }
+        case .progress(let progress): step(progress)
+        case .downloaded(let url): Terminal.error("Downloaded \(url.path).")
+        case .wrote(let url): Terminal.error("Wrote \(url.path).")
+        default: break
         }
     }
 

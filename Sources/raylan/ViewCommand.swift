@@ -41,11 +41,11 @@ struct ViewCommand: AsyncParsableCommand {
     /// The folder's journal, else its sub-folders' (a run of several videos has one per source), by source name.
     var journals: [(source: String, journal: URL)] {
         let root = URL(fileURLWithPath: folder)
-        let own = root.appendingPathComponent("detections.jsonl")
+        let own = root.appendingPathComponent(DetectionJournal.name)
         if FileManager.default.fileExists(atPath: own.path) { return [(root.lastPathComponent, own)] }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
         return names.sorted().compactMap { name in
-            let journal = root.appendingPathComponent(name).appendingPathComponent("detections.jsonl")
+            let journal = root.appendingPathComponent(name).appendingPathComponent(DetectionJournal.name)
             return FileManager.default.fileExists(atPath: journal.path) ? (name, journal) : nil
         }
     }

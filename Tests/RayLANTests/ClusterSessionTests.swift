@@ -62,7 +62,7 @@ struct ClusterSessionTests {
         // number text) would change the line.
         let odd =
             #"{"type":"frame","frame":3,"time":0.1,"detections":[{"box":[1.5,2,3,4],"score":0.25,"class_id":0,"class_name":"a/b"}]}"#
-        let journal = try LocalJournal(folder: folder)
+        let journal = try DetectionJournal.new(in: folder)
         for text in texts + [odd] {
             let line = ClusterSession.Line(text: text)
             guard case .frame(let frame)? = try VideoRun.event(from: line) else {
@@ -72,7 +72,7 @@ struct ClusterSessionTests {
             // The frame keeps the text (for `raylan detect --json`), which is not part of its value.
             #expect(frame.text == text)
             #expect(frame == (try line.decode(FrameResult.self)))
-            try journal.append(line)
+            try journal.append(line: line.text)
         }
         let written = try String(contentsOf: journal.url, encoding: .utf8)
         #expect(written == (texts + [odd]).map { $0 + "\n" }.joined())

@@ -93,7 +93,7 @@ struct ContractTests {
             ])
     }
 
-    @Test("The three runs' summaries (what 'raylan detect --json' prints) share one casing: snake_case")
+    @Test("One summary for every source (what 'raylan detect --json' prints), snake_case, each source's group kept")
     func summariesSnakeCase() throws {
         func keys<T: Codable>(_ json: String, as type: T.Type) throws -> (given: Set<String>, again: Set<String>) {
             let value = try JSONDecoder().decode(T.self, from: Data(json.utf8))
@@ -103,19 +103,28 @@ struct ContractTests {
         }
         let images = try keys(
             #"{"inputs": 2, "succeeded": 1, "failed": 1, "skipped": 0, "seconds": 1.5, "images_per_s": 1.3, "out": "o"}"#,
-            as: DetectionRun.Summary.self)
+            as: DetectionSummary.self)
+        // The cluster's summary line of a dataset run, read as it comes.
         let dataset = try keys(
-            #"{"inputs": 2, "succeeded": 2, "failed": 0, "skipped": 0, "seconds": 3, "images_per_s": 1, "startup_s": 1, "nodes": {"10.0.0.2": 2}, "backend": "tensor", "backend_reason": "matches", "cluster_output": "/c", "out": "o"}"#,
-            as: ClusterDatasetRun.Summary.self)
-        let video = try keys(
-            #"{"frames_read": 3, "frames_processed": 3, "frames_dropped": 0, "seconds": 1, "fps": 3, "width": 64, "height": 48, "source_fps": 30}"#,
-            as: VideoSummary.self)
+            #"{"inputs": 2, "succeeded": 2, "failed": 0, "skipped": 0, "seconds": 3, "images_per_s": 1, "startup_s": 1, "nodes": {"10.0.0.2": 2}, "backend": "tensor", "backend_reason": "matches", "cpus_per_actor": 1, "gpus_per_actor": 0, "cluster_output": "/c", "out": "o"}"#,
+            as: DetectionSummary.self)
+        let counts =
+            #"{"frames_read": 3, "frames_processed": 3, "frames_dropped": 0, "seconds": 1, "fps": 3, "width": 64, "height": 48, "source_fps": 30}"#
+        let video = try keys(counts, as: VideoSummary.self)
         for (given, again) in [images, dataset, video] {
             #expect(given == again)
             #expect(again.allSatisfy { $0 == $0.lowercased() }, "\(again.sorted())")
         }
-        // The rate is spelt alike where two summaries have it.
-        #expect(images.again.contains("images_per_s") && dataset.again.contains("images_per_s"))
+        // A video's run: the same summary, its session's counts in its group.
+        let session = try JSONDecoder().decode(VideoSummary.self, from: Data(counts.utf8))
+        let run = DetectionSummary(video: session, out: "o", clusterOutput: nil)
+        let encoded = try JSONDecoder().decode([String: JSONValue].self, from: JSONEncoder().encode(run))
+        #expect(
+            Set(encoded.keys) == [
+                "inputs", "succeeded", "failed", "skipped", "seconds", "images_per_s", "out", "video",
+            ])
+        #expect(encoded["images_per_s"] == .number(3) && encoded["video"]?["frames_processed"] == .number(3))
+        #expect(try JSONDecoder().decode(DetectionSummary.self, from: JSONEncoder().encode(run)) == run)
     }
 
     @Test("The golden values arrive as the Swift API names them")

@@ -145,7 +145,7 @@ extension RayClusterTests.Main {
             }
             let image = Self.samples.appendingPathComponent("shapes_00.jpg").path
             let port = cluster.ray.ports.serve
-            func run(_ model: URL, out: String) async throws -> (DetectionRecord, [DetectionRun.Event]) {
+            func run(_ model: URL, out: String) async throws -> (DetectionRecord, [DetectionEvent]) {
                 let recorder = DetectionRunTests.Recorder()
                 let run = DetectionRun(
                     inputs: [image], output: folder.appendingPathComponent(out),

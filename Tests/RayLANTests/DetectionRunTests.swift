@@ -14,7 +14,7 @@ extension RayClusterTests.Main {
         static let samples = DetectionTests.samples
 
         /// Events as they arrive, for assertions after the run.
-        typealias Recorder = EventRecorder<DetectionRun.Event>
+        typealias Recorder = EventRecorder<DetectionEvent>
 
         static func sampleInputs() -> [DetectionInput] { DetectionInput.expand([samples.path]).inputs }
 
@@ -43,6 +43,8 @@ extension RayClusterTests.Main {
             #expect(answered.map(\.1.done) == Array(1...inputs.count))
             #expect(answered.allSatisfy { $0.1.total == inputs.count && $0.1.failed == 0 })
             #expect(Set(answered.map(\.0.path)) == Set(inputs.map(\.path)))
+            // The summary ends the events, once, as the run returns it.
+            #expect(recorder.finished == [summary])
 
             // The journal holds exactly those records, in input order.
             let journal = DetectionJournal.read(run.journalURL)
@@ -195,11 +197,19 @@ struct DetectionValueTests {
     }
 }
 
-extension EventRecorder where Event == DetectionRun.Event {
+extension EventRecorder where Event == DetectionEvent {
     var started: [DetectionRun.Progress] {
         events.compactMap { if case .started(let progress) = $0 { progress } else { nil } }
     }
+    /// Each record with the progress that followed it.
     var answered: [(DetectionRecord, DetectionRun.Progress)] {
-        events.compactMap { if case .answered(let record, let progress) = $0 { (record, progress) } else { nil } }
+        zip(events, events.dropFirst()).compactMap { event, next in
+            guard case .answered(let record) = event, case .progress(let progress) = next else { return nil }
+            return (record, progress)
+        }
+    }
+    /// The summaries the run sent (one, last, when it ended as it should).
+    var finished: [DetectionSummary] {
+        events.compactMap { if case .finished(let summary) = $0 { summary } else { nil } }
     }
 }

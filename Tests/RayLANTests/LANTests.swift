@@ -270,13 +270,14 @@ extension OwnClusterTests {
                     ] + auth, home: home("client"), timeout: .seconds(600))
                 #expect(onCluster.status == 0, "\(onCluster)")
                 let datasetSummary = try? JSONDecoder().decode(
-                    ClusterDatasetRun.Summary.self, from: Data(onCluster.stdout.utf8))
+                    DetectionSummary.self, from: Data(onCluster.stdout.utf8))
                 #expect(datasetSummary?.succeeded == names.count, "\(onCluster)")
                 // Every file answered once, by the detectors of both nodes.
-                #expect(datasetSummary?.nodes.values.reduce(0, +) == names.count, "\(onCluster)")
-                let workedOn = Set(datasetSummary?.nodes.filter { $0.value > 0 }.keys.map { $0 } ?? [])
-                #expect(workedOn == [head.address, worker.address], "\(datasetSummary?.nodes ?? [:])")
-                print("LAN --on-cluster: images per node \(datasetSummary?.nodes ?? [:])")
+                let perNode = datasetSummary?.nodes ?? [:]
+                #expect(perNode.values.reduce(0, +) == names.count, "\(onCluster)")
+                let workedOn = Set(perNode.filter { $0.value > 0 }.keys.map { $0 })
+                #expect(workedOn == [head.address, worker.address], "\(perNode)")
+                print("LAN --on-cluster: images per node \(perNode)")
                 let served = DetectionJournal.read(URL(fileURLWithPath: out).appendingPathComponent("detections.jsonl"))
                 let onClusterLines = try String(contentsOfFile: datasetOut + "/detections.jsonl", encoding: .utf8)
                     .split(separator: "\n").map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }

@@ -41,7 +41,10 @@ extension RayClusterTests.Main {
             run.httpPort = cluster.ray.ports.serve
             let summary = try await cluster.withConnection { ray in try await run.run(on: ray) }
             #expect(summary.inputs == 12 && summary.succeeded == 12 && summary.failed == 0, "\(summary)")
-            print(String(format: "ON-CLUSTER samples: %.1f images/s (%@)", summary.imagesPerSecond, "\(summary.nodes)"))
+            print(
+                String(
+                    format: "ON-CLUSTER samples: %.1f images/s (%@)", summary.imagesPerSecond, "\(summary.nodes ?? [:])"
+                ))
             let lines = try Self.lines(out.appendingPathComponent("downloaded/detections.jsonl"))
             #expect(lines.count == 12)
             try await cluster.withConnection { ray in
@@ -88,9 +91,13 @@ extension RayClusterTests.Main {
             let downloaded = folder.appendingPathComponent("downloaded")
             run.output = downloaded
             run.exports = [.coco, .yolo, .report]
-            let recorder = EventRecorder<ClusterDatasetRun.Event>()
+            let recorder = EventRecorder<DetectionEvent>()
             let second = try await cluster.withConnection { ray in try await run.run(on: ray, events: recorder.record) }
             #expect(second.skipped == 3 && second.failed == 1 && second.succeeded == 0, "\(second)")
+            #expect(recorder.finished == [second])
+            // Each line came as the streamed run's record, with its node.
+            let records = recorder.events.compactMap { if case .answered(let record) = $0 { record } else { nil } }
+            #expect(records.count == 1 && records.allSatisfy { $0.node != nil && $0.error != nil }, "\(records)")
             // Progress as a streamed run counts it: the resumed run has the one failed file to do, and does it.
             let progress = recorder.events.compactMap { if case .progress(let p) = $0 { p } else { nil } }
             #expect(progress.allSatisfy { $0.total == 1 && $0.skipped == 3 && $0.done <= 1 }, "\(progress)")

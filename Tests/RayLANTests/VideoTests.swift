@@ -112,21 +112,22 @@ enum VideoFixture {
     }
 
     /// Events as they arrive.
-    typealias Recorder = EventRecorder<VideoEvent>
+    typealias Recorder = EventRecorder<DetectionEvent>
 }
 
-extension EventRecorder where Event == VideoEvent {
+extension EventRecorder where Event == DetectionEvent {
     var frames: [FrameResult] { events.compactMap { if case .frame(let frame) = $0 { frame } else { nil } } }
     var reconnects: Int { events.filter { if case .reconnecting = $0 { true } else { false } }.count }
+    /// The session's counts, as the run's summary (its last event) holds them.
     var summary: VideoSummary? {
-        events.lazy.compactMap { if case .finished(let summary) = $0 { summary } else { nil } }.first
+        events.lazy.compactMap { if case .finished(let summary) = $0 { summary.video } else { nil } }.first
     }
     var uploads: [(Int, Int)] {
         events.compactMap { if case .uploading(let sent, let total) = $0 { (sent, total) } else { nil } }
     }
     /// The session's folder on the cluster, as its start said.
     var clusterFolder: String? {
-        events.lazy.compactMap { if case .started(let info) = $0 { info["out_dir"]?.stringValue } else { nil } }.first
+        events.lazy.compactMap { if case .opened(let info) = $0 { info["out_dir"]?.stringValue } else { nil } }.first
     }
 }
 
@@ -154,9 +155,16 @@ extension RayClusterTests.Main {
             // The upload's record goes to the test's folder, not the user's ~/.raylan.
             let home = folder.appendingPathComponent("home")
             run.home = home.path
-            try await cluster.withConnection { ray in
+            let returned = try await cluster.withConnection { ray in
                 try await run.run(on: ray) { recorder.record($0) }
             }
+            // The run's summary is its last event, once, and what it returns: one video, its session's counts.
+            #expect(recorder.finished == [returned])
+            if case .finished = recorder.events.last {
+            } else {
+                Issue.record("\(String(describing: recorder.events.last))")
+            }
+            #expect(returned.inputs == 1 && returned.succeeded == 1 && returned.out == out.path, "\(returned)")
             let size = try VideoUpload.size(of: video)
             #expect(recorder.uploads.last.map { $0 == (size, size) } == true, "\(recorder.uploads)")
             // Its record was kept in the run's home while it lasted (and removed once the run was done).
@@ -207,7 +215,7 @@ extension RayClusterTests.Main {
             let recorder = VideoFixture.Recorder()
             // The test cluster's head is this machine: the file's path is the path on the head.
             let run = VideoRun(source: .cluster(video.path), service: Self.service, options: VideoOptions(stride: 3))
-            try await cluster.withConnection { ray in
+            _ = try await cluster.withConnection { ray in
                 try await run.run(on: ray) { recorder.record($0) }
             }
             #expect(recorder.frames.map(\.frame) == Array(stride(from: 0, to: 30, by: 3)))

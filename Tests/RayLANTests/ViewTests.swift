@@ -294,14 +294,14 @@ struct RunGalleryTests {
         let gallery = RunGallery(folder: folder, inputRoot: folder, followsJournal: false)
         await gallery.started(total: nil)
         let progress = DetectionRun.Progress(total: 7, done: 0, failed: 0, skipped: 0, seconds: 0)
-        await gallery.take(DetectionRun.Event.started(progress))
+        await gallery.take(DetectionEvent.started(progress))
         #expect(await gallery.page(since: 0).progress == .init(state: .running, total: 7, done: 0, failed: 0))
         let line = try JSONDecoder().decode(
             ClusterDatasetRun.Line.self,
             from: Data(#"{"path":"/data/x.jpg","node":"n","error":{"code":"decode_failed","message":"x"}}"#.utf8))
-        await gallery.take(ClusterDatasetRun.Event.image(line))
+        await gallery.take(DetectionEvent.answered(line.record))
         await gallery.finish()
-        await gallery.take(ClusterDatasetRun.Event.progress(progress))
+        await gallery.take(DetectionEvent.progress(progress))
         let page = await gallery.page(since: 0)
         #expect(page.progress == .init(state: .finished, total: 7, done: 1, failed: 1))
         #expect(page.entries.map(\.name) == ["/data/x.jpg"])
@@ -363,7 +363,8 @@ struct RunGalleryTests {
 @Suite("Live feed")
 struct LiveFeedTests {
     /// A frame line as a session sends it, read as the run reads it.
-    static func frame(_ index: Int, at time: Double, _ classes: [String], failed: Bool = false) throws -> VideoEvent {
+    static func frame(_ index: Int, at time: Double, _ classes: [String], failed: Bool = false) throws -> DetectionEvent
+    {
         let detections = classes.map { name in
             #"{"box":[0,0,1,1],"score":0.9,"class_id":\#(name == "circle" ? 0 : 1),"class_name":"\#(name)"}"#
         }
@@ -378,7 +379,7 @@ struct LiveFeedTests {
     @Test("Counts per class: the most in one frame per second of the source, the oldest seconds dropped past the bound")
     func series() throws {
         let feed = LiveFeed(sources: ["cam"], seriesLength: 2)
-        feed.take(.started(.object([:])), source: "cam")
+        feed.take(.opened(.object([:])), source: "cam")
         feed.take(try Self.frame(0, at: 0.1, ["square"]), source: "cam")
         feed.take(try Self.frame(1, at: 0.5, ["square", "square", "circle"]), source: "cam")
         feed.take(try Self.frame(2, at: 1.2, ["circle"]), source: "cam")
@@ -396,7 +397,7 @@ struct LiveFeedTests {
     @Test("A picture is kept (the newest only) with its latency; the run's end and failure are its state")
     func picturesAndStates() throws {
         let feed = LiveFeed(sources: ["a", "b"])
-        func preview(_ frame: Int) throws -> VideoEvent {
+        func preview(_ frame: Int) throws -> DetectionEvent {
             let header =
                 #"{"type":"preview","frame":\#(frame),"time":1,"width":4,"height":3,"detections":[],"latency_ms":12.5}"#
             return .preview(try VideoPreview(Data((header + "\n").utf8) + Data([0xFF, 0xD8])))

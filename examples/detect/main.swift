@@ -18,9 +18,9 @@ try await RayCluster.withConnection(to: address, configuration: .init(token: try
     let run = DetectionRun(
         inputs: paths, output: URL(fileURLWithPath: "raylan-out"), service: service, outputs: [.coco, .report])
     let summary = try await run.run(on: cluster) {
-        if case .answered(let record, let p) = $0 { print(p.done, "/", p.total, record.path) }
+        if case .answered(let record) = $0 { print(record.path, record.succeeded ? "answered" : "failed") }
     }
     print(
-        "\(summary.succeeded) of \(summary.inputs) images answered, \(summary.failed) failed; results in \(summary.out)"
+        "\(summary.succeeded) of \(summary.inputs) images answered, \(summary.failed) failed; results in \(run.output.path)"
     )
 }

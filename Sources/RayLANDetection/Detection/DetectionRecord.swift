@@ -18,12 +18,22 @@ public struct DetectionRecord: Sendable, Hashable, Codable {
     /// The model and the options that change results; nil in lines written before RayLAN recorded them.
     /// Encoded as `run`.
     public var settings: Settings?
+    /// Images read on the cluster: the node that read it.
+    public var node: String?
+    /// Images read on the cluster: its annotated copy, relative to the run's folder (a name the cluster sent:
+    /// check it before use).
+    public var annotated: String?
 
-    public init(path: String, result: DetectionResult? = nil, error: DetectionError? = nil, settings: Settings? = nil) {
+    public init(
+        path: String, result: DetectionResult? = nil, error: DetectionError? = nil, settings: Settings? = nil,
+        node: String? = nil, annotated: String? = nil
+    ) {
         self.path = path
         self.result = result
         self.error = error
         self.settings = settings
+        self.node = node
+        self.annotated = annotated
     }
 
     public var succeeded: Bool { result != nil }
@@ -37,7 +47,7 @@ public struct DetectionRecord: Sendable, Hashable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case path, result, error
+        case path, result, error, node, annotated
         case settings = "run"
     }
 
@@ -106,12 +116,23 @@ public struct DetectionRecord: Sendable, Hashable, Codable {
     }
 }
 
-/// `detections.jsonl`: one ``DetectionRecord`` per input, appended and flushed as results arrive, so that
-/// it is also the journal `--resume` reads. Not thread-safe: use it from one task.
+/// `detections.jsonl`, the one journal writer of every source: one line per input (a ``DetectionRecord``) or per
+/// video frame (the cluster's own line, kept as its text), appended as results arrive, so that it is also the
+/// journal `--resume` reads. Not thread-safe: use it from one task.
 public final class DetectionJournal {
+    /// The journal's name in an output folder.
+    public static let name = "detections.jsonl"
     public let url: URL
     private let handle: FileHandle
     private let encoder = DetectionJournal.makeEncoder()
+
+    /// Creates `folder` and starts a new journal in it, the previous one moved aside (``moveAside(_:keeping:)``).
+    public static func new(in folder: URL) throws -> DetectionJournal {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let url = folder.appendingPathComponent(name)
+        try moveAside(url)
+        return try DetectionJournal(url: url)
+    }
 
     /// Opens (creating) the journal for appending.
     public init(url: URL) throws {
@@ -130,6 +151,11 @@ public final class DetectionJournal {
         var line = try encoder.encode(record)
         line.append(UInt8(ascii: "\n"))
         try handle.write(contentsOf: line)
+    }
+
+    /// Appends a line as the cluster made it (a video's frame), not encoded again.
+    public func append(line text: String) throws {
+        try handle.write(contentsOf: Data((text + "\n").utf8))
     }
 
     /// Replaces the journal file with `records`, one per line, atomically: a temporary file beside it is

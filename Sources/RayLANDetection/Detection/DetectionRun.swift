@@ -12,12 +12,13 @@ import RayLANGateway
 /// try await RayCluster.withConnection(to: ClusterAddress(parsing: "192.168.1.130")) { cluster in
 ///     let service = DetectionRun.Service.deployIfNeeded(DetectionDeployment(model: "yolo11s.pt", gpusPerReplica: 1))
 ///     let run = DetectionRun(inputs: ["photos/"], output: URL(fileURLWithPath: "out"), service: service)
-///     let summary = try await run.run(on: cluster) { if case .answered(_, let p) = $0 { print(p.done, p.total) } }
+///     let summary = try await run.run(on: cluster) { if case .progress(let p) = $0 { print(p.done, p.total) } }
 ///     print(summary.succeeded, "of", summary.inputs)
 /// }
 /// ```
 ///
-/// A failed input is data, not an error: it has its line in the journal and counts in ``Summary/failed``.
+/// A failed input is data, not an error: it has its line in the journal and counts in
+/// ``DetectionSummary/failed``.
 public struct DetectionRun: Sendable {
     /// The service the run uses.
     public enum Service: Sendable, Hashable {
@@ -74,41 +75,6 @@ public struct DetectionRun: Sendable {
         /// Seconds left at the current rate; nil before the first answer.
         public var secondsLeft: Double? {
             imagesPerSecond > 0 ? Double(total - done) / imagesPerSecond : nil
-        }
-    }
-
-    /// What happens during a run, in order.
-    public enum Event: Sendable {
-        /// The service is not running and is being deployed; then one `deployStep` per step Serve reports.
-        case deploying(DetectionDeployment)
-        case deployStep(String)
-        /// The service answers; `progress` counts what is to do (and what a resumed journal had).
-        case started(Progress)
-        /// One input's line was written to the journal.
-        case answered(DetectionRecord, Progress)
-    }
-
-    /// The run's outcome.
-    public struct Summary: Sendable, Hashable, Codable {
-        /// Every input the arguments expanded to.
-        public var inputs: Int
-        /// Inputs with a result in the journal (resumed ones included).
-        public var succeeded: Int
-        /// Inputs with a named error in the journal.
-        public var failed: Int
-        /// Inputs already answered when resuming, not sent again.
-        public var skipped: Int
-        /// Wall time of the requests.
-        public var seconds: Double
-        /// Inputs sent by this run per second.
-        public var imagesPerSecond: Double
-        /// The output folder.
-        public var out: String
-
-        /// snake_case, as ``ClusterDatasetRun/Summary`` and ``VideoSummary`` (and the cluster's lines).
-        enum CodingKeys: String, CodingKey {
-            case inputs, succeeded, failed, skipped, seconds, out
-            case imagesPerSecond = "images_per_s"
         }
     }
 
@@ -169,13 +135,16 @@ public struct DetectionRun: Sendable {
     }
 
     /// The journal, `detections.jsonl` in the output folder.
-    public var journalURL: URL { output.appendingPathComponent("detections.jsonl") }
+    public var journalURL: URL { output.appendingPathComponent(DetectionJournal.name) }
 
     /// Runs: expands the inputs, makes sure the service runs the model (deploying it for
     /// ``Service/deployIfNeeded(_:httpPort:)``), sends every input not yet answered, and writes the journal and
     /// the outputs.
     ///
-    /// - Parameter events: called with each ``Event``, from the calling task, in order.
+    /// - Parameter events: called with each ``DetectionEvent``, from the calling task, in order:
+    ///   ``DetectionEvent/deploying(_:)`` and its steps when the service is deployed, ``DetectionEvent/started(_:)``,
+    ///   an ``DetectionEvent/answered(_:)`` and a ``DetectionEvent/progress(_:)`` per input, then
+    ///   ``DetectionEvent/finished(_:)``.
     /// - Returns: the summary; inputs that failed are counted there, not thrown (an output file that cannot be
     ///   written is the input's `output_failed`).
     /// - Throws: ``DetectionError`` (`noInput`) when an argument matches no image file, (`resumeSettingsDiffer`) when
@@ -183,7 +152,10 @@ public struct DetectionRun: Sendable {
     ///   before anything is sent or written; ``ServeError``
     ///   when the service is not running, runs another model, or cannot be deployed; ``ClusterError``; an error
     ///   writing the journal or the run's summary files.
-    public func run(on cluster: RayCluster, events: @Sendable (Event) -> Void = { _ in }) async throws -> Summary {
+    @discardableResult
+    public func run(
+        on cluster: RayCluster, events: @Sendable (DetectionEvent) -> Void = { _ in }
+    ) async throws -> DetectionSummary {
         if case .pixels(let pixels) = maxSide, pixels < 1 { throw MaxSide.invalid(maxSide.description) }
         let (inputs, unmatched) = DetectionInput.expand(self.inputs)
         if let first = unmatched.first {
@@ -232,7 +204,8 @@ public struct DetectionRun: Sendable {
             progress.done += 1
             if !record.succeeded { progress.failed += 1 }
             progress.seconds = (clock.now - started).seconds
-            events(.answered(record, progress))
+            events(.answered(record))
+            events(.progress(progress))
         }
         // Inputs refused before reading (a FIFO, 4 GiB or more, a name that is not UTF-8) are never sent.
         for input in todo where input.error != nil {
@@ -268,9 +241,11 @@ public struct DetectionRun: Sendable {
         progress.seconds = (clock.now - started).seconds
         let records = try writeSummaryOutputs(inputs, seconds: progress.seconds)
         let failed = records.filter { !$0.succeeded }.count
-        return Summary(
+        let summary = DetectionSummary(
             inputs: inputs.count, succeeded: records.count - failed, failed: failed, skipped: progress.skipped,
             seconds: progress.seconds, imagesPerSecond: progress.imagesPerSecond, out: output.path)
+        events(.finished(summary))
+        return summary
     }
 
     /// What ``Service/ensure(_:key:on:events:)`` will do, decided from Serve's status before anything is written.
@@ -455,7 +430,7 @@ extension DetectionRun.Service {
     /// A client for the service, deploying it first when the plan says so.
     func ensure(
         _ plan: DetectionRun.Plan, key: ServiceKey?, on cluster: RayCluster,
-        events: @Sendable (DetectionRun.Event) -> Void
+        events: @Sendable (DetectionEvent) -> Void
     ) async throws -> DetectionClient {
         guard let deployment = plan.deployment else {
             var endpoint = try cluster.serveEndpoint(for: application, in: plan.status)
@@ -465,12 +440,12 @@ extension DetectionRun.Service {
         events(.deploying(deployment))
         if let other = plan.status.applications[deployment.name], let model = plan.model, other.modelIdentity != model {
             events(
-                .deployStep(
+                .preparing(
                     "'\(deployment.name)' runs \(other.modelIdentity?.description ?? "an unrecorded model"); "
                         + "redeploying it with \(model)."))
         }
         try await cluster.deploy(
-            deployment, identity: plan.model, httpPort: plan.httpPort, progress: { events(.deployStep($0)) })
+            deployment, identity: plan.model, httpPort: plan.httpPort, progress: { events(.preparing($0)) })
         return try await DetectionClient(cluster: cluster, application: deployment.name, key: key)
     }
 }

@@ -143,18 +143,13 @@ public actor RunGallery {
         self.total = total
     }
 
-    /// Takes a streamed run's event: its count of inputs. An event never changes whether the run goes on (one
-    /// that comes late does not make a finished gallery run again).
-    public func take(_ event: DetectionRun.Event) {
-        if case .started(let progress) = event { total = progress.total }
-    }
-
-    /// Takes an `--on-cluster` run's event: an image's line as it comes (the run's journal is downloaded only at
-    /// its end), its count of inputs.
-    public func take(_ event: ClusterDatasetRun.Event) {
+    /// Takes a run's event: its count of inputs, and (for a gallery that does not follow a journal here, as for
+    /// images on the cluster, whose journal is downloaded only at the end) each image's line as it comes. An event
+    /// never changes whether the run goes on (one that comes late does not make a finished gallery run again).
+    public func take(_ event: DetectionEvent) {
         switch event {
-        case .image(let line): add(line)
-        case .progress(let progress): total = progress.total
+        case .started(let progress), .progress(let progress): total = progress.total
+        case .answered(let record) where !followsJournal: add(record)
         default: break
         }
     }
@@ -180,7 +175,7 @@ public actor RunGallery {
     /// moves the last one aside).
     private func refresh() {
         guard followsJournal else { return }
-        let url = folder.appendingPathComponent(LocalJournal.name)
+        let url = folder.appendingPathComponent(DetectionJournal.name)
         switch journal.read(url, maxLine: Self.maxLineBytes) {
         case .lines(let lines): for line in lines { ingest(line) }
         case .replaced(let lines):
@@ -195,7 +190,7 @@ public actor RunGallery {
     private func ingest(_ line: Data) {
         // An --on-cluster line has its node; a streamed record has none.
         if let line = try? decoder.decode(ClusterDatasetRun.Line.self, from: line) {
-            add(line)
+            add(line.record)
         } else if let record = try? decoder.decode(DetectionRecord.self, from: line),
             record.result != nil || record.error != nil
         {
@@ -212,12 +207,13 @@ public actor RunGallery {
     }
 
     /// An `--on-cluster` run's line: its picture is its annotated copy, by a plain name that stays in the folder.
-    private func add(_ line: ClusterDatasetRun.Line) {
+    private func add(_ record: DetectionRecord) {
         var entry = Entry(
-            index: 0, name: line.path, width: line.image?.width, height: line.image?.height,
-            detections: line.detections ?? [], error: line.error, hasImage: false, boxesDrawn: false, version: 0)
+            index: 0, name: record.path, width: record.result?.image.width, height: record.result?.image.height,
+            detections: record.result?.detections ?? [], error: record.error, hasImage: false, boxesDrawn: false,
+            version: 0)
         var picture: URL?
-        if let relative = line.annotated, DownloadTarget.problem(with: relative) == nil {
+        if let relative = record.annotated, DownloadTarget.problem(with: relative) == nil {
             let url = folder.appendingPathComponent(relative)
             if url.resolvingSymlinksInPath().path.hasPrefix(folder.resolvingSymlinksInPath().path + "/") {
                 picture = url

@@ -18,58 +18,6 @@ import RayLANGateway
 /// Plain local paths must exist on every node (Ray Data reads on any node): a path that some node lacks fails the
 /// run at once with ``OnClusterError`` `pathNotOnEveryNode`, naming the path and the nodes.
 public struct ClusterDatasetRun: Sendable {
-    /// The run's end.
-    public struct Summary: Sendable, Hashable, Codable {
-        public var inputs: Int
-        public var succeeded: Int
-        public var failed: Int
-        public var skipped: Int
-        /// Seconds the run took on the cluster, the paths' check included.
-        public var seconds: Double
-        /// Images answered per second of detection (the actors' start and model load included, the check not).
-        public var imagesPerSecond: Double
-        /// Seconds from the start of detection to the first answers: the actors' start and model load.
-        public var startupSeconds: Double?
-        /// Images detected per node (by address).
-        public var nodes: [String: Int]
-        public var backend: String?
-        public var backendReason: String?
-        /// CPUs and GPUs each detector held: as asked, or as the cluster chose (``ClusterDatasetRun/cpusPerActor``).
-        public var cpusPerActor: Double?
-        public var gpusPerActor: Double?
-        /// The results' folder on the head node.
-        public var clusterOutput: String?
-        /// The local folder the results were downloaded to.
-        public var out: String?
-
-        enum CodingKeys: String, CodingKey {
-            case inputs, succeeded, failed, skipped, seconds, nodes, backend, out
-            case imagesPerSecond = "images_per_s"
-            case backendReason = "backend_reason"
-            case startupSeconds = "startup_s"
-            case clusterOutput = "cluster_output"
-            case cpusPerActor = "cpus_per_actor"
-            case gpusPerActor = "gpus_per_actor"
-        }
-    }
-
-    /// What the run reports, in order.
-    public enum Event: Sendable {
-        /// The gateway is being deployed or the code uploaded: a line to show.
-        case preparing(String)
-        /// The paths are being looked up on every node.
-        case checking
-        /// One image's line (as in `detections.jsonl`).
-        case image(Line)
-        /// How far detection is, as for streamed images: `total` and `done` leave out what a resumed run
-        /// ``skipped``; the rate counts from the first answers (the detectors' start left out).
-        case progress(DetectionRun.Progress)
-        /// A result file downloaded to this machine.
-        case downloaded(URL)
-        /// A file made on this machine from the downloaded results (``exports``).
-        case wrote(URL)
-    }
-
     public var paths: [String]
     /// The model, its input size and backend (the detection service's settings; the service itself is not used).
     public var deployment: DetectionDeployment
@@ -129,10 +77,16 @@ public struct ClusterDatasetRun: Sendable {
         return "~/.raylan/on-cluster/\(digest)"
     }
 
-    /// Runs to the end, handing each event to `events`; Ctrl-C (cancelling the task) stops the cluster side.
+    /// Runs to the end, handing each event to `events` (``DetectionEvent/preparing(_:)``,
+    /// ``DetectionEvent/checking``, an ``DetectionEvent/answered(_:)`` per image as the cluster writes its line,
+    /// ``DetectionEvent/progress(_:)``, ``DetectionEvent/downloaded(_:)`` and ``DetectionEvent/wrote(_:)`` with
+    /// ``output``, then ``DetectionEvent/finished(_:)``); Ctrl-C (cancelling the task) stops the cluster side.
     /// - Throws: ``OnClusterError`` (`pathNotOnEveryNode`, `noInputs`, …), ``GatewayError``, ``ClusterError``,
     ///   `CancellationError`.
-    public func run(on cluster: RayCluster, events: @Sendable (Event) -> Void = { _ in }) async throws -> Summary {
+    @discardableResult
+    public func run(
+        on cluster: RayCluster, events: @Sendable (DetectionEvent) -> Void = { _ in }
+    ) async throws -> DetectionSummary {
         guard VideoOptions.leaseRange.contains(lease) else {
             throw OnClusterError(.invalidSource, "The lease must be from 5 to 86400 seconds, not \(lease)")
         }
@@ -164,14 +118,14 @@ public struct ClusterDatasetRun: Sendable {
         do {
             _ = try await session.start()
             events(.checking)
-            var summary: Summary?
+            var summary: DetectionSummary?
             let started = ContinuousClock.now
             try await session.follow(wait: pollWait) { line in
                 /// A line's kind, read before the line itself.
                 struct Kind: Decodable { var type: String? }
                 switch try line.decode(Kind.self).type {
-                case "image": if let image = try? line.decode(Line.self) { events(.image(image)) }
-                case "summary": summary = try line.decode(Summary.self)
+                case "image": if let image = try? line.decode(Line.self) { events(.answered(image.record)) }
+                case "summary": summary = try line.decode(DetectionSummary.self)
                 default: break
                 }
             } progress: { progress in
@@ -195,8 +149,8 @@ public struct ClusterDatasetRun: Sendable {
             if let output {
                 // Each name is the cluster's: download(_:into:) takes only a plain one inside `output`.
                 for file in try await session.outputs() {
-                    if file.name == LocalJournal.name {
-                        _ = try DetectionJournal.moveAside(output.appendingPathComponent(LocalJournal.name))
+                    if file.name == DetectionJournal.name {
+                        _ = try DetectionJournal.moveAside(output.appendingPathComponent(DetectionJournal.name))
                     }
                     events(.downloaded(try await session.download(file, into: output)))
                 }
@@ -204,6 +158,7 @@ public struct ClusterDatasetRun: Sendable {
                 result.out = output.path
             }
             await session.close(stopping: false)
+            events(.finished(result))
             return result
         } catch {
             await session.close(stopping: !finished)
@@ -213,8 +168,9 @@ public struct ClusterDatasetRun: Sendable {
 }
 
 extension ClusterDatasetRun {
-    /// One file's line of the run's `detections.jsonl` (also its ``Event/image(_:)`` line): its image and
-    /// detections, or its error. Golden examples: `contracts/dataset_line.json`, `dataset_line_error.json`.
+    /// One file's line of the run's `detections.jsonl` (as the cluster writes it; its ``record`` is the run's
+    /// ``DetectionEvent/answered(_:)``): its image and detections, or its error. Golden examples:
+    /// `contracts/dataset_line.json`, `dataset_line_error.json`.
     public struct Line: Sendable, Codable, Hashable {
         /// The file as the cluster's nodes see it.
         public var path: String
@@ -227,30 +183,33 @@ extension ClusterDatasetRun {
         public var annotated: String?
         public var error: DetectionError?
 
-        /// As a streamed run's record (no batch or timings: the cluster's actors do not report them).
-        var record: DetectionRecord {
-            guard let image, let detections else { return DetectionRecord(path: path, error: error) }
+        /// As a streamed run's record, with its node and annotated copy (no batch or timings: the cluster's
+        /// actors do not report them).
+        public var record: DetectionRecord {
+            guard let image, let detections else {
+                return DetectionRecord(path: path, error: error, node: node, annotated: annotated)
+            }
             return DetectionRecord(
                 path: path,
                 result: DetectionResult(
-                    model: model ?? "", image: image, detections: detections, batchSize: 0, timingsMs: [:]))
+                    model: model ?? "", image: image, detections: detections, batchSize: 0, timingsMs: [:]),
+                node: node, annotated: annotated)
         }
     }
 
     /// Writes ``exports`` from the downloaded journal in `output`; returns what it wrote (the `labels/` folder once).
     func writeExports(into output: URL, seconds: Double) throws -> [URL] {
         guard !exports.subtracting(.annotated).isEmpty else { return [] }
-        let journal = output.appendingPathComponent(LocalJournal.name)
+        let journal = output.appendingPathComponent(DetectionJournal.name)
         let text = (try? String(contentsOf: journal, encoding: .utf8)) ?? ""
         let lines = text.split(separator: "\n").compactMap { try? JSONDecoder().decode(Line.self, from: Data($0.utf8)) }
         let records = lines.map(\.record)
-        let annotated = Dictionary(lines.map { ($0.path, $0.annotated) }, uniquingKeysWith: { $1 })
         var written = try DetectionExports.writeRunFiles(
             records, exports, in: output,
             imageLink: { record in
                 // The annotated copy when it was downloaded beside the report (the cluster's file is not here),
                 // by a plain relative name only: the name is the cluster's.
-                guard let relative = annotated[record.path] ?? nil, DownloadTarget.problem(with: relative) == nil,
+                guard let relative = record.annotated, DownloadTarget.problem(with: relative) == nil,
                     FileManager.default.fileExists(atPath: output.appendingPathComponent(relative).path)
                 else { return nil }
                 return relative

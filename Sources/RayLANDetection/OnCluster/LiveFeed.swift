@@ -100,7 +100,7 @@ public final class LiveFeed: Sendable {
                 processed += 1
                 feed.take(event, source: source)
             }
-            feed.take(.progress(.object(["frames_processed": .number(Double(processed))])), source: source)
+            feed.take(.frames(.object(["frames_processed": .number(Double(processed))])), source: source)
         }
         feed.finish()
         return feed
@@ -123,7 +123,7 @@ public final class LiveFeed: Sendable {
     }
 
     /// Takes one event of the source named `name`.
-    public func take(_ event: VideoEvent, source name: String) {
+    public func take(_ event: DetectionEvent, source name: String) {
         state.withLock { state in
             guard let index = state.sources.firstIndex(where: { $0.name == name }) else { return }
             Self.apply(event, to: &state.sources[index], preview: &state.previews[index], seriesLength: seriesLength)
@@ -131,15 +131,15 @@ public final class LiveFeed: Sendable {
     }
 
     private static func apply(
-        _ event: VideoEvent, to source: inout Source, preview kept: inout VideoPreview?, seriesLength: Int
+        _ event: DetectionEvent, to source: inout Source, preview kept: inout VideoPreview?, seriesLength: Int
     ) {
         switch event {
-        case .started: source.stats.state = "running"
+        case .opened: source.stats.state = "running"
         case .frame(let frame):
             if frame.error != nil { source.stats.errors += 1 }
             add(frame, to: &source, seriesLength: seriesLength)
         case .reconnecting: source.stats.errors += 1
-        case .progress(let progress):
+        case .frames(let progress):
             source.stats.framesRead = Int(progress["frames_read"]?.doubleValue ?? Double(source.stats.framesRead))
             source.stats.framesProcessed = Int(
                 progress["frames_processed"]?.doubleValue ?? Double(source.stats.framesProcessed))
@@ -149,15 +149,18 @@ public final class LiveFeed: Sendable {
             source.stats.reconnects = Int(progress["reconnects"]?.doubleValue ?? Double(source.stats.reconnects))
         case .finished(let summary):
             source.stats.state = "finished"
-            source.stats.framesRead = summary.framesRead
-            source.stats.framesProcessed = summary.framesProcessed
-            source.stats.framesDropped = summary.framesDropped
-            source.stats.fps = summary.fps
+            guard let video = summary.video else { return }
+            source.stats.framesRead = video.framesRead
+            source.stats.framesProcessed = video.framesProcessed
+            source.stats.framesDropped = video.framesDropped
+            source.stats.fps = video.fps
         case .preview(let preview):
             kept = preview
             source.previewFrame = preview.header.frame
             source.stats.latencyMs = preview.header.latencyMs
-        case .preparing, .uploading, .reconnected, .report, .downloaded: break
+        case .deploying, .preparing, .checking, .uploading, .started, .answered, .progress, .reconnected, .report,
+            .downloaded, .wrote:
+            break
         }
     }
 

@@ -15,7 +15,7 @@ enum OnClusterWork {
         _ = try await service.ensure(plan, key: key, on: cluster) { event in
             switch event {
             case .deploying(let deployment): progress("Deploying the detection service '\(deployment.name)'…")
-            case .deployStep(let step): progress(step)
+            case .preparing(let step): progress(step)
             default: break
             }
         }

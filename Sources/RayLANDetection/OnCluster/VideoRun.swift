@@ -17,7 +17,7 @@ public struct VideoOptions: Sendable, Hashable {
     public var tracker: Tracker?
     /// Write `annotated.mp4` (one frame per detected frame). Default false.
     public var annotate: Bool
-    /// Per-class counts over time (`report.json`, and a ``VideoEvent/report(_:)``). Default false.
+    /// Per-class counts over time (`report.json`, and a ``DetectionEvent/report(_:)``). Default false.
     public var report: Bool
     /// Frames per detection request, from ``batchRange``. Default 8.
     public var batch: Int
@@ -37,7 +37,7 @@ public struct VideoOptions: Sendable, Hashable {
     public var lease: Duration
     /// The leases a session takes (the cluster's bounds).
     public static let leaseRange: ClosedRange<Duration> = .seconds(5) ... .seconds(86_400)
-    /// Pictures a second for a person watching the run (``VideoEvent/preview(_:)``: processed frames shrunk on
+    /// Pictures a second for a person watching the run (``DetectionEvent/preview(_:)``: processed frames shrunk on
     /// the cluster to ``previewSide`` pixels, with their detections), at most; nil: none (the default).
     public var previewFPS: Double?
     /// The previews a second a session makes at most.
@@ -134,7 +134,7 @@ public struct FrameResult: Sendable, Hashable, Codable {
     }
 }
 
-/// What a video's session counted at its end.
+/// What a video's session counted at its end (its summary line; a run's ``DetectionSummary/video``).
 public struct VideoSummary: Sendable, Hashable, Codable {
     public var framesRead: Int
     public var framesProcessed: Int
@@ -154,36 +154,9 @@ public struct VideoSummary: Sendable, Hashable, Codable {
     }
 }
 
-/// What a ``VideoRun`` reports, in order.
-public enum VideoEvent: Sendable {
-    /// The detection service or the gateway is being deployed, or the video uploaded: a line to show.
-    case preparing(String)
-    /// Bytes of the local file uploaded so far, of its size (an upload that resumes starts past 0).
-    case uploading(sent: Int, total: Int)
-    /// The session opened the source: its width, height, source_fps, frame_count (files) and live.
-    case started(JSONValue)
-    /// One processed frame.
-    case frame(FrameResult)
-    /// A live stream broke; the session waits `delay` seconds and tries again (`attempt` of `of`).
-    case reconnecting(attempt: Int, of: Int, delay: Double, message: String)
-    /// The stream is back.
-    case reconnected(String)
-    /// How far it is: frames read, processed, dropped, fps (when the session's counts change).
-    case progress(JSONValue)
-    /// Per-class counts over time (with ``VideoOptions/report``).
-    case report(JSONValue)
-    /// The end of the source.
-    case finished(VideoSummary)
-    /// A result file downloaded to this machine.
-    case downloaded(URL)
-    /// A processed frame's picture, shrunk on the cluster, with its detections (with ``VideoOptions/previewFPS``;
-    /// at most that many a second, the newest when this client asks: older ones are skipped).
-    case preview(VideoPreview)
-}
-
 /// Object detection over a video file or a live stream, decoded on the cluster and detected by the detection
 /// service's replicas (the same dynamic batches as images), optionally tracked: an `AsyncSequence` of
-/// ``VideoEvent``s.
+/// ``DetectionEvent``s.
 ///
 /// ```swift
 /// let run = VideoRun(source: .stream("rtsp://cam.local/live"), service: .deployIfNeeded(deployment),
@@ -230,8 +203,8 @@ public struct VideoRun: Sendable {
 
     /// The events of the run; the run starts when iteration starts and stops (on the cluster too) when the
     /// iterating task is cancelled.
-    public func events(on cluster: RayCluster) -> AsyncThrowingStream<VideoEvent, any Error> {
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: VideoEvent.self)
+    public func events(on cluster: RayCluster) -> AsyncThrowingStream<DetectionEvent, any Error> {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: DetectionEvent.self)
         let task = Task {
             do {
                 try await run(on: cluster) { continuation.yield($0) }
@@ -250,7 +223,7 @@ public struct VideoRun: Sendable {
     /// - Returns: the service's application name and the gateway.
     @discardableResult
     public func prepare(
-        on cluster: RayCluster, events: @Sendable (VideoEvent) -> Void
+        on cluster: RayCluster, events: @Sendable (DetectionEvent) -> Void
     ) async throws -> (application: String, gateway: Gateway) {
         let application = try await OnClusterWork.ensureService(service, key: key, on: cluster) {
             events(.preparing($0))
@@ -261,10 +234,17 @@ public struct VideoRun: Sendable {
         return (application, gateway)
     }
 
-    /// Runs to the end, handing each event to `events`.
-    /// - Throws: ``OnClusterError`` (`streamLost`, `sourceNotFound`, …), ``GatewayError``, ``ServeError``,
-    ///   ``ClusterError``, `CancellationError`.
-    public func run(on cluster: RayCluster, events: @Sendable (VideoEvent) -> Void) async throws {
+    /// Runs to the end, handing each event to `events`: ``DetectionEvent/preparing(_:)``,
+    /// ``DetectionEvent/uploading(sent:total:)`` for a local file, ``DetectionEvent/opened(_:)``, then
+    /// ``DetectionEvent/frame(_:)``s with ``DetectionEvent/frames(_:)`` (and reconnections, the report and
+    /// previews), ``DetectionEvent/downloaded(_:)`` with ``output``, and ``DetectionEvent/finished(_:)``.
+    /// - Returns: the summary, with the session's counts in ``DetectionSummary/video``.
+    /// - Throws: ``OnClusterError`` (`streamLost`, `sourceNotFound`, `sessionFailed` when the session ended
+    ///   without its summary, …), ``GatewayError``, ``ServeError``, ``ClusterError``, `CancellationError`.
+    @discardableResult
+    public func run(
+        on cluster: RayCluster, events: @Sendable (DetectionEvent) -> Void = { _ in }
+    ) async throws -> DetectionSummary {
         if let problem = options.problem { throw OnClusterError(.invalidSource, problem) }
         let (application, gateway) = try await prepare(on: cluster, events: events)
         var spec = VideoSessionSpec(
@@ -275,7 +255,7 @@ public struct VideoRun: Sendable {
             reconnectDelay: options.reconnectDelay.seconds, leaseS: options.lease.seconds, outDir: clusterOutput,
             previewFPS: options.previewFPS, previewSide: options.previewFPS == nil ? nil : options.previewSide)
         // The local journal first: a folder that cannot be written is found before anything is uploaded.
-        let journal = try output.map { try LocalJournal(folder: $0) }
+        let journal = try output.map { try DetectionJournal.new(in: $0) }
         var upload: VideoUpload?
         switch source {
         case .file(let url):
@@ -296,8 +276,9 @@ public struct VideoRun: Sendable {
         let session = try await ClusterSession.create(
             "raylan_detect.video:VideoSession", keywords: try spec.keywords(), on: gateway)
         var finished = false
+        var counted: VideoSummary?
         do {
-            events(.started(try await session.start()))
+            events(.opened(try await session.start()))
             // The previews' task ends with the group, before this call returns: `events` does not escape it.
             try await withoutActuallyEscaping(events) { events in
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -305,28 +286,40 @@ public struct VideoRun: Sendable {
                         group.addTask { await Self.followPreviews(of: session, events: events) }
                     }
                     try await session.follow(wait: pollWait) { line in
-                        if let event = try Self.event(from: line) {
-                            // The session's own text of the line, as its journal on the cluster holds it: not re-encoded.
-                            if case .frame = event { try journal?.append(line) }
+                        switch try Self.line(line) {
+                        case .event(let event):
+                            // The session's own text of the line, as its journal on the cluster holds it: not
+                            // re-encoded.
+                            if case .frame = event { try journal?.append(line: line.text) }
                             events(event)
+                        case .summary(let summary): counted = summary
+                        case nil: break
                         }
                     } progress: {
-                        events(.progress($0))
+                        events(.frames($0))
                     }
                     group.cancelAll()
                 }
             }
             finished = true
+            guard let counted else {
+                throw OnClusterError(
+                    .sessionFailed, "The video's session ended without its summary",
+                    remedy: "It was stopped from elsewhere, or its actor died: run it again.")
+            }
             if let output {
                 // The journal is written here frame by frame. Each name is the cluster's: download(_:into:) takes
                 // only a plain one inside `output`.
                 for file in try await session.outputs()
-                where file.name != upload?.fileName && file.name != LocalJournal.name {
+                where file.name != upload?.fileName && file.name != DetectionJournal.name {
                     events(.downloaded(try await session.download(file, into: output)))
                 }
             }
             await session.close(stopping: false)
             if let upload { await upload.release(via: gateway) }
+            let summary = DetectionSummary(video: counted, out: output?.path, clusterOutput: clusterOutput)
+            events(.finished(summary))
+            return summary
         } catch {
             await session.close(stopping: !finished)
             // The cluster's copy is not the file: the next run uploads it whole again.
@@ -338,7 +331,7 @@ public struct VideoRun: Sendable {
     /// Hands on the session's newest preview each time there is a newer one, until cancelled or the session
     /// ends. A preview that fails (the session ended, a call failed) ends the previews, not the run: they are
     /// for a person watching, and the results come by the lines.
-    static func followPreviews(of session: ClusterSession, events: @Sendable (VideoEvent) -> Void) async {
+    static func followPreviews(of session: ClusterSession, events: @Sendable (DetectionEvent) -> Void) async {
         var last = -1
         while !Task.isCancelled {
             guard let data = try? await session.preview(after: last, wait: .seconds(2)) else { return }
@@ -353,63 +346,54 @@ public struct VideoRun: Sendable {
         }
     }
 
-    /// The event one of the session's lines stands for (nil for a line of a kind this client does not know),
-    /// decoded in one pass over its text.
-    static func event(from line: ClusterSession.Line) throws -> VideoEvent? {
-        let event = try line.decode(LineEvent.self).event
-        guard case .frame(var frame) = event else { return event }
-        frame.text = line.text
-        return .frame(frame)
+    /// What one of the session's lines holds: an event, or the session's summary.
+    enum SessionLine {
+        case event(DetectionEvent)
+        case summary(VideoSummary)
     }
 
-    /// A line's event: its `type` read, then the rest of the same line as that type's value.
+    /// What one of the session's lines stands for (nil for a line of a kind this client does not know), decoded
+    /// in one pass over its text; a frame keeps the line's text.
+    static func line(_ line: ClusterSession.Line) throws -> SessionLine? {
+        let decoded = try line.decode(LineEvent.self).line
+        guard case .event(.frame(var frame)) = decoded else { return decoded }
+        frame.text = line.text
+        return .event(.frame(frame))
+    }
+
+    /// The event one of the session's lines stands for (nil for its summary, or a line of a kind this client
+    /// does not know).
+    static func event(from line: ClusterSession.Line) throws -> DetectionEvent? {
+        guard case .event(let event) = try Self.line(line) else { return nil }
+        return event
+    }
+
+    /// A line's meaning: its `type` read, then the rest of the same line as that type's value.
     private struct LineEvent: Decodable {
-        var event: VideoEvent?
+        var line: SessionLine?
 
         enum CodingKeys: String, CodingKey { case type, event, message, attempt, of, delay }
 
         init(from decoder: any Decoder) throws {
-            let line = try decoder.container(keyedBy: CodingKeys.self)
-            let number = { (key: CodingKeys) in try line.decodeIfPresent(Double.self, forKey: key) ?? 0 }
-            switch try line.decodeIfPresent(String.self, forKey: .type) {
-            case "frame": event = .frame(try FrameResult(from: decoder))
-            case "summary": event = .finished(try VideoSummary(from: decoder))
-            case "report": event = .report(try JSONValue(from: decoder))
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            let number = { (key: CodingKeys) in try container.decodeIfPresent(Double.self, forKey: key) ?? 0 }
+            switch try container.decodeIfPresent(String.self, forKey: .type) {
+            case "frame": line = .event(.frame(try FrameResult(from: decoder)))
+            case "summary": line = .summary(try VideoSummary(from: decoder))
+            case "report": line = .event(.report(try JSONValue(from: decoder)))
             case "event":
-                let message = try line.decodeIfPresent(String.self, forKey: .message) ?? ""
-                switch try line.decodeIfPresent(String.self, forKey: .event) {
+                let message = try container.decodeIfPresent(String.self, forKey: .message) ?? ""
+                switch try container.decodeIfPresent(String.self, forKey: .event) {
                 case "reconnecting":
-                    event = .reconnecting(
-                        attempt: Int(try number(.attempt)), of: Int(try number(.of)), delay: try number(.delay),
-                        message: message)
-                case "reconnected": event = .reconnected(message)
-                default: event = nil
+                    line = .event(
+                        .reconnecting(
+                            attempt: Int(try number(.attempt)), of: Int(try number(.of)), delay: try number(.delay),
+                            message: message))
+                case "reconnected": line = .event(.reconnected(message))
+                default: line = nil
                 }
-            default: event = nil
+            default: line = nil
             }
         }
     }
-}
-
-/// `detections.jsonl` written on this machine line by line as results arrive.
-final class LocalJournal: @unchecked Sendable {
-    static let name = "detections.jsonl"
-    let url: URL
-    private let handle: FileHandle
-
-    /// Creates `folder` and starts a new journal in it (the previous one kept as `detections.jsonl.1`).
-    init(folder: URL) throws {
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        url = folder.appendingPathComponent(Self.name)
-        _ = try DetectionJournal.moveAside(url)
-        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
-        handle = try FileHandle(forWritingTo: url)
-    }
-
-    /// Appends the session's line as it made it.
-    func append(_ line: ClusterSession.Line) throws {
-        try handle.write(contentsOf: Data((line.text + "\n").utf8))
-    }
-
-    deinit { try? handle.close() }
 }
