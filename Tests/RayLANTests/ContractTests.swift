@@ -74,7 +74,7 @@ struct ContractTests {
         #expect(preview.header.frame == 12 && preview.header.width == 1280 && preview.header.latencyMs == 48.5)
         #expect(preview.header.detections.first?.trackID == 3)
         for bad in [Data(), line, line + Data("\nnot a jpeg".utf8), Data("{}\n".utf8) + jpeg] {
-            #expect(throws: OnClusterError.self) { try VideoPreview(bad) }
+            #expect(throws: DetectionError.self) { try VideoPreview(bad) }
         }
     }
 

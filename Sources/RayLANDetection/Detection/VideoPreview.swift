@@ -1,6 +1,5 @@
 import Foundation
 import RayLANCore
-import RayLANGateway
 
 /// A video session's picture of one processed frame, for a person watching the run (`raylan detect --view`): the
 /// frame shrunk on the cluster (a JPEG) and its detections in the source's pixels. On the wire (raw bytes, no
@@ -36,17 +35,17 @@ public struct VideoPreview: Sendable, Hashable {
     public static let maxHeaderBytes = 1 << 20
 
     /// Reads a preview's bytes as the session sends them.
-    /// - Throws: ``OnClusterError`` `badResponse` for bytes that are not a header line and a JPEG.
+    /// - Throws: ``DetectionError`` `badResponse` for bytes that are not a header line and a JPEG.
     public init(_ data: Data) throws {
         let end = data.prefix(Self.maxHeaderBytes).firstIndex(of: UInt8(ascii: "\n"))
         guard let end, let header = try? JSONDecoder().decode(Header.self, from: data[data.startIndex..<end]),
             header.type == "preview", header.width > 0, header.height > 0
         else {
-            throw OnClusterError(.badResponse, "The cluster's preview is not a header line and a JPEG")
+            throw DetectionError(.badResponse, "The cluster's preview is not a header line and a JPEG")
         }
         let jpeg = data[(end + 1)...]
         guard jpeg.starts(with: [0xFF, 0xD8]) else {
-            throw OnClusterError(.badResponse, "The cluster's preview of frame \(header.frame) is not a JPEG")
+            throw DetectionError(.badResponse, "The cluster's preview of frame \(header.frame) is not a JPEG")
         }
         self.header = header
         self.jpeg = Data(jpeg)
