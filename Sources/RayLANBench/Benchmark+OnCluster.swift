@@ -50,7 +50,7 @@ extension Benchmark {
         var run = ClusterDatasetRun(
             paths: [folder.path], deployment: configuration.deployment,
             clusterOutput: folder.appendingPathComponent("on-cluster-out").path)
-        run.gpusPerActor = configuration.deployment.gpusPerReplica
+        run.settings.gpusPerActor = configuration.deployment.gpusPerReplica
         run.httpPort = servePort
         let onClusterStart = clock.now
         do {

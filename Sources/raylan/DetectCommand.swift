@@ -172,6 +172,19 @@ struct DetectCommand: AsyncParsableCommand {
         try OptionCheck.within(imagesPerRequest, 1...256, "--images-per-request")
     }
 
+    /// The score, IoU and class filter asked for.
+    var detectionOptions: DetectionOptions { DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids) }
+
+    /// The files asked for besides the journal.
+    var outputs: DetectionRun.Outputs {
+        var outputs: DetectionRun.Outputs = []
+        if format == .coco { outputs.insert(.coco) }
+        if format == .yolo { outputs.insert(.yolo) }
+        if annotate { outputs.insert(.annotated) }
+        if report { outputs.insert(.report) }
+        return outputs
+    }
+
     /// Whether the inputs are videos or streams (all of them; a mix with images is refused in validate()).
     var isVideo: Bool { paths.contains(where: VideoSource.isVideo) }
 
@@ -196,14 +209,9 @@ struct DetectCommand: AsyncParsableCommand {
                             try await deployment.make(model: model, name: nil, on: connection.cluster),
                             httpPort: deployment.servePort(for: connection))
                     }
-                    var outputs: DetectionRun.Outputs = []
-                    if format == .coco { outputs.insert(.coco) }
-                    if format == .yolo { outputs.insert(.yolo) }
-                    if annotate { outputs.insert(.annotated) }
-                    if report { outputs.insert(.report) }
                     let run = DetectionRun(
                         inputs: paths, output: URL(fileURLWithPath: out), service: service,
-                        options: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), outputs: outputs,
+                        options: detectionOptions, outputs: outputs,
                         concurrency: concurrency ?? DetectionRun.defaultConcurrency,
                         imagesPerRequest: imagesPerRequest ?? DetectionRun.defaultImagesPerRequest, resume: resume,
                         force: force,

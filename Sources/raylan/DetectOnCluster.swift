@@ -18,9 +18,8 @@ extension DetectCommand {
         try await reportingErrors { parsed = try paths.map { try VideoSource(parsing: $0, onCluster: onCluster) } }
         let sources = parsed
         let model = try self.model ?? DeploymentOptions.defaultModel()
-        var options = VideoOptions(
-            detection: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), stride: vidStride ?? 1,
-            tracker: track, annotate: annotate, report: report)
+        // conf, iou, classes, annotate and report are the run's own (DetectionRun sets them).
+        var options = VideoOptions(stride: vidStride ?? 1, tracker: track)
         if let reconnectAttempts { options.reconnectAttempts = reconnectAttempts }
         if let batchSize { options.batch = batchSize }
         if let lease { options.lease = .seconds(lease) }
@@ -45,9 +44,10 @@ extension DetectCommand {
                 let display = VideoProgressDisplay(json: json)
                 let feed = viewing.isOn ? LiveFeed(sources: names) : nil
                 let runs = zip(sources, names).map { source, name in
-                    VideoRun(
-                        source: source, service: service, options: videoOptions, key: key,
+                    DetectionRun(
+                        source: .video(source, videoOptions),
                         output: sources.count == 1 ? outFolder : outFolder.appendingPathComponent(name),
+                        service: service, options: detectionOptions, outputs: outputs, key: key,
                         clusterOutput: clusterOut.map { sources.count == 1 ? $0 : $0 + "/" + name })
                 }
                 try await viewing.serving(feed.map { .live($0) }) {
@@ -89,20 +89,16 @@ extension DetectCommand {
         try await reportingErrors {
             try await Connection.with(cluster) { (connection: Connection) in
                 let deployment = try await deployment.make(model: model, name: nil, on: connection.cluster)
-                var run = ClusterDatasetRun(
-                    paths: paths, deployment: deployment,
-                    options: DetectionOptions(confidence: conf, iou: iou, classes: classes?.ids), annotate: annotate,
-                    resume: resume, clusterOutput: clusterOut, output: out.map { URL(fileURLWithPath: $0) })
-                run.actors = actors
-                if format == .coco { run.exports.insert(.coco) }
-                if format == .yolo { run.exports.insert(.yolo) }
-                if report { run.exports.insert(.report) }
-                if let batchSize { run.batchSize = batchSize }
-                if let lease { run.lease = .seconds(lease) }
-                run.gpusPerActor = gpusPerActor ?? deployment.gpusPerReplica
-                run.cpusPerActor = cpusPerActor
-                run.httpPort = self.deployment.servePort(for: connection)
-                let configured = run
+                // The results come to this machine only with --out.
+                var settings = ClusterDatasetRun.Settings(
+                    actors: actors, gpusPerActor: gpusPerActor ?? deployment.gpusPerReplica, cpusPerActor: cpusPerActor,
+                    download: out != nil)
+                if let batchSize { settings.batchSize = batchSize }
+                if let lease { settings.lease = .seconds(lease) }
+                let configured = DetectionRun(
+                    source: .onCluster(paths, settings), output: URL(fileURLWithPath: out ?? "raylan-out"),
+                    service: .deployIfNeeded(deployment, httpPort: self.deployment.servePort(for: connection)),
+                    options: detectionOptions, outputs: outputs, resume: resume, clusterOutput: clusterOut)
                 let cluster = connection.cluster
                 let display = DetectProgressDisplay()
                 // The view shows the lines as they come (the journal is downloaded at the end, when --out is given:

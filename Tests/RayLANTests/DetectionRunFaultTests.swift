@@ -38,8 +38,8 @@ struct DetectionRunInputTests {
             ("a/x.jpg", "b/x.jpg"),
         ])
     func outputNames(_ pair: (String, String)) {
-        let first = DetectionRun.outputPath(of: pair.0, in: "labels", extension: "txt")
-        let second = DetectionRun.outputPath(of: pair.1, in: "labels", extension: "txt")
+        let first = DetectionExports.outputPath(of: pair.0, in: "labels", extension: "txt")
+        let second = DetectionExports.outputPath(of: pair.1, in: "labels", extension: "txt")
         #expect(first != second)
         for name in [first, second] {
             #expect(name.hasPrefix("labels/") && name.hasSuffix(".txt"))
@@ -51,10 +51,10 @@ struct DetectionRunInputTests {
     @Test("Common paths keep readable output names")
     func readableNames() {
         #expect(
-            DetectionRun.outputPath(of: "samples/shapes_00.jpg", in: "labels", extension: "txt")
+            DetectionExports.outputPath(of: "samples/shapes_00.jpg", in: "labels", extension: "txt")
                 == "labels/samples__shapes_00.jpg.txt")
-        #expect(DetectionRun.outputPath(of: "./x.png", in: "annotated", extension: "jpg") == "annotated/x.png.jpg")
-        #expect(DetectionRun.outputPath(of: "../x/a.jpg", in: "labels", extension: "txt").contains("x__a.jpg___"))
+        #expect(DetectionExports.outputPath(of: "./x.png", in: "annotated", extension: "jpg") == "annotated/x.png.jpg")
+        #expect(DetectionExports.outputPath(of: "../x/a.jpg", in: "labels", extension: "txt").contains("x__a.jpg___"))
     }
 
     @Test(
@@ -317,14 +317,14 @@ extension RayClusterTests.Main {
             // Each label file holds its own image's detections.
             for record in DetectionJournal.read(run.journalURL) {
                 let label = out.appendingPathComponent(
-                    DetectionRun.outputPath(of: record.path, in: "labels", extension: "txt"))
+                    DetectionExports.outputPath(of: record.path, in: "labels", extension: "txt"))
                 let rows = try String(contentsOf: label, encoding: .utf8).split(separator: "\n")
                 #expect(rows.count == record.result?.detections.count)
             }
             // Outputs lost after the run: resuming writes the labels from the journal and asks again for the image.
             try FileManager.default.removeItem(at: out.appendingPathComponent("labels"))
             let annotated = out.appendingPathComponent(
-                DetectionRun.outputPath(
+                DetectionExports.outputPath(
                     of: input.appendingPathComponent("x.png").path, in: "annotated", extension: "jpg"))
             try FileManager.default.removeItem(at: annotated)
             run.resume = true
@@ -350,7 +350,8 @@ extension RayClusterTests.Main {
             let blocked = input.appendingPathComponent("shapes_01.jpg").path
             // A folder where that input's label file would go.
             try FileManager.default.createDirectory(
-                at: out.appendingPathComponent(DetectionRun.outputPath(of: blocked, in: "labels", extension: "txt")),
+                at: out.appendingPathComponent(
+                    DetectionExports.outputPath(of: blocked, in: "labels", extension: "txt")),
                 withIntermediateDirectories: true)
             let run = DetectionRun(
                 inputs: [input.path], output: out, service: .running("shapes-yolo11n"), outputs: [.yolo])

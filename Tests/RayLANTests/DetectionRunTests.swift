@@ -75,7 +75,7 @@ extension RayClusterTests.Main {
             // YOLO: a label file per input with one row per detection.
             for record in journal {
                 let label = out.appendingPathComponent(
-                    DetectionRun.outputPath(of: record.path, in: "labels", extension: "txt"))
+                    DetectionExports.outputPath(of: record.path, in: "labels", extension: "txt"))
                 let rows = try String(contentsOf: label, encoding: .utf8).split(separator: "\n")
                 #expect(rows.count == record.result?.detections.count, "\(label.path)")
             }

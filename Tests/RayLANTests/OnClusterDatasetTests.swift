@@ -37,7 +37,7 @@ extension RayClusterTests.Main {
             var run = ClusterDatasetRun(
                 paths: [DetectionTests.samples.path], deployment: Self.deployment, clusterOutput: clusterOut,
                 output: out.appendingPathComponent("downloaded"))
-            run.gpusPerActor = 0
+            run.settings.gpusPerActor = 0
             run.httpPort = cluster.ray.ports.serve
             let summary = try await cluster.withConnection { ray in try await run.run(on: ray) }
             #expect(summary.inputs == 12 && summary.succeeded == 12 && summary.failed == 0, "\(summary)")
@@ -80,7 +80,7 @@ extension RayClusterTests.Main {
             var run = ClusterDatasetRun(
                 paths: [images.path], deployment: Self.deployment,
                 clusterOutput: folder.appendingPathComponent("on-cluster").path)
-            run.gpusPerActor = 0
+            run.settings.gpusPerActor = 0
             run.httpPort = cluster.ray.ports.serve
             let first = try await cluster.withConnection { ray in try await run.run(on: ray) }
             #expect(first.succeeded == 3 && first.failed == 1 && first.skipped == 0, "\(first)")
@@ -126,7 +126,7 @@ extension RayClusterTests.Main {
                 let path = try #require(line["path"]?.stringValue)
                 let labels = try String(
                     contentsOf: downloaded.appendingPathComponent(
-                        DetectionRun.outputPath(of: path, in: "labels", extension: "txt")), encoding: .utf8)
+                        DetectionExports.outputPath(of: path, in: "labels", extension: "txt")), encoding: .utf8)
                 let classes = labels.split(separator: "\n").compactMap {
                     $0.split(separator: " ").first.flatMap { Int($0) }
                 }

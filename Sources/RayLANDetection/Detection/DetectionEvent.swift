@@ -16,7 +16,7 @@ public enum DetectionEvent: Sendable {
     /// A local video: bytes uploaded so far, of its size (an upload that resumes starts past 0).
     case uploading(sent: Int, total: Int)
     /// Images: the work starts; `progress` counts what is to do (and what a resumed journal had).
-    case started(DetectionRun.Progress)
+    case started(DetectionProgress)
     /// A video: its session opened the source (its width, height, source_fps, frame_count for files, live).
     case opened(JSONValue)
     /// One image's line, as its journal holds it: its result or its named error.
@@ -25,7 +25,7 @@ public enum DetectionEvent: Sendable {
     case frame(FrameResult)
     /// How far an image run is (after each ``answered(_:)`` of a streamed run; as the cluster counts for images
     /// on the cluster, the rate from the first answers).
-    case progress(DetectionRun.Progress)
+    case progress(DetectionProgress)
     /// How far a video is: frames read, processed and dropped, fps, reconnects (when its session's counts
     /// change).
     case frames(JSONValue)
@@ -110,5 +110,29 @@ public struct DetectionSummary: Sendable, Hashable, Codable {
         case cpusPerActor = "cpus_per_actor"
         case gpusPerActor = "gpus_per_actor"
         case clusterOutput = "cluster_output"
+    }
+}
+
+/// How far an image run is (``DetectionRun/Progress``).
+public struct DetectionProgress: Sendable, Hashable {
+    /// Inputs this run sends (those already answered in a resumed journal excluded).
+    public var total: Int
+    /// Inputs this run has answered so far.
+    public var done: Int
+    /// Of ``done``, those that failed.
+    public var failed: Int
+    /// Inputs already answered in the journal when resuming.
+    public var skipped: Int
+    /// Seconds since the first request.
+    public var seconds: Double
+    /// The rate as measured where the work runs, when it is not ``done`` over ``seconds``: a
+    /// ``ClusterDatasetRun`` counts from the first answers, the detectors' start left out.
+    public var measuredRate: Double? = nil
+
+    /// Answered inputs per second.
+    public var imagesPerSecond: Double { measuredRate ?? (seconds > 0 ? Double(done) / seconds : 0) }
+    /// Seconds left at the current rate; nil before the first answer.
+    public var secondsLeft: Double? {
+        imagesPerSecond > 0 ? Double(total - done) / imagesPerSecond : nil
     }
 }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import RayLANCore
 import RayLANGateway
@@ -60,7 +61,7 @@ public enum DetectionExports {
     /// ``DetectionReport/html(_:imageLink:elapsed:)``). Returns the files written.
     @discardableResult
     static func writeRunFiles(
-        _ records: [DetectionRecord], _ outputs: DetectionRun.Outputs, in folder: URL,
+        _ records: [DetectionRecord], _ outputs: DetectionOutputs, in folder: URL,
         imageLink: (DetectionRecord) -> String?, elapsed: Double
     ) throws -> [URL] {
         var written: [URL] = []
@@ -73,4 +74,42 @@ public enum DetectionExports {
         }
         return written
     }
+
+    /// Where an input's own output goes, relative to the output folder: `folder/<name>.<extension>`, distinct
+    /// for distinct paths.
+    ///
+    /// The name is the input's path, extension kept, with its separators folded to `__` (`samples/a.jpg` →
+    /// `samples__a.jpg.txt`; an absolute path starts with `__`). Where that fold could be ambiguous (a `..`
+    /// component, one holding `__` or starting or ending with `_`) or the name would pass 255 bytes, the name
+    /// ends instead with `___` and 12 hex digits of the path's SHA-256, after as much of the fold's end as fits
+    /// (`x__a.jpg___0f3c…txt`). Names without a hash never hold `___`, so the two kinds never meet.
+    public static func outputPath(of path: String, in folder: String, extension ext: String) -> String {
+        let components = path.split(separator: "/", omittingEmptySubsequences: true).filter { $0 != "." }
+        let fold = (path.hasPrefix("/") ? "__" : "") + components.joined(separator: "__")
+        let isLossy =
+            components.isEmpty
+            || components.contains { $0 == ".." || $0.contains("__") || $0.hasPrefix("_") || $0.hasSuffix("_") }
+        let plain = fold + "." + ext
+        if !isLossy && plain.utf8.count <= 255 { return folder + "/" + plain }
+        let digest = SHA256.hash(data: Data(path.utf8)).prefix(6).hexString
+        let suffix = "___" + digest + "." + ext
+        var tail = Substring(fold)
+        while tail.utf8.count + suffix.utf8.count > 255 { tail = tail.dropFirst() }
+        return folder + "/" + String(tail) + suffix
+    }
+}
+
+/// The files a run writes besides `detections.jsonl` (``DetectionRun/Outputs``).
+public struct DetectionOutputs: OptionSet, Sendable, Hashable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// `annotations.json` (COCO) over every input of the folder's journal.
+    public static let coco = DetectionOutputs(rawValue: 1 << 0)
+    /// `labels/<name>.txt` (YOLO) per input.
+    public static let yolo = DetectionOutputs(rawValue: 1 << 1)
+    /// `annotated/<name>.jpg` per input, drawn on the cluster.
+    public static let annotated = DetectionOutputs(rawValue: 1 << 2)
+    /// `report.html`.
+    public static let report = DetectionOutputs(rawValue: 1 << 3)
 }

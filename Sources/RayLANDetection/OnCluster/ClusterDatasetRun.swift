@@ -38,22 +38,11 @@ public struct ClusterDatasetRun: Sendable {
     /// (`annotations.json`), ``DetectionRun/Outputs/yolo`` (`labels/`), ``DetectionRun/Outputs/report``
     /// (`report.html`, showing the annotated images with ``annotate``), as a streamed run makes them. They need
     /// ``output``. Default none.
-    public var exports: DetectionRun.Outputs = []
-    /// Images per model call. Default 16.
-    public var batchSize: Int = 16
-    /// Most actors in the pool. Default nil: Ray Data's choice.
-    public var actors: Int?
-    /// GPUs per actor. Default nil: 1 where the cluster has GPUs, else none.
-    public var gpusPerActor: Double?
-    /// CPUs per actor. Default nil: 1 where that many are free beside a read task (0.25 CPU), else what is free
-    /// beside one, at least 0.25 (on the embedded 2-CPU cluster whose detection service holds a CPU: 0.75), so
-    /// that the plain command runs there. The summary says what was used.
-    public var cpusPerActor: Double?
+    public var exports: DetectionOutputs = []
+    /// How the detectors are sized, and how long the work waits for this client.
+    public var settings = Settings()
     /// How long a poll waits on the cluster for new lines. Default 0.5 s.
     public var pollWait: Duration = .milliseconds(500)
-    /// How long the session on the cluster waits for a call of this client before it stops itself (see
-    /// ``VideoOptions/lease``), from ``VideoOptions/leaseRange``. Default 120 s.
-    public var lease: Duration = .seconds(120)
     /// Serve's proxy port, should the gateway's deploy have to start Serve. Default 8000.
     public var httpPort: Int = ServeEndpoint.defaultPort
 
@@ -68,6 +57,39 @@ public struct ClusterDatasetRun: Sendable {
         self.resume = resume
         self.clusterOutput = clusterOutput
         self.output = output
+    }
+
+    /// How a run's detectors on the cluster are sized, and how long its work there waits for this client: what
+    /// only images on the cluster have (``DetectionRun/Source/onCluster(_:_:)``).
+    public struct Settings: Sendable, Hashable {
+        /// Images per model call. Default 16.
+        public var batchSize: Int
+        /// Most actors in the pool. Default nil: Ray Data's choice.
+        public var actors: Int?
+        /// GPUs per actor. Default nil: 1 where the cluster has GPUs, else none.
+        public var gpusPerActor: Double?
+        /// CPUs per actor. Default nil: 1 where that many are free beside a read task (0.25 CPU), else what is
+        /// free beside one, at least 0.25 (on the embedded 2-CPU cluster whose detection service holds a CPU:
+        /// 0.75), so that the plain command runs there. The summary says what was used.
+        public var cpusPerActor: Double?
+        /// How long the session on the cluster waits for a call of this client before it stops itself (see
+        /// ``VideoOptions/lease``), from ``VideoOptions/leaseRange``. Default 120 s.
+        public var lease: Duration
+        /// Download the results into ``ClusterDatasetRun/output`` (``DetectionRun/output``) when done. Default
+        /// true; false leaves them on the cluster only (COCO, YOLO and report files need them here).
+        public var download: Bool
+
+        public init(
+            batchSize: Int = 16, actors: Int? = nil, gpusPerActor: Double? = nil, cpusPerActor: Double? = nil,
+            lease: Duration = .seconds(120), download: Bool = true
+        ) {
+            self.batchSize = batchSize
+            self.actors = actors
+            self.gpusPerActor = gpusPerActor
+            self.cpusPerActor = cpusPerActor
+            self.lease = lease
+            self.download = download
+        }
     }
 
     /// The default ``clusterOutput`` for these paths and model.
@@ -87,8 +109,9 @@ public struct ClusterDatasetRun: Sendable {
     public func run(
         on cluster: RayCluster, events: @Sendable (DetectionEvent) -> Void = { _ in }
     ) async throws -> DetectionSummary {
-        guard VideoOptions.leaseRange.contains(lease) else {
-            throw OnClusterError(.invalidSource, "The lease must be from 5 to 86400 seconds, not \(lease)")
+        let output = settings.download ? self.output : nil
+        guard VideoOptions.leaseRange.contains(settings.lease) else {
+            throw OnClusterError(.invalidSource, "The lease must be from 5 to 86400 seconds, not \(settings.lease)")
         }
         if output == nil && !exports.subtracting(.annotated).isEmpty {
             throw OnClusterError(
@@ -109,8 +132,8 @@ public struct ClusterDatasetRun: Sendable {
         let spec = DatasetSessionSpec(
             paths: paths, model: model ?? deployment.model, outDir: folder, backend: deployment.backend.rawValue,
             imgsz: deployment.imageSize, conf: options.confidence, iou: options.iou, classes: options.classes,
-            annotate: annotate, resume: resume, batchSize: batchSize, actors: actors, gpusPerActor: gpusPerActor,
-            cpusPerActor: cpusPerActor, leaseS: lease.seconds)
+            annotate: annotate, resume: resume, batchSize: settings.batchSize, actors: settings.actors,
+            gpusPerActor: settings.gpusPerActor, cpusPerActor: settings.cpusPerActor, leaseS: settings.lease.seconds)
         // The session only drives Ray Data; the actor pool reserves what detection needs.
         let session = try await ClusterSession.create(
             "raylan_detect.dataset:DatasetSession", keywords: try spec.keywords(), on: gateway, cpus: 0)
@@ -134,7 +157,7 @@ public struct ClusterDatasetRun: Sendable {
                 let skipped = count("skipped")
                 events(
                     .progress(
-                        DetectionRun.Progress(
+                        DetectionProgress(
                             total: Int(total) - skipped, done: count("done") - skipped, failed: count("failed"),
                             skipped: skipped, seconds: (ContinuousClock.now - started).seconds,
                             measuredRate: progress["images_per_s"]?.doubleValue)))
@@ -219,7 +242,7 @@ extension ClusterDatasetRun {
                 guard let result = record.result else { continue }
                 try DetectionExports.write(
                     Data(DetectionExports.yolo(result).utf8),
-                    to: DetectionRun.outputPath(of: record.path, in: "labels", extension: "txt"), in: output)
+                    to: DetectionExports.outputPath(of: record.path, in: "labels", extension: "txt"), in: output)
             }
             // The folder, not a line per file.
             written.append(output.appendingPathComponent("labels", isDirectory: true))

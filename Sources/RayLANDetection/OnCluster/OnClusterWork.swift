@@ -8,7 +8,7 @@ enum OnClusterWork {
     /// Makes sure the detection service runs (deploying it for ``DetectionRun/Service/deployIfNeeded(_:httpPort:)``)
     /// and returns its application's name.
     static func ensureService(
-        _ service: DetectionRun.Service, key: ServiceKey?, on cluster: RayCluster,
+        _ service: DetectionService, key: ServiceKey?, on cluster: RayCluster,
         progress: @Sendable (String) -> Void
     ) async throws -> String {
         let plan = try service.plan(on: cluster, status: try await cluster.serveStatus(), model: try service.model())
@@ -23,7 +23,7 @@ enum OnClusterWork {
     }
 
     /// The Serve proxy port a deploy uses when Serve is not running yet: the service's, else Serve's default.
-    static func httpPort(of service: DetectionRun.Service) -> Int {
+    static func httpPort(of service: DetectionService) -> Int {
         if case .deployIfNeeded(_, let port) = service { return port }
         return ServeEndpoint.defaultPort
     }

@@ -105,7 +105,7 @@ public struct VideoRun: Sendable {
     public var source: VideoSource
     public var options: VideoOptions
     /// The detection service whose replicas detect the frames.
-    public var service: DetectionRun.Service
+    public var service: DetectionService
     /// The service's key, when it has one and it is not read from the cluster.
     public var key: ServiceKey?
     /// A local folder for `detections.jsonl` and the downloaded outputs. Default nil: nothing written here.
@@ -121,7 +121,7 @@ public struct VideoRun: Sendable {
     public var home: String = RayLANHome.path()
 
     public init(
-        source: VideoSource, service: DetectionRun.Service, options: VideoOptions = VideoOptions(),
+        source: VideoSource, service: DetectionService, options: VideoOptions = VideoOptions(),
         key: ServiceKey? = nil, output: URL? = nil, clusterOutput: String? = nil
     ) {
         self.source = source

@@ -3,10 +3,13 @@ import Foundation
 import RayLANCore
 import RayLANGateway
 
-/// What `raylan detect` runs, as a library value: images (files, folders, globs) through a detection service,
-/// with a bounded number of requests in flight, into an output folder — `detections.jsonl` (one line per
-/// input: its result or a named error; also the journal that ``Configuration/resume`` reads), and on request
-/// COCO `annotations.json`, YOLO `labels/*.txt`, `annotated/*.jpg` and `report.html`.
+/// What `raylan detect` runs, as a library value, for every ``Source``: images (files, folders, globs) on this
+/// machine through a detection service, with a bounded number of requests in flight; images on the cluster's disks
+/// (``ClusterDatasetRun``); a video or a live stream (``VideoRun``). Into an output folder: `detections.jsonl` (one
+/// line per input or frame: its result or a named error; for images also the journal that ``resume`` reads), and
+/// on request COCO `annotations.json`, YOLO `labels/*.txt`, `annotated/*.jpg` (a video's `annotated.mp4`) and
+/// `report.html` (a video's `report.json`). Every source reports the same ``DetectionEvent``s and ends with the
+/// same ``DetectionSummary``.
 ///
 /// ```swift
 /// try await RayCluster.withConnection(to: ClusterAddress(parsing: "192.168.1.130")) { cluster in
@@ -21,65 +24,37 @@ import RayLANGateway
 /// ``DetectionSummary/failed``.
 public struct DetectionRun: Sendable {
     /// The service the run uses.
-    public enum Service: Sendable, Hashable {
-        /// The running application of this name; the run fails (``ServeError`` `notDeployed`) when it is not,
-        /// and with `model`, when it runs another model (``ServeError`` `modelMismatch`).
-        case running(String, model: DetectionDeployment.ModelIdentity? = nil)
-        /// This deployment's application, deployed first when it is not RUNNING or runs another model (by
-        /// ``DetectionDeployment/ModelIdentity``: a file's SHA-256 and backend), with Serve's proxy at `httpPort`
-        /// when Serve itself is not running yet.
-        case deployIfNeeded(DetectionDeployment, httpPort: Int = ServeEndpoint.defaultPort)
-
-        /// The Serve application's name.
-        public var application: String {
-            switch self {
-            case .running(let name, _): name
-            case .deployIfNeeded(let deployment, _): deployment.name
-            }
-        }
-    }
-
+    public typealias Service = DetectionService
     /// The files written besides `detections.jsonl`.
-    public struct Outputs: OptionSet, Sendable, Hashable {
-        public let rawValue: Int
-        public init(rawValue: Int) { self.rawValue = rawValue }
-
-        /// `annotations.json` (COCO) over every input of the folder's journal.
-        public static let coco = Outputs(rawValue: 1 << 0)
-        /// `labels/<name>.txt` (YOLO) per input.
-        public static let yolo = Outputs(rawValue: 1 << 1)
-        /// `annotated/<name>.jpg` per input, drawn on the cluster.
-        public static let annotated = Outputs(rawValue: 1 << 2)
-        /// `report.html`.
-        public static let report = Outputs(rawValue: 1 << 3)
-    }
-
+    public typealias Outputs = DetectionOutputs
     /// How far the run is.
-    public struct Progress: Sendable, Hashable {
-        /// Inputs this run sends (those already answered in a resumed journal excluded).
-        public var total: Int
-        /// Inputs this run has answered so far.
-        public var done: Int
-        /// Of ``done``, those that failed.
-        public var failed: Int
-        /// Inputs already answered in the journal when resuming.
-        public var skipped: Int
-        /// Seconds since the first request.
-        public var seconds: Double
-        /// The rate as measured where the work runs, when it is not ``done`` over ``seconds``: a
-        /// ``ClusterDatasetRun`` counts from the first answers, the detectors' start left out.
-        public var measuredRate: Double? = nil
+    public typealias Progress = DetectionProgress
 
-        /// Answered inputs per second.
-        public var imagesPerSecond: Double { measuredRate ?? (seconds > 0 ? Double(done) / seconds : 0) }
-        /// Seconds left at the current rate; nil before the first answer.
-        public var secondsLeft: Double? {
-            imagesPerSecond > 0 ? Double(total - done) / imagesPerSecond : nil
-        }
+    /// What a run detects. The settings that belong to one source only travel with it.
+    public enum Source: Sendable, Hashable {
+        /// Image files, folders (searched recursively for `.jpg .jpeg .png .webp .bmp`) and globs on this
+        /// machine, each sent to the service.
+        case files([String])
+        /// Images on the cluster's disks: absolute paths (files, folders, globs) as every node sees them, read and
+        /// detected there with Ray Data (``ClusterDatasetRun``) by detectors with the service's deployment (its
+        /// model, backend and input size; the service itself is not used, so ``service`` must be
+        /// ``Service/deployIfNeeded(_:httpPort:)``). The results are written on the head node (in
+        /// ``clusterOutput``) and downloaded to ``output``.
+        case onCluster([String], ClusterDatasetRun.Settings = ClusterDatasetRun.Settings())
+        /// A video file (here or on the cluster's disks) or a live stream, decoded on the cluster and detected by
+        /// the service (``VideoRun``). Its conf, IoU, classes, annotate and report are the run's ``options`` and
+        /// ``outputs``; `detections.jsonl` is written here frame by frame.
+        case video(VideoSource, VideoOptions = VideoOptions())
     }
 
-    /// Files, folders (searched recursively for `.jpg .jpeg .png .webp .bmp`) and globs.
-    public var inputs: [String]
+    /// What the run detects.
+    public var source: Source
+    /// The image files, folders and globs of a ``Source/files(_:)`` run (empty for the other sources); setting
+    /// them makes the run one.
+    public var inputs: [String] {
+        get { if case .files(let inputs) = source { inputs } else { [] } }
+        set { source = .files(newValue) }
+    }
     /// The output folder; created when missing.
     public var output: URL
     /// The detection service.
@@ -114,7 +89,11 @@ public struct DetectionRun: Sendable {
     /// (``DetectionResult/sent``). ``MaxSide/auto`` reads the model's input size from the service once per run
     /// (when the service does not say, the files are sent as they are). Default ``MaxSide/auto``.
     public var maxSide: MaxSide
+    /// Images on the cluster and videos: the results' folder on the head node. Default nil: for images
+    /// ``ClusterDatasetRun/defaultClusterOutput``, for a video a new folder, removed once its files are downloaded.
+    public var clusterOutput: String?
 
+    /// A run of image files on this machine (``Source/files(_:)``).
     public init(
         inputs: [String], output: URL, service: Service, options: DetectionOptions = DetectionOptions(),
         outputs: Outputs = [], concurrency: Int = defaultConcurrency, imagesPerRequest: Int = defaultImagesPerRequest,
@@ -124,7 +103,7 @@ public struct DetectionRun: Sendable {
         self.force = force
         self.key = key
         self.maxSide = maxSide
-        self.inputs = inputs
+        self.source = .files(inputs)
         self.output = output
         self.service = service
         self.options = options
@@ -134,12 +113,25 @@ public struct DetectionRun: Sendable {
         self.resume = resume
     }
 
+    /// A run of any source. Image files' own settings (requests in flight, images per request, ``force``,
+    /// ``maxSide``) keep their defaults here.
+    public init(
+        source: Source, output: URL, service: Service, options: DetectionOptions = DetectionOptions(),
+        outputs: Outputs = [], resume: Bool = false, key: ServiceKey? = nil, clusterOutput: String? = nil
+    ) {
+        self.init(
+            inputs: [], output: output, service: service, options: options, outputs: outputs, resume: resume, key: key)
+        self.source = source
+        self.clusterOutput = clusterOutput
+    }
+
     /// The journal, `detections.jsonl` in the output folder.
     public var journalURL: URL { output.appendingPathComponent(DetectionJournal.name) }
 
-    /// Runs: expands the inputs, makes sure the service runs the model (deploying it for
-    /// ``Service/deployIfNeeded(_:httpPort:)``), sends every input not yet answered, and writes the journal and
-    /// the outputs.
+    /// Runs the source: for image files, expands the inputs, makes sure the service runs the model (deploying it
+    /// for ``Service/deployIfNeeded(_:httpPort:)``), sends every input not yet answered, and writes the journal and
+    /// the outputs; for images on the cluster, ``ClusterDatasetRun/run(on:events:)``; for a video,
+    /// ``VideoRun/run(on:events:)``.
     ///
     /// - Parameter events: called with each ``DetectionEvent``, from the calling task, in order:
     ///   ``DetectionEvent/deploying(_:)`` and its steps when the service is deployed, ``DetectionEvent/started(_:)``,
@@ -151,13 +143,80 @@ public struct DetectionRun: Sendable {
     ///   resuming a journal written with other settings, (`invalidMaxSide`) for ``MaxSide/pixels(_:)`` below 1,
     ///   before anything is sent or written; ``ServeError``
     ///   when the service is not running, runs another model, or cannot be deployed; ``ClusterError``; an error
-    ///   writing the journal or the run's summary files.
+    ///   writing the journal or the run's summary files; for the other sources, what their runs throw, and
+    ///   ``OnClusterError`` `invalidSource` for a setting that does not apply to the source.
     @discardableResult
     public func run(
         on cluster: RayCluster, events: @Sendable (DetectionEvent) -> Void = { _ in }
     ) async throws -> DetectionSummary {
+        switch source {
+        case .files(let inputs): try await runFiles(inputs, on: cluster, events: events)
+        case .onCluster(let paths, let settings): try await datasetRun(paths, settings).run(on: cluster, events: events)
+        case .video(let video, let options): try await videoRun(video, options).run(on: cluster, events: events)
+        }
+    }
+
+    /// Deploys what the run leans on where it is not running yet: the detection service, and for work on the
+    /// cluster the gateway that hosts it. ``run(on:events:)`` does this itself; several runs started at once on a
+    /// fresh cluster call it first, once, so that their deploys do not overwrite each other's.
+    public func prepare(on cluster: RayCluster, events: @Sendable (DetectionEvent) -> Void = { _ in }) async throws {
+        switch source {
+        case .files:
+            let plan = try service.plan(
+                on: cluster, status: try await cluster.serveStatus(), model: try service.model())
+            _ = try await service.ensure(plan, key: key, on: cluster, events: events)
+        case .onCluster(let paths, let settings):
+            let run = try datasetRun(paths, settings)
+            _ = try await OnClusterWork.gateway(on: cluster, model: run.deployment.model, httpPort: run.httpPort) {
+                events(.preparing($0))
+            }
+        case .video(let video, let options): try await videoRun(video, options).prepare(on: cluster, events: events)
+        }
+    }
+
+    /// The run of images on the cluster this run stands for.
+    func datasetRun(_ paths: [String], _ settings: ClusterDatasetRun.Settings) throws -> ClusterDatasetRun {
+        guard case .deployIfNeeded(let deployment, let httpPort) = service else {
+            throw OnClusterError(
+                .invalidSource,
+                "Images on the cluster are detected with the service's deployment (its model, backend and input size)",
+                remedy: "Give the deployment (deployIfNeeded), not a running application's name.")
+        }
+        var run = ClusterDatasetRun(
+            paths: paths, deployment: deployment, options: options, annotate: outputs.contains(.annotated),
+            resume: resume, clusterOutput: clusterOutput, output: output)
+        run.settings = settings
+        run.exports = outputs
+        run.httpPort = httpPort
+        return run
+    }
+
+    /// The video run this run stands for.
+    func videoRun(_ video: VideoSource, _ options: VideoOptions) throws -> VideoRun {
+        if resume {
+            throw OnClusterError(
+                .invalidSource, "A video or stream does not resume",
+                remedy: "Run it again without resume; its journal is started afresh (the last one kept as .1).")
+        }
+        if !outputs.isDisjoint(with: [.coco, .yolo]) {
+            throw OnClusterError(
+                .invalidSource, "COCO and YOLO files are made for images, not for a video",
+                remedy: "Leave them out: a video's detections.jsonl has every frame's boxes.")
+        }
+        var options = options
+        options.detection = self.options
+        options.annotate = outputs.contains(.annotated)
+        options.report = outputs.contains(.report)
+        return VideoRun(
+            source: video, service: service, options: options, key: key, output: output, clusterOutput: clusterOutput)
+    }
+
+    /// A run of image files on this machine.
+    func runFiles(
+        _ inputs: [String], on cluster: RayCluster, events: @Sendable (DetectionEvent) -> Void
+    ) async throws -> DetectionSummary {
         if case .pixels(let pixels) = maxSide, pixels < 1 { throw MaxSide.invalid(maxSide.description) }
-        let (inputs, unmatched) = DetectionInput.expand(self.inputs)
+        let (inputs, unmatched) = DetectionInput.expand(inputs)
         if let first = unmatched.first {
             throw DetectionError(
                 .noInput,
@@ -248,23 +307,6 @@ public struct DetectionRun: Sendable {
         return summary
     }
 
-    /// What ``Service/ensure(_:key:on:events:)`` will do, decided from Serve's status before anything is written.
-    struct Plan {
-        /// The model the run's lines record.
-        var model: DetectionDeployment.ModelIdentity?
-        /// The running application to use, or nil to deploy `deployment`.
-        var application: ServeStatus.Application?
-        var status: ServeStatus
-        var deployment: DetectionDeployment?
-        var httpPort: Int = ServeEndpoint.defaultPort
-
-        func settings(_ options: DetectionOptions, maxSide: MaxSide) -> DetectionRecord.Settings {
-            DetectionRecord.Settings(
-                model: model, options: options,
-                imageSize: application.map(\.deployedImageSize) ?? deployment?.imageSize, maxSide: maxSide)
-        }
-    }
-
     /// The pixels ``maxSide`` stands for with the service: for ``MaxSide/auto`` its model's input size, or nil
     /// (files sent as they are, with a warning logged) when the service does not say.
     func resolveMaxSide(with client: DetectionClient) async throws -> Int? {
@@ -297,13 +339,13 @@ public struct DetectionRun: Sendable {
     func restoreOutputs(of record: DetectionRecord) -> Bool {
         guard let result = record.result else { return true }
         if outputs.contains(.annotated) {
-            let annotated = Self.outputPath(of: record.path, in: "annotated", extension: "jpg")
+            let annotated = DetectionExports.outputPath(of: record.path, in: "annotated", extension: "jpg")
             guard FileManager.default.fileExists(atPath: output.appendingPathComponent(annotated).path) else {
                 return false
             }
         }
         if outputs.contains(.yolo) {
-            let labels = Self.outputPath(of: record.path, in: "labels", extension: "txt")
+            let labels = DetectionExports.outputPath(of: record.path, in: "labels", extension: "txt")
             guard (try? writeFile(Data(DetectionExports.yolo(result).utf8), to: labels)) != nil else { return false }
         }
         return true
@@ -317,12 +359,12 @@ public struct DetectionRun: Sendable {
             var relative = ""
             do {
                 if let encoded = value.annotatedJPEG, let data = Data(base64Encoded: encoded) {
-                    relative = Self.outputPath(of: input.path, in: "annotated", extension: "jpg")
+                    relative = DetectionExports.outputPath(of: input.path, in: "annotated", extension: "jpg")
                     try writeFile(data, to: relative)
                 }
                 value.annotatedJPEG = nil
                 if outputs.contains(.yolo) {
-                    relative = Self.outputPath(of: input.path, in: "labels", extension: "txt")
+                    relative = DetectionExports.outputPath(of: input.path, in: "labels", extension: "txt")
                     try writeFile(Data(DetectionExports.yolo(value).utf8), to: relative)
                 }
             } catch {
@@ -356,7 +398,7 @@ public struct DetectionRun: Sendable {
         try DetectionExports.writeRunFiles(
             records, outputs, in: output,
             imageLink: { record in
-                let annotated = Self.outputPath(of: record.path, in: "annotated", extension: "jpg")
+                let annotated = DetectionExports.outputPath(of: record.path, in: "annotated", extension: "jpg")
                 if FileManager.default.fileExists(atPath: output.appendingPathComponent(annotated).path) {
                     return annotated
                 }
@@ -369,83 +411,4 @@ public struct DetectionRun: Sendable {
         try DetectionExports.write(data, to: relative, in: output)
     }
 
-    /// Where an input's own output goes, relative to the output folder: `folder/<name>.<extension>`, distinct
-    /// for distinct paths.
-    ///
-    /// The name is the input's path, extension kept, with its separators folded to `__` (`samples/a.jpg` →
-    /// `samples__a.jpg.txt`; an absolute path starts with `__`). Where that fold could be ambiguous (a `..`
-    /// component, one holding `__` or starting or ending with `_`) or the name would pass 255 bytes, the name
-    /// ends instead with `___` and 12 hex digits of the path's SHA-256, after as much of the fold's end as fits
-    /// (`x__a.jpg___0f3c…txt`). Names without a hash never hold `___`, so the two kinds never meet.
-    public static func outputPath(of path: String, in folder: String, extension ext: String) -> String {
-        let components = path.split(separator: "/", omittingEmptySubsequences: true).filter { $0 != "." }
-        let fold = (path.hasPrefix("/") ? "__" : "") + components.joined(separator: "__")
-        let isLossy =
-            components.isEmpty
-            || components.contains { $0 == ".." || $0.contains("__") || $0.hasPrefix("_") || $0.hasSuffix("_") }
-        let plain = fold + "." + ext
-        if !isLossy && plain.utf8.count <= 255 { return folder + "/" + plain }
-        let digest = SHA256.hash(data: Data(path.utf8)).prefix(6).hexString
-        let suffix = "___" + digest + "." + ext
-        var tail = Substring(fold)
-        while tail.utf8.count + suffix.utf8.count > 255 { tail = tail.dropFirst() }
-        return folder + "/" + String(tail) + suffix
-    }
-}
-
-extension DetectionRun.Service {
-    /// The model the service must run: the deployment's (a local file hashed), or the one `running` names.
-    func model() throws -> DetectionDeployment.ModelIdentity? {
-        switch self {
-        case .running(_, let model): model
-        case .deployIfNeeded(let deployment, _): try deployment.modelIdentity()
-        }
-    }
-
-    /// Reuse the application when it runs the model; else deploy it (``Service/deployIfNeeded(_:httpPort:)``)
-    /// or refuse (``Service/running(_:model:)``).
-    func plan(
-        on cluster: RayCluster, status: ServeStatus, model: DetectionDeployment.ModelIdentity?
-    ) throws -> DetectionRun.Plan {
-        let running = status.applications[application].flatMap { $0.status == .running ? $0 : nil }
-        switch self {
-        case .running(let name, let expected):
-            guard let running else { throw ServeError.notDeployed(name, on: cluster.address) }
-            if let expected, running.modelIdentity != expected {
-                let actual =
-                    running.modelIdentity?.description ?? "unrecorded (deployed without RayLAN's model identity)"
-                throw ServeError(
-                    .modelMismatch, "The detection service '\(name)' runs the model \(actual), not \(expected)",
-                    remedy: "Run detect without --no-deploy to redeploy it with this model, or pass the model it runs.")
-            }
-            return DetectionRun.Plan(model: expected ?? running.modelIdentity, application: running, status: status)
-        case .deployIfNeeded(let deployment, let httpPort):
-            if let running, running.modelIdentity == model {
-                return DetectionRun.Plan(model: model, application: running, status: status)
-            }
-            return DetectionRun.Plan(model: model, status: status, deployment: deployment, httpPort: httpPort)
-        }
-    }
-
-    /// A client for the service, deploying it first when the plan says so.
-    func ensure(
-        _ plan: DetectionRun.Plan, key: ServiceKey?, on cluster: RayCluster,
-        events: @Sendable (DetectionEvent) -> Void
-    ) async throws -> DetectionClient {
-        guard let deployment = plan.deployment else {
-            var endpoint = try cluster.serveEndpoint(for: application, in: plan.status)
-            if let key { endpoint.key = key }
-            return DetectionClient(cluster: cluster, endpoint: endpoint)
-        }
-        events(.deploying(deployment))
-        if let other = plan.status.applications[deployment.name], let model = plan.model, other.modelIdentity != model {
-            events(
-                .preparing(
-                    "'\(deployment.name)' runs \(other.modelIdentity?.description ?? "an unrecorded model"); "
-                        + "redeploying it with \(model)."))
-        }
-        try await cluster.deploy(
-            deployment, identity: plan.model, httpPort: plan.httpPort, progress: { events(.preparing($0)) })
-        return try await DetectionClient(cluster: cluster, application: deployment.name, key: key)
-    }
 }
