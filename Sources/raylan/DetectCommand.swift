@@ -70,7 +70,9 @@ struct DetectCommand: AsyncParsableCommand {
     var imagesPerRequest: Int?
     @Flag(
         name: .long,
-        help: "Skip inputs already answered in --out's detections.jsonl (failed ones that may pass are sent again).")
+        help: ArgumentHelp(
+            "Skip inputs already answered in the journal (--out's detections.jsonl; the cluster's with --on-cluster); "
+                + "failed ones that may pass are done again."))
     var resume = false
     @Flag(
         name: .long,

@@ -146,16 +146,20 @@ struct ContractTests {
         var classIDLimit: Int
         var imageSuffixes: [String]
         var sessionStates: [String]
+        var finalErrors: [String]
 
         enum CodingKeys: String, CodingKey {
             case backends, trackers
             case classIDLimit = "class_id_limit"
             case imageSuffixes = "image_suffixes"
             case sessionStates = "session_states"
+            case finalErrors = "final_errors"
         }
     }
 
-    @Test("The backends, trackers, class id limit, image suffixes and session states are the cluster code's")
+    @Test(
+        "The backends, trackers, class id limit, image suffixes, session states and the errors a resume keeps are the cluster code's"
+    )
     func vocabulary() async throws {
         let words = try JSONDecoder().decode(
             Vocabulary.self, from: Data(contentsOf: Self.folder.appendingPathComponent("vocabulary.json")))
@@ -164,6 +168,7 @@ struct ContractTests {
         #expect(DetectionOptions.classIDLimit == words.classIDLimit)
         #expect(DetectionInput.imageExtensions == Set(words.imageSuffixes.map { String($0.dropFirst()) }))
         #expect(ClusterSession.State.all.map(\.rawValue) == words.sessionStates)
+        #expect(DetectionRecord.finalErrorCodes.map(\.rawValue) == words.finalErrors)
         #expect(
             ClusterSession.State.all.filter(\.isTerminal).map(\.rawValue) == Array(words.sessionStates.dropFirst(2)))
         // The CLI refuses a class id the cluster would refuse, before anything is sent.

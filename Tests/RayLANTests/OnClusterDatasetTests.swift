@@ -64,7 +64,7 @@ extension RayClusterTests.Main {
         }
 
         @Test(
-            "A corrupt file gets its named error and the others their results; --resume skips what the cluster answered and retries the failed file; a path that matches nothing is a usage error"
+            "A corrupt file gets its named error and the others their results; --resume keeps the answers and the file's own errors, as a streamed run does, and detects again a file whose read failed; a path that matches nothing is a usage error"
         )
         func resumeAndErrors() async throws {
             let cluster = try requireCluster()
@@ -84,8 +84,20 @@ extension RayClusterTests.Main {
             run.httpPort = cluster.ray.ports.serve
             let first = try await cluster.withConnection { ray in try await run.run(on: ray) }
             #expect(first.succeeded == 3 && first.failed == 1 && first.skipped == 0, "\(first)")
-            let journal = try Self.lines(folder.appendingPathComponent("on-cluster/detections.jsonl"))
-            #expect(journal[images.appendingPathComponent("broken.jpg").path]?["error"]?["code"] != nil, "\(journal)")
+            let journalURL = folder.appendingPathComponent("on-cluster/detections.jsonl")
+            let journal = try Self.lines(journalURL)
+            let broken = images.appendingPathComponent("broken.jpg").path
+            #expect(journal[broken]?["error"]?["code"] == .string("unsupported_format"), "\(journal)")
+            // The corrupt file's error is its own: a resume keeps it, as a streamed run's does. A read that failed
+            // is not (the file may be there now): put one in the journal, for an answered file, as a run would.
+            let flaky = images.appendingPathComponent("shapes_01.jpg").path
+            let text = try String(contentsOf: journalURL, encoding: .utf8)
+            let edited = try text.split(separator: "\n").map { line -> String in
+                let value = try JSONDecoder().decode(JSONValue.self, from: Data(line.utf8))
+                guard value["path"]?.stringValue == flaky else { return String(line) }
+                return #"{"path":"\#(flaky)","node":"n","error":{"code":"read_failed","message":"gone for now"}}"#
+            }
+            try Data((edited.joined(separator: "\n") + "\n").utf8).write(to: journalURL)
             run.resume = true
             // The resumed run downloads its results and makes COCO, YOLO and the report from every line.
             let downloaded = folder.appendingPathComponent("downloaded")
@@ -93,18 +105,20 @@ extension RayClusterTests.Main {
             run.exports = [.coco, .yolo, .report]
             let recorder = EventRecorder<DetectionEvent>()
             let second = try await cluster.withConnection { ray in try await run.run(on: ray, events: recorder.record) }
-            #expect(second.skipped == 3 && second.failed == 1 && second.succeeded == 0, "\(second)")
+            // As a streamed run counts: every input's line, the kept ones included.
+            #expect(second.skipped == 3 && second.failed == 1 && second.succeeded == 3, "\(second)")
             #expect(recorder.finished == [second])
-            // Each line came as the streamed run's record, with its node.
+            // The one file done again came as the streamed run's record, with its node: answered this time.
             let records = recorder.events.compactMap { if case .answered(let record) = $0 { record } else { nil } }
-            #expect(records.count == 1 && records.allSatisfy { $0.node != nil && $0.error != nil }, "\(records)")
-            // Progress as a streamed run counts it: the resumed run has the one failed file to do, and does it.
+            #expect(
+                records.map(\.path) == [flaky] && records.allSatisfy { $0.node != nil && $0.succeeded }, "\(records)")
+            // Progress as a streamed run counts it: the resumed run has the one file to do, and does it.
             let progress = recorder.events.compactMap { if case .progress(let p) = $0 { p } else { nil } }
             #expect(progress.allSatisfy { $0.total == 1 && $0.skipped == 3 && $0.done <= 1 }, "\(progress)")
-            #expect(progress.last?.done == 1 && progress.last?.failed == 1, "\(progress)")
-            let after = try Self.lines(folder.appendingPathComponent("on-cluster/detections.jsonl"))
-            #expect(after.count == 4)
-            // The exports hold the three images the first run answered: the resumed run skipped them, and they count.
+            #expect(progress.last?.done == 1 && progress.last?.failed == 0, "\(progress)")
+            let after = try Self.lines(journalURL)
+            #expect(after.count == 4 && after[broken]?["error"]?["code"] == .string("unsupported_format"), "\(after)")
+            // The exports hold the three answered images: two kept from the first run, one answered again.
             let answered = after.values.filter { $0["detections"] != nil }
             #expect(answered.count == 3)
             let coco = try JSONDecoder().decode(

@@ -28,6 +28,10 @@ CLASS_ID_LIMIT = 2**31
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 #: A session's states (Swift: ClusterSession.State); the last four are terminal.
 SESSION_STATES = ("created", "running", "finished", "failed", "stopped", "abandoned")
+#: The errors that are the input's own (the file itself): a resumed run keeps their lines, in every mode; every
+#: other error's input (unreadable for now, a failed model call, ...) is detected again (Swift:
+#: DetectionRecord.finalErrorCodes).
+FINAL_ERRORS = ("empty", "unsupported_format", "decode_failed", "too_large", "not_a_file")
 
 
 def backend_error(kind: Any) -> ValueError:

@@ -27,7 +27,8 @@ Journal lines (out_dir/detections.jsonl; the client gets each with "type": "imag
   detectors end with it; state abandoned, error client_gone). It has no "path": a resume passes over it.
 Then the client gets {"type": "summary", "inputs", "succeeded", "failed", "skipped", "seconds", "images_per_s",
 "nodes": {ip: count}, "backend", "backend_reason", "cpus_per_actor", "gpus_per_actor" (as asked, or as
-chosen: see plan_nodes), "stopped"} (also written to out_dir/summary.json).
+chosen: see plan_nodes), "stopped"} (also written to out_dir/summary.json); succeeded and failed count every
+input's line, a resumed journal's kept ones included, as a streamed run counts them.
 Progress (poll's progress): {"phase": "checking", "nodes_checked", "nodes_to_check"(, "waiting": why, while busy
 CPUs/GPUs are awaited)}, then {"phase": "detecting", "total" (every input), "done" (answered + skipped), "failed",
 "skipped", "images_per_s" (since the first answers: the detectors' start is not in it), "eta_s", "nodes": {ip: n}}.
@@ -593,16 +594,18 @@ class DatasetSession(Session):
             identity = self.model
         return {"model": identity, "imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "classes": self.classes}
 
-    def open_journal(self, files: list[str]) -> tuple[Any, set[str]]:
-        """The journal, opened for appending, and the files it answers already (resume). With resume, lines
-        that answered a file with this model are kept and their files skipped; error lines and another
-        model's lines are dropped, for their files to be answered again (one final line per file); a journal
-        answered with other settings (SETTINGS) is refused. Without resume an existing journal is moved to
-        detections.jsonl.1 first, and annotated/ to annotated.1/."""
+    def open_journal(self, files: list[str]) -> tuple[Any, set[str], set[str]]:
+        """The journal, opened for appending, the files it answers already (resume), and of those the ones whose
+        line is an error. With resume, as a streamed run resumes: lines that answered a file with this model, and
+        lines of an error that is the file's own (contract.FINAL_ERRORS), are kept and their files skipped; other
+        errors' lines and another model's are dropped, for their files to be answered again (one line per file);
+        a journal answered with other settings (SETTINGS) is refused. Without resume an existing journal is moved
+        to detections.jsonl.1 first, and annotated/ to annotated.1/."""
         journal = self.out_dir / JOURNAL
         recorded = self.out_dir / SETTINGS
         settings = self.settings()
         done: set[str] = set()
+        failed: set[str] = set()
         if journal.exists() and self.resume:
             try:
                 before = json.loads(recorded.read_text(encoding="utf-8"))
@@ -624,9 +627,15 @@ class DatasetSession(Session):
                     except ValueError:
                         continue  # a line cut short by a crash
                     path = item.get("path") if isinstance(item, dict) else None
-                    if (isinstance(path, str) and path not in done and "error" not in item
-                            and item.get("model") == self.model_id):
+                    if not isinstance(path, str) or path in done:
+                        continue
+                    error = item.get("error")
+                    if error is None and item.get("model") == self.model_id:
                         done.add(path)
+                        write_line(new, item)
+                    elif isinstance(error, dict) and error.get("code") in contract.FINAL_ERRORS:
+                        done.add(path)
+                        failed.add(path)
                         write_line(new, item)
             os.replace(kept, journal)
         elif journal.exists():
@@ -639,7 +648,7 @@ class DatasetSession(Session):
         if self.annotate:
             (self.out_dir / ANNOTATED).mkdir(exist_ok=True)
         wanted = set(files)
-        return self.open_journal_file("a"), done & wanted
+        return self.open_journal_file("a"), done & wanted, failed & wanted
 
     # ------------------------------------------------------------------------------------ the work
     def work(self) -> None:
@@ -655,7 +664,7 @@ class DatasetSession(Session):
         files = self.check(readers, hosts)
         if self.stopping.is_set():
             return
-        journal, done = self.open_journal(files)
+        journal, done, kept_failed = self.open_journal(files)
         counts = {"succeeded": 0, "failed": 0}
         nodes: Counter = Counter()
         backends: dict[str, tuple[str, str]] = {}
@@ -730,8 +739,9 @@ class DatasetSession(Session):
         kinds = sorted({kind for kind, _ in backends.values()})
         reasons = {reason for _, reason in backends.values()}
         summary = {
-            "type": "summary", "inputs": len(files), "succeeded": counts["succeeded"], "failed": counts["failed"],
-            "skipped": skipped, "seconds": round(time.monotonic() - started, 2),
+            # As a streamed run counts: every input's line, the kept ones included (skipped says how many).
+            "type": "summary", "inputs": len(files), "succeeded": counts["succeeded"] + skipped - len(kept_failed),
+            "failed": counts["failed"] + len(kept_failed), "skipped": skipped, "seconds": round(time.monotonic() - started, 2),
             "images_per_s": round(answered / seconds, 2) if answered and seconds > 0 else 0.0,
             "startup_s": round(first[0] - detect_started, 2) if first else None,
             "nodes": dict(nodes), "backend": ", ".join(kinds) if kinds else None,

@@ -140,6 +140,7 @@ def test_the_vocabulary_is_the_one_every_module_uses():
     assert contract.CLASS_ID_LIMIT == words["class_id_limit"]
     assert list(contract.IMAGE_SUFFIXES) == words["image_suffixes"]
     assert list(contract.SESSION_STATES) == words["session_states"]
+    assert list(contract.FINAL_ERRORS) == words["final_errors"]
     # The modules that check these values check them against the contract's, not copies of their own.
     assert video.BACKENDS is contract.BACKENDS and video.TRACKERS is contract.TRACKERS
     assert dataset.IMAGE_SUFFIXES is contract.IMAGE_SUFFIXES

@@ -38,13 +38,20 @@ public struct DetectionRecord: Sendable, Hashable, Codable {
 
     public var succeeded: Bool { result != nil }
 
-    /// Whether the line stands when a run resumes: a result, or an error that is the input's own (`empty`,
-    /// `unsupported_format`, `decode_failed`, `too_large`, `not_a_file`). Every other error (`unavailable`,
-    /// `unreadable`, `output_failed`, …) may pass, so its input is sent again.
+    /// Whether the line stands when a run resumes: a result, or an error that is the input's own
+    /// (``finalErrorCodes``). Every other error (`unavailable`, `unreadable`, `output_failed`, …) may pass, so its
+    /// input is sent again. The rule of every source that resumes: images on the cluster keep the same lines
+    /// (`contract.FINAL_ERRORS`, in `contracts/vocabulary.json`).
     public var isFinal: Bool {
         guard let error else { return succeeded }
-        return [.empty, .unsupportedFormat, .decodeFailed, .tooLarge, .notAFile].contains(error.code)
+        return Self.finalErrorCodes.contains(error.code)
     }
+
+    /// The errors that are the input's own (the file itself): `empty`, `unsupported_format`, `decode_failed`,
+    /// `too_large`, `not_a_file`.
+    public static let finalErrorCodes: [DetectionError.Code] = [
+        .empty, .unsupportedFormat, .decodeFailed, .tooLarge, .notAFile,
+    ]
 
     enum CodingKeys: String, CodingKey {
         case path, result, error, node, annotated
