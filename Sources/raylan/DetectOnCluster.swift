@@ -189,6 +189,7 @@ final class VideoProgressDisplay: @unchecked Sendable {
         case .uploading(let sent, let total):
             Terminal.error(
                 "\(source): uploaded \(Formatting.bytes(Double(sent))) of \(Formatting.bytes(Double(total)))")
+        case .deploying(let deployment): Terminal.error("  Deploying the detection service '\(deployment.name)'…")
         case .opened(let info):
             let size = "\(Int(info["width"]?.doubleValue ?? 0))×\(Int(info["height"]?.doubleValue ?? 0))"
             let rate = info["source_fps"]?.doubleValue.map { String(format: " at %.1f fps", $0) } ?? ""
@@ -226,7 +227,7 @@ final class VideoProgressDisplay: @unchecked Sendable {
                     format: "%@: %d frames detected of %d read (%d dropped) in %.1f s: %.1f frames/s.", source,
                     video.framesProcessed, video.framesRead, video.framesDropped, video.seconds, video.fps))
         case .downloaded(let url): Terminal.error("\(source): downloaded \(url.path).")
-        case .deploying, .checking, .started, .answered, .progress, .report, .preview, .wrote: break
+        case .checking, .started, .answered, .progress, .report, .preview, .wrote: break
         }
     }
 

@@ -71,6 +71,16 @@ extension DetectionService {
         }
     }
 
+    /// Makes sure the service runs the model, deploying it (``deployIfNeeded(_:httpPort:)``) or refusing
+    /// (``running(_:model:)``) as ``plan(on:status:model:)`` decides from Serve's status now.
+    @discardableResult
+    func ensureRunning(
+        key: ServiceKey?, on cluster: RayCluster, events: @Sendable (DetectionEvent) -> Void
+    ) async throws -> DetectionClient {
+        let plan = try plan(on: cluster, status: try await cluster.serveStatus(), model: try model())
+        return try await ensure(plan, key: key, on: cluster, events: events)
+    }
+
     /// A client for the service, deploying it first when the plan says so.
     func ensure(
         _ plan: Plan, key: ServiceKey?, on cluster: RayCluster,

@@ -92,6 +92,18 @@ public struct ClusterDatasetRun: Sendable {
         }
     }
 
+    /// Deploys what the run leans on where it is not running yet: the gateway that hosts its session, with
+    /// RayLAN's cluster code and the model (a local file) as its working directory. ``run(on:events:)`` does this
+    /// itself. Returns the gateway and the model's path there.
+    @discardableResult
+    public func prepare(
+        on cluster: RayCluster, events: @Sendable (DetectionEvent) -> Void = { _ in }
+    ) async throws -> (gateway: Gateway, model: String?) {
+        try await OnClusterWork.gateway(on: cluster, model: deployment.model, httpPort: httpPort) {
+            events(.preparing($0))
+        }
+    }
+
     /// The default ``clusterOutput`` for these paths and model.
     public var defaultClusterOutput: String {
         let key = (paths + [deployment.model]).joined(separator: "\n")
@@ -123,11 +135,7 @@ public struct ClusterDatasetRun: Sendable {
                 .invalidSource, "'\(path)' is not an absolute path",
                 remedy: "With --on-cluster, give paths as the cluster's nodes see them, e.g. /mnt/data/photos.")
         }
-        let (gateway, model) = try await OnClusterWork.gateway(
-            on: cluster, model: deployment.model, httpPort: httpPort
-        ) {
-            events(.preparing($0))
-        }
+        let (gateway, model) = try await prepare(on: cluster, events: events)
         let folder = clusterOutput ?? defaultClusterOutput
         let spec = DatasetSessionSpec(
             paths: paths, model: model ?? deployment.model, outDir: folder, backend: deployment.backend.rawValue,

@@ -5,23 +5,6 @@ import RayLANGateway
 /// What the runs on the cluster share: the detection service they lean on, and the gateway that hosts their
 /// session actors with RayLAN's cluster code.
 enum OnClusterWork {
-    /// Makes sure the detection service runs (deploying it for ``DetectionRun/Service/deployIfNeeded(_:httpPort:)``)
-    /// and returns its application's name.
-    static func ensureService(
-        _ service: DetectionService, key: ServiceKey?, on cluster: RayCluster,
-        progress: @Sendable (String) -> Void
-    ) async throws -> String {
-        let plan = try service.plan(on: cluster, status: try await cluster.serveStatus(), model: try service.model())
-        _ = try await service.ensure(plan, key: key, on: cluster) { event in
-            switch event {
-            case .deploying(let deployment): progress("Deploying the detection service '\(deployment.name)'…")
-            case .preparing(let step): progress(step)
-            default: break
-            }
-        }
-        return service.application
-    }
-
     /// The Serve proxy port a deploy uses when Serve is not running yet: the service's, else Serve's default.
     static func httpPort(of service: DetectionService) -> Int {
         if case .deployIfNeeded(_, let port) = service { return port }

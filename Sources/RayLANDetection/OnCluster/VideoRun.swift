@@ -156,16 +156,16 @@ public struct VideoRun: Sendable {
     public func prepare(
         on cluster: RayCluster, events: @Sendable (DetectionEvent) -> Void
     ) async throws -> (application: String, gateway: Gateway) {
-        let application = try await OnClusterWork.ensureService(service, key: key, on: cluster) {
-            events(.preparing($0))
-        }
+        try await service.ensureRunning(key: key, on: cluster, events: events)
+        let application = service.application
         let (gateway, _) = try await OnClusterWork.gateway(
             on: cluster, model: nil, httpPort: OnClusterWork.httpPort(of: service)
         ) { events(.preparing($0)) }
         return (application, gateway)
     }
 
-    /// Runs to the end, handing each event to `events`: ``DetectionEvent/preparing(_:)``,
+    /// Runs to the end, handing each event to `events`: ``DetectionEvent/deploying(_:)`` and
+    /// ``DetectionEvent/preparing(_:)``,
     /// ``DetectionEvent/uploading(sent:total:)`` for a local file, ``DetectionEvent/opened(_:)``, then
     /// ``DetectionEvent/frame(_:)``s with ``DetectionEvent/frames(_:)`` (and reconnections, the report and
     /// previews), ``DetectionEvent/downloaded(_:)`` with ``output``, and ``DetectionEvent/finished(_:)``.

@@ -161,15 +161,9 @@ public struct DetectionRun: Sendable {
     /// fresh cluster call it first, once, so that their deploys do not overwrite each other's.
     public func prepare(on cluster: RayCluster, events: @Sendable (DetectionEvent) -> Void = { _ in }) async throws {
         switch source {
-        case .files:
-            let plan = try service.plan(
-                on: cluster, status: try await cluster.serveStatus(), model: try service.model())
-            _ = try await service.ensure(plan, key: key, on: cluster, events: events)
+        case .files: try await service.ensureRunning(key: key, on: cluster, events: events)
         case .onCluster(let paths, let settings):
-            let run = try datasetRun(paths, settings)
-            _ = try await OnClusterWork.gateway(on: cluster, model: run.deployment.model, httpPort: run.httpPort) {
-                events(.preparing($0))
-            }
+            try await datasetRun(paths, settings).prepare(on: cluster, events: events)
         case .video(let video, let options): try await videoRun(video, options).prepare(on: cluster, events: events)
         }
     }
