@@ -132,10 +132,15 @@ struct KnownFaultTests {
         // The recorded status stands in for what check 2 read; nothing listens at the address, so the check's
         // proxy probe fails (connection refused, given up on after the short connect timeout) and the
         // application's remedy must still win over the network's.
-        let serve = try Self.recordedProtobuf7()
+        let recorded = try Self.recordedProtobuf7()
         let configuration = RayCluster.Configuration(timeouts: .init(connect: .milliseconds(200)))
         let check = try await ClosedPort.with { port in
             let address = ClusterAddress(host: "127.0.0.1", port: port)
+            // The recorded status names the proxy port of the cluster it came from (33569), which the check
+            // probes before the one it is given; on this machine another Ray may listen there. The held port
+            // stands in for it.
+            var serve = recorded
+            serve.httpOptions?.port = port
             return try await RayCluster.withConnection(to: address, configuration: configuration) { cluster in
                 await Doctor(Doctor.Configuration()).checkServe(
                     address, cluster: cluster,
