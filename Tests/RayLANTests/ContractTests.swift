@@ -44,8 +44,8 @@ struct ContractTests {
         "Each golden file decodes into its Swift type and encodes back to the same JSON",
         arguments: [
             "detection_result.json", "frame_line.json", "frame_line_error.json", "error_answer.json", "poll_page.json",
-            "poll_page_failed.json", "video_session.json", "dataset_session.json", "dataset_line.json",
-            "dataset_line_error.json", "preview_header.json",
+            "poll_page_failed.json", "video_session.json", "dataset_session.json", "detection_record.json",
+            "detection_record_error.json", "preview_header.json",
         ])
     func roundTrips(name: String) throws {
         let (golden, again): (JSONValue, JSONValue)
@@ -56,8 +56,8 @@ struct ContractTests {
             (golden, again) = try Self.roundTrip(name, as: ClusterSession.Poll.self)
         case "video_session.json": (golden, again) = try Self.roundTrip(name, as: VideoSessionSpec.self)
         case "dataset_session.json": (golden, again) = try Self.roundTrip(name, as: DatasetSessionSpec.self)
-        case "dataset_line.json", "dataset_line_error.json":
-            (golden, again) = try Self.roundTrip(name, as: ClusterDatasetRun.Line.self)
+        case "detection_record.json", "detection_record_error.json":
+            (golden, again) = try Self.roundTrip(name, as: DetectionRecord.self)
         case "preview_header.json": (golden, again) = try Self.roundTrip(name, as: VideoPreview.Header.self)
         default: (golden, again) = try Self.roundTrip(name, as: FrameResult.self)
         }
@@ -85,8 +85,8 @@ struct ContractTests {
         }
         #expect(
             files.sorted() == [
-                "dataset_line.json", "dataset_line_error.json", "dataset_session.json", "detection_result.json",
-                "error_answer.json", "error_codes.json",
+                "dataset_session.json", "detection_record.json", "detection_record_error.json",
+                "detection_result.json", "error_answer.json", "error_codes.json",
                 "frame_line.json", "frame_line_error.json", "gateway_config.json", "naive_service_config.json",
                 "poll_page.json", "poll_page_failed.json", "preview_header.json", "service_config.json",
                 "video_session.json", "vocabulary.json",
@@ -137,6 +137,50 @@ struct ContractTests {
         let failed = try JSONDecoder().decode(
             FrameResult.self, from: Data(contentsOf: Self.folder.appendingPathComponent("frame_line_error.json")))
         #expect(failed.error?.code.rawValue == "detection_failed" && failed.detections.isEmpty)
+        let record = try JSONDecoder().decode(
+            DetectionRecord.self, from: Data(contentsOf: Self.folder.appendingPathComponent("detection_record.json")))
+        #expect(record.settings?.model?.backend == "pt" && record.settings?.model?.id.hasPrefix("sha256:") == true)
+        #expect(record.settings?.classes == [0, 1] && record.settings?.imageSize == 640)
+        #expect(record.settings?.maxSide == "off" && record.node == "10.0.0.2" && record.isFinal)
+        #expect(record.result?.batchSize == 16 && record.result?.detections.first?.className == "square")
+    }
+
+    /// The keys of an object, and of each object member's, as "key" and "key.inner".
+    static func keyPaths(_ value: JSONValue) -> Set<String> {
+        guard case .object(let members) = value else { return [] }
+        var paths = Set(members.keys)
+        for (key, member) in members {
+            guard case .object(let inner) = member, key != "timings_ms" else { continue }
+            paths.formUnion(inner.keys.map { "\(key).\($0)" })
+        }
+        return paths
+    }
+
+    @Test(
+        "A streamed run's journal line has the shape of the cluster's (detection_record.json), less what is the cluster's"
+    )
+    func streamedRecordShape() throws {
+        let golden = try JSONDecoder().decode(
+            JSONValue.self, from: Data(contentsOf: Self.folder.appendingPathComponent("detection_record.json")))
+        let decoded = try JSONDecoder().decode(DetectionRecord.self, from: JSONEncoder().encode(golden))
+        var streamed = DetectionRecord(path: "a.jpg", result: decoded.result, settings: decoded.settings)
+        let journal = try TestEnvironment.makeTemporaryDirectory("raylan-contract")
+        defer { try? FileManager.default.removeItem(at: journal) }
+        let writer = try DetectionJournal.new(in: journal)
+        try writer.append(streamed)
+        streamed.result = nil
+        streamed.error = DetectionError(.unavailable, "x")
+        try writer.append(streamed)
+        let lines = try String(contentsOf: journal.appendingPathComponent(DetectionJournal.name), encoding: .utf8)
+            .split(separator: "\n").map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+        let clusterOnly: Set<String> = ["type", "node", "annotated"]
+        #expect(Self.keyPaths(lines[0]) == Self.keyPaths(golden).subtracting(clusterOnly))
+        let failedGolden = try JSONDecoder().decode(
+            JSONValue.self, from: Data(contentsOf: Self.folder.appendingPathComponent("detection_record_error.json")))
+        // The error golden leaves out the run's null classes and imgsz; the error line's other keys are the same.
+        #expect(
+            Self.keyPaths(lines[1]).subtracting(["run.classes", "run.imgsz"])
+                == Self.keyPaths(failedGolden).subtracting(clusterOnly))
     }
 
     /// `contracts/vocabulary.json`, as written.

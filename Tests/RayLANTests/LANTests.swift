@@ -286,7 +286,7 @@ extension OwnClusterTests {
                     let name = (line["path"]?.stringValue ?? "" as String).split(separator: "-").last.map(String.init)
                     let expected = try #require(served.first { $0.path.hasSuffix("/" + (name ?? "?")) }?.result)
                     let got = try JSONDecoder().decode(
-                        [Detection].self, from: JSONEncoder().encode(line["detections"] ?? .array([])))
+                        [Detection].self, from: JSONEncoder().encode(line["result"]?["detections"] ?? .array([])))
                     // The streamed run shrank each file to the model's size first (--max-side auto), so boxes agree
                     // as the bench's shrink agreement measures it (one to one, same class, IoU ≥ 0.9), not to the
                     // pixel, and two boxes with scores a hair apart may come in either order.

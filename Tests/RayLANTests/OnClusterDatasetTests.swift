@@ -45,14 +45,21 @@ extension RayClusterTests.Main {
                 String(
                     format: "ON-CLUSTER samples: %.1f images/s (%@)", summary.imagesPerSecond, "\(summary.nodes ?? [:])"
                 ))
-            let lines = try Self.lines(out.appendingPathComponent("downloaded/detections.jsonl"))
-            #expect(lines.count == 12)
+            // The downloaded journal is a streamed run's: its lines read as DetectionRecords, with the settings a
+            // streamed run records for the same model (its content's identity) and options.
+            let records = DetectionJournal.read(out.appendingPathComponent("downloaded/detections.jsonl"))
+            #expect(records.count == 12 && Set(records.map(\.path)).count == 12)
+            let settings = DetectionRecord.Settings(model: try Self.deployment.modelIdentity(), options: run.options)
+            #expect(records.allSatisfy { $0.settings == settings }, "\(records.first?.settings as Any)")
             try await cluster.withConnection { ray in
                 let client = try await DetectionClient(cluster: ray, application: "shapes-yolo11n")
-                for (path, line) in lines {
+                for record in records {
+                    let path = record.path
                     let expected = try await client.detect(try Data(contentsOf: URL(fileURLWithPath: path)))
-                    let got = try JSONDecoder().decode(
-                        [Detection].self, from: JSONEncoder().encode(line["detections"] ?? .array([])))
+                    let result = try #require(record.result, "\(path): \(record)")
+                    #expect(result.model == expected.model, "\(result.model) vs \(expected.model)")
+                    #expect(result.image == expected.image && result.batchSize >= 1, "\(path)")
+                    let got = result.detections
                     #expect(got.count == expected.detections.count, "\(path)")
                     for (a, b) in zip(got, expected.detections) {
                         #expect(a.classID == b.classID, "\(path)")
@@ -95,7 +102,12 @@ extension RayClusterTests.Main {
             let edited = try text.split(separator: "\n").map { line -> String in
                 let value = try JSONDecoder().decode(JSONValue.self, from: Data(line.utf8))
                 guard value["path"]?.stringValue == flaky else { return String(line) }
-                return #"{"path":"\#(flaky)","node":"n","error":{"code":"read_failed","message":"gone for now"}}"#
+                // The line's own settings kept: a resume refuses a journal made with others.
+                let failed: JSONValue = .object([
+                    "path": .string(flaky), "node": .string("n"), "run": value["run"] ?? .null,
+                    "error": .object(["code": .string("read_failed"), "message": .string("gone for now")]),
+                ])
+                return String(decoding: try JSONEncoder().encode(failed), as: UTF8.self)
             }
             try Data((edited.joined(separator: "\n") + "\n").utf8).write(to: journalURL)
             run.resume = true
@@ -119,7 +131,7 @@ extension RayClusterTests.Main {
             let after = try Self.lines(journalURL)
             #expect(after.count == 4 && after[broken]?["error"]?["code"] == .string("unsupported_format"), "\(after)")
             // The exports hold the three answered images: two kept from the first run, one answered again.
-            let answered = after.values.filter { $0["detections"] != nil }
+            let answered = after.values.filter { $0["result"] != nil }
             #expect(answered.count == 3)
             let coco = try JSONDecoder().decode(
                 JSONValue.self, from: Data(contentsOf: downloaded.appendingPathComponent("annotations.json")))
@@ -132,7 +144,7 @@ extension RayClusterTests.Main {
                 Set(cocoImages.compactMap { $0["file_name"]?.stringValue })
                     == Set(answered.compactMap { $0["path"]?.stringValue }))
             func detections(of line: JSONValue) -> [JSONValue] {
-                if case .array(let items) = line["detections"] { items } else { [] }
+                if case .array(let items) = line["result"]?["detections"] { items } else { [] }
             }
             let allDetections = answered.flatMap(detections(of:))
             #expect(annotations.count == allDetections.count && !allDetections.isEmpty)

@@ -274,7 +274,7 @@ struct RunGalleryTests {
         let gallery = RunGallery(folder: folder, inputRoot: folder, followsJournal: false)
         await gallery.started(total: 1)
         let line =
-            #"{"path":"/data/x.jpg","node":"n","image":{"width":4,"height":3,"format":"jpeg"},"detections":[],"annotated":"annotated/x.jpg"}"#
+            #"{"path":"/data/x.jpg","node":"n","result":{"model":"m","image":{"width":4,"height":3,"format":"jpeg"},"detections":[],"batch_size":1,"timings_ms":{}},"annotated":"annotated/x.jpg"}"#
         await gallery.take(Data(line.utf8))
         let running = await gallery.page(since: 0)
         #expect(running.entries.map(\.name) == ["/data/x.jpg"] && running.entries[0].hasImage == false)
@@ -297,9 +297,9 @@ struct RunGalleryTests {
         await gallery.take(DetectionEvent.started(progress))
         #expect(await gallery.page(since: 0).progress == .init(state: .running, total: 7, done: 0, failed: 0))
         let line = try JSONDecoder().decode(
-            ClusterDatasetRun.Line.self,
+            DetectionRecord.self,
             from: Data(#"{"path":"/data/x.jpg","node":"n","error":{"code":"decode_failed","message":"x"}}"#.utf8))
-        await gallery.take(DetectionEvent.answered(line.record))
+        await gallery.take(DetectionEvent.answered(line))
         await gallery.finish()
         await gallery.take(DetectionEvent.progress(progress))
         let page = await gallery.page(since: 0)
@@ -339,7 +339,7 @@ struct RunGalleryTests {
             at: folder.appendingPathComponent("annotated/link.jpg"),
             withDestinationURL: outside.appendingPathComponent("secret.jpg"))
         func clusterLine(_ path: String, annotated: String) -> String {
-            #"{"path":"\#(path)","node":"n","image":{"width":4,"height":3,"format":"jpeg"},"detections":[],"annotated":"\#(annotated)"}"#
+            #"{"path":"\#(path)","node":"n","result":{"model":"m","image":{"width":4,"height":3,"format":"jpeg"},"detections":[],"batch_size":1,"timings_ms":{}},"annotated":"\#(annotated)"}"#
         }
         let lines = [
             Self.line("a.jpg", classes: []), Self.line("missing.jpg", classes: []),

@@ -45,19 +45,25 @@ SHAPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "detection": (frozenset({"box", "score", "class_id", "class_name"}), frozenset({"track_id"})),
     # Swift: DetectionResult.Image.
     "image": (frozenset({"width", "height", "format"}), frozenset()),
-    # Swift: DetectionResult (its `sent` is the client's own, never on the wire).
+    # Swift: DetectionResult (its `sent` is the client's own: in its journal's lines, never from the cluster).
     "detection_result": (frozenset({"model", "image", "detections", "batch_size", "timings_ms"}),
-                         frozenset({"annotated_jpeg"})),
+                         frozenset({"annotated_jpeg", "sent"})),
     # Swift: FrameResult (`type` tells a frame from the session's other lines).
     "frame_line": (frozenset({"type", "frame", "time"}), frozenset({"detections", "error"})),
     # Swift: DetectionError.
     "error": (frozenset({"code", "message"}), frozenset()),
     # Swift: the body of a refused request, `{"error": DetectionError}`.
     "error_answer": (frozenset({"error"}), frozenset()),
-    # Swift: ClusterDatasetRun.Line, one file's line of a dataset run's detections.jsonl (and, with "type": "image",
-    # its line to the client): its image and detections, or its error.
-    "dataset_line": (frozenset({"path", "node"}), frozenset({"type", "image", "detections", "model", "annotated",
-                                                           "error"})),
+    # Swift: DetectionRecord, one input's line of detections.jsonl in every mode that reads files (a streamed run's,
+    # written by Swift; a dataset run's, written by the session, and with "type": "image" its line to the client):
+    # its result or its error, the settings that made it (`run`), and for a file read on the cluster the node that
+    # read it and its annotated copy.
+    "detection_record": (frozenset({"path"}), frozenset({"type", "result", "error", "run", "node", "annotated"})),
+    # Swift: DetectionRecord.Settings, what a result depends on besides the image: a resume with others is refused.
+    "run_settings": (frozenset({"model", "conf", "iou", "max_side"}), frozenset({"classes", "imgsz"})),
+    # Swift: DetectionDeployment.ModelIdentity: `sha256:<hex>` of the model file (else the model as given) and its
+    # lower-cased extension.
+    "model_identity": (frozenset({"id", "backend"}), frozenset()),
     # Swift: ClusterSession.Failure, a session's own account of why its work ended.
     "session_failure": (frozenset({"code", "message"}), frozenset({"remedy", "traceback"})),
     # Swift: VideoPreview.Header, the first line of a video session's preview (`preview()`): the frame it shows
@@ -89,7 +95,9 @@ NESTED: dict[str, dict[str, tuple[str, bool]]] = {
     "error_answer": {"error": ("error", False)},
     "poll_page": {"error": ("session_failure", False)},
     "preview_header": {"detections": ("detection", True)},
-    "dataset_line": {"image": ("image", False), "detections": ("detection", True), "error": ("error", False)},
+    "detection_record": {"result": ("detection_result", False), "error": ("error", False),
+                         "run": ("run_settings", False)},
+    "run_settings": {"model": ("model_identity", False)},
 }
 
 
@@ -194,13 +202,56 @@ def poll_page(lines: list[str], cursor: int, state: str, progress: Mapping[str, 
     return {"lines": lines, "cursor": cursor, "state": state, "error": error, "progress": dict(progress)}
 
 
-def dataset_line(path: str, node: str, image: dict | None = None, detections: list[dict] | None = None,
-                 model: str | None = None, annotated: str | None = None, error: dict | None = None) -> dict:
-    """One file's line of a dataset run: its image, detections and model (and its annotated copy's path in the
-    run's folder), or its error; `node` is the address of the node that read it."""
+def model_identity(id: str, backend: str) -> dict:
+    """Which model made a result: `sha256:<hex>` of its file (the model as given where it is no file here, e.g. a
+    name Ultralytics downloads) and its extension, lower-cased, without the dot."""
+    return {"id": id, "backend": backend}
+
+
+def run_settings(model: dict, conf: float, iou: float, classes: Iterable[int] | None = None,
+                 imgsz: int | None = None, max_side: str = "off") -> dict:
+    """The settings a record was made with (its `run`): the model's identity, conf, iou, the class filter
+    (sorted; null keeps all), the model's input size (null: the model's own) and the client's shrink (`off` on
+    the cluster, which reads the files as they are)."""
+    kept = sorted(set(classes or ()))
+    return {"model": model, "conf": float(conf), "iou": float(iou), "classes": kept or None, "imgsz": imgsz,
+            "max_side": max_side}
+
+
+def detection_record(path: str, run: dict, result: dict | None = None, error: dict | None = None,
+                     node: str | None = None, annotated: str | None = None) -> dict:
+    """One input's line of detections.jsonl: its result (a `detection_result`), or its error, with the settings
+    that made it; for a file read on the cluster, the address of the node that read it and its annotated copy's
+    path in the run's folder."""
+    record: dict[str, Any] = {"path": path}
     if error is not None:
-        return {"path": path, "error": error, "node": node}
-    line = {"path": path, "image": image, "detections": detections, "model": model, "node": node}
+        record["error"] = error
+    else:
+        record["result"] = result
+    record["run"] = run
+    if node is not None:
+        record["node"] = node
     if annotated is not None:
-        line["annotated"] = annotated
-    return line
+        record["annotated"] = annotated
+    return record
+
+
+def differences(before: Any, now: dict) -> list[str]:
+    """What differs between a journal's settings and this run's, one readable item per setting, e.g.
+    `conf 0.25 → 0.5` (Swift: DetectionRecord.Settings.differences)."""
+    if not isinstance(before, Mapping):
+        return ["the journal's lines record no settings"]
+
+    def shown(key: str, value: Any) -> str:
+        if value is None:
+            return {"model": "unrecorded", "classes": "all", "imgsz": "the model's"}.get(key, "none")
+        if key == "model" and isinstance(value, Mapping):
+            backend = value.get("backend")
+            return f"{value.get('id')} ({'.' + backend if backend else 'no extension'})"
+        if key == "classes" and isinstance(value, list):
+            return ",".join(str(item) for item in value)
+        return str(value)
+
+    names = {"max_side": "max-side"}
+    return [f"{names.get(key, key)} {shown(key, before.get(key))} → {shown(key, value)}"
+            for key, value in now.items() if before.get(key) != value]

@@ -26,6 +26,8 @@ class Prediction:
     detections: list[dict]
     timings_ms: dict[str, float] = field(default_factory=dict)
     annotated_jpeg: bytes | None = None
+    #: How many images the model predicted together with this one (models.Runner sets it).
+    batch_size: int = 1
 
 
 def trained_size(model, source: str) -> int | None:

@@ -16,10 +16,12 @@ uploaded working directory, and the client follows it by polling (session.py). I
              file to out_dir/detections.jsonl, the same line to the client, annotated JPEGs to
              out_dir/annotated/, progress as it goes, and a summary at the end.
 
-Journal lines (out_dir/detections.jsonl; the client gets each with "type": "image" added):
-  {"path", "image": {"width", "height", "format"}, "detections": [{"box", "score", "class_id", "class_name"}],
-   "model", "node"(, "annotated": "annotated/<name>.jpg")}
-  {"path", "error": {"code", "message"}, "node"}
+Journal lines (out_dir/detections.jsonl; the client gets each with "type": "image" added): a streamed run's
+record (contract.detection_record, Swift's DetectionRecord), so that every mode's journal reads the same:
+  {"path", "result": {"model", "image": {"width", "height", "format"}, "detections": [{"box", "score",
+   "class_id", "class_name"}], "batch_size", "timings_ms"}, "run": {"model": {"id", "backend"}, "conf", "iou",
+   "classes", "imgsz", "max_side"}, "node"(, "annotated": "annotated/<name>.jpg")}
+  {"path", "error": {"code", "message"}, "run", "node"}
   error codes: read_failed and too_large (the file), the service's empty, unsupported_format, decode_failed,
   too_large (the image), inference_failed.
   {"type": "abandoned", "lease_s", "idle_s", "at"}: the last line when the client made no call for lease_s seconds
@@ -64,9 +66,6 @@ IMAGE_SUFFIXES = contract.IMAGE_SUFFIXES
 JOURNAL = "detections.jsonl"
 SUMMARY = "summary.json"
 ANNOTATED = "annotated"
-#: The settings the journal's answers were made with (the model's content, imgsz, conf, iou, classes): a resume
-#: with others is refused (resume_settings_differ) rather than mixing two runs' answers.
-SETTINGS = "run-settings.json"
 #: The largest file read, as the service's largest request body: a bigger one is that file's error.
 MAX_FILE_BYTES = 64 * 1024 * 1024
 #: CPUs a read task takes: reading is I/O, so several run beside a detector. A node with fewer CPUs than this
@@ -367,7 +366,8 @@ class Detector:
         return self.rows(batch, self.runner.run(items, self.options), nodes)
 
     def rows(self, batch: dict[str, np.ndarray], outcomes: list[Any], nodes: list[str]) -> dict[str, np.ndarray]:
-        """One row per file: what the session writes. Detections travel as JSON text (a flat Arrow schema)."""
+        """One row per file: what the session writes. Detections travel as JSON text (a flat Arrow schema), with
+        the number of images the model predicted together (batch_size) and its timings per image."""
         result, error, annotated = [], [], []
         for outcome in outcomes:
             if isinstance(outcome, ImageError):
@@ -378,7 +378,8 @@ class Detector:
                 image, prediction = outcome
                 result.append(json.dumps({"image": {"width": image.width, "height": image.height,
                                                     "format": image.format},
-                                          "detections": prediction.detections}))
+                                          "detections": prediction.detections, "batch_size": prediction.batch_size,
+                                          "timings_ms": prediction.timings_ms}))
                 error.append("")
                 annotated.append(prediction.annotated_jpeg or b"")
         count = len(outcomes)
@@ -581,56 +582,57 @@ class DatasetSession(Session):
         return name in (JOURNAL, SUMMARY) or (self.annotate and name.startswith(ANNOTATED + "/"))
 
     def settings(self) -> dict:
-        """What the answers depend on (SETTINGS): the model file's SHA-256 (its name where it is not a file here,
-        e.g. one Ultralytics downloads), imgsz, conf, iou and classes."""
+        """What the answers depend on (each line's `run`, contract.run_settings): the model's identity (its
+        file's SHA-256, as the Swift client records a streamed run's model; the model as given where it is no
+        file here, e.g. a name Ultralytics downloads), conf, iou, classes and imgsz."""
         model = Path(self.model)
         if model.is_file():
             digest = hashlib.sha256()
             with open(model, "rb") as file:
                 while chunk := file.read(1 << 20):
                     digest.update(chunk)
-            identity = f"{model.name} sha256:{digest.hexdigest()}"
+            identity = f"sha256:{digest.hexdigest()}"
         else:
             identity = self.model
-        return {"model": identity, "imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "classes": self.classes}
+        return contract.run_settings(contract.model_identity(identity, model.suffix[1:].lower()), self.conf,
+                                     self.iou, self.classes, self.imgsz)
 
     def open_journal(self, files: list[str]) -> tuple[Any, set[str], set[str]]:
         """The journal, opened for appending, the files it answers already (resume), and of those the ones whose
-        line is an error. With resume, as a streamed run resumes: lines that answered a file with this model, and
-        lines of an error that is the file's own (contract.FINAL_ERRORS), are kept and their files skipped; other
-        errors' lines and another model's are dropped, for their files to be answered again (one line per file);
-        a journal answered with other settings (SETTINGS) is refused. Without resume an existing journal is moved
-        to detections.jsonl.1 first, and annotated/ to annotated.1/."""
+        line is an error. With resume, by a streamed run's rule: a journal whose lines were made with other
+        settings (their `run`) is refused; a line that answered a file, and one of an error that is the file's
+        own (contract.FINAL_ERRORS), is kept and its file skipped; other errors' lines are dropped, for their
+        files to be answered again (one line per file). Without resume an existing journal is moved to
+        detections.jsonl.1 first, and annotated/ to annotated.1/."""
         journal = self.out_dir / JOURNAL
-        recorded = self.out_dir / SETTINGS
-        settings = self.settings()
+        self.run_settings = self.settings()
         done: set[str] = set()
         failed: set[str] = set()
         if journal.exists() and self.resume:
-            try:
-                before = json.loads(recorded.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                before = None  # a journal from before settings were recorded: its lines' model still counts
-            if isinstance(before, dict) and before != settings:
-                changed = ", ".join(f"{key} {before.get(key)!r}, now {settings[key]!r}"
-                                    for key in settings if before.get(key) != settings[key])
-                raise SessionError(
-                    "resume_settings_differ",
-                    f"the journal in {self.out_dir} was answered with other settings ({changed})",
-                    "Resume with the same model and settings, run without --resume (the earlier journal is kept as "
-                    "detections.jsonl.1), or give another --cluster-out.")
-            kept = self.out_dir / (JOURNAL + ".tmp")
-            with open(journal, encoding="utf-8", errors="replace") as old, open(kept, "w", encoding="utf-8") as new:
-                for line in old:
+            lines = []
+            with open(journal, encoding="utf-8", errors="replace") as old:
+                for text in old:
                     try:
-                        item = json.loads(line)
+                        item = json.loads(text)
                     except ValueError:
                         continue  # a line cut short by a crash
-                    path = item.get("path") if isinstance(item, dict) else None
-                    if not isinstance(path, str) or path in done:
+                    if isinstance(item, dict) and isinstance(item.get("path"), str):
+                        lines.append(item)
+            for item in lines:
+                if item.get("run") != self.run_settings:
+                    raise SessionError(
+                        "resume_settings_differ",
+                        f"the journal in {self.out_dir} was answered with other settings "
+                        f"({', '.join(contract.differences(item.get('run'), self.run_settings))})",
+                        "Resume with the same model and settings, run without --resume (the earlier journal is kept "
+                        "as detections.jsonl.1), or give another --cluster-out.")
+            kept = self.out_dir / (JOURNAL + ".tmp")
+            with open(kept, "w", encoding="utf-8") as new:
+                for item in lines:
+                    path, error = item["path"], item.get("error")
+                    if path in done:
                         continue
-                    error = item.get("error")
-                    if error is None and item.get("model") == self.model_id:
+                    if error is None and isinstance(item.get("result"), dict):
                         done.add(path)
                         write_line(new, item)
                     elif isinstance(error, dict) and error.get("code") in contract.FINAL_ERRORS:
@@ -644,7 +646,6 @@ class DatasetSession(Session):
             if annotated.is_dir():
                 shutil.rmtree(self.out_dir / (ANNOTATED + ".1"), ignore_errors=True)
                 os.replace(annotated, self.out_dir / (ANNOTATED + ".1"))
-        recorded.write_text(json.dumps(settings) + "\n", encoding="utf-8")
         if self.annotate:
             (self.out_dir / ANNOTATED).mkdir(exist_ok=True)
         wanted = set(files)
@@ -759,7 +760,7 @@ class DatasetSession(Session):
         path, node = str(batch["path"][row]), str(batch["node"][row])
         error = batch["error"][row]
         if error:
-            line = contract.dataset_line(path, node, error=json.loads(error))
+            line = contract.detection_record(path, self.run_settings, error=json.loads(error), node=node)
             counts["failed"] += 1
         else:
             result = json.loads(batch["result"][row])
@@ -768,7 +769,9 @@ class DatasetSession(Session):
                 name = clashing.get(path) or f"{Path(path).stem}.jpg"
                 (self.out_dir / ANNOTATED / name).write_bytes(bytes(annotated))
                 written = f"{ANNOTATED}/{name}"
-            line = contract.dataset_line(path, node, result["image"], result["detections"], self.model_id, written)
+            result = contract.detection_result(self.model_id, result["image"], result["detections"],
+                                               result["batch_size"], result["timings_ms"])
+            line = contract.detection_record(path, self.run_settings, result, node=node, annotated=written)
             counts["succeeded"] += 1
             backends.setdefault(node, (str(batch["backend"][row]), str(batch["reason"][row])))
         nodes[node] += 1

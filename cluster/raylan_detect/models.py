@@ -202,7 +202,10 @@ class Runner:
         if not pixels:
             return []
         try:
-            return self.backend.predict(pixels, options)
+            predictions = self.backend.predict(pixels, options)
+            for prediction in predictions:
+                prediction.batch_size = len(pixels)
+            return predictions
         except Exception as error:  # noqa: BLE001 - answered per image below
             if len(pixels) == 1:
                 return [inference_failed(error)]

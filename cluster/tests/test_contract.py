@@ -3,6 +3,7 @@ each again from its values. The Swift suite ContractTests reads the same files i
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 SHAPE_OF = {"detection_result.json": "detection_result", "frame_line.json": "frame_line",
             "frame_line_error.json": "frame_line", "error_answer.json": "error_answer",
             "poll_page.json": "poll_page", "poll_page_failed.json": "poll_page",
-            "dataset_line.json": "dataset_line", "dataset_line_error.json": "dataset_line",
+            "detection_record.json": "detection_record", "detection_record_error.json": "detection_record",
             "preview_header.json": "preview_header"}
 
 
@@ -49,6 +50,13 @@ def rebuilt_detection(item: dict) -> dict:
     return contract.tracked([made], {0: item["track_id"]})[0] if "track_id" in item else made
 
 
+def without_nulls(value: Any) -> Any:
+    """`value` with null members left out, at every depth (null and absent mean the same on the wire)."""
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    return [without_nulls(item) for item in value] if isinstance(value, list) else value
+
+
 def test_the_builders_make_the_golden_files_again():
     result = load("detection_result.json")
     assert contract.detection_result(
@@ -61,13 +69,19 @@ def test_the_builders_make_the_golden_files_again():
     assert contract.frame_line(failed["frame"], failed["time"], error=contract.error(**failed["error"])) == failed
     answer = load("error_answer.json")
     assert contract.error_answer(contract.error(**answer["error"])) == answer
-    line = load("dataset_line.json")
-    assert {"type": "image", **contract.dataset_line(
-        line["path"], line["node"], contract.image(**line["image"]), [rebuilt_detection(d) for d in line["detections"]],
-        line["model"], line["annotated"])} == line
-    failed_line = load("dataset_line_error.json")
-    assert contract.dataset_line(failed_line["path"], failed_line["node"],
-                                 error=contract.error(**failed_line["error"])) == failed_line
+    for name in ("detection_record.json", "detection_record_error.json"):
+        line = load(name)
+        run = line["run"]
+        settings = contract.run_settings(contract.model_identity(**run["model"]), run["conf"], run["iou"],
+                                         run.get("classes"), run.get("imgsz"), run["max_side"])
+        made = line.get("result")
+        if made is not None:
+            made = contract.detection_result(made["model"], contract.image(**made["image"]),
+                                             [rebuilt_detection(d) for d in made["detections"]], made["batch_size"],
+                                             made["timings_ms"])
+        error = contract.error(**line["error"]) if "error" in line else None
+        record = contract.detection_record(line["path"], settings, made, error, line["node"], line.get("annotated"))
+        assert without_nulls({**({"type": "image"} if "type" in line else {}), **record}) == line
     header = load("preview_header.json")
     made = contract.preview(header["frame"], header["time"], header["width"], header["height"],
                             [rebuilt_detection(d) for d in header["detections"]], b"\xff\xd8jpeg", header["latency_ms"])

@@ -3,6 +3,7 @@ detector actor's work on a batch in-process with the shipped model; then the who
 (2 CPUs) started here, with a working directory laid out as RayLAN uploads it (its packages and models/<file>),
 hosted as an actor as the gateway does: results equal the backend's own, a bad file gets its error line, resume,
 stop (the detectors released) and the named failures."""
+import hashlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import raylan_detect.dataset as dataset
 from raylan_detect.backend import Options
 from raylan_detect.dataset import (DatasetSession, Detector, annotated_names, compare_listings, expand,
                                    failure_message, plan_nodes, read_files)
+from raylan_common import contract
 from raylan_detect.session import SessionError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,28 +156,36 @@ def test_annotated_names_are_unique_only_where_stems_clash():
     assert all(name.startswith("a-") and name.endswith(".jpg") for name in names.values())
 
 
+def answered(path: str, run: dict, **extra) -> dict:
+    """A journal line that answered `path` (no detections)."""
+    result = contract.detection_result("m", contract.image(4, 4, "jpeg"), [], 1, {})
+    return contract.detection_record(path, run, result, node="n", **extra)
+
+
+def failed(path: str, run: dict, code: str) -> dict:
+    return contract.detection_record(path, run, error=contract.error(code, "?"), node="n")
+
+
 def test_the_journal_on_resume_keeps_answers_and_the_files_own_errors_drops_the_rest_and_without_resume_moves_aside(
         tmp_path):
     journal = tmp_path / "detections.jsonl"
-    lines = [{"path": "/d/a.jpg", "image": {}, "detections": [], "model": "m", "node": "n"},
-             {"path": "/d/b.jpg", "error": {"code": "decode_failed", "message": "?"}, "node": "n"},
-             {"path": "/d/c.jpg", "image": {}, "detections": [], "model": "other", "node": "n"},
-             {"path": "/d/a.jpg", "image": {}, "detections": [], "model": "m", "node": "n"},
-             {"path": "/d/d.jpg", "error": {"code": "read_failed", "message": "gone for now"}, "node": "n"},
-             {"path": "/d/e.jpg", "error": {"code": "inference_failed", "message": "?"}, "node": "n"}]
+    run = DatasetSession(["/d"], "models/m.pt", out_dir=str(tmp_path)).settings()
+    assert run["model"] == {"id": "models/m.pt", "backend": "pt"}  # no such file here: the model as given
+    lines = [answered("/d/a.jpg", run), failed("/d/b.jpg", run, "decode_failed"), answered("/d/a.jpg", run),
+             failed("/d/d.jpg", run, "read_failed"), failed("/d/e.jpg", run, "inference_failed")]
     journal.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"path": "/d/cut')
     session = DatasetSession(["/d"], "models/m.pt", out_dir=str(tmp_path), resume=True)
-    files = ["/d/a.jpg", "/d/b.jpg", "/d/c.jpg", "/d/d.jpg", "/d/e.jpg"]
-    file, done, failed = session.open_journal(files)
+    files = ["/d/a.jpg", "/d/b.jpg", "/d/d.jpg", "/d/e.jpg"]
+    file, done, kept_failed = session.open_journal(files)
     file.close()
     # The rule a streamed run resumes by: an answer stands, and an error that is the file's own (decode_failed);
-    # a read that failed, a model call that failed and another model's answer are done again.
-    assert done == {"/d/a.jpg", "/d/b.jpg"} and failed == {"/d/b.jpg"}
+    # a read that failed and a model call that failed are done again.
+    assert done == {"/d/a.jpg", "/d/b.jpg"} and kept_failed == {"/d/b.jpg"}
     assert [json.loads(line) for line in journal.read_text().splitlines()] == [lines[0], lines[1]]
     session = DatasetSession(["/d"], "models/m.pt", out_dir=str(tmp_path))
-    file, done, failed = session.open_journal(["/d/a.jpg"])
+    file, done, kept_failed = session.open_journal(["/d/a.jpg"])
     file.close()
-    assert done == failed == set() and journal.read_text() == "" and (tmp_path / "detections.jsonl.1").exists()
+    assert done == kept_failed == set() and journal.read_text() == "" and (tmp_path / "detections.jsonl.1").exists()
 
 
 def test_a_resume_with_a_same_named_model_of_other_content_is_refused(tmp_path):
@@ -184,19 +194,26 @@ def test_a_resume_with_a_same_named_model_of_other_content_is_refused(tmp_path):
         path.parent.mkdir()
         path.write_bytes(MODEL.read_bytes() + extra)
     out = tmp_path / "out"
-    DatasetSession(["/d"], str(first), out_dir=str(out)).open_journal(["/d/a.jpg"])[0].close()
-    DatasetSession(["/d"], str(first), out_dir=str(out), resume=True).open_journal(["/d/a.jpg"])[0].close()
+    session = DatasetSession(["/d"], str(first), out_dir=str(out))
+    file = session.open_journal(["/d/a.jpg"])[0]
+    # The model's identity is its content's, as the Swift client records a streamed run's model.
+    digest = hashlib.sha256(first.read_bytes()).hexdigest()
+    assert session.run_settings["model"] == {"id": f"sha256:{digest}", "backend": "pt"}
+    file.write(json.dumps(answered("/d/a.jpg", session.run_settings)) + "\n")
+    file.close()
+    _, done, _ = DatasetSession(["/d"], str(first), out_dir=str(out), resume=True).open_journal(["/d/a.jpg"])
+    assert done == {"/d/a.jpg"}
     with pytest.raises(SessionError) as refused:
         DatasetSession(["/d"], str(second), out_dir=str(out), resume=True).open_journal(["/d/a.jpg"])
-    assert refused.value.code == "resume_settings_differ" and "best.pt sha256:" in refused.value.message
+    assert refused.value.code == "resume_settings_differ"
+    assert f"model sha256:{digest} (.pt) → sha256:" in refused.value.message
 
 
 def test_a_resume_with_other_settings_is_refused_and_a_new_run_sets_the_old_outputs_aside(tmp_path):
     def journal_of_one_run(**kwargs):
         session = DatasetSession(["/d"], str(MODEL), out_dir=str(tmp_path), annotate=True, **kwargs)
         file, done, _ = session.open_journal(["/d/a.jpg"])
-        file.write(json.dumps({"path": "/d/a.jpg", "image": {}, "detections": [], "model": MODEL.stem,
-                               "node": "n", "annotated": "annotated/a.jpg"}) + "\n")
+        file.write(json.dumps(answered("/d/a.jpg", session.run_settings, annotated="annotated/a.jpg")) + "\n")
         file.close()
         (tmp_path / "annotated" / "a.jpg").write_bytes(b"jpeg")
         return session, done
@@ -208,16 +225,24 @@ def test_a_resume_with_other_settings_is_refused_and_a_new_run_sets_the_old_outp
     # Another conf (or model, imgsz, iou, classes): refused, the journal as it was.
     before = (tmp_path / "detections.jsonl").read_text()
     with pytest.raises(SessionError) as refused:
-        DatasetSession(["/d"], str(MODEL), out_dir=str(tmp_path), conf=0.5, resume=True).open_journal(["/d/a.jpg"])
-    assert refused.value.code == "resume_settings_differ" and "conf 0.25, now 0.5" in refused.value.message
+        DatasetSession(["/d"], str(MODEL), out_dir=str(tmp_path), conf=0.5, classes=[2, 1],
+                       resume=True).open_journal(["/d/a.jpg"])
+    assert refused.value.code == "resume_settings_differ"
+    assert "(conf 0.25 → 0.5, classes all → 1,2)" in refused.value.message
     assert (tmp_path / "detections.jsonl").read_text() == before
+    # A journal whose lines record no settings (an older RayLAN's) is refused too, and left as it was.
+    (tmp_path / "detections.jsonl").write_text(json.dumps({"path": "/d/a.jpg", "image": {}, "detections": [],
+                                                           "model": MODEL.stem, "node": "n"}) + "\n")
+    with pytest.raises(SessionError, match="the journal's lines record no settings"):
+        DatasetSession(["/d"], str(MODEL), out_dir=str(tmp_path), resume=True).open_journal(["/d/a.jpg"])
+    (tmp_path / "detections.jsonl").write_text(before)
     # A new run without resume: the earlier journal and annotated images are set aside, and only this run's
     # files are outputs (nor is anything outside them readable).
     session = DatasetSession(["/d"], str(MODEL), out_dir=str(tmp_path), conf=0.5)
     session.open_journal(["/d/a.jpg"])[0].close()
     assert (tmp_path / "annotated.1" / "a.jpg").exists() and (tmp_path / "detections.jsonl.1").exists()
     assert [entry["name"] for entry in session.outputs()] == ["detections.jsonl"]
-    for name in ("detections.jsonl.1", "annotated.1/a.jpg", dataset.SETTINGS, "../x", "/etc/hostname"):
+    for name in ("detections.jsonl.1", "annotated.1/a.jpg", "../x", "/etc/hostname"):
         with pytest.raises(ValueError):
             session.read(name)
 
@@ -300,11 +325,16 @@ def test_the_detector_answers_each_file_alone_when_one_fails(reference, monkeypa
     monkeypatch.setattr(reference, "predict", predict)
     assert calls == [1] + [1, 1, 3] + [1, 1, 1]  # warm-up, the chunks, the failed chunk image by image
     for index in (0, 1, 2, 4):
-        assert json.loads(rows["result"][index]) == expected(reference, datas[index]) and not rows["error"][index]
+        result = json.loads(rows["result"][index])
+        assert {key: result[key] for key in ("image", "detections")} == expected(reference, datas[index])
+        assert not rows["error"][index] and result["batch_size"] == 1 and "inference" in result["timings_ms"]
     assert json.loads(rows["error"][3])["code"] == "inference_failed"
     assert json.loads(rows["error"][5])["code"] == "unsupported_format"
     assert json.loads(rows["error"][6]) == {"code": "read_failed", "message": "m"} and rows["node"][6] == "10.0.0.9"
     assert set(rows["backend"]) == {"tensor"} and set(rows["reason"]) == {"the reference"}
+    # Each answer says how many images the model predicted together: the chunks [00], [01], [02, 03, 04].
+    rows = detector({**batch, "path": batch["path"][:5], "data": datas[:5], "read_error": [""] * 5})
+    assert [json.loads(result)["batch_size"] for result in rows["result"]] == [1, 1, 3, 3, 3]
 
 
 # ---------------------------------------------------------------------------------------------- on Ray
@@ -416,12 +446,19 @@ def test_results_on_the_cluster_are_the_backends_own(first_run, data, reference,
     assert set(by_path) == set(wanted) | {str(data / "a" / "broken.jpg"), str(data / "a" / "empty.png")}
     for path in wanted:
         line = by_path[path]
-        assert {key: line[key] for key in ("image", "detections")} == expected(reference, Path(path).read_bytes())
-        assert line["model"] == MODEL.stem and line["node"] == ip and line["detections"]
+        result = line["result"]
+        assert {key: result[key] for key in ("image", "detections")} == expected(reference, Path(path).read_bytes())
+        assert result["model"] == MODEL.stem and line["node"] == ip and result["detections"]
+        assert 1 <= result["batch_size"] <= 16 and result["timings_ms"]["inference"] > 0
+        contract.check("detection_record", line)
+        # The settings it was made with, as a streamed run records them: a resume compares them.
+        assert line["run"] == {"model": {"id": f"sha256:{hashlib.sha256(MODEL.read_bytes()).hexdigest()}",
+                                         "backend": "pt"}, "conf": 0.25, "iou": 0.7, "classes": None, "imgsz": None,
+                               "max_side": "off"}
         annotated = out / line["annotated"]
         assert annotated.read_bytes()[:3] == b"\xff\xd8\xff"
     assert by_path[str(data / "a" / "broken.jpg")] == {
-        "path": str(data / "a" / "broken.jpg"), "node": ip,
+        "path": str(data / "a" / "broken.jpg"), "node": ip, "run": by_path[wanted[0]]["run"],
         "error": {"code": "unsupported_format", "message": "not an image in a supported format (JPEG, PNG, WebP, BMP)"}}
     assert by_path[str(data / "a" / "empty.png")]["error"]["code"] == "empty"
     assert len({by_path[path]["annotated"] for path in wanted}) == len(wanted)  # shapes_00 twice, two names
@@ -447,7 +484,8 @@ def test_resume_skips_what_was_answered_and_the_files_own_errors_and_tries_the_o
     lines = journal_lines(out)
     flaky = next(line["path"] for line in lines if "error" not in line)
     (out / "detections.jsonl").write_text("".join(
-        json.dumps({"path": flaky, "node": line["node"], "error": {"code": "read_failed", "message": "gone for now"}}
+        json.dumps({"path": flaky, "node": line["node"], "run": line["run"],
+                    "error": {"code": "read_failed", "message": "gone for now"}}
                    if line["path"] == flaky else line) + "\n" for line in lines))
     session = DatasetSession([str(data / "a"), str(data / "b" / "*.jpg")], str(MODEL), out_dir=str(out),
                              backend="tensor", resume=True)
@@ -461,7 +499,8 @@ def test_resume_skips_what_was_answered_and_the_files_own_errors_and_tries_the_o
     lines = journal_lines(out)
     assert len(lines) == 15 and len({line["path"] for line in lines}) == 15  # one line per file
     again = next(line for line in lines if line["path"] == flaky)
-    assert {key: again[key] for key in ("image", "detections")} == expected(reference, Path(flaky).read_bytes())
+    assert {key: again["result"][key] for key in ("image", "detections")} == expected(reference,
+                                                                                        Path(flaky).read_bytes())
     assert sorted(line["path"] for line in lines if "error" in line) == sorted([str(broken), str(empty)])
 
 

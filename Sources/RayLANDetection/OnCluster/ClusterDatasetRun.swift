@@ -155,7 +155,9 @@ public struct ClusterDatasetRun: Sendable {
                 /// A line's kind, read before the line itself.
                 struct Kind: Decodable { var type: String? }
                 switch try line.decode(Kind.self).type {
-                case "image": if let image = try? line.decode(Line.self) { events(.answered(image.record)) }
+                case "image":
+                    // The cluster's journal line: the record a streamed run writes (with its node and annotated copy).
+                    if let record = try? line.decode(DetectionRecord.self) { events(.answered(record)) }
                 case "summary": summary = try line.decode(DetectionSummary.self)
                 default: break
                 }
@@ -199,42 +201,10 @@ public struct ClusterDatasetRun: Sendable {
 }
 
 extension ClusterDatasetRun {
-    /// One file's line of the run's `detections.jsonl` (as the cluster writes it; its ``record`` is the run's
-    /// ``DetectionEvent/answered(_:)``): its image and detections, or its error. Golden examples:
-    /// `contracts/dataset_line.json`, `dataset_line_error.json`.
-    public struct Line: Sendable, Codable, Hashable {
-        /// The file as the cluster's nodes see it.
-        public var path: String
-        /// The node that read it.
-        public var node: String
-        public var image: DetectionResult.Image?
-        public var detections: [Detection]?
-        public var model: String?
-        /// Its annotated copy, relative to the run's folder (a name the cluster sent: check it before use).
-        public var annotated: String?
-        public var error: DetectionError?
-
-        /// As a streamed run's record, with its node and annotated copy (no batch or timings: the cluster's
-        /// actors do not report them).
-        public var record: DetectionRecord {
-            guard let image, let detections else {
-                return DetectionRecord(path: path, error: error, node: node, annotated: annotated)
-            }
-            return DetectionRecord(
-                path: path,
-                result: DetectionResult(
-                    model: model ?? "", image: image, detections: detections, batchSize: 0, timingsMs: [:]),
-                node: node, annotated: annotated)
-        }
-    }
-
     /// Writes ``exports`` from the downloaded journal in `output`; returns what it wrote (the `labels/` folder once).
     func writeExports(into output: URL, seconds: Double) throws -> [URL] {
         guard !exports.subtracting(.annotated).isEmpty else { return [] }
-        let journal = output.appendingPathComponent(DetectionJournal.name)
-        let text = (try? String(contentsOf: journal, encoding: .utf8)) ?? ""
-        let lines = text.split(separator: "\n").compactMap { try? JSONDecoder().decode(Line.self, from: Data($0.utf8)) }
-        let records = lines.map(\.record)
+        let records = DetectionJournal.read(output.appendingPathComponent(DetectionJournal.name))
         var written = try DetectionExports.writeRunFiles(
             records, exports, in: output,
             imageLink: { record in

@@ -188,22 +188,20 @@ public actor RunGallery {
     }
 
     private func ingest(_ line: Data) {
-        // An --on-cluster line has its node; a streamed record has none.
-        if let line = try? decoder.decode(ClusterDatasetRun.Line.self, from: line) {
-            add(line.record)
-        } else if let record = try? decoder.decode(DetectionRecord.self, from: line),
+        guard let record = try? decoder.decode(DetectionRecord.self, from: line),
             record.result != nil || record.error != nil
-        {
-            let picture =
-                record.path.hasPrefix("/")
-                ? URL(fileURLWithPath: record.path) : inputRoot.appendingPathComponent(record.path).standardizedFileURL
-            add(
-                Entry(
-                    index: 0, name: record.path, width: record.result?.image.width,
-                    height: record.result?.image.height, detections: record.result?.detections ?? [],
-                    error: record.error, hasImage: false, boxesDrawn: false, version: 0),
-                picture: picture)
-        }
+        else { return }
+        // A file read on the cluster has its node (its picture is its annotated copy); a streamed one has none.
+        guard record.node == nil else { return add(record) }
+        let picture =
+            record.path.hasPrefix("/")
+            ? URL(fileURLWithPath: record.path) : inputRoot.appendingPathComponent(record.path).standardizedFileURL
+        add(
+            Entry(
+                index: 0, name: record.path, width: record.result?.image.width,
+                height: record.result?.image.height, detections: record.result?.detections ?? [],
+                error: record.error, hasImage: false, boxesDrawn: false, version: 0),
+            picture: picture)
     }
 
     /// An `--on-cluster` run's line: its picture is its annotated copy, by a plain name that stays in the folder.
