@@ -161,6 +161,8 @@ extension RayClusterTests.Main {
             }
             let report = try String(contentsOf: downloaded.appendingPathComponent("report.html"), encoding: .utf8)
             #expect(report.contains("broken.jpg") && report.contains("shapes_02.jpg"))
+            // The detectors' timings travel in each record, so the report's time per image is not empty.
+            #expect(report.contains("<td>inference</td>"), "\(report)")
 
             var nothing = run
             nothing.paths = [folder.path + "/no-such-folder"]
