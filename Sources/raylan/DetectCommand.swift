@@ -20,8 +20,10 @@ struct DetectCommand: AsyncParsableCommand {
             decoded on the cluster: a local file is uploaded in pieces first (an interrupted upload resumes), \
             --on-cluster reads it from the head node's disks, a URL is opened by the cluster. --out gets \
             detections.jsonl (one line per detected frame: frame, time, detections, with track_id under --track) \
-            as frames are detected, and at the end annotated.mp4 (--annotate) and report.json (--report: per-class \
-            counts per second); several sources run at once, each in its own sub-folder. A live stream drops \
+            as frames are detected, and at the end annotated.mp4 (--annotate), report.json (--report: per-class \
+            counts per second), annotations.json (--format coco, with track_id under --track) or labels/*.txt \
+            (--format yolo), each frame named frame_000012.jpg as 'ffmpeg -start_number 0 frame_%06d.jpg' names \
+            the extracted frames; several sources run at once, each in its own sub-folder. A live stream drops \
             frames when the detector falls behind (counted), and reconnects with backoff when it breaks; \
             --json prints every frame's line on stdout as it arrives. Ctrl-C stops the work on the cluster.
 

@@ -41,7 +41,7 @@ extension DetectCommand {
     /// cluster's address and token) apply to every mode; `DetectModeTests` holds that list too, and fails on an
     /// option that is in neither.
     static let modeOptions: [DetectModeOption] = [
-        DetectModeOption(name: "--format", modes: [.images, .imagesOnCluster]) { $0.format != nil },
+        DetectModeOption(name: "--format", modes: [.images, .imagesOnCluster, .videos]) { $0.format != nil },
         DetectModeOption(name: "--report", modes: [.images, .imagesOnCluster, .videos]) { $0.report },
         DetectModeOption(name: "--concurrency", modes: [.images]) { $0.concurrency != nil },
         DetectModeOption(name: "--images-per-request", modes: [.images]) { $0.imagesPerRequest != nil },

@@ -227,7 +227,8 @@ final class VideoProgressDisplay: @unchecked Sendable {
                     format: "%@: %d frames detected of %d read (%d dropped) in %.1f s: %.1f frames/s.", source,
                     video.framesProcessed, video.framesRead, video.framesDropped, video.seconds, video.fps))
         case .downloaded(let url): Terminal.error("\(source): downloaded \(url.path).")
-        case .checking, .started, .answered, .progress, .report, .preview, .wrote: break
+        case .wrote(let url): Terminal.error("\(source): wrote \(url.path).")
+        case .checking, .started, .answered, .progress, .report, .preview: break
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import RayLANTesting
 import Testing
 
 @testable import RayLANCore
@@ -62,22 +63,63 @@ struct DetectionSourceTests {
         #expect(video.key == key && video.output == Self.output && video.clusterOutput == "/srv/cam")
     }
 
-    @Test("A video refuses resume, and COCO or YOLO files: invalid_source, naming what to do")
+    @Test("A video refuses resume (invalid_source, naming what to do); COCO and YOLO reach its run, the rest stay")
     func videoRefusals() throws {
         var run = DetectionRun(source: .video(.stream("rtsp://cam/live")), output: Self.output, service: .running("s"))
         run.resume = true
         let resume = try #require(throws: OnClusterError.self) { try run.videoRun(.stream("rtsp://cam/live"), .init()) }
         #expect(resume.code == .invalidSource && resume.description.contains("resume"), "\(resume)")
         run.resume = false
-        for output: DetectionRun.Outputs in [.coco, .yolo] {
-            run.outputs = output
-            let refused = try #require(throws: OnClusterError.self) {
-                try run.videoRun(.stream("rtsp://cam/live"), .init())
-            }
-            #expect(refused.code == .invalidSource, "\(refused)")
+        run.outputs = [.coco, .yolo, .annotated, .report]
+        let video = try run.videoRun(.stream("rtsp://cam/live"), .init())
+        #expect(video.exports == [.coco, .yolo] && video.options.annotate && video.options.report)
+        run.outputs = [.annotated]
+        #expect(try run.videoRun(.stream("rtsp://cam/live"), .init()).exports == [])
+    }
+
+    @Test(
+        "A video's COCO and YOLO files: a frame per image named as ffmpeg extracts it, at the source's size, with its track ids; a failed frame left out"
+    )
+    func videoExports() throws {
+        let folder = try TestEnvironment.makeTemporaryDirectory("raylan-video-exports")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // Frames 0, 3 and 6 of a stride of 3: two boxes (one tracked), none, and a frame the model failed on.
+        let lines = [
+            #"{"type":"frame","frame":0,"time":0.0,"detections":[{"box":[16,12,48,36],"score":0.9,"class_id":1,"class_name":"square","track_id":7},{"box":[0,0,8,8],"score":0.5,"class_id":0,"class_name":"circle","track_id":null}]}"#,
+            #"{"type":"frame","frame":3,"time":0.1,"detections":[]}"#,
+            #"{"type":"frame","frame":6,"time":0.2,"error":{"code":"detection_failed","message":"x"}}"#,
+        ]
+        let journal = try DetectionJournal.new(in: folder)
+        for line in lines { try journal.append(line: line) }
+        var run = VideoRun(source: .stream("rtsp://cam/live"), service: .running("shapes"), output: folder)
+        let summary = try JSONDecoder().decode(
+            VideoSummary.self,
+            from: Data(
+                #"{"frames_read":7,"frames_processed":3,"frames_dropped":0,"seconds":1,"fps":3,"width":64,"height":48}"#
+                    .utf8))
+        #expect(try run.writeExports(into: folder, summary: summary) == [])
+        run.exports = [.coco, .yolo]
+        let written = try run.writeExports(into: folder, summary: summary)
+        #expect(written.map(\.lastPathComponent) == ["annotations.json", "labels"])
+        let coco = try JSONDecoder().decode(
+            JSONValue.self, from: Data(contentsOf: folder.appendingPathComponent("annotations.json")))
+        guard case .array(let images) = coco["images"], case .array(let annotations) = coco["annotations"] else {
+            Issue.record("\(coco)")
+            return
         }
-        run.outputs = [.annotated, .report]
-        #expect(throws: Never.self) { try run.videoRun(.stream("rtsp://cam/live"), .init()) }
+        #expect(images.compactMap { $0["file_name"]?.stringValue } == ["frame_000000.jpg", "frame_000003.jpg"])
+        #expect(images.allSatisfy { $0["width"] == .number(64) && $0["height"] == .number(48) })
+        #expect(annotations.map { $0["track_id"] } == [.number(7), nil])
+        #expect(annotations.first?["bbox"] == .array([.number(16), .number(12), .number(32), .number(24)]))
+        let labels = folder.appendingPathComponent("labels")
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: labels.path).sorted() == [
+                "frame_000000.txt", "frame_000003.txt",
+            ])
+        let first = try String(contentsOf: labels.appendingPathComponent("frame_000000.txt"), encoding: .utf8)
+        #expect(first.split(separator: "\n").first == "1 0.500000 0.500000 0.500000 0.500000", "\(first)")
+        #expect(try Data(contentsOf: labels.appendingPathComponent("frame_000003.txt")).isEmpty)
+        #expect(VideoRun.frameFileName(1_234_567) == "frame_1234567.jpg")
     }
 
     @Test("Setting a run's inputs makes it a run of files; the files' init is one")

@@ -155,6 +155,7 @@ extension RayClusterTests.Main {
             // The upload's record goes to the test's folder, not the user's ~/.raylan.
             let home = folder.appendingPathComponent("home")
             run.home = home.path
+            run.exports = [.coco, .yolo]
             let returned = try await cluster.withConnection { ray in
                 try await run.run(on: ray) { recorder.record($0) }
             }
@@ -191,6 +192,20 @@ extension RayClusterTests.Main {
                         "VIDEO file 640×360, 60 frames: %.1f frames/s on the cluster; recall %.3f precision %.3f; %d id switches",
                     summary.fps, score.recall, score.precision, score.switches))
             #expect(try await VideoFixture.frameCount(out.appendingPathComponent("annotated.mp4")) == 60)
+            // COCO and YOLO files of the frames: each frame an image at the video's size, each box with its track.
+            let coco = try JSONDecoder().decode(
+                JSONValue.self, from: Data(contentsOf: out.appendingPathComponent("annotations.json")))
+            guard case .array(let images) = coco["images"], case .array(let annotations) = coco["annotations"]
+            else { throw CocoaError(.fileReadCorruptFile) }
+            #expect(images.compactMap { $0["file_name"]?.stringValue } == (0..<60).map(VideoRun.frameFileName))
+            #expect(images.allSatisfy { $0["width"] == .number(640) && $0["height"] == .number(360) })
+            let tracks = frames.flatMap { $0.detections.compactMap(\.trackID) }
+            #expect(annotations.compactMap { $0["track_id"]?.doubleValue.map(Int.init) } == tracks)
+            let labels = try FileManager.default.contentsOfDirectory(
+                atPath: out.appendingPathComponent("labels").path)
+            #expect(
+                labels.sorted()
+                    == (0..<60).map { VideoRun.frameFileName($0).replacingOccurrences(of: ".jpg", with: ".txt") })
             let report = try JSONDecoder().decode(
                 JSONValue.self, from: Data(contentsOf: out.appendingPathComponent("report.json")))
             #expect("\(report)".contains("circle") || "\(report)".contains("square") || "\(report)".contains("star"))

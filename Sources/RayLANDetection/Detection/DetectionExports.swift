@@ -5,7 +5,8 @@ import RayLANGateway
 
 /// COCO and YOLO label files made from ``DetectionRecord``s.
 public enum DetectionExports {
-    /// A COCO `annotations.json` (images, annotations with `bbox` [x, y, w, h] and `score`, categories).
+    /// A COCO `annotations.json` (images, annotations with `bbox` [x, y, w, h], `score` and, for a tracked video's
+    /// frames, `track_id`; categories).
     public static func coco(_ records: [DetectionRecord], classNames: [Int: String]) throws -> Data {
         var images: [[String: Any]] = []
         var annotations: [[String: Any]] = []
@@ -20,11 +21,14 @@ public enum DetectionExports {
                 let box = detection.box
                 let width = box[2] - box[0]
                 let height = box[3] - box[1]
-                annotations.append([
+                var annotation: [String: Any] = [
                     "id": annotations.count + 1, "image_id": index + 1, "category_id": detection.classID,
                     "bbox": [box[0], box[1], width, height], "area": width * height, "iscrowd": 0,
                     "score": detection.score,
-                ])
+                ]
+                // A tracked video's frames: the object's track, as video annotation tools read it.
+                if let track = detection.trackID { annotation["track_id"] = track }
+                annotations.append(annotation)
             }
         }
         let categories = names.keys.sorted().map { ["id": $0, "name": names[$0]!] as [String: Any] }
@@ -104,9 +108,9 @@ public struct DetectionOutputs: OptionSet, Sendable, Hashable {
     public let rawValue: Int
     public init(rawValue: Int) { self.rawValue = rawValue }
 
-    /// `annotations.json` (COCO) over every input of the folder's journal.
+    /// `annotations.json` (COCO) over every input of the folder's journal (a video's: every detected frame).
     public static let coco = DetectionOutputs(rawValue: 1 << 0)
-    /// `labels/<name>.txt` (YOLO) per input.
+    /// `labels/<name>.txt` (YOLO) per input (a video's: per detected frame).
     public static let yolo = DetectionOutputs(rawValue: 1 << 1)
     /// `annotated/<name>.jpg` per input, drawn on the cluster.
     public static let annotated = DetectionOutputs(rawValue: 1 << 2)

@@ -113,6 +113,10 @@ public struct VideoRun: Sendable {
     /// The session's folder on the head node. Default nil: a new folder under its temp directory, removed (with
     /// the uploaded copy) once the run has downloaded the outputs.
     public var clusterOutput: String?
+    /// Label files made from the frames' lines at the end, in ``output``: ``DetectionOutputs/coco``
+    /// (`annotations.json`) and ``DetectionOutputs/yolo`` (`labels/`), each frame named as a frame extractor names
+    /// it (``frameFileName(_:)``). Default none; the others are ``VideoOptions``' (annotated video, report).
+    public var exports: DetectionOutputs = []
     /// How long a poll waits on the cluster for new frames. Default 0.5 s.
     public var pollWait: Duration = .milliseconds(500)
     /// RayLAN's folder on this machine, where a local file's upload record is kept (`uploads/<sha256>.json`: the
@@ -245,6 +249,7 @@ public struct VideoRun: Sendable {
                 where file.name != upload?.fileName && file.name != DetectionJournal.name {
                     events(.downloaded(try await session.download(file, into: output)))
                 }
+                for file in try writeExports(into: output, summary: counted) { events(.wrote(file)) }
             }
             await session.close(stopping: false)
             if let upload { await upload.release(via: gateway) }
@@ -326,5 +331,50 @@ public struct VideoRun: Sendable {
             default: line = nil
             }
         }
+    }
+}
+
+extension VideoRun {
+    /// A frame's name in the label files: `frame_000012.jpg` for frame 12, the source's own frame number (with a
+    /// stride too), as `ffmpeg -i clip.mp4 -start_number 0 frame_%06d.jpg` names the extracted frames, so that an
+    /// annotation tool pairs the labels with them.
+    public static func frameFileName(_ frame: Int) -> String {
+        let digits = String(frame)
+        return "frame_" + String(repeating: "0", count: max(0, 6 - digits.count)) + digits + ".jpg"
+    }
+
+    /// Writes ``exports`` from the frames' lines of the local journal in `output`, each frame a record of the
+    /// source's size (`summary`'s): COCO with each box's `track_id` where the frames were tracked, and a YOLO
+    /// file per frame (empty for a frame without boxes, as YOLO has it). A frame the model failed on is left out.
+    /// Returns what it wrote (the `labels/` folder once).
+    func writeExports(into output: URL, summary: VideoSummary) throws -> [URL] {
+        guard !exports.isDisjoint(with: [.coco, .yolo]) else { return [] }
+        guard let width = summary.width, let height = summary.height else { return [] }
+        let text =
+            (try? String(contentsOf: output.appendingPathComponent(DetectionJournal.name), encoding: .utf8)) ?? ""
+        let decoder = JSONDecoder()
+        let records = text.split(separator: "\n").compactMap { line -> DetectionRecord? in
+            guard let frame = try? decoder.decode(FrameResult.self, from: Data(line.utf8)), frame.error == nil else {
+                return nil
+            }
+            let result = DetectionResult(
+                model: service.application, image: .init(width: width, height: height, format: "jpeg"),
+                detections: frame.detections, batchSize: 0, timingsMs: [:])
+            return DetectionRecord(path: Self.frameFileName(frame.frame), result: result)
+        }
+        var written: [URL] = []
+        if exports.contains(.coco) {
+            let coco = try DetectionExports.coco(records, classNames: [:])
+            written.append(try DetectionExports.write(coco, to: "annotations.json", in: output))
+        }
+        if exports.contains(.yolo) {
+            for record in records {
+                guard let result = record.result else { continue }
+                let name = (record.path as NSString).deletingPathExtension + ".txt"
+                try DetectionExports.write(Data(DetectionExports.yolo(result).utf8), to: "labels/" + name, in: output)
+            }
+            written.append(output.appendingPathComponent("labels", isDirectory: true))
+        }
+        return written
     }
 }

@@ -7,8 +7,8 @@ import RayLANGateway
 /// machine through a detection service, with a bounded number of requests in flight; images on the cluster's disks
 /// (``ClusterDatasetRun``); a video or a live stream (``VideoRun``). Into an output folder: `detections.jsonl` (one
 /// line per input or frame: its result or a named error; for images also the journal that ``resume`` reads), and
-/// on request COCO `annotations.json`, YOLO `labels/*.txt`, `annotated/*.jpg` (a video's `annotated.mp4`) and
-/// `report.html` (a video's `report.json`). Every source reports the same ``DetectionEvent``s and ends with the
+/// on request COCO `annotations.json`, YOLO `labels/*.txt` (a video's per frame, ``VideoRun/frameFileName(_:)``),
+/// `annotated/*.jpg` (a video's `annotated.mp4`) and `report.html` (a video's `report.json`). Every source reports the same ``DetectionEvent``s and ends with the
 /// same ``DetectionSummary``.
 ///
 /// ```swift
@@ -42,8 +42,8 @@ public struct DetectionRun: Sendable {
         /// ``clusterOutput``) and downloaded to ``output``.
         case onCluster([String], ClusterDatasetRun.Settings = ClusterDatasetRun.Settings())
         /// A video file (here or on the cluster's disks) or a live stream, decoded on the cluster and detected by
-        /// the service (``VideoRun``). Its conf, IoU, classes, annotate and report are the run's ``options`` and
-        /// ``outputs``; `detections.jsonl` is written here frame by frame.
+        /// the service (``VideoRun``). Its conf, IoU, classes, annotate, report, COCO and YOLO are the run's
+        /// ``options`` and ``outputs``; `detections.jsonl` is written here frame by frame.
         case video(VideoSource, VideoOptions = VideoOptions())
     }
 
@@ -192,17 +192,14 @@ public struct DetectionRun: Sendable {
                 .invalidSource, "A video or stream does not resume",
                 remedy: "Run it again without resume; its journal is started afresh (the last one kept as .1).")
         }
-        if !outputs.isDisjoint(with: [.coco, .yolo]) {
-            throw OnClusterError(
-                .invalidSource, "COCO and YOLO files are made for images, not for a video",
-                remedy: "Leave them out: a video's detections.jsonl has every frame's boxes.")
-        }
         var options = options
         options.detection = self.options
         options.annotate = outputs.contains(.annotated)
         options.report = outputs.contains(.report)
-        return VideoRun(
+        var run = VideoRun(
             source: video, service: service, options: options, key: key, output: output, clusterOutput: clusterOutput)
+        run.exports = outputs.intersection([.coco, .yolo])
+        return run
     }
 
     /// A run of image files on this machine.
