@@ -496,6 +496,8 @@ class DatasetSession(Session):
         self.actors = actors
         self.gpus_per_actor = gpus_per_actor
         self.cpus_per_actor = float(cpus_per_actor) if cpus_per_actor is not None else None
+        #: Each line's `run` (settings()), set when the journal is opened: hashing the model waits until then.
+        self.run_settings: dict | None = None
 
     def describe(self) -> dict:
         return {**super().describe(), "model": self.model_id, "patterns": len(self.patterns)}

@@ -8,8 +8,8 @@ import RayLANGateway
 /// (``ClusterDatasetRun``); a video or a live stream (``VideoRun``). Into an output folder: `detections.jsonl` (one
 /// line per input or frame: its result or a named error; for images also the journal that ``resume`` reads), and
 /// on request COCO `annotations.json`, YOLO `labels/*.txt` (a video's per frame, ``VideoRun/frameFileName(_:)``),
-/// `annotated/*.jpg` (a video's `annotated.mp4`) and `report.html` (a video's `report.json`). Every source reports the same ``DetectionEvent``s and ends with the
-/// same ``DetectionSummary``.
+/// `annotated/*.jpg` (a video's `annotated.mp4`) and `report.html` (a video's `report.json`). Every source reports
+/// the same ``DetectionEvent``s and ends with the same ``DetectionSummary``.
 ///
 /// ```swift
 /// try await RayCluster.withConnection(to: ClusterAddress(parsing: "192.168.1.130")) { cluster in
