@@ -175,6 +175,7 @@ extension RayClusterTests.Main {
                 ),
                 (["detect", "clip.mp4", "--batch-size", "65"], "--batch-size must be a whole number from 1 to 64"),
                 (["serve", "deploy", "--port", "70000"], "--port must be a whole number from 1 to 65535"),
+                (["up", "--head", "--bind", "127.0.0.1"], "--bind 127.0.0.1 is this host's loopback"),
             ])
         func badInput(arguments: [String], expected: String) async throws {
             let home = try TestEnvironment.makeTemporaryDirectory("raylan-home")

@@ -113,6 +113,8 @@ public struct HostNode: Sendable, Codable {
             stale.file = stateFile(in: directory)
             progress(stale.description)
         }
+        // A --bind that cannot serve is refused before anything is run or printed.
+        if let bind = configuration.bind { try check(bind: bind) }
         let versions = try await configuration.environment.versions()
         progress("Ray \(versions.ray), Python \(versions.python) from \(configuration.environment.rayExecutable)")
         let node: HostNode
@@ -377,16 +379,30 @@ public struct HostNode: Sendable, Codable {
         return (plan, environment)
     }
 
+    /// Refuses a `--bind` that no other host can reach (loopback: the head's TLS front would also collide with
+    /// Ray's own ports there) or that is not an address of this host.
+    static func check(bind: String) throws {
+        if HostNetwork.isLoopback(bind) {
+            throw HostNodeError(
+                .invalidArgument, "--bind \(bind) is this host's loopback, which no other host reaches",
+                remedy:
+                    "Pass this host's LAN address, or leave --bind out; for a cluster on this machine only, leave out "
+                    + "--address (RayLAN's embedded local Ray).")
+        }
+        let addresses = HostNetwork.interfaces().map(\.address)
+        guard addresses.contains(bind) else {
+            throw HostNodeError(
+                .invalidArgument,
+                "--bind \(bind) is not an address of this host (it has \(addresses.joined(separator: ", ")))",
+                remedy: "Pass one of this host's LAN addresses, or leave --bind out.")
+        }
+    }
+
     /// `bind` when it is an address of this host; else the address facing `peer` (or the LAN).
     static func nodeAddress(bind: String?, toward peer: String?) throws -> String {
         let addresses = HostNetwork.interfaces().map(\.address)
         if let bind {
-            guard addresses.contains(bind) else {
-                throw HostNodeError(
-                    .invalidArgument,
-                    "--bind \(bind) is not an address of this host (it has \(addresses.joined(separator: ", ")))",
-                    remedy: "Pass one of this host's LAN addresses, or leave --bind out.")
-            }
+            try check(bind: bind)
             return bind
         }
         let found = peer.flatMap(HostNetwork.sourceAddress(toward:)) ?? HostNetwork.lanAddress()
