@@ -98,13 +98,43 @@ def has_magic(pattern: str) -> bool:
 
 def walk_images(folder: str) -> list[str]:
     """The images under a folder, recursively, sorted; hidden files and folders (".DS_Store", "._x.jpg" that
-    macOS leaves on SMB shares) left out."""
+    macOS leaves on SMB shares) left out. Symlinked folders are followed, each folder once (a link loop ends), as
+    the Swift client walks a folder it streams."""
     found = []
-    for root, folders, files in os.walk(folder):
+    visited: set[tuple[int, int]] = set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        try:
+            info = os.stat(root)
+        except OSError:
+            info = None
+        if info is not None and (info.st_dev, info.st_ino) in visited:
+            folders[:] = []
+            continue
+        if info is not None:
+            visited.add((info.st_dev, info.st_ino))
         folders[:] = sorted(name for name in folders if not name.startswith("."))
         found.extend(os.path.join(root, name) for name in sorted(files)
                      if not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES))
     return found
+
+
+def repeats(matches: list[list[str]]) -> dict[str, str]:
+    """The paths, over every pattern's files in order, that name a file an earlier path named (two spellings, a
+    symlink or a hard link: the same device and inode), each with that first path. The run detects each file
+    once, under its first path, as the Swift client's DetectionInput.expand does."""
+    first: dict[tuple[int, int], str] = {}
+    out: dict[str, str] = {}
+    for files in matches:
+        for path in files:
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            key = (info.st_dev, info.st_ino)
+            if key in first and first[key] != path:
+                out[path] = first[key]
+            first.setdefault(key, path)
+    return out
 
 
 def expand(pattern: str) -> list[str]:
@@ -130,7 +160,8 @@ def list_inputs(patterns: list[str], model: str) -> dict:
     """Runs on one node: each input's files there, and whether the model is there."""
     import ray
 
-    return {"ip": ray.util.get_node_ip_address(), "matches": [expand(pattern) for pattern in patterns],
+    matches = [expand(pattern) for pattern in patterns]
+    return {"ip": ray.util.get_node_ip_address(), "matches": matches, "repeats": repeats(matches),
             "model": os.path.isfile(os.path.expanduser(model)), "cwd": os.getcwd()}
 
 
@@ -575,8 +606,11 @@ class DatasetSession(Session):
                 f"working directory, {cwd} on {labels[order[0]]})"),
                 remedy="Give the model as RayLAN uploads it (models/<file>), or put it at the same path on every node.")
         reader_ids = {node["NodeID"] for node in readers}
-        return compare_listings(self.patterns, {labels[node_id]: answers[node_id]["matches"]
-                                                for node_id in order if node_id in reader_ids})
+        files = compare_listings(self.patterns, {labels[node_id]: answers[node_id]["matches"]
+                                                 for node_id in order if node_id in reader_ids})
+        # Each file once, under its first path (the nodes list the same paths: the first reader's view decides).
+        reference = next(node_id for node_id in order if node_id in reader_ids)  # compare_listings found one
+        return [path for path in files if path not in answers[reference]["repeats"]]
 
     # ------------------------------------------------------------------------------------ the journal
     def produced(self, name: str) -> bool:

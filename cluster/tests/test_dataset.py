@@ -15,7 +15,7 @@ import pytest
 import raylan_detect.dataset as dataset
 from raylan_detect.backend import Options
 from raylan_detect.dataset import (DatasetSession, Detector, annotated_names, compare_listings, expand,
-                                   failure_message, plan_nodes, read_files)
+                                   failure_message, plan_nodes, read_files, repeats)
 from raylan_common import contract
 from raylan_detect.session import SessionError
 
@@ -66,6 +66,27 @@ def test_expand_files_folders_and_globs(tmp_path):
     assert expand(str(tmp_path / "**" / "*.jp*g")) == [str(tmp_path / p) for p in ("a/1.jpg", "b/6.jpeg")]
     assert expand(str(tmp_path / "a" / "notes.txt")) == [str(tmp_path / "a" / "notes.txt")]  # named: any suffix
     assert expand(str(tmp_path / "nope")) == [] and expand(str(tmp_path / "nope*")) == []
+
+
+def test_a_symlinked_folder_is_followed_once_and_a_file_reached_twice_is_one_input(tmp_path):
+    """As the Swift client takes a folder it streams: symlinked folders followed, each once (a loop ends); the same
+    file by two paths (a symlink, a hard link) detected once, under the first path."""
+    for name in ("real/1.jpg", "real/deep/2.jpg", "other/3.jpg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    os.symlink(tmp_path / "real", tmp_path / "real" / "deep" / "loop")  # a loop back to the top
+    os.symlink(tmp_path / "other", tmp_path / "real" / "linked")
+    found = expand(str(tmp_path / "real"))
+    assert found == [str(tmp_path / p) for p in ("real/1.jpg", "real/deep/2.jpg", "real/linked/3.jpg")]
+    os.link(tmp_path / "other" / "3.jpg", tmp_path / "other" / "hard.jpg")
+    os.symlink(tmp_path / "real" / "1.jpg", tmp_path / "other" / "soft.jpg")
+    matches = [expand(str(tmp_path / "real")), expand(str(tmp_path / "other")), [str(tmp_path / "real" / "1.jpg")]]
+    first, linked = str(tmp_path / "real/1.jpg"), str(tmp_path / "real/linked/3.jpg")
+    # real/linked is other/: its new names are found through it first.
+    assert repeats(matches) == {str(tmp_path / "real/linked/hard.jpg"): linked,
+                                str(tmp_path / "real/linked/soft.jpg"): first,
+                                str(tmp_path / "other/3.jpg"): linked, str(tmp_path / "other/hard.jpg"): linked,
+                                str(tmp_path / "other/soft.jpg"): first}
 
 
 def test_listings_that_agree_give_each_file_once_in_the_first_nodes_order():
@@ -397,13 +418,16 @@ def local(session):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """The samples in a/, one again in b/ (the same name), a file that is not an image and an empty one."""
+    """The samples in a/, one again in b/ (the same name), a symlink in b/ to one of a/'s, a file that is not an
+    image and an empty one."""
     folder = tmp_path_factory.mktemp("data")
     (folder / "a").mkdir()
     (folder / "b").mkdir()
     for path in SAMPLES:
         shutil.copy(path, folder / "a" / path.name)
     shutil.copy(SAMPLES[0], folder / "b" / SAMPLES[0].name)
+    # The same file as a/'s second sample by another path: detected once, under a/'s path.
+    os.symlink(folder / "a" / SAMPLES[1].name, folder / "b" / "same.jpg")
     (folder / "a" / "broken.jpg").write_bytes(b"this is not an image")
     (folder / "a" / "empty.png").write_bytes(b"")
     (folder / "a" / "notes.txt").write_text("not picked by a folder search")
@@ -509,7 +533,7 @@ def test_stop_mid_run_releases_the_detectors(cluster, tmp_path):
     folder.mkdir()
     for copy in range(20):
         for path in SAMPLES:
-            os.symlink(path, folder / f"{path.stem}_{copy}.jpg")
+            shutil.copy(path, folder / f"{path.stem}_{copy}.jpg")  # copies: a symlink's file is one input
     session = DatasetSession([str(folder)], str(MODEL), out_dir=str(tmp_path / "out"), backend="tensor", batch_size=2)
     session.start()
     cursor, deadline = 0, time.monotonic() + FIRST_ANSWER_S
@@ -602,7 +626,7 @@ def test_a_session_whose_client_is_gone_ends_its_actor_and_detectors(cluster, tm
     folder.mkdir()
     for copy in range(40):
         for path in SAMPLES:
-            os.symlink(path, folder / f"{path.stem}_{copy}.jpg")
+            shutil.copy(path, folder / f"{path.stem}_{copy}.jpg")  # copies: a symlink's file is one input
     out = tmp_path / "out"
     owner = cluster.remote(Owner).options(num_cpus=0, max_concurrency=100).remote()
     try:
