@@ -157,7 +157,8 @@ def expand(pattern: str) -> list[str]:
 
 
 def list_inputs(patterns: list[str], model: str) -> dict:
-    """Runs on one node: each input's files there, and whether the model is there."""
+    """Runs on one node: each input's files there, the paths that repeat a file found earlier (repeats), and
+    whether the model is there."""
     import ray
 
     matches = [expand(pattern) for pattern in patterns]
