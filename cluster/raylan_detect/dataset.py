@@ -156,13 +156,14 @@ def expand(pattern: str) -> list[str]:
     return []
 
 
-def list_inputs(patterns: list[str], model: str) -> dict:
-    """Runs on one node: each input's files there, the paths that repeat a file found earlier (repeats), and
-    whether the model is there."""
+def list_inputs(patterns: list[str], model: str, find_repeats: bool = False) -> dict:
+    """Runs on one node: each input's files there, with find_repeats the paths that repeat a file found earlier
+    (asked of one node only: every node lists the same paths), and whether the model is there."""
     import ray
 
     matches = [expand(pattern) for pattern in patterns]
-    return {"ip": ray.util.get_node_ip_address(), "matches": matches, "repeats": repeats(matches),
+    return {"ip": ray.util.get_node_ip_address(), "matches": matches,
+            "repeats": repeats(matches) if find_repeats else {},
             "model": os.path.isfile(os.path.expanduser(model)), "cwd": os.getcwd()}
 
 
@@ -384,6 +385,7 @@ class Detector:
         self.backend, self.reason = self.runner.backend, self.runner.reason
         self.options = Options(conf=conf, iou=iou, classes=tuple(classes) if classes else None, annotate=annotate)
         self.node = ray.util.get_node_ip_address()
+        self.model_id = Path(model).stem
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         count = len(batch["path"])
@@ -398,8 +400,9 @@ class Detector:
         return self.rows(batch, self.runner.run(items, self.options), nodes)
 
     def rows(self, batch: dict[str, np.ndarray], outcomes: list[Any], nodes: list[str]) -> dict[str, np.ndarray]:
-        """One row per file: what the session writes. Detections travel as JSON text (a flat Arrow schema), with
-        the number of images the model predicted together (batch_size) and its timings per image."""
+        """One row per file: what the session writes. Each result travels as the JSON text of its record's
+        `result` (a flat Arrow schema): the detections, the number of images the model predicted together
+        (batch_size) and its timings per image."""
         result, error, annotated = [], [], []
         for outcome in outcomes:
             if isinstance(outcome, ImageError):
@@ -408,10 +411,9 @@ class Detector:
                 annotated.append(b"")
             else:
                 image, prediction = outcome
-                result.append(json.dumps({"image": {"width": image.width, "height": image.height,
-                                                    "format": image.format},
-                                          "detections": prediction.detections, "batch_size": prediction.batch_size,
-                                          "timings_ms": prediction.timings_ms}))
+                result.append(json.dumps(contract.detection_result(
+                    self.model_id, contract.image(image.width, image.height, image.format), prediction.detections,
+                    prediction.batch_size, prediction.timings_ms)))
                 error.append("")
                 annotated.append(prediction.annotated_jpeg or b"")
         count = len(outcomes)
@@ -571,8 +573,12 @@ class DatasetSession(Session):
         order = sorted(everyone, key=lambda node_id: (node_id != here, everyone[node_id]["NodeManagerAddress"]))
         labels = node_labels([everyone[node_id] for node_id in order])
         lister = ray.remote(list_inputs)
+        reader_ids = {node["NodeID"] for node in readers}
+        # The first reader's view decides which paths repeat a file (every node lists the same paths).
+        reference = next((node_id for node_id in order if node_id in reader_ids), None)
         pending = {lister.options(num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
-            node_id, soft=False)).remote(self.patterns, self.model): node_id for node_id in order}
+            node_id, soft=False)).remote(self.patterns, self.model, node_id == reference): node_id
+            for node_id in order}
         answers: dict[str, dict] = {}
         deadline = time.monotonic() + LIST_TIMEOUT_S
         while pending and not self.stopping.is_set():
@@ -606,11 +612,9 @@ class DatasetSession(Session):
                 f"the model {self.model} {where} {join_nodes(lacking)} (a relative path is read from RayLAN's "
                 f"working directory, {cwd} on {labels[order[0]]})"),
                 remedy="Give the model as RayLAN uploads it (models/<file>), or put it at the same path on every node.")
-        reader_ids = {node["NodeID"] for node in readers}
         files = compare_listings(self.patterns, {labels[node_id]: answers[node_id]["matches"]
                                                  for node_id in order if node_id in reader_ids})
-        # Each file once, under its first path (the nodes list the same paths: the first reader's view decides).
-        reference = next(node_id for node_id in order if node_id in reader_ids)  # compare_listings found one
+        # Each file once, under its first path (compare_listings found a reader, so there is a reference).
         return [path for path in files if path not in answers[reference]["repeats"]]
 
     # ------------------------------------------------------------------------------------ the journal
@@ -806,8 +810,6 @@ class DatasetSession(Session):
                 name = clashing.get(path) or f"{Path(path).stem}.jpg"
                 (self.out_dir / ANNOTATED / name).write_bytes(bytes(annotated))
                 written = f"{ANNOTATED}/{name}"
-            result = contract.detection_result(self.model_id, result["image"], result["detections"],
-                                               result["batch_size"], result["timings_ms"])
             line = contract.detection_record(path, self.run_settings, result, node=node, annotated=written)
             counts["succeeded"] += 1
             backends.setdefault(node, (str(batch["backend"][row]), str(batch["reason"][row])))

@@ -79,6 +79,18 @@ public enum DetectionExports {
         return written
     }
 
+    /// Writes a YOLO label file for each record with a result, at `relativePath(record)` in `folder` (e.g.
+    /// `labels/<name>.txt`); returns the `labels/` folder, once.
+    static func writeLabels(
+        _ records: [DetectionRecord], in folder: URL, relativePath: (DetectionRecord) -> String
+    ) throws -> URL {
+        for record in records {
+            guard let result = record.result else { continue }
+            try write(Data(yolo(result).utf8), to: relativePath(record), in: folder)
+        }
+        return folder.appendingPathComponent("labels", isDirectory: true)
+    }
+
     /// Where an input's own output goes, relative to the output folder: `folder/<name>.<extension>`, distinct
     /// for distinct paths.
     ///

@@ -216,14 +216,10 @@ extension ClusterDatasetRun {
                 return relative
             }, elapsed: seconds)
         if exports.contains(.yolo) {
-            for record in records {
-                guard let result = record.result else { continue }
-                try DetectionExports.write(
-                    Data(DetectionExports.yolo(result).utf8),
-                    to: DetectionExports.outputPath(of: record.path, in: "labels", extension: "txt"), in: output)
-            }
-            // The folder, not a line per file.
-            written.append(output.appendingPathComponent("labels", isDirectory: true))
+            written.append(
+                try DetectionExports.writeLabels(records, in: output) {
+                    DetectionExports.outputPath(of: $0.path, in: "labels", extension: "txt")
+                })
         }
         return written
     }

@@ -362,18 +362,14 @@ extension VideoRun {
                 detections: frame.detections, batchSize: 0, timingsMs: [:])
             return DetectionRecord(path: Self.frameFileName(frame.frame), result: result)
         }
-        var written: [URL] = []
-        if exports.contains(.coco) {
-            let coco = try DetectionExports.coco(records, classNames: [:])
-            written.append(try DetectionExports.write(coco, to: "annotations.json", in: output))
-        }
+        // The run's own files of a video are its annotated.mp4 and report.json: only COCO comes from here.
+        var written = try DetectionExports.writeRunFiles(
+            records, exports.intersection(.coco), in: output, imageLink: { _ in nil }, elapsed: summary.seconds)
         if exports.contains(.yolo) {
-            for record in records {
-                guard let result = record.result else { continue }
-                let name = (record.path as NSString).deletingPathExtension + ".txt"
-                try DetectionExports.write(Data(DetectionExports.yolo(result).utf8), to: "labels/" + name, in: output)
-            }
-            written.append(output.appendingPathComponent("labels", isDirectory: true))
+            written.append(
+                try DetectionExports.writeLabels(records, in: output) {
+                    "labels/" + ($0.path as NSString).deletingPathExtension + ".txt"
+                })
         }
         return written
     }

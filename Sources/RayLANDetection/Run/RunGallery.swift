@@ -191,27 +191,22 @@ public actor RunGallery {
         guard let record = try? decoder.decode(DetectionRecord.self, from: line),
             record.result != nil || record.error != nil
         else { return }
-        // A file read on the cluster has its node (its picture is its annotated copy); a streamed one has none.
-        guard record.node == nil else { return add(record) }
-        let picture =
-            record.path.hasPrefix("/")
-            ? URL(fileURLWithPath: record.path) : inputRoot.appendingPathComponent(record.path).standardizedFileURL
-        add(
-            Entry(
-                index: 0, name: record.path, width: record.result?.image.width,
-                height: record.result?.image.height, detections: record.result?.detections ?? [],
-                error: record.error, hasImage: false, boxesDrawn: false, version: 0),
-            picture: picture)
+        add(record)
     }
 
-    /// An `--on-cluster` run's line: its picture is its annotated copy, by a plain name that stays in the folder.
+    /// A record's entry and picture: a streamed input's own file; a file read on the cluster (it has its node)
+    /// its annotated copy, by a plain name that stays in the folder.
     private func add(_ record: DetectionRecord) {
         var entry = Entry(
             index: 0, name: record.path, width: record.result?.image.width, height: record.result?.image.height,
             detections: record.result?.detections ?? [], error: record.error, hasImage: false, boxesDrawn: false,
             version: 0)
         var picture: URL?
-        if let relative = record.annotated, DownloadTarget.problem(with: relative) == nil {
+        if record.node == nil {
+            picture =
+                record.path.hasPrefix("/")
+                ? URL(fileURLWithPath: record.path) : inputRoot.appendingPathComponent(record.path).standardizedFileURL
+        } else if let relative = record.annotated, DownloadTarget.problem(with: relative) == nil {
             let url = folder.appendingPathComponent(relative)
             if url.resolvingSymlinksInPath().path.hasPrefix(folder.resolvingSymlinksInPath().path + "/") {
                 picture = url
